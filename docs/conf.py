@@ -1,0 +1,34 @@
+"""Sphinx configuration for the taskgraph-images documentation."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(".."))
+
+project = "taskgraph-images"
+author = "The taskgraph-images developers"
+copyright = "2026, The taskgraph-images developers"  # noqa: A001
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.viewcode",
+    "myst_parser",
+]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build"]
+root_doc = "index"
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_default_options = {"members": True, "undoc-members": False}
+# Types named in annotations that Sphinx cannot (or need not) resolve.
+nitpicky = False
+suppress_warnings = ["myst.header"]
+
+intersphinx_mapping: dict[str, tuple[str, str | None]] = {}
+
+html_theme = "alabaster"
+html_title = "taskgraph-images"

@@ -1,0 +1,186 @@
+"""A small, pure parser for the parts of a Dockerfile this library needs.
+
+Grammar understood (everything else is carried through untouched)::
+
+    dockerfile  := line*
+    line        := directive | instruction | comment | blank
+    directive   := "# %include" SP path          ; repository file or folder
+                 | "# %ARG" SP NAME               ; value from the kind config
+    instruction := KEYWORD args ("\\" NEWLINE args)*   ; continuation lines join
+    FROM        := "FROM" ("--platform=" X)? REF ("AS" STAGE)?
+    ARG         := "ARG" NAME ("=" DEFAULT)?     ; before the first FROM: usable in FROM
+
+Keywords are case-insensitive. ``# %ARG NAME`` makes ``$NAME`` and ``${NAME}``
+in the lines below it stand for the configured value (the directive line
+itself is dropped from the processed text). Parsing returns plain values and
+raises :class:`~taskgraph_images.errors.DockerfileError` naming the file and
+line; it never touches the file system.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Mapping, NamedTuple, Optional
+
+from taskgraph_images.errors import DockerfileError
+
+__all__ = ["FromLine", "ParsedDockerfile", "parse", "substitute_args"]
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+_INCLUDE = "# %include"
+_ARG_DIRECTIVE = "# %ARG"
+
+
+class FromLine(NamedTuple):
+    """One ``FROM`` instruction: its reference as written and as resolved."""
+
+    lineno: int
+    raw: str  # the reference as written, e.g. "$DOCKER_IMAGE_PARENT"
+    ref: str  # after substituting ARGs declared before the first FROM
+    stage: Optional[str]  # the "AS name", lower-cased, or None
+    platform: Optional[str]
+
+
+class ParsedDockerfile(NamedTuple):
+    """What :func:`parse` found in one Dockerfile."""
+
+    froms: tuple[FromLine, ...]
+    includes: tuple[tuple[int, str], ...]  # (line number, path) of "# %include"
+    arg_directives: tuple[tuple[int, str], ...]  # (line number, NAME) of "# %ARG"
+    text: str  # the processed text: "# %ARG" lines dropped, $NAME substituted
+
+
+def _substitute(text: str, values: Mapping[str, str]) -> str:
+    def repl(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        return values.get(name, m.group(0))
+
+    return _VAR.sub(repl, text)
+
+
+def substitute_args(text: str, values: Mapping[str, str]) -> str:
+    """Replace ``$NAME`` and ``${NAME}`` for each NAME in ``values``; leave others."""
+    return _substitute(text, values) if values else text
+
+
+def parse(
+    text: str,
+    *,
+    source: str = "Dockerfile",
+    args: Optional[Mapping[str, str]] = None,
+) -> ParsedDockerfile:
+    """Parse Dockerfile ``text``; ``source`` names it in error messages.
+
+    ``args`` are the kind config's values for ``# %ARG`` directives. A
+    directive whose value is missing raises :class:`DockerfileError`.
+    """
+    args = dict(args or {})
+    active: dict[str, str] = {}  # "# %ARG" values in force from here on
+    pre_from_args: dict[str, str] = {}
+    froms: list[FromLine] = []
+    includes: list[tuple[int, str]] = []
+    directives: list[tuple[int, str]] = []
+    out: list[str] = []
+
+    lines = text.splitlines(keepends=True)
+    i = 0
+    while i < len(lines):
+        lineno = i + 1
+        line = lines[i]
+        i += 1
+        stripped = line.strip()
+        if stripped.startswith(_ARG_DIRECTIVE) and (
+            len(stripped) == len(_ARG_DIRECTIVE) or stripped[len(_ARG_DIRECTIVE)].isspace()
+        ):
+            name = stripped[len(_ARG_DIRECTIVE) :].strip()
+            if not _NAME.match(name):
+                raise DockerfileError(f"{source}:{lineno}: '# %ARG' needs one NAME, got {name!r}")
+            if name not in args:
+                raise DockerfileError(
+                    f"{source}:{lineno}: no value for '# %ARG {name}': "
+                    f"set args: {{{name}: ...}} for this image in the kind config"
+                )
+            directives.append((lineno, name))
+            active[name] = args[name]
+            continue
+        line = substitute_args(line, active)
+        stripped = line.strip()
+        if stripped.startswith(_INCLUDE) and (
+            len(stripped) == len(_INCLUDE) or stripped[len(_INCLUDE)].isspace()
+        ):
+            path = stripped[len(_INCLUDE) :].strip()
+            if not path:
+                raise DockerfileError(f"{source}:{lineno}: '# %include' needs a path")
+            includes.append((lineno, path))
+            out.append(line)
+            continue
+        if not stripped or stripped.startswith("#"):
+            out.append(line)
+            continue
+        # An instruction, possibly continued over several lines.
+        logical = [line]
+        while logical[-1].rstrip("\r\n").rstrip().endswith("\\") and i < len(lines):
+            nxt = substitute_args(lines[i], active)
+            i += 1
+            logical.append(nxt)
+        out.extend(logical)
+        joined = " ".join(
+            part.rstrip("\r\n").rstrip().removesuffix("\\").strip()
+            for part in logical
+            if not part.strip().startswith("#")
+        )
+        words = joined.split()
+        if not words:
+            continue
+        keyword = words[0].upper()
+        if keyword == "ARG" and not froms:
+            for word in words[1:]:
+                key, sep, default = word.partition("=")
+                if _NAME.match(key):
+                    if sep:
+                        pre_from_args[key] = default.strip("\"'")
+                    else:
+                        pre_from_args.setdefault(key, "")
+        elif keyword == "FROM":
+            froms.append(_parse_from(words[1:], lineno, source, pre_from_args))
+
+    if not froms:
+        raise DockerfileError(f"{source}: no FROM instruction")
+    return ParsedDockerfile(
+        froms=tuple(froms),
+        includes=tuple(includes),
+        arg_directives=tuple(directives),
+        text="".join(out),
+    )
+
+
+def _parse_from(
+    words: list[str], lineno: int, source: str, pre_from_args: Mapping[str, str]
+) -> FromLine:
+    platform: Optional[str] = None
+    rest = list(words)
+    while rest and rest[0].startswith("--"):
+        flag = rest.pop(0)
+        if flag.startswith("--platform="):
+            platform = flag.split("=", 1)[1]
+        else:
+            raise DockerfileError(f"{source}:{lineno}: FROM has an unknown flag {flag!r}")
+    stage: Optional[str] = None
+    if len(rest) == 3 and rest[1].upper() == "AS":
+        stage = rest[2].lower()
+        rest = rest[:1]
+    if len(rest) != 1:
+        raise DockerfileError(
+            f"{source}:{lineno}: FROM takes one image reference "
+            f"(optionally '--platform=P' and 'AS name'), got {' '.join(words)!r}"
+        )
+    raw = rest[0]
+    known = {k: v for k, v in pre_from_args.items() if v}
+    return FromLine(
+        lineno=lineno,
+        raw=raw,
+        ref=substitute_args(raw, known),
+        stage=stage,
+        platform=platform,
+    )

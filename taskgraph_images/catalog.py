@@ -1,0 +1,513 @@
+"""The image catalog: image folders, their versions, registries and parents.
+
+A repository keeps one folder per image under an images folder (by default
+``taskcluster/docker``): a ``Dockerfile``, an optional ``VERSION`` (which makes
+it a *prebuilt* image, pushed to a registry) and ``REGISTRY`` (else the images
+folder's default ``REGISTRY``), and optional ``.env`` files. An optional
+``docker-image`` kind config adds parents, ``# %ARG`` values and treeherder
+symbols (see :mod:`taskgraph_images.kindconfig`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Iterator, Mapping, Optional, Union
+
+import attrs
+
+from taskgraph_images import _dockerfile
+from taskgraph_images.context import (
+    ContextFile,
+    FileHasher,
+    file_sha256,
+    hash_files,
+    list_context,
+    list_tree,
+)
+from taskgraph_images.digest import image_digest
+from taskgraph_images.errors import CatalogError, DockerfileError
+from taskgraph_images.kindconfig import ImageConfig, find_kind_config, load_kind_config
+
+__all__ = ["DEFAULT_IMAGES_DIR", "Image", "ImageCatalog", "validate_image_name"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+DEFAULT_IMAGES_DIR = "taskcluster/docker"
+_AUTO = "auto"
+
+IMAGE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
+# Docker's tag grammar.
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+# Docker's repository grammar, without the final image name: an optional
+# domain (it has a '.' or a ':' or is localhost) and lower-case path components.
+_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
+_DOMAIN = re.compile(
+    r"(?:localhost|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)(?::[0-9]+)?\Z"
+)
+_PARENT_VARS = ("$DOCKER_IMAGE_PARENT", "${DOCKER_IMAGE_PARENT}")
+
+
+def validate_image_name(name: str) -> str:
+    """Return ``name`` if it is a valid image name, else raise :class:`CatalogError`.
+
+    Names are ``[a-z0-9][a-z0-9_-]*``, so they can never put a ``.`` into an
+    index namespace.
+    """
+    if not IMAGE_NAME.match(name):
+        raise CatalogError(
+            f"{name!r} is not a valid image name: use lower-case letters, digits, '-' and '_', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+@attrs.frozen
+class Image:
+    """One image of the catalog (a value: compare, hash and ``evolve`` it)."""
+
+    #: The image's name (its folder's name, or its kind config task name).
+    name: str
+    #: The image folder relative to the repository root, ``/``-separated.
+    path: str
+    #: The ``VERSION`` file's content, stripped; ``None`` for a task image.
+    version: Optional[str]
+    #: The image's ``REGISTRY``, else the images folder's default, else ``None``.
+    registry: Optional[str]
+    #: The in-tree image the ``FROM`` of the image names first, or ``None``.
+    parent: Optional[str]
+    #: The final stage's ``FROM`` reference, as written.
+    base: str
+    #: ``.env`` files of the folder, relative to the repository root.
+    env_files: tuple[str, ...] = ()
+    #: Every in-tree image any ``FROM`` (or the kind config) names, in order.
+    parents: tuple[str, ...] = ()
+    #: Every ``FROM`` reference, as written, in order.
+    bases: tuple[str, ...] = ()
+    #: ``# %ARG`` values from the kind config, sorted by name.
+    args: tuple[tuple[str, str], ...] = ()
+    #: ``# %include`` paths, relative to the repository root.
+    includes: tuple[str, ...] = ()
+    #: Treeherder symbol from the kind config, if any.
+    symbol: Optional[str] = None
+    #: The parent the kind config names (``FROM $DOCKER_IMAGE_PARENT``), if any.
+    config_parent: Optional[str] = None
+
+    @property
+    def prebuilt(self) -> bool:
+        """True for an image with a ``VERSION``: pushed to a registry, not built per push."""
+        return self.version is not None
+
+    @property
+    def dockerfile(self) -> str:
+        """The Dockerfile's path relative to the repository root."""
+        return f"{self.path}/Dockerfile"
+
+    @property
+    def definition(self) -> str:
+        """The image folder's name."""
+        return self.path.rsplit("/", 1)[-1]
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise CatalogError(f"{what} {path} is not UTF-8 text") from e
+    except OSError as e:
+        raise CatalogError(f"cannot read {what} {path}: {e.strerror}") from e
+
+
+def _read_version(path: str) -> Optional[str]:
+    if not os.path.lexists(path):
+        return None
+    value = _read_text(path, "VERSION file").strip()
+    if not value:
+        raise CatalogError(f"VERSION file {path} is empty: write a Docker tag such as 1.0")
+    if not _TAG.match(value):
+        raise CatalogError(f"VERSION file {path} holds {value!r}, which is not a valid Docker tag")
+    return value
+
+
+def _valid_registry(value: str) -> bool:
+    first, _, rest = value.partition("/")
+    if "." in first or ":" in first or first == "localhost":
+        if not _DOMAIN.match(first):
+            return False
+        components = rest.split("/") if rest else []
+    else:
+        components = value.split("/")
+    return all(_COMPONENT.match(c) for c in components)
+
+
+def _read_registry(path: str) -> Optional[str]:
+    if not os.path.lexists(path):
+        return None
+    value = _read_text(path, "REGISTRY file").strip()
+    if not value:
+        raise CatalogError(f"REGISTRY file {path} is empty: write a registry such as taskcluster")
+    if not _valid_registry(value):
+        raise CatalogError(
+            f"REGISTRY file {path} holds {value!r}, which is not a valid registry/repository prefix"
+        )
+    return value
+
+
+class ImageCatalog:
+    """The images of one repository; load it with :meth:`load`.
+
+    A catalog is a snapshot of the tree at load time. Context hashes and
+    digests are computed on first use and kept for the catalog's lifetime.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        images_dir: str,
+        images: Mapping[str, Image],
+        *,
+        kind_config: Optional[str] = None,
+        hasher: FileHasher = file_sha256,
+    ) -> None:
+        self.root = root
+        self.images_dir = images_dir
+        self.kind_config = kind_config
+        self._images = dict(sorted(images.items()))
+        self._hasher = hasher
+        self._context_hashes: dict[str, str] = {}
+        self._digests: dict[str, str] = {}
+        self._order = _topological_order(self._images)
+
+    # -- loading -------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        root: PathLike,
+        images_dir: str = DEFAULT_IMAGES_DIR,
+        *,
+        kind_config: Optional[PathLike] = _AUTO,
+        hasher: FileHasher = file_sha256,
+    ) -> ImageCatalog:
+        """Read every image folder directly under ``root/images_dir``.
+
+        ``kind_config`` is a kind config path (relative paths are taken from
+        ``root``), ``"auto"`` (look at :data:`~taskgraph_images.kindconfig.KIND_CONFIG_PATHS`)
+        or ``None``/``"none"`` (ignore any). With a kind config, the catalog
+        holds exactly its tasks; without one, every folder that has a
+        ``Dockerfile`` (others are skipped quietly).
+
+        :raises CatalogError: naming the folder, file or value at fault.
+        """
+        root_s = os.path.abspath(os.fspath(root))
+        images_dir = images_dir.strip("/").replace(os.sep, "/")
+        folder = os.path.join(root_s, *images_dir.split("/"))
+        if not os.path.isdir(folder):
+            raise CatalogError(f"images folder {images_dir!r} does not exist under {root_s}")
+        default_registry = _read_registry(os.path.join(folder, "REGISTRY"))
+
+        config_path: Optional[str] = None
+        if kind_config is not None and os.fspath(kind_config) not in ("none", ""):
+            if os.fspath(kind_config) == _AUTO:
+                config_path = find_kind_config(root_s)
+            else:
+                config_path = os.path.join(root_s, os.fspath(kind_config))
+                if not os.path.isfile(config_path):
+                    raise CatalogError(f"kind config {os.fspath(kind_config)} does not exist")
+        configs: Optional[dict[str, ImageConfig]] = None
+        if config_path is not None:
+            configs = load_kind_config(config_path)
+
+        entries: list[tuple[str, str, Optional[ImageConfig]]] = []
+        if configs is None:
+            try:
+                names = sorted(os.listdir(folder))
+            except OSError as e:
+                raise CatalogError(f"cannot list images folder {folder}: {e.strerror}") from e
+            for name in names:
+                if os.path.isfile(os.path.join(folder, name, "Dockerfile")):
+                    entries.append((validate_image_name(name), name, None))
+        else:
+            for name, cfg in sorted(configs.items()):
+                validate_image_name(name)
+                where = os.path.join(folder, cfg.definition)
+                if not os.path.isfile(os.path.join(where, "Dockerfile")):
+                    raise CatalogError(
+                        f"kind config {config_path}: image {name!r} names folder "
+                        f"{images_dir}/{cfg.definition}, which has no Dockerfile"
+                    )
+                entries.append((name, cfg.definition, cfg))
+
+        drafts = {
+            name: _draft(root_s, images_dir, name, definition, cfg, default_registry)
+            for name, definition, cfg in entries
+        }
+        images = _resolve_parents(drafts, config_path)
+        rel_config = (
+            os.path.relpath(config_path, root_s).replace(os.sep, "/") if config_path else None
+        )
+        return cls(root_s, images_dir, images, kind_config=rel_config, hasher=hasher)
+
+    # -- mapping protocol -----------------------------------------------------
+
+    def names(self) -> list[str]:
+        """Return the image names, sorted."""
+        return list(self._images)
+
+    def __getitem__(self, name: str) -> Image:
+        try:
+            return self._images[name]
+        except KeyError:
+            raise CatalogError(self._unknown(name)) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._images
+
+    def __iter__(self) -> Iterator[Image]:
+        return iter(self._images.values())
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def __repr__(self) -> str:
+        return f"<ImageCatalog {self.root!r} {self.images_dir!r}: {len(self)} images>"
+
+    def _unknown(self, name: str) -> str:
+        known = ", ".join(self._images) or "none"
+        return f"unknown image {name!r} (known images: {known})"
+
+    # -- references -----------------------------------------------------------
+
+    def docker_image(self, name: str) -> str:
+        """Return ``registry/name:version`` for the prebuilt image ``name``.
+
+        :raises CatalogError: for a task image (no ``VERSION``): it has no
+            registry tag; refer to it by task id instead.
+        """
+        image = self[name]
+        if image.version is None:
+            raise CatalogError(
+                f"image {name!r} is a task image (no VERSION file): it is built per push "
+                "and referenced by task id (task_id_for_image), not by a registry tag"
+            )
+        prefix = f"{image.registry}/" if image.registry else ""
+        return f"{prefix}{name}:{image.version}"
+
+    def local_tag(self, name: str) -> str:
+        """Return the tag a local build gets: the registry tag, or ``name:latest``."""
+        image = self[name]
+        return self.docker_image(name) if image.prebuilt else f"{name}:latest"
+
+    def order(self) -> list[str]:
+        """Return every image name, parents before children (ties by name)."""
+        return list(self._order)
+
+    def ancestors(self, name: str) -> list[str]:
+        """Return the in-tree ancestors of ``name``, nearest parents first."""
+        seen: list[str] = []
+        queue = list(self[name].parents)
+        while queue:
+            current = queue.pop(0)
+            if current not in seen:
+                seen.append(current)
+                queue.extend(self._images[current].parents)
+        return seen
+
+    # -- hashes -----------------------------------------------------------------
+
+    def context_files(self, name: str) -> list[ContextFile]:
+        """Return the files of the image's folder, sorted as the hash sorts them."""
+        return list_context(self.root, self[name].path)
+
+    def include_files(self, name: str) -> list[ContextFile]:
+        """Return the files the image's ``# %include`` lines add, sorted, without repeats."""
+        files: dict[str, ContextFile] = {}
+        for rel in self[name].includes:
+            full = os.path.join(self.root, *rel.split("/"))
+            if os.path.isdir(full):
+                for f in list_tree(self.root, rel, what=f"%include {rel}"):
+                    files[f.relpath] = f
+            else:
+                link = os.readlink(full) if os.path.islink(full) else None
+                executable = os.access(full, os.X_OK)
+                files[rel] = ContextFile(rel, full, link, executable)
+        return sorted(files.values(), key=lambda f: os.fsencode(f.relpath))
+
+    def context_hash(self, name: str) -> str:
+        """Return the seed context hash of the image's folder."""
+        cached = self._context_hashes.get(name)
+        if cached is None:
+            cached = hash_files(self.context_files(name), hasher=self._hasher)
+            self._context_hashes[name] = cached
+        return cached
+
+    def digest(self, name: str) -> str:
+        """Return the key the index uses for ``name`` (see :mod:`taskgraph_images.digest`).
+
+        The seed context hash for an image with no in-tree task-image parent,
+        no includes and no args; otherwise a sha256 that folds in the
+        parents' digests, the included files and the args.
+        """
+        cached = self._digests.get(name)
+        if cached is not None:
+            return cached
+        image = self[name]
+        parents = []
+        for parent in image.parents:
+            parent_image = self._images[parent]
+            if not parent_image.prebuilt:
+                parents.append((parent, self.digest(parent)))
+            elif parent == image.config_parent:
+                # FROM $DOCKER_IMAGE_PARENT: the reference is not in the Dockerfile.
+                parents.append((parent, self.docker_image(parent)))
+        includes = [(f.relpath, self._hasher(f.abspath)) for f in self.include_files(name)]
+        digest = image_digest(
+            self.context_hash(name), parents=parents, includes=includes, args=image.args
+        )
+        self._digests[name] = digest
+        return digest
+
+
+# -- loading helpers ------------------------------------------------------------
+
+
+@attrs.frozen
+class _Draft:
+    image: Image
+    froms: tuple[_dockerfile.FromLine, ...]
+    dockerfile: str
+
+
+def _draft(
+    root: str,
+    images_dir: str,
+    name: str,
+    definition: str,
+    cfg: Optional[ImageConfig],
+    default_registry: Optional[str],
+) -> _Draft:
+    rel = f"{images_dir}/{definition}" if images_dir else definition
+    folder = os.path.join(root, *rel.split("/"))
+    version = _read_version(os.path.join(folder, "VERSION"))
+    registry = _read_registry(os.path.join(folder, "REGISTRY")) or default_registry
+    dockerfile = os.path.join(folder, "Dockerfile")
+    text = _read_text(dockerfile, "Dockerfile")
+    args = dict(cfg.args) if cfg else {}
+    parsed = _dockerfile.parse(text, source=f"{rel}/Dockerfile", args=args)
+    used = {n for _, n in parsed.arg_directives}
+    env_files = tuple(
+        f"{rel}/{entry}"
+        for entry in sorted(os.listdir(folder))
+        if entry.endswith(".env") and os.path.isfile(os.path.join(folder, entry))
+    )
+    includes = tuple(
+        _check_include(root, f"{rel}/Dockerfile", lineno, path) for lineno, path in parsed.includes
+    )
+    image = Image(
+        name=name,
+        path=rel,
+        version=version,
+        registry=registry,
+        parent=None,
+        base=parsed.froms[-1].raw,
+        env_files=env_files,
+        bases=tuple(f.raw for f in parsed.froms),
+        # Every configured arg reaches the build (--build-arg), so every one counts.
+        args=tuple(sorted(args.items())) if cfg else tuple(sorted((k, args[k]) for k in used)),
+        includes=includes,
+        symbol=cfg.symbol if cfg else None,
+        config_parent=cfg.parent if cfg else None,
+    )
+    return _Draft(image=image, froms=parsed.froms, dockerfile=f"{rel}/Dockerfile")
+
+
+def _check_include(root: str, source: str, lineno: int, path: str) -> str:
+    where = f"{source}:{lineno}: '# %include {path}'"
+    if path.startswith("/") or os.path.isabs(path):
+        raise DockerfileError(f"{where} is absolute; give a path from the repository root")
+    norm = os.path.normpath(path).replace(os.sep, "/")
+    full = os.path.join(root, norm)
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(full)
+    if norm == ".." or norm.startswith("../") or not (
+        real == real_root or real.startswith(real_root + os.sep)
+    ):
+        raise DockerfileError(f"{where} leaves the repository")
+    if not os.path.lexists(full):
+        raise DockerfileError(f"{where} does not exist")
+    if not os.path.exists(full):
+        raise DockerfileError(f"{where} is a broken symlink")
+    if real == real_root:
+        raise DockerfileError(f"{where} includes the whole repository")
+    return norm
+
+
+def _resolve_parents(drafts: Mapping[str, _Draft], config_path: Optional[str]) -> dict[str, Image]:
+    by_reference: dict[str, str] = {}
+    for name, draft in drafts.items():
+        by_reference[name] = name
+        by_reference[f"{name}:latest"] = name
+        if draft.image.version is not None:
+            prefix = f"{draft.image.registry}/" if draft.image.registry else ""
+            by_reference[f"{prefix}{name}:{draft.image.version}"] = name
+    images: dict[str, Image] = {}
+    for name, draft in drafts.items():
+        image = draft.image
+        parents: list[str] = []
+        cfg_parent = image.config_parent
+        if cfg_parent is not None and cfg_parent not in drafts:
+            raise CatalogError(
+                f"kind config {config_path}: image {name!r} has parent {cfg_parent!r}, "
+                "which is not an image of the catalog"
+            )
+        stages: set[str] = set()
+        for line in draft.froms:
+            if line.raw in _PARENT_VARS:
+                if cfg_parent is None:
+                    raise DockerfileError(
+                        f"{draft.dockerfile}:{line.lineno}: FROM {line.raw} needs a parent: "
+                        f"set 'parent:' for image {name!r} in the kind config"
+                    )
+                parent: Optional[str] = cfg_parent
+            elif line.ref.lower() in stages:
+                parent = None
+            else:
+                parent = by_reference.get(line.ref)
+            if parent is not None and parent not in parents:
+                parents.append(parent)
+            if line.stage:
+                stages.add(line.stage)
+        if cfg_parent is not None and cfg_parent not in parents:
+            parents.append(cfg_parent)
+        images[name] = attrs.evolve(
+            image, parent=parents[0] if parents else None, parents=tuple(parents)
+        )
+    return images
+
+
+def _topological_order(images: Mapping[str, Image]) -> list[str]:
+    """Parents first, ties by name; a cycle is a :class:`CatalogError` naming it."""
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(name: str, path: list[str]) -> None:
+        mark = state.get(name)
+        if mark == 2:
+            return
+        if mark == 1:
+            cycle = [*path[path.index(name) :], name]
+            raise CatalogError(f"FROM cycle between images: {' -> '.join(cycle)}")
+        state[name] = 1
+        path.append(name)
+        for parent in sorted(images[name].parents):
+            visit(parent, path)
+        path.pop()
+        state[name] = 2
+        order.append(name)
+
+    for name in sorted(images):
+        visit(name, [])
+    return order
+

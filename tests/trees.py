@@ -1,0 +1,43 @@
+"""Build small repository trees for tests, and the seed hash written independently."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Mapping, Union
+
+__all__ = ["make_tree", "seed_context_hash"]
+
+
+def make_tree(root: Path, files: Mapping[str, Union[str, bytes]]) -> Path:
+    """Create ``files`` (path -> text or bytes) below ``root`` and return ``root``."""
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            content = content.encode("utf-8")
+        path.write_bytes(content)
+    return root
+
+
+def seed_context_hash(topsrcdir: str, image_path: str) -> str:
+    """The 2016 decision task's context hash, transcribed from the seed README.
+
+    Written without any code from the library, to check it against: walk with
+    ``os.walk`` (symlinked folders are not descended), sort the full paths,
+    and feed ``"{file sha256}\\t{path with topsrcdir removed}\\n"`` to the outer
+    hash. Paths are handled as bytes, as Python 2 did.
+    """
+    top = os.fsencode(topsrcdir)
+    context_hash = hashlib.sha256()
+    files = []
+    for dirpath, _dirnames, filenames in os.walk(os.path.join(top, os.fsencode(image_path))):
+        for filename in filenames:
+            files.append(os.path.join(dirpath, filename))
+    for filename in sorted(files):
+        relative_filename = filename.replace(top, b"", 1)
+        with open(filename, "rb") as f:
+            file_hash = hashlib.sha256(f.read()).hexdigest().encode("ascii")
+        context_hash.update(file_hash + b"\t" + relative_filename + b"\n")
+    return context_hash.hexdigest()

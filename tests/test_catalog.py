@@ -201,3 +201,12 @@ def test_context_hash_of_an_escaping_symlink_is_refused(tmp_path: Path) -> None:
 def test_images_dir_may_be_another_folder(tmp_path: Path) -> None:
     cat = catalog_of(tmp_path, {"docker/a/Dockerfile": "FROM x\n"}, images_dir="docker")
     assert cat["a"].path == "docker/a"
+
+
+def test_a_ten_megabyte_dockerfile_loads_and_hashes(tmp_path: Path) -> None:
+    body = "RUN echo " + "x" * 100 + "\n"
+    text = "FROM scratch\n" + body * (10_000_000 // len(body))
+    make_tree(tmp_path, {f"{D}/big/Dockerfile": text})
+    cat = ImageCatalog.load(tmp_path)
+    assert cat["big"].base == "scratch"
+    assert cat.context_hash("big") == seed_context_hash(str(tmp_path), f"{D}/big")

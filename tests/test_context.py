@@ -193,3 +193,13 @@ def test_hash_equals_the_seed_on_generated_trees(tmp_path_factory: pytest.TempPa
         written[rel] = content
     make_tree(root, {f"img/{k}": v for k, v in written.items()})
     assert hash_context(root, "img") == seed_context_hash(str(root), "img")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creating a device node needs root")
+def test_device_file_is_refused(tmp_path: Path) -> None:
+    import stat
+
+    make_tree(tmp_path, {f"{BASE}/Dockerfile": "FROM scratch\n"})
+    os.mknod(tmp_path / BASE / "null", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    with pytest.raises(ContextError, match="base/null in the context is not a regular file .a device"):
+        hash_context(tmp_path, BASE)

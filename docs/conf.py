@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.abspath(".."))
 
 project = "taskgraph-images"
 author = "The taskgraph-images developers"
-copyright = "2026, The taskgraph-images developers"  # noqa: A001
+copyright = "2026, The taskgraph-images developers"
 
 extensions = [
     "sphinx.ext.autodoc",

@@ -1,0 +1,149 @@
+"""``taskgraph-images index find|list|insert`` and the ``--index`` option.
+
+``add_index_arguments`` and ``open_index`` are shared with the ``plan`` and
+``load`` commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
+
+from taskgraph_images.cli._common import note
+from taskgraph_images.errors import InvalidValueError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from taskgraph_images.index import LocalIndex, MemoryIndex, TaskclusterIndex
+
+    Backend = Union[LocalIndex, MemoryIndex, TaskclusterIndex]
+
+__all__ = ["add_index_arguments", "on_error", "open_index", "register"]
+
+
+def add_index_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--index local[:PATH] | taskcluster[:ROOT_URL]`` and ``--on-index-error``."""
+    parser.add_argument(
+        "--index",
+        metavar="local[:PATH]|taskcluster[:ROOT_URL]",
+        default=None,
+        help="where to look images up (default: Taskcluster when TASKCLUSTER_ROOT_URL or "
+        "TASKCLUSTER_PROXY_URL is set, else the local index)",
+    )
+    parser.add_argument(
+        "--on-index-error",
+        choices=("stop", "build"),
+        default="stop",
+        help="when the index cannot be reached: stop with an error (default) or build "
+        "every affected image, saying so",
+    )
+
+
+def on_error(args: argparse.Namespace) -> str:
+    """Return the ``on_error`` value for ``find_images`` (``"raise"`` or ``"build"``)."""
+    return "build" if getattr(args, "on_index_error", "stop") == "build" else "raise"
+
+
+def open_index(
+    args: argparse.Namespace, environ: Optional[Mapping[str, str]] = None
+) -> Backend:
+    """Open the index that ``--index`` names (or the default) and say which on stderr.
+
+    :raises InvalidValueError: for an ``--index`` value of another kind.
+    :raises ConfigError: for ``taskcluster`` without a root URL.
+    """
+    from taskgraph_images.index import LocalIndex, TaskclusterIndex
+
+    env = os.environ if environ is None else environ
+    spec: Optional[str] = getattr(args, "index", None)
+    if spec is None:
+        if env.get("TASKCLUSTER_ROOT_URL") or env.get("TASKCLUSTER_PROXY_URL"):
+            spec = "taskcluster"
+        else:
+            spec = "local"
+    kind, _, where = spec.partition(":")
+    backend: Backend
+    if kind == "local":
+        backend = LocalIndex(where or None)
+    elif kind == "taskcluster":
+        backend = TaskclusterIndex(where or None, environ=env)
+    else:
+        raise InvalidValueError(
+            f"invalid --index {spec!r}: expected local[:PATH] or taskcluster[:ROOT_URL]"
+        )
+    note(f"using the {backend.description}")
+    return backend
+
+
+def _entry_json(entry: Any) -> str:
+    return json.dumps(entry.to_json(), indent=2, sort_keys=True)
+
+
+def _find(args: argparse.Namespace) -> int:
+    index = open_index(args)
+    entry = index.find_task(args.namespace)
+    if entry is None:
+        note(f"no task indexed at {args.namespace}")
+        return 1
+    print(_entry_json(entry))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from taskgraph_images.index import TaskclusterIndex
+
+    index = open_index(args)
+    if isinstance(index, TaskclusterIndex):
+        if args.recursive:
+            raise InvalidValueError("--recursive works with the local index only")
+        entries = index.list_tasks(args.prefix)
+    else:
+        entries = index.list_tasks(args.prefix, recursive=args.recursive)
+    for entry in entries:
+        print(f"{entry.namespace}\t{entry.task_id}\t{entry.expires.isoformat()}")
+    return 0
+
+
+def _insert(args: argparse.Namespace) -> int:
+    from taskgraph_images.index import LocalIndex
+    from taskgraph_images.index._base import parse_time
+
+    index = open_index(args)
+    if not isinstance(index, LocalIndex):
+        raise InvalidValueError(
+            f"index insert writes to the local index only, not the {index.description}"
+        )
+    expires = parse_time(args.expires, "--expires") if args.expires else None
+    entry = index.insert_task(args.namespace, args.task_id, rank=args.rank, expires=expires)
+    if entry.task_id != args.task_id:
+        note(f"{args.namespace} keeps task {entry.task_id}, which has a higher rank")
+    print(_entry_json(entry))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``index`` command and its ``find``, ``list`` and ``insert`` sub-commands."""
+    parser = subparsers.add_parser("index", help="query or fill an image index")
+    sub = parser.add_subparsers(dest="index_command", metavar="SUBCOMMAND", required=True)
+
+    find = sub.add_parser("find", help="show the task indexed at NAMESPACE")
+    find.add_argument("namespace", metavar="NAMESPACE")
+    add_index_arguments(find)
+    find.set_defaults(func=_find)
+
+    listing = sub.add_parser("list", help="list the tasks indexed under PREFIX")
+    listing.add_argument("prefix", metavar="PREFIX")
+    listing.add_argument(
+        "--recursive", action="store_true", help="everything under PREFIX (local index only)"
+    )
+    add_index_arguments(listing)
+    listing.set_defaults(func=_list)
+
+    insert = sub.add_parser("insert", help="index TASK_ID at NAMESPACE (local index only)")
+    insert.add_argument("namespace", metavar="NAMESPACE")
+    insert.add_argument("task_id", metavar="TASK_ID")
+    insert.add_argument("--expires", metavar="ISO", help="expiry (default: a year from now)")
+    insert.add_argument("--rank", type=float, default=0, help="rank (default: 0)")
+    add_index_arguments(insert)
+    insert.set_defaults(func=_insert)

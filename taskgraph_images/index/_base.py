@@ -1,0 +1,204 @@
+"""The backend protocol and the values that lookups pass around.
+
+A backend answers two batched questions, which is all a lookup needs:
+
+* :meth:`IndexBackend.find_tasks` -- which task is indexed at each of these
+  namespaces (absent namespaces and expired entries are left out);
+* :meth:`IndexBackend.usable_artifacts` -- for each of these tasks, can its
+  artifact be used (task completed, artifact present and not expired)?
+
+Both take every namespace or task id of a whole plan at once, so that a
+remote backend can batch and parallelise its requests. Both raise
+:class:`~taskgraph_images.errors.IndexBackendError` (or a subclass) when the
+index cannot answer; they never guess.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
+
+import attrs
+
+from taskgraph_images.errors import InvalidValueError
+
+__all__ = [
+    "DEFAULT_ARTIFACT",
+    "Clock",
+    "Found",
+    "IndexBackend",
+    "IndexedTask",
+    "Lookup",
+    "Usability",
+    "format_time",
+    "parse_time",
+    "utcnow",
+    "validate_artifact_name",
+    "verdict",
+]
+
+DEFAULT_ARTIFACT = "public/image.tar.zst"
+
+Clock = Callable[[], datetime.datetime]
+
+_ARTIFACT_NAME = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*\Z")
+
+
+def utcnow() -> datetime.datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def format_time(when: datetime.datetime) -> str:
+    """Return ``when`` as the services write it: ``2016-11-07T19:26:27.000Z``."""
+    when = when.astimezone(datetime.timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: object, what: str = "date") -> datetime.datetime:
+    """Parse an ISO 8601 date-time (``Z`` or an offset; naive means UTC).
+
+    :raises InvalidValueError: naming ``what`` and the text.
+    """
+    if not isinstance(text, str):
+        raise InvalidValueError(f"invalid {what} {text!r}: expected an ISO 8601 date-time")
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    try:
+        when = datetime.datetime.fromisoformat(value)
+    except ValueError as e:
+        raise InvalidValueError(f"invalid {what} {text!r}: expected an ISO 8601 date-time") from e
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when
+
+
+def validate_artifact_name(name: object) -> str:
+    """Return ``name`` if it is a relative artifact name such as ``public/image.tar.zst``.
+
+    :raises InvalidValueError: otherwise (absolute, ``..``, empty segments, odd characters).
+    """
+    if (
+        not isinstance(name, str)
+        or not _ARTIFACT_NAME.match(name)
+        or any(part in (".", "..") for part in name.split("/"))
+    ):
+        raise InvalidValueError(f"invalid artifact name {name!r}")
+    return name
+
+
+def _aware(value: datetime.datetime) -> datetime.datetime:
+    if value.tzinfo is None:
+        raise InvalidValueError(f"invalid expiry {value!r}: the datetime has no timezone")
+    return value
+
+
+@attrs.frozen
+class IndexedTask:
+    """An Index entry: the task indexed at ``namespace``."""
+
+    namespace: str
+    task_id: str
+    rank: float
+    expires: datetime.datetime = attrs.field(validator=lambda _s, _a, v: _aware(v))
+    data: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the Index service's representation (``indexed-task-response``)."""
+        return {
+            "namespace": self.namespace,
+            "taskId": self.task_id,
+            "rank": self.rank,
+            "data": dict(self.data),
+            "expires": format_time(self.expires),
+        }
+
+
+@attrs.frozen
+class Usability:
+    """Whether a task's artifact can be reused, and if not, why (``reason``)."""
+
+    usable: bool
+    reason: str = ""
+
+
+def verdict(
+    state: Optional[str],
+    artifact_expires: Optional[datetime.datetime],
+    now: datetime.datetime,
+    *,
+    artifact_exists: bool = True,
+) -> Usability:
+    """Decide whether a task's artifact is usable (pure).
+
+    ``state`` is the task's state (``None``: the queue does not know the
+    task); ``artifact_expires`` is ``None`` when the artifact does not exist.
+    """
+    if state is None:
+        return Usability(False, "task unknown")
+    if state in ("failed", "exception"):
+        return Usability(False, f"task {state}")
+    if state != "completed":
+        return Usability(False, f"task {state}")
+    if not artifact_exists or artifact_expires is None:
+        return Usability(False, "artifact missing")
+    if artifact_expires <= now:
+        return Usability(False, "artifact expired")
+    return Usability(True)
+
+
+class IndexBackend(Protocol):
+    """What :func:`~taskgraph_images.index.find_images` needs from an index."""
+
+    @property
+    def description(self) -> str:
+        """A short human description, e.g. ``local index at /path/index.sqlite``."""
+        ...
+
+    def find_tasks(self, namespaces: Sequence[str]) -> dict[str, IndexedTask]:
+        """Return the live entry at each namespace that has one.
+
+        :raises IndexBackendError: when the index cannot answer.
+        """
+        ...
+
+    def usable_artifacts(self, task_ids: Sequence[str], artifact: str) -> dict[str, Usability]:
+        """Return a verdict for every task id given.
+
+        :raises IndexBackendError: when the index or queue cannot answer.
+        """
+        ...
+
+
+@attrs.frozen
+class Found:
+    """A reusable image: the task that built it and where it was indexed."""
+
+    task_id: str
+    namespace: str
+    level: int
+
+
+@attrs.frozen
+class Lookup:
+    """The outcome of looking up one image.
+
+    ``found`` is ``None`` when the image must be built; ``reason`` says why
+    (``"not indexed"``, ``"artifact expired at level 3"``, ``"index
+    unavailable: ..."``) or, when found, where it came from. ``index_error``
+    is set when ``on_error="build"`` turned an unreachable index into a build.
+    """
+
+    name: str
+    digest: str
+    level: int
+    found: Optional[Found]
+    reason: str
+    index_error: Optional[str] = None
+
+    @property
+    def reuse(self) -> bool:
+        """True when an indexed image can be reused."""
+        return self.found is not None

@@ -1,0 +1,97 @@
+"""Small helpers the embedded backends share (pure)."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import uuid
+from typing import Any, Iterable, Mapping, Optional
+
+from taskgraph_images.errors import InvalidValueError
+from taskgraph_images.index._base import IndexedTask
+from taskgraph_images.index._namespaces import validate_namespace
+
+__all__ = [
+    "DEFAULT_EXPIRY",
+    "TASK_STATES",
+    "children",
+    "new_task_id",
+    "replaces",
+    "validate_data",
+    "validate_rank",
+    "validate_state",
+]
+
+DEFAULT_EXPIRY = datetime.timedelta(days=365)
+TASK_STATES = ("unscheduled", "pending", "running", "completed", "failed", "exception")
+
+
+def new_task_id() -> str:
+    """Return a fresh task id in Taskcluster's form (a "nice" v4 slugid)."""
+    raw = bytearray(uuid.uuid4().bytes)
+    raw[0] &= 0x7F  # nice slugids never start with '-'
+    return base64.urlsafe_b64encode(bytes(raw)).decode("ascii").rstrip("=")
+
+
+def replaces(old: Optional[IndexedTask], rank: float, now: datetime.datetime) -> bool:
+    """Return True if an insert with ``rank`` replaces ``old`` (Index semantics).
+
+    A higher or equal rank replaces the entry; an expired entry is as good as absent.
+    """
+    return old is None or old.expires <= now or rank >= old.rank
+
+
+def validate_rank(rank: object) -> float:
+    """Return ``rank`` as a float if it is a finite number.
+
+    :raises InvalidValueError: otherwise.
+    """
+    if isinstance(rank, bool) or not isinstance(rank, (int, float)) or rank != rank:
+        raise InvalidValueError(f"invalid rank {rank!r}: expected a number")
+    if rank in (float("inf"), float("-inf")):
+        raise InvalidValueError(f"invalid rank {rank!r}: expected a finite number")
+    return float(rank)
+
+
+def validate_data(data: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    """Return a copy of ``data`` (a JSON object), ``{}`` for ``None``.
+
+    :raises InvalidValueError: when it is not a mapping with string keys.
+    """
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping) or not all(isinstance(k, str) for k in data):
+        raise InvalidValueError(f"invalid index data {data!r}: expected a JSON object")
+    return dict(data)
+
+
+def validate_state(state: object) -> str:
+    """Return ``state`` if it is a Queue task state.
+
+    :raises InvalidValueError: otherwise.
+    """
+    if state not in TASK_STATES:
+        raise InvalidValueError(f"invalid task state {state!r}: expected one of {TASK_STATES}")
+    assert isinstance(state, str)
+    return state
+
+
+def children(namespace: str, candidates: Iterable[str], *, recursive: bool) -> list[str]:
+    """Return the namespaces of ``candidates`` under ``namespace``, sorted.
+
+    Without ``recursive``, only those immediately under it (the Index
+    service's ``listTasks``). An empty ``namespace`` is the root.
+    """
+    if namespace:
+        validate_namespace(namespace)
+        head = namespace + "."
+    else:
+        head = ""
+    found = []
+    for name in candidates:
+        if not name.startswith(head):
+            continue
+        rest = name[len(head) :]
+        if rest and (recursive or "." not in rest):
+            found.append(name)
+    return sorted(found)

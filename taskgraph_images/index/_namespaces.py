@@ -1,0 +1,218 @@
+"""Index namespaces of image build tasks and the trusted search order (pure).
+
+A build task of image ``name`` with context digest ``digest``, run for a push
+at ``level`` on ``pushdate``, is indexed under three namespaces::
+
+    {prefix}.level-{level}.{name}.latest
+    {prefix}.level-{level}.{name}.pushdate.{YYYY}.{MM}-{DD}-{HHMMSS}
+    {prefix}.level-{level}.{name}.hash.{digest}
+
+A lookup only ever reads the ``hash`` namespaces, starting at the push's own
+level and going *up* to level 3, never down (see ``docs/index-lookup.rst``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Union
+
+import attrs
+
+from taskgraph_images.errors import InvalidValueError
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "LEVELS",
+    "Candidate",
+    "PushDate",
+    "hash_namespace",
+    "index_namespaces",
+    "pushdate_path",
+    "search_order",
+    "validate_digest",
+    "validate_level",
+    "validate_name",
+    "validate_namespace",
+    "validate_prefix",
+    "validate_task_id",
+]
+
+DEFAULT_PREFIX = "docker.images.v2"
+LEVELS = (1, 2, 3)
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
+_DIGEST = re.compile(r"[0-9a-f]{64}\Z")
+_WORD = r"[A-Za-z0-9_-]+"
+_PREFIX = re.compile(rf"{_WORD}(?:\.{_WORD})*\Z")
+# What the Index service accepts as a namespace: dot-separated words, 255 at most.
+_NAMESPACE = re.compile(r"[A-Za-z0-9_!~*'()%-]+(?:\.[A-Za-z0-9_!~*'()%-]+)*\Z")
+_TASK_ID = re.compile(r"[A-Za-z0-9_-]{8}[Q-T][A-Za-z0-9_-][CGKOSWaeimquy26-][A-Za-z0-9_-]{10}[AQgw]\Z")
+
+PushDate = Union[int, float, datetime.datetime]
+
+
+def validate_level(level: object) -> int:
+    """Return ``level`` if it is 1, 2 or 3 (an ``int``, not a ``bool``).
+
+    :raises InvalidValueError: otherwise.
+    """
+    if isinstance(level, bool) or not isinstance(level, int) or level not in LEVELS:
+        raise InvalidValueError(f"invalid level {level!r}: expected 1, 2 or 3")
+    return level
+
+
+def validate_name(name: object) -> str:
+    """Return ``name`` if it is an image name (``[a-z0-9][a-z0-9_-]*``).
+
+    :raises InvalidValueError: otherwise.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidValueError(
+            f"invalid image name {name!r}: expected lowercase letters, digits, '-' and '_'"
+        )
+    return name
+
+
+def validate_digest(digest: object) -> str:
+    """Return ``digest`` if it is 64 lowercase hexadecimal digits.
+
+    :raises InvalidValueError: otherwise.
+    """
+    if not isinstance(digest, str) or not _DIGEST.match(digest):
+        raise InvalidValueError(f"invalid digest {digest!r}: expected 64 lowercase hex digits")
+    return digest
+
+
+def validate_prefix(prefix: object) -> str:
+    """Return ``prefix`` if it is dot-separated words of ``[A-Za-z0-9_-]``.
+
+    :raises InvalidValueError: otherwise.
+    """
+    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
+        raise InvalidValueError(
+            f"invalid index prefix {prefix!r}: expected dot-separated words of "
+            "letters, digits, '-' and '_'"
+        )
+    return prefix
+
+
+def validate_namespace(namespace: object) -> str:
+    """Return ``namespace`` if the Index service would accept it.
+
+    :raises InvalidValueError: otherwise.
+    """
+    if not isinstance(namespace, str) or len(namespace) > 255 or not _NAMESPACE.match(namespace):
+        raise InvalidValueError(
+            f"invalid index namespace {namespace!r}: expected dot-separated words, "
+            "255 characters at most"
+        )
+    return namespace
+
+
+def validate_task_id(task_id: object) -> str:
+    """Return ``task_id`` if it is a Taskcluster task id (a v4 slugid).
+
+    :raises InvalidValueError: otherwise.
+    """
+    if not isinstance(task_id, str) or not _TASK_ID.match(task_id):
+        raise InvalidValueError(f"invalid task id {task_id!r}: expected a 22-character slugid")
+    return task_id
+
+
+def pushdate_path(pushdate: PushDate) -> str:
+    """Return ``YYYY.MM-DD-HHMMSS`` for ``pushdate`` in UTC.
+
+    ``pushdate`` is epoch seconds or an aware datetime.
+
+    >>> pushdate_path(1478546787)
+    '2016.11-07-192627'
+
+    :raises InvalidValueError: for a naive datetime or anything else.
+    """
+    if isinstance(pushdate, datetime.datetime):
+        if pushdate.tzinfo is None or pushdate.utcoffset() is None:
+            raise InvalidValueError(f"invalid push date {pushdate!r}: the datetime has no timezone")
+        when = pushdate.astimezone(datetime.timezone.utc)
+    elif isinstance(pushdate, (int, float)) and not isinstance(pushdate, bool):
+        try:
+            when = datetime.datetime.fromtimestamp(pushdate, datetime.timezone.utc)
+        except (OverflowError, OSError, ValueError) as e:
+            raise InvalidValueError(f"invalid push date {pushdate!r}: {e}") from e
+    else:
+        raise InvalidValueError(
+            f"invalid push date {pushdate!r}: expected epoch seconds or an aware datetime"
+        )
+    return when.strftime("%Y.%m-%d-%H%M%S")
+
+
+def _base(level: object, name: object, prefix: object) -> str:
+    return f"{validate_prefix(prefix)}.level-{validate_level(level)}.{validate_name(name)}"
+
+
+def hash_namespace(
+    level: int, name: str, digest: str, *, prefix: str = DEFAULT_PREFIX
+) -> str:
+    """Return ``{prefix}.level-{level}.{name}.hash.{digest}``.
+
+    :raises InvalidValueError: for an invalid level, name, digest or prefix.
+    """
+    return f"{_base(level, name, prefix)}.hash.{validate_digest(digest)}"
+
+
+def index_namespaces(
+    level: int,
+    name: str,
+    digest: str,
+    pushdate: PushDate,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+) -> tuple[str, str, str]:
+    """Return the ``latest``, ``pushdate`` and ``hash`` namespaces, in this order.
+
+    >>> index_namespaces(3, "builder", "0" * 64, 1478546787)[1]
+    'docker.images.v2.level-3.builder.pushdate.2016.11-07-192627'
+
+    Build-task routes are these namespaces prefixed ``index.``.
+
+    :raises InvalidValueError: naming the invalid level, name, digest, prefix or date.
+    """
+    base = _base(level, name, prefix)
+    digest = validate_digest(digest)
+    return (
+        f"{base}.latest",
+        f"{base}.pushdate.{pushdate_path(pushdate)}",
+        f"{base}.hash.{digest}",
+    )
+
+
+@attrs.frozen
+class Candidate:
+    """One place a lookup tries: the ``hash`` namespace at ``level``."""
+
+    level: int
+    namespace: str
+
+
+def search_order(
+    name: str, digest: str, level: int, *, prefix: str = DEFAULT_PREFIX
+) -> tuple[Candidate, ...]:
+    """Return the candidates a lookup for a push at ``level`` tries, in order.
+
+    The push's own level comes first, then each higher level up to 3; a lower
+    level is never consulted, so a less trusted push can never supply an
+    image to a more trusted one.
+
+    >>> [c.level for c in search_order("builder", "0" * 64, 1)]
+    [1, 2, 3]
+    >>> [c.level for c in search_order("builder", "0" * 64, 3)]
+    [3]
+
+    :raises InvalidValueError: for an invalid level, name, digest or prefix.
+    """
+    validate_level(level)
+    return tuple(
+        Candidate(lv, hash_namespace(lv, name, digest, prefix=prefix))
+        for lv in LEVELS
+        if lv >= level
+    )

@@ -1,0 +1,169 @@
+"""An index held in memory, for tests and for callers that pre-load results."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+from typing import Any, Mapping, Optional, Sequence
+
+from taskgraph_images.index._base import (
+    DEFAULT_ARTIFACT,
+    Clock,
+    IndexedTask,
+    Usability,
+    utcnow,
+    validate_artifact_name,
+    verdict,
+)
+from taskgraph_images.index._common import (
+    DEFAULT_EXPIRY,
+    children,
+    new_task_id,
+    replaces,
+    validate_data,
+    validate_rank,
+    validate_state,
+)
+from taskgraph_images.index._namespaces import (
+    DEFAULT_PREFIX,
+    PushDate,
+    index_namespaces,
+    validate_namespace,
+    validate_task_id,
+)
+
+__all__ = ["MemoryIndex"]
+
+
+class MemoryIndex:
+    """An in-memory index and queue with the Index service's semantics.
+
+    Entries are inserted with a rank (an equal or higher rank replaces the
+    entry) and an expiry (expired entries are not found). Tasks have a state
+    and artifacts an expiry, so that lookups can be tested end to end::
+
+        index = MemoryIndex()
+        task_id = index.record_build(3, "builder", digest, pushdate)
+
+    Thread-safe; ``clock`` returns the current aware time (for tests).
+    """
+
+    def __init__(self, *, clock: Clock = utcnow) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[str, IndexedTask] = {}
+        self._states: dict[str, str] = {}
+        self._artifacts: dict[tuple[str, str], datetime.datetime] = {}
+
+    @property
+    def description(self) -> str:
+        """``in-memory index``."""
+        return "in-memory index"
+
+    def __repr__(self) -> str:
+        return f"MemoryIndex({len(self._entries)} entries)"
+
+    def insert_task(
+        self,
+        namespace: str,
+        task_id: str,
+        *,
+        rank: float = 0,
+        expires: Optional[datetime.datetime] = None,
+        data: Optional[Mapping[str, Any]] = None,
+    ) -> IndexedTask:
+        """Index ``task_id`` at ``namespace``; return the entry now stored there.
+
+        :raises InvalidValueError: for an invalid namespace, task id, rank or data.
+        """
+        now = self._clock()
+        entry = IndexedTask(
+            validate_namespace(namespace),
+            validate_task_id(task_id),
+            validate_rank(rank),
+            expires if expires is not None else now + DEFAULT_EXPIRY,
+            validate_data(data),
+        )
+        with self._lock:
+            old = self._entries.get(namespace)
+            if not replaces(old, entry.rank, now):
+                assert old is not None
+                return old
+            self._entries[namespace] = entry
+            return entry
+
+    def find_task(self, namespace: str) -> Optional[IndexedTask]:
+        """Return the live entry at ``namespace``, or ``None``."""
+        return self.find_tasks([namespace]).get(namespace)
+
+    def find_tasks(self, namespaces: Sequence[str]) -> dict[str, IndexedTask]:
+        """Return the live entry at each of ``namespaces`` that has one."""
+        now = self._clock()
+        with self._lock:
+            found = {ns: self._entries.get(ns) for ns in namespaces}
+        return {ns: e for ns, e in found.items() if e is not None and e.expires > now}
+
+    def list_tasks(self, namespace: str, *, recursive: bool = False) -> list[IndexedTask]:
+        """Return the live entries under ``namespace`` (immediately, unless ``recursive``)."""
+        now = self._clock()
+        with self._lock:
+            names = children(namespace, list(self._entries), recursive=recursive)
+            entries = [self._entries[n] for n in names]
+        return [e for e in entries if e.expires > now]
+
+    def set_task_state(self, task_id: str, state: str) -> None:
+        """Record the queue state of ``task_id`` (``completed``, ``failed``, ...)."""
+        validate_task_id(task_id)
+        validate_state(state)
+        with self._lock:
+            self._states[task_id] = state
+
+    def add_artifact(
+        self,
+        task_id: str,
+        name: str = DEFAULT_ARTIFACT,
+        *,
+        expires: Optional[datetime.datetime] = None,
+    ) -> None:
+        """Record that ``task_id`` has artifact ``name`` until ``expires``."""
+        validate_task_id(task_id)
+        validate_artifact_name(name)
+        when = expires if expires is not None else self._clock() + DEFAULT_EXPIRY
+        with self._lock:
+            self._artifacts[(task_id, name)] = when
+
+    def usable_artifacts(self, task_ids: Sequence[str], artifact: str) -> dict[str, Usability]:
+        """Return a verdict for each task id (state, then artifact presence and expiry)."""
+        now = self._clock()
+        with self._lock:
+            return {
+                t: verdict(self._states.get(t), self._artifacts.get((t, artifact)), now)
+                for t in task_ids
+            }
+
+    def record_build(
+        self,
+        level: int,
+        name: str,
+        digest: str,
+        pushdate: PushDate,
+        *,
+        task_id: Optional[str] = None,
+        expires: Optional[datetime.datetime] = None,
+        rank: float = 0,
+        prefix: str = DEFAULT_PREFIX,
+        artifact: str = DEFAULT_ARTIFACT,
+        state: str = "completed",
+    ) -> str:
+        """Record a finished build: task state, artifact and its three namespaces.
+
+        Returns the task id (a new one unless given).
+        """
+        namespaces = index_namespaces(level, name, digest, pushdate, prefix=prefix)
+        task_id = validate_task_id(task_id) if task_id is not None else new_task_id()
+        self.set_task_state(task_id, state)
+        self.add_artifact(task_id, artifact, expires=expires)
+        data = {"image": name, "digest": digest, "level": level}
+        for namespace in namespaces:
+            self.insert_task(namespace, task_id, rank=rank, expires=expires, data=data)
+        return task_id

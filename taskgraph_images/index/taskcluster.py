@@ -1,0 +1,486 @@
+"""The Taskcluster backend: the Index and Queue services, through the official client.
+
+Lookups are batched: all candidate namespaces of a plan go to
+``index.findTasksAtIndex`` (``POST /tasks/indexes``, 1000 per request,
+following ``continuationToken``), the states of all indexed tasks to
+``queue.statuses`` (``POST /tasks/status``), and the artifacts of the
+completed ones are checked with ``queue.latestArtifactInfo`` concurrently on
+a bounded thread pool. A deployment without a batch endpoint (it answers 404
+or 405) is asked with concurrent ``findTask`` / ``status`` calls instead.
+
+The client retries 5xx answers and connection errors with exponential
+backoff (``max_retries``); a 404 means "absent". Each API call, retries
+included, must finish within ``timeout`` seconds. When a service still
+cannot answer, the backend raises
+:class:`~taskgraph_images.errors.IndexUnavailableError` naming the service
+and the root URL.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import os
+import threading
+from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
+
+from taskgraph_images.errors import (
+    ConfigError,
+    IndexBackendError,
+    IndexUnavailableError,
+    InvalidValueError,
+)
+from taskgraph_images.index._base import (
+    Clock,
+    IndexedTask,
+    Usability,
+    format_time,
+    parse_time,
+    utcnow,
+    validate_artifact_name,
+    verdict,
+)
+from taskgraph_images.index._common import DEFAULT_EXPIRY, validate_data, validate_rank
+from taskgraph_images.index._namespaces import validate_namespace, validate_task_id
+
+__all__ = ["TaskclusterIndex"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_MISSING_ENDPOINT = (404, 405)
+
+
+class _Status(Exception):
+    """An HTTP 4xx answer the caller may want to interpret (404: absent)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Malformed(Exception):
+    """An answer that does not have the documented shape."""
+
+
+def _short(error: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _entry(item: object) -> IndexedTask:
+    if not isinstance(item, dict):
+        raise _Malformed(f"expected an indexed task, got {type(item).__name__}")
+    try:
+        data = item["data"]
+        if not isinstance(data, dict):
+            raise _Malformed("'data' is not an object")
+        rank = item["rank"]
+        if isinstance(rank, bool) or not isinstance(rank, (int, float)):
+            raise _Malformed("'rank' is not a number")
+        namespace, task_id = item["namespace"], item["taskId"]
+        if not isinstance(namespace, str) or not isinstance(task_id, str):
+            raise _Malformed("'namespace' or 'taskId' is not a string")
+        return IndexedTask(namespace, task_id, float(rank), parse_time(item["expires"]), data)
+    except KeyError as e:
+        raise _Malformed(f"missing {e}") from e
+    except InvalidValueError as e:
+        raise _Malformed(str(e)) from e
+
+
+class TaskclusterIndex:
+    """Look images up in a Taskcluster deployment's Index and Queue.
+
+    The root URL is, first found: ``root_url``, ``options["rootUrl"]``,
+    ``$TASKCLUSTER_PROXY_URL`` (inside a task, through the proxy, which adds
+    the task's credentials), ``$TASKCLUSTER_ROOT_URL``. Credentials come from
+    ``credentials``, ``options`` or ``TASKCLUSTER_CLIENT_ID`` /
+    ``TASKCLUSTER_ACCESS_TOKEN``; lookups need none on a public deployment.
+
+    ``max_workers`` bounds concurrent requests; ``max_retries`` is the
+    client's retry count for 5xx answers and connection errors;
+    ``timeout`` bounds each API call, its retries included.
+
+    :raises ConfigError: when no root URL is given or configured.
+    """
+
+    def __init__(
+        self,
+        root_url: Optional[str] = None,
+        credentials: Optional[Mapping[str, str]] = None,
+        *,
+        options: Optional[Mapping[str, Any]] = None,
+        max_workers: int = 16,
+        max_retries: int = 5,
+        timeout: float = 120.0,
+        batch_size: int = 1000,
+        environ: Optional[Mapping[str, str]] = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        import taskcluster
+
+        env = os.environ if environ is None else environ
+        opts: dict[str, Any] = {}
+        if env.get("TASKCLUSTER_ROOT_URL"):
+            opts["rootUrl"] = env["TASKCLUSTER_ROOT_URL"].rstrip("/")
+        creds = {
+            key: env[var]
+            for key, var in (
+                ("clientId", "TASKCLUSTER_CLIENT_ID"),
+                ("accessToken", "TASKCLUSTER_ACCESS_TOKEN"),
+                ("certificate", "TASKCLUSTER_CERTIFICATE"),
+            )
+            if env.get(var)
+        }
+        proxy = env.get("TASKCLUSTER_PROXY_URL")
+        if proxy:
+            opts["rootUrl"] = proxy.rstrip("/")
+            creds = {}  # the proxy signs requests with the task's credentials
+        if creds:
+            opts["credentials"] = creds
+        opts.update(dict(options or {}))
+        if root_url:
+            opts["rootUrl"] = root_url.rstrip("/")
+        if credentials is not None:
+            opts["credentials"] = dict(credentials)
+        if not opts.get("rootUrl"):
+            raise ConfigError(
+                "no Taskcluster root URL: pass one (--index taskcluster:URL) or set "
+                "TASKCLUSTER_ROOT_URL or TASKCLUSTER_PROXY_URL"
+            )
+        if max_workers < 1 or max_retries < 0 or timeout <= 0 or not 1 <= batch_size <= 1000:
+            raise InvalidValueError(
+                "invalid TaskclusterIndex settings: max_workers >= 1, max_retries >= 0, "
+                "timeout > 0 and 1 <= batch_size <= 1000 are required"
+            )
+        opts["maxRetries"] = max_retries
+        self.root_url: str = opts["rootUrl"]
+        self._index = taskcluster.Index(opts)
+        self._queue = taskcluster.Queue(opts)
+        self._max_workers = max_workers
+        self._max_retries = max_retries
+        self._timeout = timeout
+        self._batch_size = batch_size
+        self._clock = clock
+        # Learned per instance: does this deployment have the batch endpoints?
+        self._has_batch = {"findTasksAtIndex": True, "statuses": True}
+
+    @property
+    def description(self) -> str:
+        """``Taskcluster index at ROOT_URL``."""
+        return f"Taskcluster index at {self.root_url}"
+
+    def __repr__(self) -> str:
+        return f"TaskclusterIndex({self.root_url!r})"
+
+    # -- one call ---------------------------------------------------------------
+
+    def _call(self, service: str, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Call ``service.method`` through the client, within the deadline.
+
+        :raises _Status: for a 4xx answer other than 401/403.
+        :raises IndexBackendError: for anything that means the service cannot answer.
+        """
+        import taskcluster.exceptions as tce
+
+        client = self._index if service == "index" else self._queue
+        func: Callable[..., Any] = getattr(client, method)
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["value"] = func(*args, **kwargs)
+            except BaseException as e:  # handed over to the calling thread
+                box["error"] = e
+
+        worker = threading.Thread(target=run, name=f"taskcluster-{method}", daemon=True)
+        worker.start()
+        worker.join(self._timeout)
+        where = f"Taskcluster {service} service at {self.root_url}"
+        if worker.is_alive():
+            raise IndexUnavailableError(
+                f"{where} is unavailable: {method} gave no answer within {self._timeout:g}s"
+            )
+        error = box.get("error")
+        if error is not None:
+            attempts = self._max_retries + 1
+            if isinstance(error, tce.TaskclusterConnectionError):
+                cause = error.superExc if error.superExc is not None else error
+                raise IndexUnavailableError(
+                    f"{where} is unreachable: {method} failed {attempts} times "
+                    f"({type(cause).__name__}: {_short(cause)})"
+                ) from error
+            if isinstance(error, (tce.TaskclusterRestFailure, tce.TaskclusterAuthFailure)):
+                status = int(getattr(error, "status_code", 0) or 0)
+                if status >= 500:
+                    raise IndexUnavailableError(
+                        f"{where} is unavailable: {method} answered {status} "
+                        f"{attempts} times ({_short(error)})"
+                    ) from error
+                if status in (401, 403):
+                    raise IndexBackendError(
+                        f"{where} refused {method} ({status}): {_short(error)}"
+                    ) from error
+                raise _Status(status, _short(error))
+            if isinstance(error, tce.TaskclusterFailure):
+                raise IndexBackendError(f"{where}: {method} failed: {_short(error)}") from error
+            raise error
+        value = box.get("value")
+        if not isinstance(value, dict) or set(value) == {"response"}:
+            raise IndexUnavailableError(f"{where} answered {method} with malformed JSON")
+        return value
+
+    def _malformed(self, service: str, method: str, error: Exception) -> IndexUnavailableError:
+        return IndexUnavailableError(
+            f"Taskcluster {service} service at {self.root_url} answered {method} "
+            f"with a malformed body: {_short(error)}"
+        )
+
+    def _map(self, func: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """Apply ``func`` to ``items`` on at most ``max_workers`` threads, in order."""
+        if len(items) <= 1:
+            return [func(item) for item in items]
+        workers = min(self._max_workers, len(items))
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            futures = [pool.submit(func, item) for item in items]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+
+    def _pages(self, service: str, method: str, key: str, payload: dict[str, Any]) -> list[Any]:
+        """Collect ``key`` over every page of a paginated batch call."""
+        items: list[Any] = []
+        token: Optional[str] = None
+        while True:
+            query = {"continuationToken": token} if token else {}
+            answer = self._call(service, method, payload=payload, query=query)
+            page = answer.get(key)
+            if not isinstance(page, list):
+                raise self._malformed(service, method, _Malformed(f"no {key!r} list"))
+            items.extend(page)
+            token = answer.get("continuationToken")
+            if not token:
+                return items
+            if not isinstance(token, str):
+                raise self._malformed(service, method, _Malformed("bad continuationToken"))
+
+    def _chunks(self, items: Sequence[str]) -> list[list[str]]:
+        size = self._batch_size
+        return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+    # -- index ------------------------------------------------------------------
+
+    def find_task(self, namespace: str) -> Optional[IndexedTask]:
+        """Return the entry at ``namespace`` (``index.findTask``), or ``None``.
+
+        :raises IndexBackendError: when the index cannot answer.
+        """
+        validate_namespace(namespace)
+        try:
+            answer = self._call("index", "findTask", namespace)
+        except _Status as e:
+            if e.status == 404:
+                return None
+            raise IndexBackendError(
+                f"Taskcluster index service at {self.root_url} answered findTask "
+                f"with {e.status}: {e.message}"
+            ) from e
+        try:
+            return _entry(answer)
+        except _Malformed as e:
+            raise self._malformed("index", "findTask", e) from e
+
+    def _find_batch(self, namespaces: list[str]) -> list[IndexedTask]:
+        items = self._pages("index", "findTasksAtIndex", "tasks", {"indexes": namespaces})
+        try:
+            return [_entry(item) for item in items]
+        except _Malformed as e:
+            raise self._malformed("index", "findTasksAtIndex", e) from e
+
+    def find_tasks(self, namespaces: Sequence[str]) -> dict[str, IndexedTask]:
+        """Return the live entry at each of ``namespaces`` that has one.
+
+        Uses ``findTasksAtIndex`` in batches of ``batch_size``; falls back to
+        concurrent ``findTask`` calls when the deployment lacks it.
+
+        :raises IndexBackendError: when the index cannot answer.
+        """
+        wanted = list(dict.fromkeys(namespaces))
+        if not wanted:
+            return {}
+        entries: list[Optional[IndexedTask]] = []
+        if self._has_batch["findTasksAtIndex"]:
+            try:
+                for chunk in self._map(self._find_batch, self._chunks(wanted)):
+                    entries.extend(chunk)
+            except _Status as e:
+                if e.status not in _MISSING_ENDPOINT:
+                    raise IndexBackendError(
+                        f"Taskcluster index service at {self.root_url} answered "
+                        f"findTasksAtIndex with {e.status}: {e.message}"
+                    ) from e
+                self._has_batch["findTasksAtIndex"] = False
+                entries = []
+        if not self._has_batch["findTasksAtIndex"]:
+            entries = self._map(self.find_task, wanted)
+        now = self._clock()
+        asked = set(wanted)
+        return {
+            e.namespace: e
+            for e in entries
+            if e is not None and e.namespace in asked and e.expires > now
+        }
+
+    def list_tasks(self, namespace: str) -> list[IndexedTask]:
+        """Return the entries immediately under ``namespace`` (``index.listTasks``).
+
+        :raises IndexBackendError: when the index cannot answer.
+        """
+        if namespace:
+            validate_namespace(namespace)
+        items: list[Any] = []
+        token: Optional[str] = None
+        while True:
+            query = {"continuationToken": token} if token else {}
+            try:
+                answer = self._call("index", "listTasks", params={"namespace": namespace},
+                                    query=query)
+            except _Status as e:
+                if e.status == 404:
+                    return []
+                raise IndexBackendError(
+                    f"Taskcluster index service at {self.root_url} answered listTasks "
+                    f"with {e.status}: {e.message}"
+                ) from e
+            page = answer.get("tasks")
+            if not isinstance(page, list):
+                raise self._malformed("index", "listTasks", _Malformed("no 'tasks' list"))
+            items.extend(page)
+            token = answer.get("continuationToken")
+            if not token:
+                break
+        try:
+            return sorted((_entry(i) for i in items), key=lambda e: e.namespace)
+        except _Malformed as e:
+            raise self._malformed("index", "listTasks", e) from e
+
+    def insert_task(
+        self,
+        namespace: str,
+        task_id: str,
+        *,
+        rank: float = 0,
+        expires: Optional[datetime.datetime] = None,
+        data: Optional[Mapping[str, Any]] = None,
+    ) -> IndexedTask:
+        """Index ``task_id`` at ``namespace`` (``index.insertTask``; needs scopes).
+
+        :raises IndexBackendError: when the index refuses or cannot answer.
+        """
+        payload = {
+            "taskId": validate_task_id(task_id),
+            "rank": validate_rank(rank),
+            "data": validate_data(data),
+            "expires": format_time(expires or self._clock() + DEFAULT_EXPIRY),
+        }
+        try:
+            answer = self._call("index", "insertTask", validate_namespace(namespace), payload)
+        except _Status as e:
+            raise IndexBackendError(
+                f"Taskcluster index service at {self.root_url} answered insertTask "
+                f"with {e.status}: {e.message}"
+            ) from e
+        try:
+            return _entry(answer)
+        except _Malformed as e:
+            raise self._malformed("index", "insertTask", e) from e
+
+    # -- queue ------------------------------------------------------------------
+
+    def _status(self, task_id: str) -> Optional[str]:
+        try:
+            answer = self._call("queue", "status", task_id)
+        except _Status as e:
+            if e.status == 404:
+                return None
+            raise IndexBackendError(
+                f"Taskcluster queue service at {self.root_url} answered status "
+                f"with {e.status}: {e.message}"
+            ) from e
+        status = answer.get("status")
+        state = status.get("state") if isinstance(status, dict) else None
+        if not isinstance(state, str):
+            raise self._malformed("queue", "status", _Malformed("no status.state"))
+        return state
+
+    def _statuses_batch(self, task_ids: list[str]) -> dict[str, str]:
+        items = self._pages("queue", "statuses", "statuses", {"taskIds": task_ids})
+        states: dict[str, str] = {}
+        for item in items:
+            status = item.get("status") if isinstance(item, dict) else None
+            state = status.get("state") if isinstance(status, dict) else None
+            task_id = item.get("taskId") if isinstance(item, dict) else None
+            if not isinstance(state, str) or not isinstance(task_id, str):
+                raise self._malformed("queue", "statuses", _Malformed("bad status entry"))
+            states[task_id] = state
+        return states
+
+    def task_states(self, task_ids: Sequence[str]) -> dict[str, str]:
+        """Return the state of each task the queue knows (``queue.statuses``).
+
+        :raises IndexBackendError: when the queue cannot answer.
+        """
+        ids = list(dict.fromkeys(task_ids))
+        states: dict[str, str] = {}
+        if ids and self._has_batch["statuses"]:
+            try:
+                for part in self._map(self._statuses_batch, self._chunks(ids)):
+                    states.update(part)
+                return states
+            except _Status as e:
+                if e.status not in _MISSING_ENDPOINT:
+                    raise IndexBackendError(
+                        f"Taskcluster queue service at {self.root_url} answered statuses "
+                        f"with {e.status}: {e.message}"
+                    ) from e
+                self._has_batch["statuses"] = False
+        for task_id, state in zip(ids, self._map(self._status, ids)):
+            if state is not None:
+                states[task_id] = state
+        return states
+
+    def _artifact_expiry(self, task_id: str, artifact: str) -> Optional[datetime.datetime]:
+        try:
+            answer = self._call("queue", "latestArtifactInfo", task_id, artifact)
+        except _Status as e:
+            if e.status == 404:
+                return None
+            raise IndexBackendError(
+                f"Taskcluster queue service at {self.root_url} answered latestArtifactInfo "
+                f"for {task_id} with {e.status}: {e.message}"
+            ) from e
+        if answer.get("storageType") == "error":
+            return None
+        try:
+            return parse_time(answer.get("expires"), "artifact expiry")
+        except InvalidValueError as e:
+            raise self._malformed("queue", "latestArtifactInfo", e) from e
+
+    def usable_artifacts(self, task_ids: Sequence[str], artifact: str) -> dict[str, Usability]:
+        """Return a verdict for each task: its state (batched), then its artifact.
+
+        :raises IndexBackendError: when the queue cannot answer.
+        """
+        validate_artifact_name(artifact)
+        ids = list(dict.fromkeys(task_ids))
+        states = self.task_states(ids)
+        completed = [t for t in ids if states.get(t) == "completed"]
+        expiries = dict(
+            zip(completed, self._map(lambda t: self._artifact_expiry(t, artifact), completed))
+        )
+        now = self._clock()
+        return {t: verdict(states.get(t), expiries.get(t), now) for t in ids}

@@ -1,0 +1,251 @@
+"""Benchmark the artifact paths: zstd save and streaming load with retag.
+
+Cases, each run in its own child process so that its peak RSS can be read
+from ``os.wait4`` (the parent's memory never counts):
+
+- ``save``: our compression path (:func:`taskgraph_images.artifacts.compress_stream`,
+  level 3, all cores) on a docker-save-style tarball, vs ``zstd -3 -T0``;
+- ``load``: our load with retag (:func:`taskgraph_images.artifacts.stream_image`
+  into a null sink) on the ``.tar.zst``, vs ``zstd -dc FILE | cat >/dev/null``;
+- ``peer``: ``taskgraph.docker.load_image`` of ``taskcluster-taskgraph`` with
+  a stand-in docker that discards its input, when that package is installed.
+
+Usage: ``python bench/bench_artifacts.py [--size 1G] [--repeat 3] [--dir DIR]``.
+:func:`run` returns the numbers for other scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from typing import Any, Iterator, Optional, Sequence
+
+__all__ = ["Measure", "main", "make_tarball", "run"]
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CHUNK = 1 << 20
+
+
+class Measure(dict):  # type: ignore[type-arg]
+    """One case's numbers: ``seconds`` (median), ``mb_per_s`` and ``peak_rss_mb`` (max)."""
+
+
+class _Stream(io.RawIOBase):
+    """Deterministic layer content: seeded random bytes or repeated text lines."""
+
+    def __init__(self, size: int, seed: int, text: bool) -> None:
+        self._left = size
+        self._rng = random.Random(seed)
+        self._text = text
+        self._line = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _block(self, n: int) -> bytes:
+        if not self._text:
+            return self._rng.randbytes(n)
+        out = bytearray()
+        while len(out) < n:
+            self._line += 1
+            out += b"line %08d: the quick brown fox jumps over the lazy dog\n" % (self._line % 5000)
+        return bytes(out[:n])
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n < 0 else min(n, self._left)
+        data = self._block(n)
+        self._left -= n
+        return data
+
+
+def make_tarball(path: str, size: int, layers: int = 4) -> None:
+    """Write a ``docker save`` style tarball of about ``size`` bytes: half random, half text."""
+    per = size // layers
+    ids = [f"{i:064x}" for i in range(1, layers + 1)]
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for i, layer_id in enumerate(ids):
+            info = tarfile.TarInfo(f"{layer_id}/layer.tar")
+            info.size = per
+            tar.addfile(info, _Stream(per, i, text=i % 2 == 1))  # type: ignore[arg-type]
+            for name, data in ((f"{layer_id}/VERSION", b"1.0"), (f"{layer_id}/json", b"{}")):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        manifest = json.dumps([{"Config": "c.json", "RepoTags": ["bench:orig"],
+                                "Layers": [f"{i}/layer.tar" for i in ids]}]).encode()
+        for name, data in (("c.json", b"{}"), ("manifest.json", manifest),
+                           ("repositories", json.dumps({"bench": {"orig": ids[-1]}}).encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def _timed(argv: Sequence[str], *, shell: bool = False) -> tuple[float, float]:
+    """Run ``argv``; return (wall seconds, peak RSS in MB of it and its children)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv if not shell else argv[0], shell=shell,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv} failed with status {proc.returncode}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def _case(name: str, argv: Sequence[str], size: int, repeat: int, shell: bool = False) -> Measure:
+    times, rss = [], []
+    for _ in range(repeat):
+        t, m = _timed(argv, shell=shell)
+        times.append(t)
+        rss.append(m)
+    median = statistics.median(times)
+    return Measure(case=name, seconds=round(median, 3), mb_per_s=round(size / median / 1e6, 1),
+                   peak_rss_mb=round(max(rss), 1))
+
+
+def _self(*args: str) -> list[str]:
+    return [sys.executable, os.path.abspath(__file__), *args]
+
+
+def run(size: int = 1 << 30, repeat: int = 3, workdir: Optional[str] = None) -> dict[str, Any]:
+    """Run every case on a ``size``-byte tarball; return the measures and ratios."""
+    own = workdir is None
+    folder = tempfile.mkdtemp(prefix="tgi-bench-") if workdir is None else workdir
+    try:
+        tar = os.path.join(folder, "image.tar")
+        ours = os.path.join(folder, "ours.tar.zst")
+        theirs = os.path.join(folder, "cli.tar.zst")
+        if not os.path.exists(tar) or os.path.getsize(tar) < size:
+            make_tarball(tar, size)
+        real = os.path.getsize(tar)
+        results: dict[str, Any] = {"size": real}
+        results["save_ours"] = _case("save: ours (level 3, all cores)",
+                                     _self("--child-compress", tar, ours), real, repeat)
+        results["save_zstd"] = _case("save: zstd -3 -T0",
+                                     ["zstd", "-q", "-f", "-3", "-T0", tar, "-o", theirs],
+                                     real, repeat)
+        results["load_ours"] = _case("load+retag: ours to a null sink",
+                                     _self("--child-load", ours), real, repeat)
+        results["load_zstd"] = _case("load: zstd -dc | cat >/dev/null",
+                                     [f"zstd -dc {ours} | cat >/dev/null"], real, repeat,
+                                     shell=True)
+        if _peer_available():
+            results["load_peer"] = _case("load: peer load_image (stand-in docker)",
+                                         _self("--child-peer", ours), real, repeat)
+        results["save_ratio"] = round(
+            results["save_zstd"]["seconds"] / results["save_ours"]["seconds"], 2)
+        results["load_ratio"] = round(
+            results["load_ours"]["seconds"] / results["load_zstd"]["seconds"], 2)
+        results["compressed_ours"] = os.path.getsize(ours)
+        results["compressed_zstd"] = os.path.getsize(theirs)
+        return results
+    finally:
+        if own:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _peer_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("taskgraph") is not None
+
+
+# -- children ---------------------------------------------------------------------------
+
+
+def _chunks(path: str) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(CHUNK)
+            if not block:
+                return
+            yield block
+
+
+def _child_compress(src: str, dest: str) -> None:
+    from taskgraph_images._atomic import atomic_output
+    from taskgraph_images.artifacts import compress_stream
+
+    with atomic_output(dest) as out:
+        compress_stream(_chunks(src), out, level=3, threads=0)
+
+
+def _child_load(src: str) -> None:
+    from taskgraph_images.artifacts import NullSink, stream_image
+
+    with open(src, "rb") as f:
+        stream_image(f, NullSink(), tag="bench:retagged")
+
+
+def _child_peer(src: str) -> None:  # pragma: no cover - needs taskcluster-taskgraph
+    import tempfile as tf
+    from unittest import mock
+
+    from taskgraph.util import docker as peer  # type: ignore[import-not-found]
+
+    with tf.TemporaryDirectory() as d:
+        fake = os.path.join(d, "docker")
+        with open(fake, "w") as f:
+            f.write("#!/bin/sh\ncat >/dev/null\n")
+        os.chmod(fake, 0o755)
+        os.environ["PATH"] = d + os.pathsep + os.environ["PATH"]
+        with open(src, "rb") as data, mock.patch.object(
+            peer, "get_artifact_url", return_value="file://" + src
+        ):
+            del data
+            peer.load_image("file://" + src, "bench:retagged")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Parse the command line and print a table (or run a child case)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", default="1G", help="tarball size (default 1G)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case (median)")
+    parser.add_argument("--dir", default=None, help="keep data in DIR (reused across runs)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--child-compress", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child-load", help=argparse.SUPPRESS)
+    parser.add_argument("--child-peer", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child_compress:
+        _child_compress(*args.child_compress)
+        return 0
+    if args.child_load:
+        _child_load(args.child_load)
+        return 0
+    if args.child_peer:
+        _child_peer(args.child_peer)
+        return 0
+    sys.path.insert(0, ROOT)
+    from taskgraph_images.artifacts import parse_size
+
+    results = run(parse_size(args.size), args.repeat, args.dir)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print(f"tarball: {results['size'] / 1e6:.0f} MB, {os.cpu_count()} cores, "
+          f"median of {args.repeat}")
+    print(f"{'case':45} {'s':>8} {'MB/s':>8} {'peak RSS MB':>12}")
+    for value in results.values():
+        if isinstance(value, Measure):
+            print(f"{value['case']:45} {value['seconds']:8.3f} {value['mb_per_s']:8.1f} "
+                  f"{value['peak_rss_mb']:12.1f}")
+    print(f"save: zstd time / our time = {results['save_ratio']} (target >= 1.0 / 0.9)")
+    print(f"load: our time / zstd -dc|cat time = {results['load_ratio']} (target <= 1.5)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

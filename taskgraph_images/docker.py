@@ -1,0 +1,560 @@
+"""Talk to the Docker engine through its HTTP API (the Engine API).
+
+Why the Engine API and not the ``docker`` CLI: the API streams both ways
+(a build context or an image tarball goes up as a chunked request body, a
+``docker save`` comes down as a response body) with nothing but the standard
+library (:mod:`http.client` over the engine's unix socket), the answers are
+structured JSON (build progress, errors, image ids) rather than text to
+scrape, errors inside a streamed answer (a failing ``RUN``, a broken
+``load``) are reported in-band and can be checked, and the only dependency is
+a running engine, not a client binary of a matching version.
+
+``DOCKER_HOST`` selects the engine as the CLI does: ``unix:///path/to.sock``
+(the default is ``unix:///var/run/docker.sock``) or ``tcp://host:port``
+(plain HTTP; TLS and ``ssh://`` are not supported).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import socket
+import urllib.parse
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
+
+import attrs
+
+from taskgraph_images.errors import DockerError, DockerUnavailableError, ImageBuildError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from taskgraph_images.catalog import ImageCatalog
+
+__all__ = [
+    "DEFAULT_HOST",
+    "Built",
+    "Engine",
+    "LoadUpload",
+    "OutputCallback",
+    "build_image",
+    "parse_json_stream",
+    "split_reference",
+]
+
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+
+#: Receives the engine's build output, a piece of text at a time.
+OutputCallback = Callable[[str], None]
+
+_CHUNK = 1 << 20
+_START_HINT = (
+    "start it (for example `sudo systemctl start docker`, or `dockerd` as root) "
+    "or point DOCKER_HOST at a running engine"
+)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """An HTTP connection over a unix socket."""
+
+    def __init__(self, path: str, timeout: Optional[float] = None) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            if self.timeout is not None:
+                sock.settimeout(self.timeout)
+            sock.connect(self._socket_path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def parse_json_stream(buffer: str) -> tuple[list[dict[str, Any]], str]:
+    """Split the engine's concatenated JSON messages; return them and the incomplete rest.
+
+    >>> parse_json_stream('{"stream": "a"}\\r\\n{"stream": "b"}\\n{"str')
+    ([{'stream': 'a'}, {'stream': 'b'}], '{"str')
+    """
+    decoder = json.JSONDecoder()
+    messages: list[dict[str, Any]] = []
+    pos = 0
+    while True:
+        while pos < len(buffer) and buffer[pos] in " \t\r\n":
+            pos += 1
+        if pos >= len(buffer):
+            return messages, ""
+        try:
+            value, end = decoder.raw_decode(buffer, pos)
+        except json.JSONDecodeError:
+            return messages, buffer[pos:]
+        if isinstance(value, dict):
+            messages.append(value)
+        pos = end
+
+
+def _message_error(message: Mapping[str, Any]) -> Optional[str]:
+    error = message.get("error")
+    if error:
+        return str(error).strip()
+    detail = message.get("errorDetail")
+    if isinstance(detail, dict) and detail.get("message"):
+        return str(detail["message"]).strip()
+    return None
+
+
+@attrs.frozen
+class _Response:
+    status: int
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body.decode("utf-8")) if self.body else None
+
+    def message(self) -> str:
+        try:
+            value = self.json()
+        except ValueError:
+            value = None
+        if isinstance(value, dict) and value.get("message"):
+            return str(value["message"]).strip()
+        return self.body.decode("utf-8", "replace").strip() or f"HTTP {self.status}"
+
+
+class LoadUpload:
+    """An image tarball being sent to ``POST /images/load``, a piece at a time.
+
+    Call :meth:`write` for each piece, then :meth:`finish` (which checks the
+    engine's answer), or :meth:`abort` to drop the connection before the end
+    of the body so that the engine discards what it received.
+    """
+
+    def __init__(self, engine: Engine, conn: http.client.HTTPConnection) -> None:
+        self._engine = engine
+        self._conn = conn
+        self._done = False
+        self._broken: Optional[OSError] = None
+
+    def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Send ``data`` as one chunk of the request body."""
+        if not data or self._broken is not None:
+            return
+        try:
+            self._conn.send(b"%x\r\n" % len(data))
+            self._conn.send(data)
+            self._conn.send(b"\r\n")
+        except OSError as e:
+            # The engine stopped reading (usually: it found an error). Its
+            # answer, read in finish(), says why.
+            self._broken = e
+
+    def finish(self) -> list[str]:
+        """End the body and return the engine's messages; raise :class:`DockerError` on error."""
+        try:
+            if self._broken is None:
+                try:
+                    self._conn.send(b"0\r\n\r\n")
+                except OSError as e:
+                    self._broken = e
+            try:
+                response = self._conn.getresponse()
+            except (OSError, http.client.HTTPException) as e:
+                why = self._broken or e
+                raise DockerError(
+                    f"docker load failed: the engine closed the connection ({why})"
+                ) from e
+            lines: list[str] = []
+            with response:
+                if response.status >= 400:
+                    body = _Response(response.status, response.read())
+                    raise DockerError(f"docker load failed: {body.message()}")
+                rest = ""
+                while True:
+                    chunk = response.read1(65536)
+                    if not chunk:
+                        break
+                    messages, rest = parse_json_stream(rest + chunk.decode("utf-8", "replace"))
+                    for message in messages:
+                        error = _message_error(message)
+                        if error:
+                            raise DockerError(f"docker load failed: {error}")
+                        if message.get("stream"):
+                            lines.append(str(message["stream"]).strip())
+            return lines
+        finally:
+            self._done = True
+            self._conn.close()
+
+    def abort(self) -> None:
+        """Drop the connection without ending the body: the engine loads nothing."""
+        if self._done:
+            return
+        self._done = True
+        sock = self._conn.sock
+        if sock is not None:
+            # RST rather than FIN, so the engine sees a broken body at once.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+        self._conn.close()
+
+
+class Engine:
+    """A Docker engine reached over ``DOCKER_HOST`` (see the module docstring)."""
+
+    def __init__(self, host: Optional[str] = None, *, timeout: Optional[float] = None) -> None:
+        self.host = host or DEFAULT_HOST
+        self.timeout = timeout
+        parsed = urllib.parse.urlsplit(self.host)
+        if parsed.scheme == "unix":
+            self._unix: Optional[str] = parsed.path or "/var/run/docker.sock"
+            self._tcp: Optional[tuple[str, int]] = None
+        elif parsed.scheme in ("tcp", "http") and parsed.hostname:
+            self._unix = None
+            self._tcp = (parsed.hostname, parsed.port or 2375)
+        else:
+            raise DockerUnavailableError(
+                f"DOCKER_HOST={self.host!r} is not supported: use unix:///path/to/docker.sock "
+                "or tcp://host:port"
+            )
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> Engine:
+        """Return the engine ``DOCKER_HOST`` in ``env`` (default: ``os.environ``) names."""
+        env = os.environ if env is None else env
+        return cls(env.get("DOCKER_HOST") or None)
+
+    def __repr__(self) -> str:
+        return f"<Engine {self.host}>"
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _connection(self, timeout: Optional[float] = None) -> http.client.HTTPConnection:
+        t = timeout if timeout is not None else self.timeout
+        if self._unix is not None:
+            return _UnixConnection(self._unix, timeout=t)
+        assert self._tcp is not None
+        return http.client.HTTPConnection(self._tcp[0], self._tcp[1], timeout=t)
+
+    def _unavailable(self, error: OSError) -> DockerUnavailableError:
+        why = error.strerror or str(error)
+        if self._unix is not None and not os.path.exists(self._unix):
+            if shutil.which("dockerd") is None and shutil.which("docker") is None:
+                return DockerUnavailableError(
+                    f"Docker is not installed (no engine socket at {self._unix}): install it "
+                    "(for example `apt-get install docker.io`), then " + _START_HINT
+                )
+            return DockerUnavailableError(
+                f"the Docker engine is not running (no socket at {self._unix}): " + _START_HINT
+            )
+        return DockerUnavailableError(
+            f"cannot reach the Docker engine at {self.host} ({why}): " + _START_HINT
+        )
+
+    def _open(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Optional[Sequence[tuple[str, str]]] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        chunked: bool = False,
+        timeout: Optional[float] = None,
+    ) -> http.client.HTTPConnection:
+        """Connect and send the request line and headers (the body is up to the caller)."""
+        url = path + ("?" + urllib.parse.urlencode(list(query)) if query else "")
+        conn = self._connection(timeout)
+        try:
+            conn.putrequest(method, url, skip_accept_encoding=True)
+            for key, value in (headers or {}).items():
+                conn.putheader(key, value)
+            if chunked:
+                conn.putheader("Transfer-Encoding", "chunked")
+            elif method in ("POST", "PUT"):
+                conn.putheader("Content-Length", "0")
+            conn.endheaders()
+        except OSError as e:
+            conn.close()
+            raise self._unavailable(e) from e
+        return conn
+
+    def _request(
+        self, method: str, path: str, *, query: Optional[Sequence[tuple[str, str]]] = None
+    ) -> _Response:
+        conn = self._open(method, path, query=query)
+        try:
+            response = conn.getresponse()
+            with response:
+                return _Response(response.status, response.read())
+        except OSError as e:
+            raise self._unavailable(e) from e
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _send_body(conn: http.client.HTTPConnection, body: Iterable[bytes]) -> Optional[OSError]:
+        try:
+            for chunk in body:
+                if chunk:
+                    conn.send(b"%x\r\n" % len(chunk))
+                    conn.send(chunk)
+                    conn.send(b"\r\n")
+            conn.send(b"0\r\n\r\n")
+        except OSError as e:  # the engine answered early; read why below
+            return e
+        return None
+
+    # -- queries ----------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Check that the engine answers.
+
+        :raises DockerUnavailableError: with how to start it.
+        """
+        response = self._request("GET", "/_ping")
+        if response.status != 200:
+            raise DockerUnavailableError(
+                f"the Docker engine at {self.host} answered HTTP {response.status} to a ping: "
+                + _START_HINT
+            )
+
+    def inspect(self, name: str) -> Optional[dict[str, Any]]:
+        """Return the engine's description of image ``name``, or None when it has none."""
+        response = self._request("GET", f"/images/{_quote(name)}/json")
+        if response.status == 404:
+            return None
+        if response.status != 200:
+            raise DockerError(f"cannot inspect image {name}: {response.message()}")
+        value = response.json()
+        if not isinstance(value, dict):
+            raise DockerError(f"cannot inspect image {name}: unexpected answer from the engine")
+        return value
+
+    def exists(self, name: str) -> bool:
+        """Return True when the engine has an image called ``name``."""
+        return self.inspect(name) is not None
+
+    def tag(self, name: str, new: str) -> None:
+        """Give image ``name`` the extra tag ``new`` (``repo:tag``)."""
+        repo, tag = split_reference(new)
+        response = self._request(
+            "POST", f"/images/{_quote(name)}/tag", query=[("repo", repo), ("tag", tag)]
+        )
+        if response.status >= 300:
+            raise DockerError(f"cannot tag image {name} as {new}: {response.message()}")
+
+    def remove(self, name: str, *, force: bool = False) -> None:
+        """Remove image (or tag) ``name``."""
+        query = [("force", "1")] if force else []
+        response = self._request("DELETE", f"/images/{_quote(name)}", query=query)
+        if response.status >= 300:
+            raise DockerError(f"cannot remove image {name}: {response.message()}")
+
+    # -- build ------------------------------------------------------------------
+
+    def build(
+        self,
+        context: IO[bytes],
+        tags: Sequence[str],
+        *,
+        buildargs: Optional[Mapping[str, str]] = None,
+        nocache: bool = False,
+        on_output: Optional[OutputCallback] = None,
+    ) -> str:
+        """Build an image from the tar ``context`` (read in chunks) and return its id.
+
+        The engine's progress text goes to ``on_output`` as it arrives.
+
+        :raises ImageBuildError: with the engine's error (a failing ``RUN``, a
+            bad Dockerfile, an unknown base image).
+        :raises DockerUnavailableError: when the engine cannot be reached.
+        """
+        query: list[tuple[str, str]] = [("t", t) for t in tags]
+        query += [("rm", "1"), ("forcerm", "1")]
+        if nocache:
+            query.append(("nocache", "1"))
+        if buildargs:
+            query.append(("buildargs", json.dumps(dict(buildargs), sort_keys=True)))
+        conn = self._open(
+            "POST", "/build", query=query, headers={"Content-Type": "application/x-tar"},
+            chunked=True,
+        )
+        what = ", ".join(tags) or "image"
+        try:
+            broken = self._send_body(conn, iter(lambda: context.read(_CHUNK), b""))
+            try:
+                response = conn.getresponse()
+            except (OSError, http.client.HTTPException) as e:
+                raise ImageBuildError(
+                    f"building {what}: the engine closed the connection ({broken or e})"
+                ) from e
+            with response:
+                if response.status >= 400:
+                    raise ImageBuildError(
+                        f"building {what} failed: {_Response(response.status, response.read()).message()}"
+                    )
+                return self._follow_build(response, what, on_output)
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _follow_build(
+        response: http.client.HTTPResponse, what: str, on_output: Optional[OutputCallback]
+    ) -> str:
+        image_id: Optional[str] = None
+        rest = ""
+        while True:
+            chunk = response.read1(65536)
+            if not chunk:
+                break
+            messages, rest = parse_json_stream(rest + chunk.decode("utf-8", "replace"))
+            for message in messages:
+                error = _message_error(message)
+                if error:
+                    raise ImageBuildError(f"building {what} failed: {error}")
+                text = message.get("stream")
+                if text and on_output is not None:
+                    on_output(str(text))
+                aux = message.get("aux")
+                if isinstance(aux, dict) and aux.get("ID"):
+                    image_id = str(aux["ID"])
+        if image_id is None:
+            raise ImageBuildError(f"building {what}: the engine did not report an image id")
+        return image_id
+
+    # -- save and load ----------------------------------------------------------
+
+    def save(self, name: str) -> Iterator[bytes]:
+        """Yield the ``docker save`` tarball of image ``name`` in chunks (streamed).
+
+        :raises DockerError: for an unknown image (before the first chunk).
+        """
+        conn = self._open("GET", f"/images/{_quote(name)}/get")
+        try:
+            try:
+                response = conn.getresponse()
+            except OSError as e:
+                raise self._unavailable(e) from e
+            with response:
+                if response.status != 200:
+                    message = _Response(response.status, response.read()).message()
+                    if response.status == 404:
+                        raise DockerError(f"no image {name} in the Docker engine ({message})")
+                    raise DockerError(f"cannot save image {name}: {message}")
+                while True:
+                    chunk = response.read1(_CHUNK) if response.chunked else response.read(_CHUNK)
+                    if not chunk:
+                        break
+                    yield chunk
+        except (http.client.HTTPException, OSError) as e:
+            raise DockerError(f"saving image {name}: the engine broke the stream ({e})") from e
+        finally:
+            conn.close()
+
+    def start_load(self) -> LoadUpload:
+        """Start ``POST /images/load``; send the tarball through the returned upload."""
+        conn = self._open(
+            "POST", "/images/load", query=[("quiet", "1")],
+            headers={"Content-Type": "application/x-tar"}, chunked=True,
+        )
+        return LoadUpload(self, conn)
+
+    def load(self, chunks: Iterable[bytes]) -> list[str]:
+        """Load a ``docker save`` tarball given in chunks; return the engine's messages."""
+        upload = self.start_load()
+        try:
+            for chunk in chunks:
+                upload.write(chunk)
+        except BaseException:
+            upload.abort()
+            raise
+        return upload.finish()
+
+
+def split_reference(reference: str) -> tuple[str, str]:
+    """Split ``repo[:tag]`` into repository and tag (default ``latest``).
+
+    >>> split_reference("localhost:5000/a/b")
+    ('localhost:5000/a/b', 'latest')
+    >>> split_reference("a/b:1.0")
+    ('a/b', '1.0')
+    """
+    slash = reference.rfind("/")
+    colon = reference.rfind(":")
+    if colon > slash:
+        return reference[:colon], reference[colon + 1 :]
+    return reference, "latest"
+
+
+def _quote(name: str) -> str:
+    return urllib.parse.quote(name, safe=":@")
+
+
+# -- building catalog images ----------------------------------------------------------
+
+
+@attrs.frozen
+class Built:
+    """One image :func:`build_image` dealt with."""
+
+    name: str
+    tag: str
+    image_id: str
+    reused: bool  # already present locally (an ancestor), not built
+
+
+def build_image(
+    engine: Engine,
+    catalog: ImageCatalog,
+    name: str,
+    *,
+    nocache: bool = False,
+    build_args: Optional[Mapping[str, str]] = None,
+    on_output: Optional[OutputCallback] = None,
+    on_note: Optional[Callable[[str], None]] = None,
+) -> list[Built]:
+    """Build image ``name`` of ``catalog``, its in-tree ancestors first when missing.
+
+    Each image is tagged :meth:`~taskgraph_images.catalog.ImageCatalog.local_tag`
+    (``registry/name:version`` for a prebuilt image, ``name:latest`` else).
+    An ancestor already present in the engine is reused. Build args are the
+    image's kind-config args, ``DOCKER_IMAGE_PARENT`` (the configured
+    parent's local tag) and ``build_args`` (which win). Returns what was done,
+    ancestors first.
+
+    :raises ImageBuildError: with the engine's error.
+    :raises ContextError: when the context cannot be written.
+    """
+    import tempfile
+
+    from taskgraph_images.context import write_context
+
+    wanted = set(catalog.ancestors(name))
+    done: list[Built] = []
+    for current in [n for n in catalog.order() if n in wanted] + [name]:
+        tag = catalog.local_tag(current)
+        if current != name:
+            found = engine.inspect(tag)
+            if found is not None:
+                if on_note is not None:
+                    on_note(f"reusing {tag}, already present in the Docker engine")
+                done.append(Built(current, tag, str(found.get("Id", "")), True))
+                continue
+        image = catalog[current]
+        args = dict(image.args)
+        if image.config_parent is not None:
+            args["DOCKER_IMAGE_PARENT"] = catalog.local_tag(image.config_parent)
+        args.update(build_args or {})
+        if on_note is not None:
+            on_note(f"building {tag}")
+        with tempfile.TemporaryFile() as context:
+            write_context(catalog, current, context)
+            context.seek(0)
+            image_id = engine.build(
+                context, [tag], buildargs=args, nocache=nocache, on_output=on_output
+            )
+        done.append(Built(current, tag, image_id, False))
+    return done

@@ -1,0 +1,2 @@
+#!/bin/busybox sh
+/bin/busybox cat /base.txt /app.txt

@@ -1,0 +1,152 @@
+"""``taskgraph-images context|build|save|load`` end to end, with a private dockerd."""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+from pathlib import Path
+
+import pytest
+import zstandard
+from dockerd import DockerEngine
+
+from taskgraph_images.catalog import ImageCatalog
+from taskgraph_images.cli import main
+from taskgraph_images.context import write_context
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_context_command_writes_the_deterministic_tar(
+    busybox_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, _ = _run(capsys, "context", "app", "-o", str(tmp_path / "a.tar"),
+                      "--root", str(busybox_repo))
+    write_context(ImageCatalog.load(busybox_repo), "app", tmp_path / "b.tar")
+    assert code == 0 and (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+
+
+def test_load_refuses_a_traversal_member(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("/etc/passwd")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    (tmp_path / "bad.tar.zst").write_bytes(zstandard.ZstdCompressor().compress(buf.getvalue()))
+    code, _, err = _run(capsys, "load", str(tmp_path / "bad.tar.zst"),
+                        "--output", str(tmp_path / "o.tar"))
+    assert code == 1 and "absolute path" in err and err.count("\n") == 1
+    assert not (tmp_path / "o.tar").exists()
+
+
+def test_build_without_an_engine_says_how_to_start_it(
+    busybox_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/none.sock")
+    code, _, err = _run(capsys, "build", "app", "--root", str(busybox_repo))
+    assert code == 1 and "start it" in err and err.count("\n") == 1
+
+
+@pytest.mark.docker
+def test_build_prebuilt_prints_the_push_command(
+    docker_engine: DockerEngine, busybox_repo: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", docker_engine.host)
+    code, out, _ = _run(capsys, "build", "base", "--root", str(busybox_repo))
+    assert code == 0 and "Successfully tagged tgi-test/base:1.0" in out
+    assert out.rstrip().endswith("docker push tgi-test/base:1.0")
+
+
+@pytest.mark.docker
+def test_build_task_image_warns_it_is_local_only(
+    docker_engine: DockerEngine, busybox_repo: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", docker_engine.host)
+    code, out, err = _run(capsys, "build", "app", "--root", str(busybox_repo), "--no-cache",
+                          "--build-arg", "UNUSED=1")
+    assert code == 0 and "Successfully tagged app:latest" in out
+    assert "only meant to run locally" in err
+
+
+@pytest.mark.docker
+def test_failed_build_exits_1_with_the_engines_error(
+    docker_engine: DockerEngine, busybox_repo: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", docker_engine.host)
+    code, out, err = _run(capsys, "build", "broken", "--root", str(busybox_repo))
+    assert code == 1 and "about to fail" in out
+    assert re.search(r"error: building broken:latest failed: .*non-zero code: 3", err)
+
+
+@pytest.mark.docker
+def test_build_of_an_unknown_image_names_it(
+    docker_engine: DockerEngine, busybox_repo: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = _run(capsys, "build", "nope", "--root", str(busybox_repo))
+    assert code == 1 and "unknown image 'nope'" in err
+
+
+@pytest.mark.docker
+def test_save_then_load_retagged_runs(
+    docker_engine: DockerEngine, busybox_repo: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", docker_engine.host)
+    assert _run(capsys, "build", "app", "--root", str(busybox_repo))[0] == 0
+    code, _, err = _run(capsys, "save", "app:latest", "-o", str(tmp_path / "i.tar.zst"),
+                        "--level", "5", "--threads", "1")
+    assert code == 0 and "saved app:latest" in err
+    code, out, _ = _run(capsys, "load", str(tmp_path / "i.tar.zst"), "-t", "cli/app:9")
+    assert code == 0 and out == "Loaded image: cli/app:9\n"
+    assert docker_engine.run("cli/app:9", "/bin/busybox", "cat", "/app.txt") == "app-ok\n"
+
+
+@pytest.mark.docker
+def test_load_stops_at_max_size(
+    docker_engine: DockerEngine, busybox_repo: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", docker_engine.host)
+    assert _run(capsys, "build", "base", "--root", str(busybox_repo))[0] == 0
+    assert _run(capsys, "save", "tgi-test/base:1.0", "-o", str(tmp_path / "b.tar.zst"))[0] == 0
+    code, _, err = _run(capsys, "load", str(tmp_path / "b.tar.zst"), "-t", "big:1",
+                        "--max-size", "100K")
+    assert code == 1 and "more than 102400 bytes" in err
+    assert not docker_engine.engine.exists("big:1")
+
+
+@pytest.mark.docker
+def test_record_then_index_finds_it_and_load_by_task_id(
+    docker_engine: DockerEngine, busybox_repo: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from taskgraph_images.index import LocalIndex, find_image
+
+    monkeypatch.setenv("DOCKER_HOST", docker_engine.host)
+    monkeypatch.delenv("TASKCLUSTER_ROOT_URL", raising=False)
+    monkeypatch.delenv("TASKCLUSTER_PROXY_URL", raising=False)
+    index_arg = f"local:{tmp_path / 'idx' / 'index.db'}"
+    code, out, _ = _run(capsys, "build", "app", "--root", str(busybox_repo), "--record",
+                        "--index", index_arg)
+    assert code == 0
+    match = re.search(r"recorded app as task (\S+) at level 3", out)
+    assert match
+    task_id = match.group(1)
+    catalog = ImageCatalog.load(busybox_repo)
+    lookup = find_image(LocalIndex(tmp_path / "idx" / "index.db"), "app", catalog.digest("app"), 3)
+    assert lookup.reuse and lookup.found is not None and lookup.found.task_id == task_id
+    code, out, _ = _run(capsys, "load", task_id, "--index", index_arg, "-t", "recorded:1")
+    assert code == 0 and out == "Loaded image: recorded:1\n"
+    code, out, _ = _run(capsys, "load", "app", "--index", index_arg, "-t", "byname:1",
+                        "--root", str(busybox_repo))
+    assert code == 0 and out == "Loaded image: byname:1\n"
+    assert docker_engine.run("byname:1", "/bin/busybox", "cat", "/app.txt") == "app-ok\n"

@@ -1,0 +1,198 @@
+"""Benchmark: plan 300 generated images (5 levels of parents) against a slow index.
+
+A repository of ``images`` task images is generated in a temporary folder:
+five generations, each image ``FROM`` one of the previous generation. The
+loopback Taskcluster server of ``tests/tcserver.py`` (in a child process, as
+a real index is remote) adds ``latency`` seconds (20 ms) to every request;
+two thirds of the images are indexed (some at each level). Timed:
+
+- ``plan``: end to end -- load the catalog, hash every context, compute the
+  digests, :func:`~taskgraph_images.plan.plan_images` on a
+  :class:`~taskgraph_images.index.TaskclusterIndex` (one batched lookup),
+  and generate every build task;
+- ``sequential``: the same catalog work, then one request after another per
+  image and namespace (``findTask`` per level, then ``status`` and
+  ``latestArtifactInfo``), as the 2016 decision task did.
+
+Run ``python bench/bench_plan.py``; import it and call :func:`run` for numbers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+__all__ = ["GENERATIONS", "TARGET", "main", "make_repository", "run"]
+
+GENERATIONS = 5
+#: The issue's bound on the end-to-end plan, in seconds.
+TARGET = 2.0
+_PARAMS = {
+    "level": 1,
+    "project": "bench",
+    "pushdate": 1478546787,
+    "head_repository": "https://example.com/bench",
+    "head_rev": "0" * 40,
+    "base_repository": "https://example.com/bench",
+    "owner": "bench@example.com",
+    "source": "https://example.com/bench",
+}
+
+
+def make_repository(root: Path, images: int) -> list[str]:
+    """Write ``images`` image folders under ``root/taskcluster/docker``; return their names."""
+    per = max(1, images // GENERATIONS)
+    names = []
+    for i in range(images):
+        generation = min(i // per, GENERATIONS - 1)
+        name = f"g{generation}-img{i:04d}"
+        folder = root / "taskcluster" / "docker" / name
+        folder.mkdir(parents=True)
+        if generation == 0:
+            base = "debian:12"
+        else:
+            parent_index = (i - per) if i - per >= 0 else 0
+            pg = min(parent_index // per, GENERATIONS - 1)
+            base = f"g{pg}-img{parent_index:04d}:latest"
+        (folder / "Dockerfile").write_text(f"FROM {base}\nRUN echo {name}\n")
+        (folder / "setup.sh").write_text(f"#!/bin/sh\necho {i}\n" * 20)
+        names.append(name)
+    builder = root / "taskcluster" / "docker" / "image_builder"
+    builder.mkdir()
+    (builder / "Dockerfile").write_text("FROM debian:12\n")
+    (builder / "VERSION").write_text("1.0\n")
+    return names
+
+
+def _serve(conn: Any, plants: list[tuple[int, str, str]], latency: float) -> None:
+    from tcserver import TCServer
+
+    from taskgraph_images.index import hash_namespace
+
+    with TCServer() as server:
+        for level, name, digest in plants:
+            server.index_task(hash_namespace(level, name, digest), server.add_task())
+        server.latency = latency
+        if hasattr(server, "validate_responses"):
+            server.validate_responses = False  # CPU only; the tests check the responses
+        conn.send(server.root_url)
+        while True:
+            command = conn.recv()
+            if command == "stop":
+                break
+            if command == "clear":
+                server.requests.clear()
+            conn.send(server.count())
+
+
+def _sequential(index: Any, catalog: Any) -> dict[str, Optional[str]]:
+    from taskgraph_images.index import search_order
+
+    found: dict[str, Optional[str]] = {}
+    for name in catalog.order():
+        if catalog[name].prebuilt:
+            continue
+        found[name] = None
+        for candidate in search_order(name, catalog.digest(name), 1):
+            entry = index.find_task(candidate.namespace)
+            if entry is None:
+                continue
+            verdict = index.usable_artifacts([entry.task_id], "public/image.tar.zst")
+            if verdict[entry.task_id].usable:
+                found[name] = entry.task_id
+                break
+    return found
+
+
+def run(images: int = 300, latency: float = 0.020) -> dict[str, dict[str, float]]:
+    """Run the benchmark; return ``{label: {"wall": s, "requests": n, "ratio": x}}``.
+
+    ``ratio`` is how many times faster than the sequential approach.
+    """
+    import multiprocessing
+
+    from taskgraph_images.catalog import ImageCatalog
+    from taskgraph_images.index import TaskclusterIndex
+    from taskgraph_images.plan import plan_images
+
+    with tempfile.TemporaryDirectory(prefix="bench-plan-") as tmp:
+        root = Path(tmp)
+        names = make_repository(root, images)
+        probe = ImageCatalog.load(root)
+        # Every third root image (and so its whole line) is missing; the rest
+        # are indexed at level 1, 2 or 3.
+        plants = [(i % 3 + 1, n, probe.digest(n)) for i, n in enumerate(names) if i % 3 != 2]
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_serve, args=(child, plants, latency), daemon=True)
+        proc.start()
+        try:
+            root_url = parent.recv()
+            TaskclusterIndex(root_url, environ={})  # import the client outside the timings
+            now = datetime.datetime.now(datetime.timezone.utc)
+
+            def ask(command: str) -> int:
+                parent.send(command)
+                return int(parent.recv())
+
+            ask("clear")
+            start = time.perf_counter()
+            catalog = ImageCatalog.load(root)
+            index = TaskclusterIndex(root_url, max_retries=2, environ={})
+            plan = plan_images(catalog, _PARAMS, index, now=now)
+            plan_wall = time.perf_counter() - start
+            plan_requests = ask("count")
+            ask("clear")
+
+            start = time.perf_counter()
+            catalog = ImageCatalog.load(root)
+            index = TaskclusterIndex(root_url, max_retries=2, environ={})
+            found = _sequential(index, catalog)
+            seq_wall = time.perf_counter() - start
+            seq_requests = ask("count")
+            parent.send("stop")
+        finally:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+            parent.close()
+            child.close()
+    reused = {n: d.task_id for n, d in plan.decisions.items() if d.action == "reuse"}
+    # Both ways find the same builds (the plan also rebuilds children of built parents).
+    assert all(found[n] == t for n, t in reused.items()), "the two approaches disagree"
+    return {
+        "plan": {
+            "wall": plan_wall,
+            "requests": plan_requests,
+            "ratio": seq_wall / plan_wall,
+            "tasks": len(plan.tasks),
+        },
+        "sequential": {"wall": seq_wall, "requests": seq_requests, "ratio": 1.0},
+    }
+
+
+def main() -> int:
+    """Print the numbers and whether the end-to-end plan stays under :data:`TARGET`."""
+    images = int(os.environ.get("BENCH_PLAN_IMAGES", "300"))
+    numbers = run(images)
+    print(f"{images} images, {GENERATIONS} generations, 20 ms per request")
+    for label, n in numbers.items():
+        print(
+            f"{label:>10}: {n['wall']:6.2f} s  {int(n['requests']):5d} requests  "
+            f"{n['ratio']:5.1f}x faster than sequential"
+        )
+    ok = numbers["plan"]["wall"] < TARGET
+    print(f"target: plan < {TARGET:.0f} s: {'ok' if ok else 'SLOW'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

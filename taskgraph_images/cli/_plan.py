@@ -1,0 +1,309 @@
+"""``plan`` (reuse or build every image; optionally submit the builds) and ``render``.
+
+Decision parameters come from defaults, then ``--params FILE``, then the
+flags; every default used is reported on stderr, so that on a machine with
+no Taskcluster account ``taskgraph-images plan --root examples/gecko`` works
+and says what it assumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import subprocess
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
+
+from taskgraph_images.cli._common import add_catalog_arguments, load_catalog, note, write_output
+from taskgraph_images.errors import ParamsError, PlanError, SubmitError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from taskgraph_images.config import BuildConfig
+    from taskgraph_images.plan import Plan
+
+__all__ = ["default_params", "register", "run_plan", "run_render"]
+
+_GIT_SOURCE = re.compile(r"(?:https?://|ssh://|git@)\S+\Z")
+_HEX_REV = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?\Z")
+
+# Flag destination -> parameter name.
+_PARAM_FLAGS = (
+    ("level", "level"),
+    ("project", "project"),
+    ("pushdate", "pushdate"),
+    ("head_repository", "head_repository"),
+    ("head_rev", "head_rev"),
+    ("base_repository", "base_repository"),
+    ("owner", "owner"),
+    ("source", "source"),
+    ("decision_task_id", "decision_task_id"),
+    ("pushlog_id", "pushlog_id"),
+)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``plan`` and ``render`` sub-commands."""
+    from taskgraph_images.cli._index import add_index_arguments
+
+    p = sub.add_parser(
+        "plan",
+        help="decide which images to reuse or build, and make their build tasks",
+        description="Look every task image up in the index and print, per image, whether it "
+        "is reused (and from where) or built (and why). --json/--output give the plan with "
+        "every build-task definition; --submit creates the build tasks.",
+    )
+    add_catalog_arguments(p)
+    add_index_arguments(p)
+    g = p.add_argument_group("decision parameters (default: --params, else guessed and reported)")
+    g.add_argument("--params", metavar="FILE", help="a YAML or JSON file of decision parameters")
+    g.add_argument("--level", help="trust level of the push: 1, 2 or 3 (default 1)")
+    g.add_argument("--project", help="project (branch) name (default: the root folder's name)")
+    g.add_argument(
+        "--pushdate", help="push date: epoch seconds or ISO 8601 with a timezone (default: now)"
+    )
+    g.add_argument("--head-repository", metavar="URL", help="repository pushed to")
+    g.add_argument("--head-rev", metavar="REV", help="revision pushed (default: git HEAD)")
+    g.add_argument("--base-repository", metavar="URL", help="base repository")
+    g.add_argument("--owner", help="who pushed (default: git user.email)")
+    g.add_argument("--source", metavar="URL", help="URL for the tasks' metadata.source")
+    g.add_argument("--decision-task-id", metavar="TASK_ID", help="taskGroupId and a dependency")
+    g.add_argument("--pushlog-id", metavar="N", help="pushlog id for treeherder routes")
+    p.add_argument("--config", metavar="FILE", help="build-task config YAML (see docs/tasks.rst)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the plan as JSON, not a table")
+    out.add_argument("--output", metavar="FILE", help="also write the plan JSON to FILE")
+    p.add_argument(
+        "--submit",
+        action="store_true",
+        help="create the build tasks with the Queue (parents first)",
+    )
+    p.add_argument(
+        "--taskcluster-root-url",
+        metavar="URL",
+        help="Queue for --submit (default: the --index root URL, TASKCLUSTER_PROXY_URL or "
+        "TASKCLUSTER_ROOT_URL)",
+    )
+    p.set_defaults(func=run_plan)
+
+    p = sub.add_parser(
+        "render",
+        help="render a task template's image tags from a plan",
+        description="Replace {{#task_id_for_image}}NAME{{/task_id_for_image}} and "
+        "{{#docker_image}}NAME{{/docker_image}} (or {#docker_image}NAME{/docker_image}) in "
+        "TEMPLATE with the values of the plan file; nothing else changes.",
+    )
+    p.add_argument("template", metavar="TEMPLATE", help="the template file")
+    p.add_argument("--plan", required=True, metavar="FILE", help="a plan file (plan --output)")
+    p.add_argument("--json", action="store_true", help="parse the result as YAML; print JSON")
+    p.add_argument("--output", metavar="FILE", help="write to FILE (atomically), not stdout")
+    p.set_defaults(func=run_render)
+
+
+# -- parameters ----------------------------------------------------------------------
+
+
+def _git(root: str, *args: str) -> Optional[str]:
+    try:
+        done = subprocess.run(
+            ["git", "-C", root, *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    value = done.stdout.strip()
+    return value if done.returncode == 0 and value else None
+
+
+def default_params(
+    root: str,
+    now: datetime.datetime,
+    *,
+    git: Callable[..., Optional[str]] = _git,
+    environ: Optional[Mapping[str, str]] = None,
+) -> dict[str, tuple[Any, str]]:
+    """Return ``{param: (default value, how it was found)}`` for a local plan of ``root``."""
+    env = os.environ if environ is None else environ
+    project = re.sub(r"[^A-Za-z0-9_.-]", "-", os.path.basename(os.path.abspath(root))).lstrip(
+        "._-"
+    )[:100] or "local"
+    rev = git(root, "rev-parse", "HEAD")
+    remote = git(root, "remote", "get-url", "origin")
+    email = git(root, "config", "user.email")
+    if remote and _GIT_SOURCE.match(remote):
+        repository, repo_how = remote, "git remote origin"
+    else:
+        repository, repo_how = "file://" + os.path.abspath(root), "the root folder"
+    user = env.get("USER") or env.get("USERNAME") or "nobody"
+    source = repository if _GIT_SOURCE.match(repository) else "https://localhost/" + project
+    return {
+        "level": (1, "the lowest"),
+        "project": (project, "the root folder's name"),
+        "pushdate": (int(now.timestamp()), "now"),
+        "head_repository": (repository, repo_how),
+        "head_rev": (
+            (rev, "git HEAD") if rev and _HEX_REV.match(rev) else ("0" * 40, "no git revision")
+        ),
+        "base_repository": (repository, repo_how),
+        "owner": ((email, "git user.email") if email else (f"{user}@localhost", "$USER")),
+        "source": (source, "the head repository" if source == repository else "a placeholder"),
+    }
+
+
+def _read_params_file(path: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)  # JSON is YAML too
+    except OSError as e:
+        raise ParamsError(f"cannot read parameters file {path}: {e.strerror}") from e
+    except (UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ParamsError(f"parameters file {path} is not YAML or JSON: {type(e).__name__}") from e
+    if not isinstance(data, dict):
+        raise ParamsError(f"parameters file {path} must hold a mapping of parameter names")
+    return data
+
+
+def _params(args: argparse.Namespace, root: str, now: datetime.datetime) -> dict[str, Any]:
+    given: dict[str, Any] = {}
+    if args.params:
+        given.update(_read_params_file(args.params))
+    for dest, name in _PARAM_FLAGS:
+        value = getattr(args, dest)
+        if value is not None:
+            given[name] = value
+    used = []
+    for name, (value, how) in default_params(root, now).items():
+        if given.get(name) is None:
+            given[name] = value
+            used.append(f"{name}={value} ({how})")
+    if used:
+        note("default parameters: " + ", ".join(used))
+    return given
+
+
+# -- plan ------------------------------------------------------------------------------------
+
+
+def _load_config(path: Optional[str]) -> BuildConfig:
+    from taskgraph_images.config import BuildConfig, load_config
+
+    return load_config(path) if path else BuildConfig()
+
+
+def _table(plan: Plan) -> str:
+    header = ("IMAGE", "DIGEST", "DECISION", "TASK ID", "WHERE FOUND / WHY BUILT")
+    rows = [header]
+    for d in plan.decisions.values():
+        if d.action == "reuse":
+            why = f"{d.namespace} (level {d.level})"
+        elif d.action == "prebuilt":
+            why = d.docker_image or ""
+        else:
+            why = d.reason
+        rows.append((d.name, d.digest[:12], d.action, d.task_id or "-", why))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _queue_create(args: argparse.Namespace, index: Any) -> Callable[[str, Any], object]:
+    import taskcluster
+
+    options: dict[str, Any] = {}
+    env = os.environ
+    if env.get("TASKCLUSTER_ROOT_URL"):
+        options = dict(taskcluster.optionsFromEnvironment())
+    root_url = args.taskcluster_root_url or getattr(index, "root_url", None)
+    if not root_url and env.get("TASKCLUSTER_PROXY_URL"):
+        root_url = env["TASKCLUSTER_PROXY_URL"]
+        options.pop("credentials", None)
+    root_url = root_url or options.get("rootUrl")
+    if not root_url:
+        raise SubmitError(
+            "--submit needs a Queue: pass --taskcluster-root-url or --index taskcluster:URL, or "
+            "set TASKCLUSTER_ROOT_URL or TASKCLUSTER_PROXY_URL"
+        )
+    options["rootUrl"] = str(root_url).rstrip("/")
+    options.setdefault("maxRetries", 5)
+    queue = taskcluster.Queue(options)
+    create: Callable[[str, Any], object] = queue.createTask
+    return create
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    """Make the plan; print it; write, submit as asked."""
+    from taskgraph_images.cli._index import on_error, open_index
+    from taskgraph_images.params import Params
+    from taskgraph_images.plan import plan_images, submit_plan
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    catalog = load_catalog(args)
+    params = Params.from_mapping(_params(args, catalog.root, now))
+    config = _load_config(args.config)
+    index = open_index(args)
+    plan = plan_images(
+        catalog,
+        params,
+        index,
+        config,
+        on_error="build" if on_error(args) == "build" else "raise",
+        now=now,
+    )
+    if args.json:
+        write_output(None, plan.to_json())
+    else:
+        write_output(None, _table(plan))
+    if args.output:
+        write_output(args.output, plan.to_json())
+    counts = {a: sum(d.action == a for d in plan.decisions.values()) for a in ("build", "reuse")}
+    summary = f"{counts['build']} to build, {counts['reuse']} reused, {len(plan.tasks)} tasks"
+    if args.submit and plan.tasks:
+        created = submit_plan(plan, _queue_create(args, index))
+        note(f"{summary}; created {len(created)} build tasks")
+    else:
+        note(summary)
+    return 0
+
+
+def _read_plan(path: str) -> Plan:
+    from taskgraph_images.plan import Plan
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise PlanError(f"cannot read plan {path}: {e.strerror}") from e
+    try:
+        return Plan.from_json(data)
+    except PlanError as e:
+        raise PlanError(f"{path}: {e}") from None
+
+
+def run_render(args: argparse.Namespace) -> int:
+    """Render TEMPLATE with the plan file's values."""
+    import pathlib
+
+    from taskgraph_images.errors import TemplateError
+    from taskgraph_images.templates import render_template, render_yaml
+
+    plan = _read_plan(args.plan)
+    if args.json:
+        doc = render_yaml(pathlib.Path(args.template), plan)
+        text = json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n"
+    else:
+        try:
+            with open(args.template, encoding="utf-8") as f:
+                template = f.read()
+        except OSError as e:
+            raise TemplateError(f"cannot read template {args.template}: {e.strerror}") from e
+        except UnicodeDecodeError as e:
+            raise TemplateError(f"template {args.template} is not UTF-8 text") from e
+        text = render_template(template, plan, source=args.template)
+    write_output(args.output, text)
+    return 0

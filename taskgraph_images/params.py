@@ -1,0 +1,226 @@
+"""The decision parameters a plan is made for (a validated value, no I/O).
+
+A decision task knows, for the push it runs for: the trust ``level`` (1, 2
+or 3), the ``project`` (branch) name, the ``pushdate``, the repositories and
+revision, who pushed (``owner``) and a ``source`` URL for task metadata.
+:meth:`Params.from_mapping` checks all of them at once and names every bad
+one in a single :class:`~taskgraph_images.errors.ParamsError`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Any, Mapping, Optional, Union
+
+import attrs
+
+from taskgraph_images.errors import ParamsError
+
+__all__ = ["PARAM_NAMES", "REQUIRED", "Params", "ParamsLike", "coerce_params", "parse_pushdate"]
+
+#: The parameters every plan needs.
+REQUIRED = (
+    "level",
+    "project",
+    "pushdate",
+    "head_repository",
+    "head_rev",
+    "base_repository",
+    "owner",
+    "source",
+)
+#: Every parameter :meth:`Params.from_mapping` accepts.
+PARAM_NAMES = (*REQUIRED, "decision_task_id", "pushlog_id")
+
+_PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
+# Treeherder and Index routes put the revision in a dotted name: hex only.
+_REV = re.compile(r"[0-9a-f]{12,64}\Z")
+_REPOSITORY = re.compile(r"(?:https?://|ssh://|git@|file://)\S+\Z")
+# What task metadata accepts as a source (task-metadata.json).
+_SOURCE = re.compile(r"(?:https?://|ssh://|git@)\S+\Z")
+_TASK_ID = re.compile(r"[A-Za-z0-9_-]{8}[Q-T][A-Za-z0-9_-][CGKOSWaeimquy26-][A-Za-z0-9_-]{10}[AQgw]\Z")
+_PUSHLOG_ID = re.compile(r"[0-9]{1,20}\Z")
+
+
+class _Bad(Exception):
+    """One parameter's problem (collected, then reported together)."""
+
+
+def parse_pushdate(value: object) -> datetime.datetime:
+    """Return ``value`` as an aware UTC datetime.
+
+    Accepts epoch seconds (``int``/``float``, or a string of digits), an aware
+    :class:`~datetime.datetime`, or an ISO 8601 string with ``Z`` or an offset.
+
+    >>> parse_pushdate(1478546787).isoformat()
+    '2016-11-07T19:26:27+00:00'
+
+    :raises ParamsError: naming the value.
+    """
+    try:
+        return _pushdate(value)
+    except _Bad as e:
+        raise ParamsError(f"invalid pushdate {value!r}: {e}") from None
+
+
+def _pushdate(value: object) -> datetime.datetime:
+    expected = "expected epoch seconds, an aware datetime or an ISO 8601 date-time with a timezone"
+    if isinstance(value, bool):
+        raise _Bad(expected)
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"[0-9]{1,12}(?:\.[0-9]+)?", text):
+            value = float(text) if "." in text else int(text)
+        else:
+            if text.endswith(("Z", "z")):
+                text = text[:-1] + "+00:00"
+            try:
+                value = datetime.datetime.fromisoformat(text)
+            except ValueError:
+                raise _Bad(expected) from None
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise _Bad("the date-time has no timezone")
+        return value.astimezone(datetime.timezone.utc)
+    if isinstance(value, (int, float)):
+        if value != value or value < 0:
+            raise _Bad("expected non-negative epoch seconds")
+        try:
+            return datetime.datetime.fromtimestamp(value, datetime.timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            raise _Bad("out of range") from None
+    raise _Bad(expected)
+
+
+def _text(value: object, pattern: re.Pattern[str], expected: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise _Bad(expected)
+    return value
+
+
+def _level(value: object) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value not in (1, 2, 3):
+        raise _Bad("expected 1, 2 or 3")
+    return value
+
+
+def _owner(value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 255 or "\n" in value:
+        raise _Bad("expected a non-empty name or e-mail address of at most 255 characters")
+    return value
+
+
+def _pushlog_id(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    return _text(value, _PUSHLOG_ID, "expected a number")
+
+
+_CHECKS: dict[str, Any] = {
+    "level": _level,
+    "project": lambda v: _text(
+        v, _PROJECT, "expected letters, digits, '.', '-' and '_' (100 at most)"
+    ),
+    "pushdate": _pushdate,
+    "head_repository": lambda v: _text(
+        v, _REPOSITORY, "expected a repository URL (https://, ssh://, git@ or file://)"
+    ),
+    "head_rev": lambda v: _text(v, _REV, "expected a revision of 12 to 64 lowercase hex digits"),
+    "base_repository": lambda v: _text(
+        v, _REPOSITORY, "expected a repository URL (https://, ssh://, git@ or file://)"
+    ),
+    "owner": _owner,
+    "source": lambda v: _text(v, _SOURCE, "expected a URL starting https://, http://, ssh:// or git@"),
+    "decision_task_id": lambda v: _text(v, _TASK_ID, "expected a 22-character slugid"),
+    "pushlog_id": _pushlog_id,
+}
+
+
+@attrs.frozen
+class Params:
+    """Validated decision parameters; build one with :meth:`from_mapping`.
+
+    ``pushdate`` is always an aware UTC datetime.
+    """
+
+    level: int
+    project: str
+    pushdate: datetime.datetime
+    head_repository: str
+    head_rev: str
+    base_repository: str
+    owner: str
+    source: str
+    decision_task_id: Optional[str] = None
+    pushlog_id: Optional[str] = None
+
+    def __attrs_post_init__(self) -> None:
+        # Direct construction and attrs.evolve get the same checks as from_mapping.
+        values = _validate({name: getattr(self, name) for name in PARAM_NAMES})
+        for name in PARAM_NAMES:
+            object.__setattr__(self, name, values.get(name))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Params:
+        """Validate ``data`` (parameter name -> value) and return the parameters.
+
+        Values as a YAML/JSON file or the command line give them are accepted
+        too: a level or epoch pushdate as a string of digits, an ISO 8601
+        pushdate, a pushlog id as a number.
+
+        :raises ParamsError: one line naming every missing, unknown or malformed parameter.
+        """
+        return cls(**_validate(data))
+
+    @property
+    def pushdate_epoch(self) -> int:
+        """The push date as whole epoch seconds."""
+        return int(self.pushdate.timestamp())
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the parameters as JSON values (pushdate as epoch seconds when whole)."""
+        result: dict[str, Any] = {}
+        for name in PARAM_NAMES:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name == "pushdate":
+                stamp = value.timestamp()
+                value = int(stamp) if stamp == int(stamp) else value.isoformat()
+            result[name] = value
+        return result
+
+
+ParamsLike = Union[Params, Mapping[str, Any]]
+
+
+def _validate(data: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ParamsError(
+            f"invalid decision parameters: expected a mapping, got {type(data).__name__}"
+        )
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for key in sorted(str(k) for k in data if k not in PARAM_NAMES):
+        problems.append(f"unknown parameter {key!r}")
+    for name in PARAM_NAMES:
+        value = data.get(name)
+        if value is None:
+            if name in REQUIRED:
+                problems.append(f"{name} is missing")
+            continue
+        try:
+            values[name] = _CHECKS[name](value)
+        except _Bad as e:
+            problems.append(f"{name} {value!r} is invalid ({e})")
+    if problems:
+        raise ParamsError("invalid decision parameters: " + "; ".join(problems))
+    return values
+
+
+def coerce_params(params: ParamsLike) -> Params:
+    """Return ``params`` if it is :class:`Params`, else validate it as a mapping."""
+    return params if isinstance(params, Params) else Params.from_mapping(params)

@@ -1,0 +1,446 @@
+"""The plan: for every image, reuse an indexed build or build it (pure, given an index).
+
+:func:`plan_images` looks every task image up in the index at once (one
+:func:`~taskgraph_images.index.find_images` call, so a remote index can
+batch), then walks the catalog parents first: an image whose in-tree parent
+is built in this plan is built too, and its build task depends on the
+parent's. Prebuilt images (with a ``VERSION``) get no task; they are referred
+to by their registry tag. The result, :class:`Plan`, holds a
+:class:`Decision` per image and the build-task definitions, and serialises
+to JSON (:meth:`Plan.to_json`, :meth:`Plan.from_json`).
+
+Time (``now``) and task ids (``task_ids``) are injected, so that the same
+inputs give the same plan.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import types
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional, Sequence, Union
+
+import attrs
+
+from taskgraph_images.config import BuildConfig
+from taskgraph_images.errors import PlanError, SubmitError, TaskgraphImagesError
+from taskgraph_images.params import Params, ParamsLike, coerce_params
+from taskgraph_images.tasks import BuildSpec, ImageRef, TaskImage, build_task
+
+if TYPE_CHECKING:  # pragma: no cover
+    from taskgraph_images.catalog import ImageCatalog
+    from taskgraph_images.index import IndexBackend, OnError
+
+__all__ = [
+    "PLAN_FORMAT",
+    "Action",
+    "Decision",
+    "Plan",
+    "TaskIdSource",
+    "plan_images",
+    "submit_plan",
+]
+
+#: The ``format`` marker of a plan file.
+PLAN_FORMAT = "taskgraph-images-plan/1"
+
+Action = Literal["reuse", "build", "prebuilt"]
+#: Returns a fresh task id on each call (production: ``slugid.nice``).
+TaskIdSource = Callable[[], str]
+
+
+@attrs.frozen
+class Decision:
+    """What the plan does with one image."""
+
+    #: The image name.
+    name: str
+    #: ``reuse`` (an indexed build), ``build`` (a task of this plan) or ``prebuilt``.
+    action: Action
+    #: The image's digest (its index key).
+    digest: str
+    #: The task whose artifact holds the image; ``None`` for a prebuilt image.
+    task_id: Optional[str] = None
+    #: For ``reuse``: the namespace and level the task was found at.
+    namespace: Optional[str] = None
+    level: Optional[int] = None
+    #: Why: where it was found, why it is built, or the registry for a prebuilt image.
+    reason: str = ""
+    #: For ``prebuilt``: the registry tag ``registry/name:version``.
+    docker_image: Optional[str] = None
+    #: The in-tree parent image, if any.
+    parent: Optional[str] = None
+    #: The index error that turned a lookup into a build (``on_error="build"``).
+    index_error: Optional[str] = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the decision as JSON values (``None`` fields left out)."""
+        return {k: v for k, v in attrs.asdict(self).items() if v is not None}
+
+
+def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return types.MappingProxyType(dict(value))
+
+
+@attrs.frozen
+class Plan:
+    """The outcome of :func:`plan_images`: a decision per image and the build tasks."""
+
+    #: Image name -> decision, parents first.
+    decisions: Mapping[str, Decision] = attrs.field(converter=_frozen_mapping)
+    #: Task id -> ``createTask`` body, for the images to build, in submission order.
+    tasks: Mapping[str, Mapping[str, Any]] = attrs.field(converter=_frozen_mapping)
+    #: The parameters the plan was made for.
+    params: Params
+    #: The artifact name of image builds (``public/image.tar.zst``).
+    artifact: str = "public/image.tar.zst"
+
+    # -- lookups ---------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """Return the image names, parents first."""
+        return list(self.decisions)
+
+    def __getitem__(self, name: str) -> Decision:
+        try:
+            return self.decisions[name]
+        except KeyError:
+            known = ", ".join(sorted(self.decisions)) or "none"
+            raise PlanError(f"unknown image {name!r} (known images: {known})") from None
+
+    def task_id_for_image(self, name: str) -> str:
+        """Return the task whose artifact holds task image ``name`` (reused or to be built).
+
+        :raises PlanError: for an unknown or a prebuilt image.
+        """
+        decision = self[name]
+        if decision.task_id is None:
+            raise PlanError(
+                f"image {name!r} is prebuilt ({decision.docker_image}): it has no task id; "
+                "use docker_image instead"
+            )
+        return decision.task_id
+
+    def docker_image(self, name: str) -> str:
+        """Return the registry tag ``registry/name:version`` of prebuilt image ``name``.
+
+        :raises PlanError: for an unknown or a task image.
+        """
+        decision = self[name]
+        if decision.docker_image is None:
+            raise PlanError(
+                f"image {name!r} is a task image: it has no registry tag; "
+                "use task_id_for_image instead"
+            )
+        return decision.docker_image
+
+    def image_reference(self, name: str) -> Union[str, dict[str, str]]:
+        """Return what a docker-worker payload's ``image`` should hold for ``name``.
+
+        A ``task-image`` object for a task image, the registry tag for a prebuilt one.
+
+        :raises PlanError: for an unknown image.
+        """
+        decision = self[name]
+        if decision.docker_image is not None:
+            return decision.docker_image
+        assert decision.task_id is not None
+        return TaskImage(decision.task_id, self.artifact).to_json()
+
+    # -- serialisation -----------------------------------------------------------
+
+    def to_json(self) -> str:
+        """Return the plan as a JSON document (read back with :meth:`from_json`)."""
+        doc = {
+            "format": PLAN_FORMAT,
+            "params": self.params.to_json(),
+            "artifact": self.artifact,
+            "images": {name: d.to_json() for name, d in self.decisions.items()},
+            "tasks": {task_id: dict(task) for task_id, task in self.tasks.items()},
+        }
+        return json.dumps(doc, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: Union[str, bytes]) -> Plan:
+        """Read a plan written by :meth:`to_json`.
+
+        :raises PlanError: when ``text`` is not such a plan.
+        """
+        try:
+            doc = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise PlanError(f"not a plan: invalid JSON ({e})") from None
+        if not isinstance(doc, dict) or doc.get("format") != PLAN_FORMAT:
+            raise PlanError(f"not a plan: no 'format': '{PLAN_FORMAT}' marker")
+        images, tasks = doc.get("images"), doc.get("tasks")
+        if not isinstance(images, dict) or not isinstance(tasks, dict):
+            raise PlanError("not a plan: 'images' and 'tasks' must be objects")
+        artifact = doc.get("artifact", "public/image.tar.zst")
+        try:
+            params = Params.from_mapping(doc.get("params"))  # type: ignore[arg-type]
+            decisions = {name: _decision(name, value) for name, value in images.items()}
+        except TaskgraphImagesError as e:
+            raise PlanError(f"not a valid plan: {e}") from None
+        for task_id, task in tasks.items():
+            if not isinstance(task, dict):
+                raise PlanError(f"not a valid plan: task {task_id!r} is not an object")
+        built = {d.task_id for d in decisions.values() if d.action == "build"}
+        if built != set(tasks):
+            raise PlanError("not a valid plan: the tasks do not match the images to build")
+        if not isinstance(artifact, str):
+            raise PlanError("not a valid plan: 'artifact' must be a string")
+        return cls(decisions, tasks, params, artifact)
+
+
+_DECISION_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "action": (str,),
+    "digest": (str,),
+    "task_id": (str,),
+    "namespace": (str,),
+    "level": (int,),
+    "reason": (str,),
+    "docker_image": (str,),
+    "parent": (str,),
+    "index_error": (str,),
+}
+
+
+def _decision(name: object, value: object) -> Decision:
+    if not isinstance(value, dict):
+        raise PlanError(f"image {name!r}: expected an object")
+    for key, item in value.items():
+        types_ = _DECISION_TYPES.get(key)
+        if types_ is None or not isinstance(item, types_) or isinstance(item, bool):
+            raise PlanError(f"image {name!r}: invalid or unknown field {key!r}")
+    if value.get("name") != name:
+        raise PlanError(f"image {name!r}: its 'name' differs")
+    action = value.get("action")
+    if action not in ("reuse", "build", "prebuilt") or "digest" not in value:
+        raise PlanError(f"image {name!r}: needs an action (reuse, build, prebuilt) and a digest")
+    if (action == "prebuilt") != ("docker_image" in value) or (
+        (action != "prebuilt") != ("task_id" in value)
+    ):
+        raise PlanError(f"image {name!r}: a {action} image needs exactly one of task_id, docker_image")
+    return Decision(**value)
+
+
+# -- planning ------------------------------------------------------------------------
+
+
+def _default_task_ids() -> TaskIdSource:
+    import slugid
+
+    def nice() -> str:
+        value = slugid.nice()
+        return value if isinstance(value, str) else value.decode("ascii")
+
+    return nice
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _builder_reference(
+    catalog: ImageCatalog,
+    config: BuildConfig,
+    decisions: Mapping[str, Decision],
+) -> tuple[ImageRef, Optional[str]]:
+    """Return the image builder's reference and its build task in this plan, if any."""
+    name = config.image_builder
+    if name not in catalog:
+        if ":" in name:  # a registry tag, not an image of this repository
+            return name, None
+        known = ", ".join(catalog.names()) or "none"
+        raise PlanError(
+            f"image builder {name!r} is not an image of the catalog (known images: {known}); "
+            "set image-builder in the build-task config"
+        )
+    decision = decisions[name]
+    if decision.docker_image is not None:
+        return decision.docker_image, None
+    assert decision.task_id is not None
+    built = decision.task_id if decision.action == "build" else None
+    return TaskImage(decision.task_id, config.artifact_name), built
+
+
+def plan_images(
+    catalog: ImageCatalog,
+    params: ParamsLike,
+    index: IndexBackend,
+    config: Optional[BuildConfig] = None,
+    *,
+    task_ids: Optional[TaskIdSource] = None,
+    on_error: OnError = "raise",
+    now: Optional[datetime.datetime] = None,
+) -> Plan:
+    """Decide, for every image of ``catalog``, whether to reuse or build it.
+
+    ``params`` are the decision parameters (:class:`~taskgraph_images.params.Params`
+    or a mapping); ``index`` is any index backend; ``config`` the build-task
+    config (default: :class:`~taskgraph_images.config.BuildConfig`).
+    ``task_ids`` gives a new task id per call (default: ``slugid.nice``);
+    ``now`` (aware) is the build tasks' creation time (default: now).
+    ``on_error="build"`` turns an index that cannot answer into builds
+    (the reason says so) instead of an error.
+
+    :raises ParamsError: for missing or malformed parameters.
+    :raises PlanError: when the image builder is unusable, or task ids repeat.
+    :raises IndexBackendError: when the index cannot answer and ``on_error="raise"``.
+    :raises CatalogError: when an image's context cannot be hashed.
+    """
+    from taskgraph_images.index import find_images
+
+    params = coerce_params(params)
+    config = config if config is not None else BuildConfig()
+    now = now if now is not None else _utcnow()
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise PlanError(f"invalid now {now!r}: the datetime has no timezone")
+    new_task_id = task_ids if task_ids is not None else _default_task_ids()
+
+    order = catalog.order()
+    task_images = [name for name in order if not catalog[name].prebuilt]
+    digests = {name: catalog.digest(name) for name in order}
+    lookups = find_images(
+        index,
+        [(name, digests[name]) for name in task_images],
+        params.level,
+        on_error=on_error,
+        prefix=config.index_prefix,
+        artifact=config.artifact_name,
+    )
+
+    decisions: dict[str, Decision] = {}
+    seen_ids: set[str] = set()
+    for name in order:
+        image = catalog[name]
+        base = Decision(name, "prebuilt", digests[name], parent=image.parent)
+        if image.prebuilt:
+            tag = catalog.docker_image(name)
+            decisions[name] = attrs.evolve(base, docker_image=tag, reason=f"registry tag {tag}")
+            continue
+        rebuilt = [p for p in image.parents if decisions[p].action == "build"]
+        lookup = lookups[name]
+        if not rebuilt and lookup.found is not None:
+            found = lookup.found
+            decisions[name] = attrs.evolve(
+                base,
+                action="reuse",
+                task_id=found.task_id,
+                namespace=found.namespace,
+                level=found.level,
+                reason=lookup.reason,
+            )
+            continue
+        task_id = new_task_id()
+        if task_id in seen_ids:
+            raise PlanError(f"the task id source gave {task_id!r} twice")
+        seen_ids.add(task_id)
+        reason = f"parent {rebuilt[0]} rebuilt" if rebuilt else lookup.reason
+        decisions[name] = attrs.evolve(
+            base,
+            action="build",
+            task_id=task_id,
+            reason=reason,
+            index_error=None if rebuilt else lookup.index_error,
+        )
+
+    tasks = _build_tasks(catalog, params, config, decisions, now)
+    return Plan(decisions, tasks, params, config.artifact_name)
+
+
+def _build_tasks(
+    catalog: ImageCatalog,
+    params: Params,
+    config: BuildConfig,
+    decisions: Mapping[str, Decision],
+    now: datetime.datetime,
+) -> dict[str, dict[str, Any]]:
+    builds = [d for d in decisions.values() if d.action == "build"]
+    if not builds:
+        return {}
+    builder, builder_task = _builder_reference(catalog, config, decisions)
+    # The image builder's own build (if any) goes first: every other build needs it.
+    builds.sort(key=lambda d: d.name != config.image_builder)
+    tasks: dict[str, dict[str, Any]] = {}
+    for decision in builds:
+        assert decision.task_id is not None
+        image = catalog[decision.name]
+        parent_tasks = [decisions[p].task_id for p in image.parents if decisions[p].task_id]
+        dependencies = [
+            t for p in image.parents if decisions[p].action == "build" for t in [decisions[p].task_id]
+        ]
+        this_builder: ImageRef = builder
+        if decision.name == config.image_builder:
+            if config.image_builder_bootstrap is None:
+                raise PlanError(
+                    f"the image builder {decision.name!r} must be built, but nothing can build "
+                    "it: set image-builder-bootstrap (a registry tag) in the build-task config"
+                )
+            this_builder = config.image_builder_bootstrap
+        elif builder_task is not None:
+            dependencies.insert(0, builder_task)
+        spec = BuildSpec(
+            task_id=decision.task_id,
+            name=decision.name,
+            digest=decision.digest,
+            context_path=image.path,
+            builder=this_builder,
+            parent_task_id=parent_tasks[0] if parent_tasks else None,
+            dependencies=tuple(t for t in dependencies if t is not None),
+            args=image.args,
+            symbol=image.symbol,
+        )
+        tasks[decision.task_id] = build_task(spec, params, config, now)
+    return tasks
+
+
+# -- submitting ------------------------------------------------------------------------
+
+
+def submit_plan(
+    plan: Plan, create_task: Callable[[str, Mapping[str, Any]], object]
+) -> list[str]:
+    """Create the plan's build tasks with ``create_task(task_id, definition)``, parents first.
+
+    ``create_task`` is typically ``taskcluster.Queue(...).createTask``.
+    Returns the task ids created, in order.
+
+    :raises SubmitError: naming the image and task when ``create_task`` fails;
+        the tasks before it stay created.
+    """
+    names = {d.task_id: d.name for d in plan.decisions.values() if d.action == "build"}
+    created: list[str] = []
+    for task_id, definition in _submission_order(plan.tasks):
+        try:
+            create_task(task_id, dict(definition))
+        except Exception as e:  # the client raises many kinds; report each as one line
+            raise SubmitError(
+                f"creating the build task {task_id} of image {names.get(task_id, '?')!r} "
+                f"failed after {len(created)} created: {type(e).__name__}: {e}"
+            ) from e
+        created.append(task_id)
+    return created
+
+
+def _submission_order(
+    tasks: Mapping[str, Mapping[str, Any]],
+) -> Sequence[tuple[str, Mapping[str, Any]]]:
+    """Every task after the tasks of the plan it depends on (stable otherwise)."""
+    done: set[str] = set()
+    result: list[tuple[str, Mapping[str, Any]]] = []
+    pending = list(tasks.items())
+    while pending:
+        rest = []
+        for task_id, task in pending:
+            deps = [d for d in task.get("dependencies", []) if d in tasks]
+            if all(d in done for d in deps):
+                result.append((task_id, task))
+                done.add(task_id)
+            else:
+                rest.append((task_id, task))
+        if len(rest) == len(pending):
+            raise SubmitError(f"the plan's tasks depend on each other in a cycle: {rest[0][0]}")
+        pending = rest
+    return result

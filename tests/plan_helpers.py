@@ -1,0 +1,49 @@
+"""Shared values for the plan, tasks, templates and CLI plan tests."""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+from pathlib import Path
+from typing import Any, Callable
+
+from taskgraph_images.params import Params
+
+__all__ = ["GECKO", "NOW", "PARAMS", "params", "seeded_task_ids"]
+
+GECKO = Path(__file__).resolve().parent.parent / "examples" / "gecko"
+NOW = datetime.datetime(2016, 11, 7, 19, 30, tzinfo=datetime.timezone.utc)
+PARAMS: dict[str, Any] = {
+    "level": 3,
+    "project": "mozilla-central",
+    "pushdate": 1478546787,
+    "head_repository": "https://hg.mozilla.org/mozilla-central",
+    "head_rev": "0123456789abcdef0123456789abcdef01234567",
+    "base_repository": "https://hg.mozilla.org/mozilla-central",
+    "owner": "ffxbld@mozilla.com",
+    "source": "https://hg.mozilla.org/mozilla-central/file/tip/taskcluster/docker",
+}
+
+
+def params(**changes: Any) -> Params:
+    """The test parameters with ``changes``."""
+    return Params.from_mapping({**PARAMS, **changes})
+
+
+def seeded_task_ids(seed: int = 0) -> Callable[[], str]:
+    """A deterministic source of valid slugids."""
+    import base64
+    import random
+
+    rng = random.Random(seed)
+    counter = itertools.count()
+
+    def next_id() -> str:
+        next(counter)
+        raw = bytearray(rng.getrandbits(8) for _ in range(16))
+        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+        raw[8] = (raw[8] & 0x3F) | 0x80  # variant
+        raw[0] &= 0x7F
+        return base64.urlsafe_b64encode(bytes(raw)).decode("ascii").rstrip("=")
+
+    return next_id

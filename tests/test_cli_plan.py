@@ -1,0 +1,279 @@
+"""``taskgraph-images plan`` and ``render``: output, defaults, files, submit, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from plan_helpers import GECKO, PARAMS
+
+from taskgraph_images.cli import main
+from taskgraph_images.cli._plan import default_params
+from taskgraph_images.index import hash_namespace
+from taskgraph_images.plan import Plan
+
+CHAIN = Path(__file__).resolve().parent / "data" / "plan_chain"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in (
+        "TASKCLUSTER_ROOT_URL",
+        "TASKCLUSTER_PROXY_URL",
+        "TASKCLUSTER_CLIENT_ID",
+        "TASKCLUSTER_ACCESS_TOKEN",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def params_file(tmp_path: Path) -> Path:
+    path = tmp_path / "params.yml"
+    path.write_text(json.dumps(PARAMS))
+    return path
+
+
+def test_plan_on_a_fresh_machine_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "plan", "--root", str(GECKO))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "IMAGE",
+        "DIGEST",
+        "DECISION",
+        "TASK",
+        "ID",
+        "WHERE",
+        "FOUND",
+        "/",
+        "WHY",
+        "BUILT",
+    ]
+    assert lines[2].split()[:3] == ["builder", lines[2].split()[1], "build"]
+    assert lines[2].endswith("not indexed")
+    assert "default parameters: level=1" in err and "project=gecko" in err
+    assert "using the local index" in err
+
+
+def test_plan_json_is_a_plan(capsys: pytest.CaptureFixture[str], params_file: Path) -> None:
+    code, out, err = run(capsys, "plan", "--root", str(GECKO), "--params", str(params_file), "--json")
+    assert code == 0
+    plan = Plan.from_json(out)
+    assert plan.params.level == 3 and len(plan.tasks) == 2
+    assert "default parameters" not in err
+
+
+def test_flags_override_the_params_file(capsys: pytest.CaptureFixture[str], params_file: Path) -> None:
+    _, out, _ = run(
+        capsys,
+        "plan",
+        "--root",
+        str(GECKO),
+        "--params",
+        str(params_file),
+        "--level",
+        "2",
+        "--pushdate",
+        "2020-01-01T00:00:00Z",
+        "--json",
+    )
+    plan = Plan.from_json(out)
+    assert (plan.params.level, plan.params.pushdate.year) == (2, 2020)
+
+
+def test_output_file_holds_the_plan(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    target = tmp_path / "plan.json"
+    code, out, _ = run(capsys, "plan", "--root", str(GECKO), "--output", str(target))
+    assert code == 0 and "IMAGE" in out
+    assert set(Plan.from_json(target.read_text()).decisions) == {"base", "builder", "image_builder", "tester"}
+
+
+def test_local_index_entry_is_reused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from taskgraph_images.catalog import ImageCatalog
+    from taskgraph_images.index import LocalIndex
+
+    db = tmp_path / "index.sqlite"
+    digest = ImageCatalog.load(GECKO).digest("builder")
+    artifact = tmp_path / "image.tar.zst"
+    artifact.write_bytes(b"image")
+    task_id = LocalIndex(db).record_build(1, "builder", digest, 1478546787, artifact)
+    _, out, _ = run(capsys, "plan", "--root", str(GECKO), "--index", f"local:{db}")
+    row = next(line for line in out.splitlines() if line.startswith("builder"))
+    assert "reuse" in row and task_id in row and hash_namespace(1, "builder", digest) in row
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--level", "7"], "level '7' is invalid"),
+        (["--pushdate", "last tuesday"], "pushdate 'last tuesday' is invalid"),
+        (["--index", "ftp:x"], "invalid --index"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, out, err = run(capsys, "plan", "--root", str(GECKO), *argv)
+    assert code == 1 and out == ""
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("taskgraph-images: error: ") and message in last
+
+
+def test_bad_config_names_the_key_and_leaves_no_output(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "build.yml"
+    config.write_text("retries: many\n")
+    target = tmp_path / "plan.json"
+    code, _, err = run(capsys, "plan", "--root", str(GECKO), "--config", str(config), "--output", str(target))
+    assert code == 1 and f"{config}: retries" in err
+    assert list(tmp_path.iterdir()) == [config] or not target.exists()
+
+
+def test_cycle_is_an_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from trees import make_tree
+
+    make_tree(
+        tmp_path,
+        {"taskcluster/docker/a/Dockerfile": "FROM b\n", "taskcluster/docker/b/Dockerfile": "FROM a\n"},
+    )
+    code, _, err = run(capsys, "plan", "--root", str(tmp_path))
+    assert code == 1 and "cycle" in err
+
+
+def test_render_prints_the_rendered_template(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    target = tmp_path / "plan.json"
+    run(capsys, "plan", "--root", str(GECKO), "--output", str(target))
+    plan = Plan.from_json(target.read_text())
+    template = GECKO / "taskcluster" / "tasks" / "build.yml"
+    code, out, _ = run(capsys, "render", str(template), "--plan", str(target))
+    assert code == 0
+    assert out == template.read_text().replace(
+        "{{#task_id_for_image}}builder{{/task_id_for_image}}", plan.task_id_for_image("builder")
+    )
+
+
+def test_render_json_parses_the_yaml(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    target = tmp_path / "plan.json"
+    run(capsys, "plan", "--root", str(GECKO), "--output", str(target))
+    _, out, _ = run(
+        capsys, "render", str(GECKO / "taskcluster" / "tasks" / "lint.yml"), "--plan", str(target), "--json"
+    )
+    assert json.loads(out)["payload"]["image"] == "taskcluster/base:0.1.7"
+
+
+def test_render_with_a_file_that_is_not_a_plan(capsys: pytest.CaptureFixture[str]) -> None:
+    template = str(GECKO / "taskcluster" / "tasks" / "lint.yml")
+    code, _, err = run(capsys, "render", template, "--plan", template)
+    assert code == 1 and "not a plan" in err
+
+
+def test_render_unknown_image_gives_line_and_column(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    target = tmp_path / "plan.json"
+    run(capsys, "plan", "--root", str(GECKO), "--output", str(target))
+    template = tmp_path / "t.yml"
+    template.write_text("a: 1\nimage: {#docker_image}nope{/docker_image}\n")
+    code, _, err = run(capsys, "render", str(template), "--plan", str(target))
+    assert code == 1 and f"{template}:2:23: unknown image 'nope'" in err
+
+
+def test_submit_without_a_queue_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "plan", "--root", str(GECKO), "--submit")
+    assert code == 1 and "--submit needs a Queue" in err
+
+
+def test_submit_creates_build_tasks_parents_first(
+    capsys: pytest.CaptureFixture[str], tc_server: Any, params_file: Path
+) -> None:
+    code, out, err = run(
+        capsys,
+        "plan",
+        "--root",
+        str(CHAIN),
+        "--params",
+        str(params_file),
+        "--index",
+        f"taskcluster:{tc_server.root_url}",
+        "--submit",
+        "--json",
+    )
+    assert code == 0, err
+    plan = Plan.from_json(out)
+    assert tc_server.schema_errors == []
+    assert set(tc_server.definitions) == set(plan.tasks)
+    created = [r for r in tc_server.requests if r == "createTask"]
+    assert len(created) == 3
+    assert list(tc_server.definitions) == [plan[n].task_id for n in ("base", "python", "tools")]
+    assert "created 3 build tasks" in err
+
+
+def test_submit_refused_by_the_queue_is_a_submit_error(
+    capsys: pytest.CaptureFixture[str], tc_server: Any, params_file: Path
+) -> None:
+    tc_server.inject("createTask", status=403)
+    code, _, err = run(
+        capsys,
+        "plan",
+        "--root",
+        str(CHAIN),
+        "--params",
+        str(params_file),
+        "--index",
+        f"taskcluster:{tc_server.root_url}",
+        "--submit",
+    )
+    assert code == 1 and "creating the build task" in err and "'base'" in err
+
+
+def test_default_params_without_git(tmp_path: Path) -> None:
+    import datetime
+
+    root = tmp_path / "my repo"
+    root.mkdir()
+    now = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+    found = default_params(str(root), now, git=lambda *a: None, environ={"USER": "ann"})
+    values = {k: v for k, (v, _) in found.items()}
+    assert values["project"] == "my-repo"
+    assert values["head_rev"] == "0" * 40
+    assert values["owner"] == "ann@localhost"
+    assert values["pushdate"] == 1577836800
+    assert values["head_repository"].startswith("file://")
+
+
+def test_default_params_from_git(tmp_path: Path) -> None:
+    import datetime
+
+    answers = {"rev-parse": "a" * 40, "remote": "https://github.com/o/r", "config": "me@x.org"}
+    found = default_params(
+        str(tmp_path),
+        datetime.datetime.now(datetime.timezone.utc),
+        git=lambda root, cmd, *rest: answers[cmd],
+        environ={},
+    )
+    values = {k: v for k, (v, _) in found.items()}
+    assert (values["head_rev"], values["owner"], values["source"]) == (
+        "a" * 40,
+        "me@x.org",
+        "https://github.com/o/r",
+    )
+
+
+def test_plan_of_a_copied_tree_uses_its_folder_name(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    root = tmp_path / "firefox"
+    shutil.copytree(GECKO, root)
+    _, _, err = run(capsys, "plan", "--root", str(root))
+    assert "project=firefox" in err

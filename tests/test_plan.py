@@ -1,0 +1,372 @@
+"""plan_images: reuse or build, parents first; the Plan value and its JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import attrs
+import pytest
+from index_helpers import PAST
+from plan_helpers import GECKO, NOW, params, seeded_task_ids
+from tcschemas import errors
+from trees import make_tree
+
+from taskgraph_images.catalog import ImageCatalog
+from taskgraph_images.config import BuildConfig
+from taskgraph_images.errors import IndexUnavailableError, PlanError, SubmitError
+from taskgraph_images.index import IndexedTask, MemoryIndex, Usability, hash_namespace
+from taskgraph_images.plan import Decision, Plan, plan_images, submit_plan
+
+CHAIN = Path(__file__).resolve().parent / "data" / "plan_chain"
+
+
+@pytest.fixture(scope="module")
+def gecko() -> ImageCatalog:
+    return ImageCatalog.load(GECKO)
+
+
+@pytest.fixture(scope="module")
+def chain() -> ImageCatalog:
+    return ImageCatalog.load(CHAIN)
+
+
+def plan(catalog: ImageCatalog, index: Any, config: BuildConfig | None = None, **kw: Any) -> Plan:
+    kw.setdefault("task_ids", seeded_task_ids())
+    return plan_images(catalog, kw.pop("params", params()), index, config, now=NOW, **kw)
+
+
+def indexed(catalog: ImageCatalog, *names: str, level: int = 3, expired: bool = False) -> MemoryIndex:
+    index = MemoryIndex()
+    for name in names:
+        index.record_build(level, name, catalog.digest(name), 1478546787)
+    if expired:
+        for name in names:
+            entry = index.find_task(hash_namespace(level, name, catalog.digest(name)))
+            assert entry is not None
+            index.add_artifact(entry.task_id, expires=PAST)
+    return index
+
+
+class Counting:
+    """Wraps a backend and counts the batch calls."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.find_calls: list[Sequence[str]] = []
+
+    @property
+    def description(self) -> str:
+        return "counting"
+
+    def find_tasks(self, namespaces: Sequence[str]) -> dict[str, IndexedTask]:
+        self.find_calls.append(list(namespaces))
+        return dict(self.inner.find_tasks(namespaces))
+
+    def usable_artifacts(self, task_ids: Sequence[str], artifact: str) -> dict[str, Usability]:
+        return dict(self.inner.usable_artifacts(task_ids, artifact))
+
+
+class Broken:
+    description = "broken index"
+
+    def find_tasks(self, namespaces: Sequence[str]) -> dict[str, IndexedTask]:
+        raise IndexUnavailableError("Index: connection refused")
+
+    def usable_artifacts(self, task_ids: Sequence[str], artifact: str) -> dict[str, Usability]:
+        raise AssertionError("not reached")
+
+
+def test_empty_index_builds_every_task_image(gecko: ImageCatalog) -> None:
+    p = plan(gecko, MemoryIndex())
+    assert {n: d.action for n, d in p.decisions.items()} == {
+        "base": "prebuilt",
+        "builder": "build",
+        "image_builder": "prebuilt",
+        "tester": "build",
+    }
+    assert p["builder"].reason == "not indexed"
+
+
+def test_decisions_are_parents_first(gecko: ImageCatalog) -> None:
+    assert plan(gecko, MemoryIndex()).names() == gecko.order()
+
+
+def test_child_of_a_built_parent_is_built_and_depends_on_it(gecko: ImageCatalog) -> None:
+    p = plan(gecko, indexed(gecko, "tester"))
+    tester = p["tester"]
+    assert (tester.action, tester.reason) == ("build", "parent builder rebuilt")
+    task = p.tasks[tester.task_id or ""]
+    assert p["builder"].task_id in task["dependencies"]
+    assert task["payload"]["env"]["DOCKER_IMAGE_PARENT_TASK"] == p["builder"].task_id
+
+
+def test_indexed_image_is_reused_with_namespace_and_level(gecko: ImageCatalog) -> None:
+    index = indexed(gecko, "builder")
+    p = plan(gecko, index)
+    builder = p["builder"]
+    assert builder.action == "reuse"
+    assert (builder.namespace, builder.level) == (hash_namespace(3, "builder", gecko.digest("builder")), 3)
+
+
+def test_child_of_a_reused_parent_names_the_parent_task_but_does_not_depend(gecko: ImageCatalog) -> None:
+    p = plan(gecko, indexed(gecko, "builder"))
+    task = p.tasks[p["tester"].task_id or ""]
+    assert task["dependencies"] == []
+    assert task["payload"]["env"]["DOCKER_IMAGE_PARENT_TASK"] == p["builder"].task_id
+
+
+def test_everything_indexed_means_no_tasks(gecko: ImageCatalog) -> None:
+    p = plan(gecko, indexed(gecko, "builder", "tester"))
+    assert p.tasks == {}
+    assert {d.action for d in p.decisions.values()} == {"reuse", "prebuilt"}
+
+
+def test_expired_artifact_is_rebuilt_and_says_so(gecko: ImageCatalog) -> None:
+    p = plan(gecko, indexed(gecko, "builder", expired=True))
+    assert (p["builder"].action, p["builder"].reason) == ("build", "artifact expired at level 3")
+
+
+def test_level_3_plan_never_reuses_a_level_1_build(gecko: ImageCatalog) -> None:
+    p = plan(gecko, indexed(gecko, "builder", level=1))
+    assert p["builder"].action == "build"
+
+
+def test_level_1_plan_reuses_a_level_3_build(gecko: ImageCatalog) -> None:
+    p = plan(gecko, indexed(gecko, "builder", level=3), params=params(level=1))
+    assert (p["builder"].action, p["builder"].level) == ("reuse", 3)
+
+
+def test_index_is_asked_once_for_all_images(chain: ImageCatalog) -> None:
+    counting = Counting(MemoryIndex())
+    plan(chain, counting)
+    assert len(counting.find_calls) == 1
+    assert len(counting.find_calls[0]) == 3  # base, python, tools at level 3
+
+
+def test_unreachable_index_raises_by_default(gecko: ImageCatalog) -> None:
+    with pytest.raises(IndexUnavailableError):
+        plan(gecko, Broken())
+
+
+def test_unreachable_index_with_build_policy_builds_and_says_why(gecko: ImageCatalog) -> None:
+    p = plan(gecko, Broken(), on_error="build")
+    assert p["builder"].reason.startswith("index unavailable: ")
+    assert p["builder"].index_error == "Index: connection refused"
+
+
+def test_same_inputs_and_seed_give_the_same_plan(chain: ImageCatalog) -> None:
+    assert plan(chain, MemoryIndex()).to_json() == plan(chain, MemoryIndex()).to_json()
+
+
+def test_task_ids_come_from_the_injected_source(gecko: ImageCatalog) -> None:
+    ids = iter(["Q2vWBHd8Rgu1dIUEtEfJ0Q", "aWqMYsuhQ6yvvKr-5DXpkw"])
+    p = plan(gecko, MemoryIndex(), task_ids=lambda: next(ids))
+    assert list(p.tasks) == ["Q2vWBHd8Rgu1dIUEtEfJ0Q", "aWqMYsuhQ6yvvKr-5DXpkw"]
+
+
+def test_default_task_ids_are_slugids(gecko: ImageCatalog) -> None:
+    p = plan_images(gecko, params(), MemoryIndex(), now=NOW)
+    assert all(len(t) == 22 for t in p.tasks)
+
+
+def test_repeated_task_id_is_a_plan_error(gecko: ImageCatalog) -> None:
+    with pytest.raises(PlanError, match="twice"):
+        plan(gecko, MemoryIndex(), task_ids=lambda: "Q2vWBHd8Rgu1dIUEtEfJ0Q")
+
+
+def test_every_planned_task_validates(chain: ImageCatalog, gecko: ImageCatalog) -> None:
+    for catalog in (chain, gecko):
+        for task in plan(
+            catalog, MemoryIndex(), params=params(decision_task_id="fXhVfPQPRBm5eXhvRl_2Mw")
+        ).tasks.values():
+            assert errors(task, "queue/v1/create-task-request.json") == []
+            assert errors(task["payload"], "docker-worker/v1/payload.json") == []
+
+
+def test_kind_config_symbol_and_args_reach_the_task(chain: ImageCatalog) -> None:
+    p = plan(chain, MemoryIndex())
+    task = p.tasks[p["python"].task_id or ""]
+    assert task["extra"]["treeherder"]["symbol"] == "py"
+    assert json.loads(task["payload"]["env"]["DOCKER_BUILD_ARGS"]) == {"PYTHON_VERSIONS": "3.13 3.12"}
+
+
+def test_grandchild_of_a_rebuilt_image_is_rebuilt(chain: ImageCatalog) -> None:
+    p = plan(chain, indexed(chain, "python", "tools"))
+    assert [p[n].reason for n in ("base", "python", "tools")] == [
+        "not indexed",
+        "parent base rebuilt",
+        "parent python rebuilt",
+    ]
+
+
+def test_prebuilt_image_builder_is_referenced_by_tag(gecko: ImageCatalog) -> None:
+    p = plan(gecko, MemoryIndex())
+    assert {t["payload"]["image"] for t in p.tasks.values()} == {"taskcluster/image_builder:0.2.0"}
+
+
+def task_builder_tree(tmp_path: Path) -> ImageCatalog:
+    make_tree(
+        tmp_path,
+        {
+            "taskcluster/docker/image_builder/Dockerfile": "FROM debian:12\n",
+            "taskcluster/docker/app/Dockerfile": "FROM debian:12\nRUN true\n",
+        },
+    )
+    return ImageCatalog.load(tmp_path)
+
+
+def test_built_image_builder_needs_a_bootstrap(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="image-builder-bootstrap"):
+        plan(task_builder_tree(tmp_path), MemoryIndex())
+
+
+def test_built_image_builder_goes_first_and_others_depend_on_it(tmp_path: Path) -> None:
+    config = BuildConfig(image_builder_bootstrap="taskcluster/image_builder:0.1.0")
+    p = plan(task_builder_tree(tmp_path), MemoryIndex(), config)
+    builder_id = p["image_builder"].task_id
+    assert next(iter(p.tasks)) == builder_id
+    assert p.tasks[builder_id or ""]["payload"]["image"] == "taskcluster/image_builder:0.1.0"
+    app = p.tasks[p["app"].task_id or ""]
+    assert app["dependencies"] == [builder_id]
+    assert app["payload"]["image"] == {
+        "type": "task-image",
+        "path": "public/image.tar.zst",
+        "taskId": builder_id,
+    }
+
+
+def test_reused_image_builder_is_a_task_image_without_dependency(tmp_path: Path) -> None:
+    catalog = task_builder_tree(tmp_path)
+    p = plan(catalog, indexed(catalog, "image_builder"))
+    app = p.tasks[p["app"].task_id or ""]
+    assert app["dependencies"] == []
+    assert app["payload"]["image"]["taskId"] == p["image_builder"].task_id
+
+
+def test_unknown_image_builder_is_a_plan_error(gecko: ImageCatalog) -> None:
+    with pytest.raises(PlanError, match="image builder 'nope'.*known images: base"):
+        plan(gecko, MemoryIndex(), BuildConfig(image_builder="nope"))
+
+
+def test_image_builder_may_be_a_registry_tag(gecko: ImageCatalog) -> None:
+    p = plan(gecko, MemoryIndex(), BuildConfig(image_builder="mozilla/builder:3"))
+    assert {t["payload"]["image"] for t in p.tasks.values()} == {"mozilla/builder:3"}
+
+
+def test_params_mapping_is_validated(gecko: ImageCatalog) -> None:
+    from taskgraph_images.errors import ParamsError
+
+    with pytest.raises(ParamsError, match="level"):
+        plan(gecko, MemoryIndex(), params={"level": 4})
+
+
+def test_task_id_for_image_and_references(gecko: ImageCatalog) -> None:
+    p = plan(gecko, MemoryIndex())
+    assert p.task_id_for_image("builder") == p["builder"].task_id
+    assert p.docker_image("base") == "taskcluster/base:0.1.7"
+    assert p.image_reference("base") == "taskcluster/base:0.1.7"
+    assert p.image_reference("builder") == {
+        "type": "task-image",
+        "path": "public/image.tar.zst",
+        "taskId": p["builder"].task_id,
+    }
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda p: p.task_id_for_image("base"), "prebuilt"),
+        (lambda p: p.docker_image("builder"), "task image"),
+        (lambda p: p.image_reference("nope"), r"unknown image 'nope' \(known images: base, builder"),
+    ],
+)
+def test_wrong_lookups_are_plan_errors(gecko: ImageCatalog, call: Callable[[Plan], Any], match: str) -> None:
+    with pytest.raises(PlanError, match=match):
+        call(plan(gecko, MemoryIndex()))
+
+
+def test_json_round_trips(chain: ImageCatalog) -> None:
+    p = plan(chain, indexed(chain, "base"))
+    assert Plan.from_json(p.to_json()) == p
+
+
+def test_plan_is_frozen(gecko: ImageCatalog) -> None:
+    p = plan(gecko, MemoryIndex())
+    with pytest.raises(TypeError):
+        p.decisions["x"] = p["base"]  # type: ignore[index]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        p.artifact = "x"  # type: ignore[misc]
+
+
+def _doc(gecko: ImageCatalog) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(plan(gecko, MemoryIndex()).to_json())
+    return result
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.pop("format"),
+        lambda d: d.update(images=[]),
+        lambda d: d["params"].pop("level"),
+        lambda d: d["images"]["builder"].update(action="maybe"),
+        lambda d: d["images"]["builder"].update(extra=1),
+        lambda d: d["images"]["base"].pop("docker_image"),
+        lambda d: d["tasks"].clear(),
+        lambda d: d["images"]["builder"].update(name="x"),
+    ],
+)
+def test_malformed_plan_file_is_a_plan_error(
+    gecko: ImageCatalog, mutate: Callable[[dict[str, Any]], Any]
+) -> None:
+    doc = _doc(gecko)
+    mutate(doc)
+    with pytest.raises(PlanError, match="not a"):
+        Plan.from_json(json.dumps(doc))
+
+
+@pytest.mark.parametrize("text", ["", "[]", "{", "null", b"\xff\xfe"])
+def test_non_plan_text_is_a_plan_error(text: Any) -> None:
+    with pytest.raises(PlanError, match="not a plan"):
+        Plan.from_json(text)
+
+
+def test_submit_creates_parents_first(chain: ImageCatalog) -> None:
+    p = plan(chain, MemoryIndex())
+    created: list[str] = []
+    assert submit_plan(p, lambda task_id, task: created.append(task_id)) == created
+    assert created == [p[n].task_id for n in ("base", "python", "tools")]
+
+
+def test_submit_failure_names_image_and_count(chain: ImageCatalog) -> None:
+    p = plan(chain, MemoryIndex())
+    calls = []
+
+    def create(task_id: str, task: Any) -> None:
+        calls.append(task_id)
+        if len(calls) == 2:
+            raise RuntimeError("403 insufficient scopes")
+
+    with pytest.raises(SubmitError, match=r"image 'python' failed after 1 created: RuntimeError"):
+        submit_plan(p, create)
+
+
+def test_decision_json_leaves_out_empty_fields() -> None:
+    assert Decision("a", "build", "0" * 64, task_id="x").to_json() == {
+        "name": "a",
+        "action": "build",
+        "digest": "0" * 64,
+        "task_id": "x",
+        "reason": "",
+    }
+
+
+def test_taskcluster_index_plan_batches_lookups(chain: ImageCatalog, tc_server: Any, tc_index: Any) -> None:
+    task_id = tc_server.add_task()
+    tc_server.index_task(hash_namespace(3, "base", chain.digest("base")), task_id)
+    p = plan(chain, tc_index)
+    assert (p["base"].action, p["base"].task_id) == ("reuse", task_id)
+    assert tc_server.count("findTask") == 0
+    assert tc_server.count("findTasksAtIndex") == 1

@@ -16,6 +16,7 @@ a running engine, not a client binary of a matching version.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import http.client
 import json
@@ -39,6 +40,7 @@ __all__ = [
     "LoadUpload",
     "OutputCallback",
     "build_image",
+    "iter_messages",
     "parse_json_stream",
     "split_reference",
 ]
@@ -95,6 +97,22 @@ def parse_json_stream(buffer: str) -> tuple[list[dict[str, Any]], str]:
         if isinstance(value, dict):
             messages.append(value)
         pos = end
+
+
+def iter_messages(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
+    """Yield the engine's JSON progress messages as they arrive on ``response``.
+
+    Bytes are decoded incrementally, so a character split between two reads
+    arrives whole.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    rest = ""
+    while True:
+        chunk = response.read1(65536)
+        messages, rest = parse_json_stream(rest + decoder.decode(chunk, final=not chunk))
+        yield from messages
+        if not chunk:
+            return
 
 
 def _message_error(message: Mapping[str, Any]) -> Optional[str]:
@@ -172,18 +190,12 @@ class LoadUpload:
                 if response.status >= 400:
                     body = _Response(response.status, response.read())
                     raise DockerError(f"docker load failed: {body.message()}")
-                rest = ""
-                while True:
-                    chunk = response.read1(65536)
-                    if not chunk:
-                        break
-                    messages, rest = parse_json_stream(rest + chunk.decode("utf-8", "replace"))
-                    for message in messages:
-                        error = _message_error(message)
-                        if error:
-                            raise DockerError(f"docker load failed: {error}")
-                        if message.get("stream"):
-                            lines.append(str(message["stream"]).strip())
+                for message in iter_messages(response):
+                    error = _message_error(message)
+                    if error:
+                        raise DockerError(f"docker load failed: {error}")
+                    if message.get("stream"):
+                        lines.append(str(message["stream"]).strip())
             return lines
         finally:
             self._done = True
@@ -405,22 +417,16 @@ class Engine:
         response: http.client.HTTPResponse, what: str, on_output: Optional[OutputCallback]
     ) -> str:
         image_id: Optional[str] = None
-        rest = ""
-        while True:
-            chunk = response.read1(65536)
-            if not chunk:
-                break
-            messages, rest = parse_json_stream(rest + chunk.decode("utf-8", "replace"))
-            for message in messages:
-                error = _message_error(message)
-                if error:
-                    raise ImageBuildError(f"building {what} failed: {error}")
-                text = message.get("stream")
-                if text and on_output is not None:
-                    on_output(str(text))
-                aux = message.get("aux")
-                if isinstance(aux, dict) and aux.get("ID"):
-                    image_id = str(aux["ID"])
+        for message in iter_messages(response):
+            error = _message_error(message)
+            if error:
+                raise ImageBuildError(f"building {what} failed: {error}")
+            text = message.get("stream")
+            if text and on_output is not None:
+                on_output(str(text))
+            aux = message.get("aux")
+            if isinstance(aux, dict) and aux.get("ID"):
+                image_id = str(aux["ID"])
         if image_id is None:
             raise ImageBuildError(f"building {what}: the engine did not report an image id")
         return image_id

@@ -146,3 +146,23 @@ def test_engine_refusing_an_archive_is_a_docker_error(docker_engine: DockerEngin
         tar.addfile(info, io.BytesIO(b"hi"))
     with pytest.raises(DockerError, match="docker load failed"):
         docker_engine.engine.load([buf.getvalue()])
+
+
+class _Chunks:
+    """Stands in for an HTTP response that returns the given pieces, one per read."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = list(pieces)
+
+    def read1(self, size: int) -> bytes:
+        return self.pieces.pop(0) if self.pieces else b""
+
+
+def test_progress_messages_survive_a_character_split_between_reads() -> None:
+    from taskgraph_images.docker import iter_messages
+
+    data = '{"stream": "caf\u00e9 \u2713"}\r\n{"aux": {"ID": "sha256:1"}}\n'.encode()
+    cut = data.index(b"\xc3") + 1  # inside the two-byte "é"
+    pieces = [data[:cut], data[cut:cut + 5], data[cut + 5:]]
+    messages = list(iter_messages(_Chunks(pieces)))  # type: ignore[arg-type]
+    assert messages == [{"stream": "caf\u00e9 \u2713"}, {"aux": {"ID": "sha256:1"}}]

@@ -72,6 +72,11 @@ def list_tree(root: PathLike, rel_dir: str, *, what: str = "context") -> list[Co
     if not os.path.isdir(start):
         raise ContextError(f"{what} folder {rel_dir!r} does not exist under {root_s}")
     found: list[ContextFile] = []
+    # relpath() costs ~10 us a file; slicing the root off is the same for a
+    # normalised start below the root (then every entry path extends it).
+    prefix = os.path.join(root_s, "")
+    plain = os.path.normpath(start) == start and (start == root_s or start.startswith(prefix))
+    cut = len(prefix) if plain else 0
     stack = [start]
     while stack:
         current = stack.pop()
@@ -80,7 +85,9 @@ def list_tree(root: PathLike, rel_dir: str, *, what: str = "context") -> list[Co
         except OSError as e:
             raise ContextError(f"cannot read folder {current}: {e.strerror}") from e
         for entry in entries:
-            rel = os.path.relpath(entry.path, root_s).replace(os.sep, "/")
+            rel = (entry.path[cut:] if cut else os.path.relpath(entry.path, root_s)).replace(
+                os.sep, "/"
+            )
             try:
                 st = entry.stat(follow_symlinks=False)
                 if stat.S_ISLNK(st.st_mode):
@@ -140,21 +147,52 @@ def file_sha256(path: str) -> str:
 
     :raises ContextError: when the file cannot be read.
     """
-    h = hashlib.sha256()
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, flags)
     except OSError as e:
         raise ContextError(f"cannot read {path}: {e.strerror}") from e
     try:
-        while True:
-            block = os.read(fd, CHUNK)
-            if not block:
-                break
-            h.update(block)
+        return sha256_fd(fd, os.fstat(fd).st_size)
     except OSError as e:
         raise ContextError(f"cannot read {path}: {e.strerror}") from e
     finally:
         os.close(fd)
+
+
+def sha256_fd(fd: int, size: int) -> str:
+    """Return the sha256 hexdigest of what remains to read from ``fd``.
+
+    ``size`` is the file's size from ``fstat``: a file smaller than
+    :data:`CHUNK` is read with one ``read`` (no read buffer, no second read
+    when the read returns exactly ``size`` bytes); larger files stream through
+    one reused buffer, so memory stays flat for any size. Reading past
+    ``size`` continues to the end of the file, so a file that grows while it
+    is read is hashed to wherever its end is then.
+
+    :raises OSError: when reading fails.
+    """
+    h = hashlib.sha256()
+    if size < CHUNK:
+        data = os.read(fd, size + 1)
+        h.update(data)
+        if len(data) == size:
+            return h.hexdigest()  # all of it, as fstat said; nothing more to read
+        if not data:
+            return h.hexdigest()
+    elif hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    if not hasattr(os, "readv"):  # pragma: no cover - Windows
+        for block in iter(lambda: os.read(fd, CHUNK), b""):
+            h.update(block)
+        return h.hexdigest()
+    buf = bytearray(CHUNK)
+    with memoryview(buf) as view:
+        while True:
+            n = os.readv(fd, (buf,))
+            if not n:
+                break
+            h.update(view[:n])
     return h.hexdigest()
 
 
@@ -168,19 +206,80 @@ def combine_lines(pairs: Iterable[tuple[str, str]]) -> str:
 
 def _hash_all(files: Sequence[ContextFile], jobs: Optional[int],
               hasher: FileHasher) -> Iterator[str]:
-    if jobs is None:
-        jobs = min(4, os.cpu_count() or 1)
-        # Threads pay off once there is real hashing to share between cores.
-        if len(files) < 8:
-            jobs = 1
-    if jobs <= 1:
-        for f in files:
-            yield hasher(f.abspath)
-        return
-    from concurrent.futures import ThreadPoolExecutor
+    """Hash every file with ``hasher``, in order, on up to ``jobs`` threads.
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        yield from pool.map(hasher, (f.abspath for f in files))
+    ``hashlib`` releases the GIL while it hashes more than 2 KB, so threads
+    share the cores. Threads pull the next file from a shared counter (no
+    per-file future or queue). Up to :data:`_SIZED` files are stat'ed first:
+    under :data:`_INLINE_BYTES` in all they are hashed on the calling thread,
+    else they are handed out largest first so that the threads finish
+    together. Longer lists are handed out in order (a stat per file would cost
+    more than the balance gains). The first error is raised once the threads
+    stop.
+    """
+    count = len(files)
+    paths = [f.abspath for f in files]
+    if jobs is None:
+        jobs = _default_jobs()
+    jobs = max(1, min(jobs, count))
+    order: Sequence[int] = range(count)
+    if jobs > 1 and count <= _SIZED:
+        sizes = [_size(p) for p in paths]
+        if sum(sizes) < _INLINE_BYTES:
+            jobs = 1
+        else:
+            order = sorted(range(count), key=sizes.__getitem__, reverse=True)
+    if jobs <= 1:
+        return iter([hasher(p) for p in paths])
+
+    import itertools
+    import threading
+
+    results: list[str] = [""] * count
+    errors: list[BaseException] = []
+    turns = itertools.count()  # next() on it is atomic under the GIL
+
+    def work() -> None:
+        try:
+            for turn in turns:
+                if turn >= count or errors:
+                    return
+                i = order[turn]
+                results[i] = hasher(paths[i])
+        except BaseException as e:  # handed to the calling thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(jobs - 1)]
+    for t in threads:
+        t.start()
+    work()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return iter(results)
+
+
+#: Lists up to this many files are stat'ed to balance the threads.
+_SIZED = 2048
+#: Contexts smaller than this (in bytes) are hashed without threads.
+_INLINE_BYTES = 1 << 20
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0  # the hasher reports the error
+
+
+def _default_jobs() -> int:
+    """The cores this process may run on (at most 8: hashing is memory-bound past that)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
 
 
 def hash_files(files: Sequence[ContextFile], *, jobs: Optional[int] = None,
@@ -200,10 +299,145 @@ def hash_context(
 
     ``image_path`` is relative to ``root`` and ``/``-separated (for example
     ``taskcluster/docker/base``). Files are hashed on ``jobs`` threads
-    (default: up to four, fewer for tiny contexts); ``hasher`` may be a
+    (default: one per core, up to eight; none for contexts under 1 MB); ``hasher`` may be a
     cache of file hashes from earlier runs.
 
     :raises ContextError: see :func:`list_tree`.
     """
     image_path = image_path.strip("/")
     return hash_files(list_context(root, image_path), jobs=jobs, hasher=hasher)
+
+
+# -- writing a context tarball (write_context) -----------------------------------
+
+from typing import IO, TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:  # pragma: no cover
+    from taskgraph_images._tarball import Member
+    from taskgraph_images.catalog import ImageCatalog
+
+__all__ += ["context_members", "write_context"]
+
+#: Compression of a context tarball, by file suffix.
+_COMPRESSIONS = {".tar": "none", ".tar.gz": "gzip", ".tgz": "gzip", ".tar.zst": "zstd"}
+
+
+def _compression_for(out: object, compression: Optional[str]) -> str:
+    if compression is not None:
+        value = {"gz": "gzip", "zst": "zstd", "": "none"}.get(compression, compression)
+        if value not in ("none", "gzip", "zstd"):
+            raise ContextError(
+                f"unknown compression {compression!r}: use 'none', 'gzip' or 'zstd'"
+            )
+        return value
+    if isinstance(out, (str, os.PathLike)):
+        name = os.fspath(out)
+        for suffix, value in _COMPRESSIONS.items():
+            if name.endswith(suffix):
+                return value
+        raise ContextError(
+            f"cannot tell the compression of {name!r} from its name: "
+            "use .tar, .tar.gz or .tar.zst, or pass compression="
+        )
+    return "none"
+
+
+def _link_in_context(arcname: str, link: str, top: str) -> bool:
+    import posixpath
+
+    if link.startswith("/"):
+        return False
+    target = posixpath.normpath(posixpath.join(posixpath.dirname(arcname), link))
+    if target == ".." or target.startswith("../"):
+        return False
+    return not top or target == top or target.startswith(top + "/")
+
+
+def context_members(catalog: ImageCatalog, name: str) -> list[Member]:
+    """Return the tar members of image ``name``'s build context (see :func:`write_context`)."""
+    from taskgraph_images import _dockerfile
+    from taskgraph_images._tarball import Member
+    image = catalog[name]
+    members: list[Member] = []
+    real_folder = os.path.realpath(os.path.join(catalog.root, *image.path.split("/")))
+    real_root = os.path.realpath(catalog.root)
+    sources = [(f, f.relpath[len(image.path) + 1 :], "", real_folder)
+               for f in catalog.context_files(name)]
+    sources += [(f, f"topsrcdir/{f.relpath}", "topsrcdir", real_root)
+                for f in catalog.include_files(name)]
+    for f, arcname, top, real_top in sources:
+        if f.link is not None:
+            real = os.path.realpath(f.abspath)
+            if not _link_in_context(arcname, f.link, top) or not _within(real, real_top):
+                raise ContextError(
+                    f"{f.relpath} is a symlink to {f.link!r}, which leaves the build context "
+                    f"of image {name!r}; copy the file into the image folder or use # %include"
+                )
+            members.append(Member(arcname, "symlink", link=f.link))
+        elif arcname == "Dockerfile":
+            with open(f.abspath, encoding="utf-8") as fh:
+                text = fh.read()
+            processed = _dockerfile.parse(
+                text, source=image.dockerfile, args=dict(image.args)
+            ).text
+            members.append(Member(arcname, "file", data=processed.encode("utf-8"),
+                                  executable=f.executable))
+        else:
+            members.append(Member(arcname, "file", source=f.abspath, executable=f.executable))
+    return members
+
+
+def write_context(
+    catalog: ImageCatalog,
+    name: str,
+    out: Union[PathLike, IO[bytes]],
+    *,
+    compression: Optional[str] = None,
+) -> None:
+    """Write image ``name``'s build context as a tar to ``out``, deterministic to the byte.
+
+    The tar holds the image folder's files at its top level (the
+    ``Dockerfile`` with ``# %ARG`` lines applied) and each ``# %include``d
+    file under ``topsrcdir/<path from the repository root>``. Members are
+    sorted, directories listed, mtimes fixed, owners 0, modes 0644/0755;
+    symlinks inside the context are kept as links.
+
+    ``out`` is a path (written atomically; compression from its suffix
+    ``.tar``, ``.tar.gz`` or ``.tar.zst`` unless ``compression`` is given) or
+    a binary file object (plain tar unless ``compression`` is given).
+    ``compression`` is ``"none"``, ``"gzip"`` or ``"zstd"``.
+
+    :raises ContextError: for a symlink leaving the context, a file that is
+        not a regular file, or a file that cannot be read.
+    :raises CatalogError: for an unknown image.
+    """
+    from taskgraph_images._atomic import atomic_output
+    from taskgraph_images._tarball import write_tar
+
+    kind = _compression_for(out, compression)
+    members = context_members(catalog, name)
+
+    def emit(raw: IO[bytes]) -> None:
+        if kind == "gzip":
+            import gzip
+
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+                write_tar(members, gz)  # type: ignore[arg-type]
+        elif kind == "zstd":
+            import zstandard
+
+            cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
+            with cctx.stream_writer(raw, closefd=False) as zw:
+                write_tar(members, zw)
+        else:
+            write_tar(members, raw)
+
+    try:
+        if isinstance(out, (str, os.PathLike)):
+            with atomic_output(out) as f:
+                emit(f)
+        else:
+            emit(out)
+    except OSError as e:
+        target = os.fspath(out) if isinstance(out, (str, os.PathLike)) else "the output"
+        raise ContextError(f"cannot write the context of image {name!r} to {target}: {e}") from e

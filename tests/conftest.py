@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+from dockerd import busybox_repo, docker_engine  # noqa: F401
+from tcserver import tc_index, tc_server, tc_server_session  # noqa: F401
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 
@@ -19,4 +21,3 @@ def shared_dir() -> Path:
     if not (path / "taskcluster").is_dir():
         pytest.fail(f"shared/ with the Taskcluster schemas not found at {path}")
     return path
-from tcserver import tc_index, tc_server, tc_server_session  # noqa: F401

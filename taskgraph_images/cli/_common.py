@@ -35,7 +35,7 @@ def default_root(start: Optional[str] = None) -> str:
 
 
 def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--root``, ``--images-dir`` and ``--kind-config``."""
+    """Add ``--root``, ``--images-dir``, ``--kind-config`` and ``--hash-cache``."""
     parser.add_argument(
         "--root",
         help="repository root (default: the enclosing git/hg checkout, else the current folder)",
@@ -51,6 +51,14 @@ def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
         help="docker-image kind.yml (default: taskcluster/kinds/docker-image/kind.yml or "
         "taskcluster/ci/docker-image/kind.yml when present; 'none' to ignore them)",
     )
+    parser.add_argument(
+        "--hash-cache",
+        metavar="PATH|none",
+        default=None,
+        help="file-hash cache, reused while a file's inode, size, mtime and ctime are "
+        "unchanged (default: $XDG_CACHE_HOME/taskgraph-images/file-hashes.sqlite3; "
+        "'none' to hash every file)",
+    )
 
 
 def load_catalog(args: argparse.Namespace) -> ImageCatalog:
@@ -63,7 +71,10 @@ def load_catalog(args: argparse.Namespace) -> ImageCatalog:
         kwargs["images_dir"] = args.images_dir
     if getattr(args, "kind_config", None) is not None:
         kwargs["kind_config"] = args.kind_config
-    return ImageCatalog.load(root, **kwargs)
+    from taskgraph_images._hashcache import hasher_for_option
+
+    hasher = hasher_for_option(getattr(args, "hash_cache", None))
+    return ImageCatalog.load(root, **kwargs, hasher=hasher)
 
 
 def note(message: str) -> None:

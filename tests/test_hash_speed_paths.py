@@ -1,0 +1,240 @@
+"""The fast hashing paths give exactly the seed hash, and keep memory flat.
+
+The reference here is written independently of the library: ``os.walk``,
+sorted full paths (bytes), and one ``"{sha256}\\t/{relpath}\\n"`` line per
+file into the outer sha256, as the 2016 decision task did it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from taskgraph_images.context import (
+    CHUNK,
+    ContextFile,
+    file_sha256,
+    hash_context,
+    hash_files,
+    list_context,
+)
+from taskgraph_images.errors import ContextError
+
+
+def independent_seed_hash(root: str, image_path: str) -> str:
+    top = os.fsencode(root)
+    paths = []
+    for dirpath, _dirs, names in os.walk(os.path.join(top, os.fsencode(image_path))):
+        paths.extend(os.path.join(dirpath, n) for n in names)
+    outer = hashlib.sha256()
+    for path in sorted(paths):
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest().encode()
+        outer.update(digest + b"\t" + path[len(top):] + b"\n")
+    return outer.hexdigest()
+
+
+_names = st.text(
+    alphabet=st.sampled_from([*"ab-_. z", "é", "ß", "日", "\u00a0", "0"]),
+    min_size=1,
+    max_size=6,
+).filter(lambda n: n not in (".", ".."))
+_contents = st.one_of(
+    st.just(b""),
+    st.binary(max_size=300),
+    st.integers(min_value=0, max_value=3 * 4096).map(lambda n: bytes(range(256)) * (n // 256)),
+)
+_trees = st.dictionaries(
+    st.lists(_names, min_size=1, max_size=5).map(tuple), _contents, min_size=1, max_size=25
+)
+
+
+def _materialise(base: Path, tree: dict[tuple[str, ...], bytes]) -> int:
+    """Write ``tree``; a path that collides with a folder (or the reverse) is skipped."""
+    written = 0
+    for parts, content in tree.items():
+        path = base.joinpath(*parts)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_dir():
+                continue
+            path.write_bytes(content)
+            written += 1
+        except (FileExistsError, NotADirectoryError):
+            continue
+    return written
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tree=_trees, jobs=st.sampled_from([None, 1, 2, 5]))
+def test_parallel_hash_is_the_seed_hash(tmp_path_factory: pytest.TempPathFactory,
+                                        tree: dict[tuple[str, ...], bytes],
+                                        jobs: int | None) -> None:
+    root = tmp_path_factory.mktemp("repo")
+    ctx = root / "taskcluster" / "docker" / "img"
+    ctx.mkdir(parents=True)
+    (ctx / "Dockerfile").write_bytes(b"FROM x\n")
+    _materialise(ctx, tree)
+    expected = independent_seed_hash(str(root), "taskcluster/docker/img")
+    assert hash_context(root, "taskcluster/docker/img", jobs=jobs) == expected
+
+
+def test_dash_sorts_before_slash_and_deep_nesting(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    deep = ctx.joinpath(*[f"d{i}" for i in range(40)])
+    deep.mkdir(parents=True)
+    (deep / "leaf").write_bytes(b"leaf")
+    for rel in ("a-b", "a/b", "a b", "a.b", "a0", "a/b-c/d", "é/x", "日本/y"):
+        (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ctx / rel).write_bytes(rel.encode())
+    expected = independent_seed_hash(str(tmp_path), "ctx")
+    for jobs in (None, 1, 2, 3):
+        assert hash_context(tmp_path, "ctx", jobs=jobs) == expected
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1, 2047, 2048, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 7]
+)
+def test_file_sha256_at_buffer_edges(tmp_path: Path, size: int) -> None:
+    data = (bytes(range(251)) * (size // 251 + 1))[:size]
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    assert file_sha256(str(path)) == hashlib.sha256(data).hexdigest()
+
+
+def test_more_files_than_are_sized_keep_their_order(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    for i in range(2600):  # above the sizing threshold: handed out in order
+        d = ctx / f"d{i % 7}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i}").write_bytes(b"%d" % i * (i % 5))
+    expected = independent_seed_hash(str(tmp_path), "ctx")
+    assert hash_context(tmp_path, "ctx", jobs=2) == expected
+    assert hash_context(tmp_path, "ctx", jobs=1) == expected
+
+
+def test_large_files_spread_over_threads(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    for i, size in enumerate([3 << 20, 1 << 20, 2 << 20, 100, 0, 5 << 20]):
+        (ctx / f"f{i}").write_bytes(bytes([i]) * size)
+    expected = independent_seed_hash(str(tmp_path), "ctx")
+    assert hash_context(tmp_path, "ctx", jobs=3) == expected
+
+
+def test_a_worker_error_is_raised_once_and_stops(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    for i in range(50):
+        (ctx / f"f{i:02d}").write_bytes(b"x" * 40000)
+    files = list_context(tmp_path, "ctx")
+    seen: list[str] = []
+
+    def flaky(path: str) -> str:
+        seen.append(path)
+        if path.endswith("f10"):
+            raise ContextError(f"cannot read {path}: boom")
+        time.sleep(0.001)
+        return file_sha256(path)
+
+    with pytest.raises(ContextError, match="boom"):
+        hash_files(files, jobs=4, hasher=flaky)
+    assert len(seen) < len(files)
+
+
+def test_a_missing_file_is_a_context_error(tmp_path: Path) -> None:
+    files = [ContextFile("gone", str(tmp_path / "gone"), None, False)] * 3
+    with pytest.raises(ContextError, match="cannot read"):
+        hash_files(files, jobs=2)
+
+
+# -- memory: measured in a child (VmHWM starts afresh at exec) --------------------
+_CHILD = """
+import sys
+from taskgraph_images.context import hash_context
+print(hash_context(sys.argv[1], sys.argv[2]))
+with open("/proc/self/status") as f:
+    print([l.split()[1] for l in f if l.startswith("VmHWM:")][0])
+"""
+
+
+def _peak_kb(root: Path, rel: str) -> tuple[str, int, float]:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(root), rel],
+                          capture_output=True, text=True, check=True)
+    digest, peak = done.stdout.split()
+    return digest, int(peak), time.perf_counter() - start
+
+
+needs_proc = pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
+
+
+#: sha256 of 4 GiB of zero bytes (computed once with hashlib, to save 12 s a run).
+_ZEROS_4G = "8479e43911dc45e89f934fe48d01297e16f51d17aa561d4d1c216b1ae0fcddca"
+
+
+def _sparse(tmp_path: Path, size: int) -> tuple[Path, str]:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    with open(ctx / "sparse.img", "wb") as f:
+        f.truncate(size)
+    (ctx / "small").write_bytes(b"x")
+    if size == 4 << 30:
+        return ctx, _ZEROS_4G
+    digest = hashlib.sha256()
+    zeros = bytes(CHUNK)
+    for _ in range(size // CHUNK):
+        digest.update(zeros)
+    return ctx, digest.hexdigest()
+
+
+@needs_proc
+def test_sparse_256mb_file_flat_memory(tmp_path: Path) -> None:
+    ctx, sparse_digest = _sparse(tmp_path, 256 << 20)
+    digest, peak_kb, _ = _peak_kb(tmp_path, "ctx")
+    assert digest == _expected(sparse_digest)
+    assert peak_kb < 64 * 1024, f"peak RSS {peak_kb} KB"
+    assert file_sha256(str(ctx / "sparse.img")) == sparse_digest
+
+
+def _expected(sparse_digest: str) -> str:
+    """The seed hash of ``ctx`` = {small: b"x", sparse.img: zeros} ("small" sorts first)."""
+    outer = hashlib.sha256()
+    outer.update(f"{hashlib.sha256(b'x').hexdigest()}\t/ctx/small\n".encode())
+    outer.update(f"{sparse_digest}\t/ctx/sparse.img\n".encode())
+    return outer.hexdigest()
+
+
+@needs_proc
+@pytest.mark.slow
+def test_sparse_4gb_file_flat_memory(tmp_path: Path) -> None:
+    # Reads 4 GB of zeros: ~12 s here (sha256 at ~350 MB/s, no SHA-NI).
+    _, sparse_digest = _sparse(tmp_path, 4 << 30)
+    digest, peak_kb, _ = _peak_kb(tmp_path, "ctx")
+    assert digest == _expected(sparse_digest)
+    assert peak_kb < 64 * 1024, f"peak RSS {peak_kb} KB"
+
+
+@needs_proc
+@pytest.mark.slow
+def test_100000_small_files_finish_with_bounded_memory(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    for a in range(100):
+        d = ctx / f"d{a:02d}"
+        d.mkdir(parents=True)
+        for b in range(1000):
+            (d / f"f{b:03d}").write_bytes(b"%d/%d\n" % (a, b))
+    digest, peak_kb, seconds = _peak_kb(tmp_path, "ctx")
+    assert digest == independent_seed_hash(str(tmp_path), "ctx")
+    # The listing holds one small record per file (~0.3 KB); file data never accumulates.
+    assert peak_kb < 128 * 1024, f"peak RSS {peak_kb} KB"
+    assert seconds < 60

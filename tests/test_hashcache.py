@@ -1,0 +1,267 @@
+"""The persistent file-hash cache: never stale, shared safely, corruption-proof."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from taskgraph_images._hashcache import HashCache, default_cache_path, hasher_for_option
+from taskgraph_images.cli import main
+from taskgraph_images.context import file_sha256, hash_context
+from taskgraph_images.errors import ContextError, InvalidValueError
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _settled_file(path: Path, data: bytes) -> Path:
+    """Write ``data`` and wait until it is older than a 50 ms racy window."""
+    path.write_bytes(data)
+    time.sleep(0.1)
+    return path
+
+
+def test_second_lookup_is_a_hit(tmp_path: Path) -> None:
+    f = _settled_file(tmp_path / "f", b"hello")
+    with HashCache(tmp_path / "c.db", racy_seconds=0.05) as cache:
+        assert cache(str(f)) == _sha(b"hello")
+        assert (cache.hits, cache.misses) == (0, 1)
+    with HashCache(tmp_path / "c.db", racy_seconds=0.05) as cache:
+        assert cache.sha256(str(f)) == _sha(b"hello")
+        assert (cache.hits, cache.misses) == (1, 0)
+
+
+def test_same_size_rewrite_with_mtime_restored_is_seen(tmp_path: Path) -> None:
+    f = _settled_file(tmp_path / "f", b"AAAA")
+    before = os.stat(f)
+    db = tmp_path / "c.db"
+    with HashCache(db, racy_seconds=0.05) as cache:
+        assert cache(str(f)) == _sha(b"AAAA")
+    f.write_bytes(b"BBBB")  # same size
+    os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))  # mtime put back
+    after = os.stat(f)
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
+        before.st_size, before.st_mtime_ns, before.st_ino)
+    assert after.st_ctime_ns != before.st_ctime_ns  # what catches it
+    with HashCache(db, racy_seconds=0.05) as cache:
+        assert cache(str(f)) == _sha(b"BBBB")
+        assert cache.misses == 1
+
+
+def test_replaced_file_same_stamps_other_inode_is_seen(tmp_path: Path) -> None:
+    f = _settled_file(tmp_path / "f", b"one")
+    st = os.stat(f)
+    db = tmp_path / "c.db"
+    with HashCache(db, racy_seconds=0.05) as cache:
+        cache(str(f))
+    other = tmp_path / "g"
+    other.write_bytes(b"two")
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(other, f)
+    with HashCache(db, racy_seconds=0.05) as cache:
+        assert cache(str(f)) == _sha(b"two")
+
+
+def test_recent_files_are_not_recorded(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"fresh")  # modified just now: inside the default 2 s window
+    db = tmp_path / "c.db"
+    with HashCache(db) as cache:
+        assert cache(str(f)) == _sha(b"fresh")
+    with HashCache(db) as cache:
+        assert cache(str(f)) == _sha(b"fresh")
+        assert cache.misses == 1
+    rows = sqlite3.connect(db).execute("SELECT count(*) FROM files").fetchone()[0]
+    assert rows == 0
+
+
+def test_symlink_is_followed_and_keyed_by_its_path(tmp_path: Path) -> None:
+    target = _settled_file(tmp_path / "t", b"target")
+    link = tmp_path / "l"
+    link.symlink_to("t")
+    with HashCache(tmp_path / "c.db", racy_seconds=0.05) as cache:
+        assert cache(str(link)) == _sha(b"target") == cache(str(target))
+
+
+def test_context_hash_with_cache_equals_without(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    for i in range(300):
+        d = ctx / f"d{i % 4}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i}").write_bytes(os.urandom(i * 13))
+    time.sleep(0.1)
+    expected = hash_context(tmp_path, "ctx", jobs=1)
+    for _ in range(2):
+        with HashCache(tmp_path / "c.db", racy_seconds=0.05) as cache:
+            assert hash_context(tmp_path, "ctx", jobs=4, hasher=cache) == expected
+    assert cache.hits == 300
+    (ctx / "d1" / "f1").write_bytes(b"changed")
+    with HashCache(tmp_path / "c.db", racy_seconds=0.05) as cache:
+        changed = hash_context(tmp_path, "ctx", hasher=cache)
+    assert changed == hash_context(tmp_path, "ctx") != expected
+
+
+def test_missing_file_is_a_context_error(tmp_path: Path) -> None:
+    with HashCache(tmp_path / "c.db") as cache, pytest.raises(ContextError, match="cannot read"):
+        cache(str(tmp_path / "nope"))
+
+
+_WORKER = """
+import sys
+from taskgraph_images._hashcache import HashCache
+from taskgraph_images.context import hash_context
+for _ in range(3):
+    with HashCache(sys.argv[2], racy_seconds=0.05) as cache:
+        print(hash_context(sys.argv[1], "ctx", hasher=cache))
+"""
+
+
+def test_concurrent_processes_share_one_cache(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    for i in range(1200):  # more than one write batch
+        (ctx / f"f{i:04d}").write_bytes(b"%d" % i * 50)
+    time.sleep(0.1)
+    expected = hash_context(tmp_path, "ctx")
+    db = tmp_path / "shared.db"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WORKER, str(tmp_path), str(db)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        assert out.split() == [expected] * 3
+    with HashCache(db, racy_seconds=0.05) as cache:
+        assert hash_context(tmp_path, "ctx", hasher=cache) == expected
+        assert cache.hits == 1200
+
+
+@pytest.mark.parametrize("garbage", [b"not a database at all" * 100, b"", b"SQLite format 3\0"])
+def test_garbage_cache_file_is_rebuilt(tmp_path: Path, garbage: bytes) -> None:
+    f = _settled_file(tmp_path / "f", b"data")
+    db = tmp_path / "c.db"
+    db.write_bytes(garbage)
+    with HashCache(db, racy_seconds=0.05) as cache:
+        assert cache(str(f)) == _sha(b"data")
+    with HashCache(db, racy_seconds=0.05) as cache:
+        assert cache(str(f)) == _sha(b"data")
+        assert cache.hits == 1
+
+
+def test_truncated_cache_never_gives_a_wrong_hash(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    for i in range(2000):
+        (ctx / f"f{i:04d}").write_bytes(b"%d" % i)
+    time.sleep(0.1)
+    expected = hash_context(tmp_path, "ctx")
+    db = tmp_path / "c.db"
+    with HashCache(db, racy_seconds=0.05) as cache:
+        hash_context(tmp_path, "ctx", hasher=cache)
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = db.read_bytes()
+    db.write_bytes(data[: len(data) // 2] + b"\xff" * 4096)
+    try:
+        with HashCache(db, racy_seconds=0.05) as cache:
+            assert hash_context(tmp_path, "ctx", hasher=cache) == expected
+    except ContextError as e:  # acceptable: a clear error, never a wrong hash
+        assert "hash cache" in str(e)
+
+
+def test_tampered_row_is_a_miss(tmp_path: Path) -> None:
+    f = _settled_file(tmp_path / "f", b"real")
+    db = tmp_path / "c.db"
+    with HashCache(db, racy_seconds=0.05) as cache:
+        cache(str(f))
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE files SET sha256 = ?", (hashlib.sha256(b"forged").digest(),))
+    conn.commit()
+    conn.close()
+    with HashCache(db, racy_seconds=0.05) as cache:
+        assert cache(str(f)) == _sha(b"real")
+        assert cache.misses == 1
+
+
+def test_old_schema_is_replaced(tmp_path: Path) -> None:
+    f = _settled_file(tmp_path / "f", b"v")
+    db = tmp_path / "c.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE files (x)")
+    conn.execute("PRAGMA user_version=99")
+    conn.commit()
+    conn.close()
+    with HashCache(db, racy_seconds=0.05) as cache:
+        assert cache(str(f)) == _sha(b"v")
+
+
+def test_uncreatable_cache_is_a_one_line_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    f = _settled_file(tmp_path / "f", b"x")
+    cache = HashCache(blocker / "sub" / "c.db")
+    with pytest.raises(ContextError, match="cannot create the file hash cache") as info:
+        cache(str(f))
+    assert "\n" not in str(info.value)
+
+
+def test_unclosed_cache_is_written_when_collected(tmp_path: Path) -> None:
+    f = _settled_file(tmp_path / "f", b"later")
+    db = tmp_path / "c.db"
+    cache = HashCache(db, racy_seconds=0.05)
+    cache(str(f))
+    del cache
+    with HashCache(db, racy_seconds=0.05) as again:
+        again(str(f))
+        assert again.hits == 1
+
+
+def test_bad_racy_window_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidValueError):
+        HashCache(tmp_path / "c.db", racy_seconds=-1)
+
+
+def test_default_path_honours_xdg(tmp_path: Path) -> None:
+    assert default_cache_path({"XDG_CACHE_HOME": str(tmp_path), "HOME": "/h"}) == str(
+        tmp_path / "taskgraph-images" / "file-hashes.sqlite3")
+    assert default_cache_path({"XDG_CACHE_HOME": "relative", "HOME": "/h"}) == (
+        "/h/.cache/taskgraph-images/file-hashes.sqlite3")
+    assert default_cache_path({"HOME": "/h"}) == "/h/.cache/taskgraph-images/file-hashes.sqlite3"
+
+
+def test_hasher_for_option(tmp_path: Path) -> None:
+    assert hasher_for_option("none") is file_sha256
+    assert hasher_for_option("NONE") is file_sha256
+    given = hasher_for_option(str(tmp_path / "x.db"))
+    assert isinstance(given, HashCache) and given.path == str(tmp_path / "x.db")
+    default = hasher_for_option(None, {"XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    assert isinstance(default, HashCache)
+    assert default.path.startswith(str(tmp_path / "xdg"))
+    blocker = tmp_path / "blocker"
+    blocker.write_bytes(b"")
+    assert hasher_for_option(None, {"XDG_CACHE_HOME": str(blocker)}) is file_sha256
+
+
+def test_cli_hash_cache_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "repo"
+    base = root / "taskcluster" / "docker" / "base"
+    base.mkdir(parents=True)
+    (base / "Dockerfile").write_bytes(b"FROM debian:12\n")
+    (base / "VERSION").write_bytes(b"1.0\n")
+    db = tmp_path / "cli.db"
+    assert main(["hash", "--root", str(root), "--hash-cache", str(db)]) == 0
+    with_cache = capsys.readouterr().out
+    assert db.exists()
+    assert main(["hash", "--root", str(root), "--hash-cache", "none"]) == 0
+    assert capsys.readouterr().out == with_cache

@@ -69,12 +69,15 @@ def parse(
     *,
     source: str = "Dockerfile",
     args: Optional[Mapping[str, str]] = None,
+    image: Optional[str] = None,
 ) -> ParsedDockerfile:
     """Parse Dockerfile ``text``; ``source`` names it in error messages.
 
     ``args`` are the kind config's values for ``# %ARG`` directives. A
-    directive whose value is missing raises :class:`DockerfileError`.
+    directive whose value is missing raises :class:`DockerfileError` naming
+    the arg and ``image`` (the image's name, which may differ from its folder's).
     """
+    whose = f"image {image!r}" if image is not None else "this image"
     args = dict(args or {})
     active: dict[str, str] = {}  # "# %ARG" values in force from here on
     pre_from_args: dict[str, str] = {}
@@ -99,7 +102,7 @@ def parse(
             if name not in args:
                 raise DockerfileError(
                     f"{source}:{lineno}: no value for '# %ARG {name}': "
-                    f"set args: {{{name}: ...}} for this image in the kind config"
+                    f"set args: {{{name}: ...}} for {whose} in the kind config"
                 )
             directives.append((lineno, name))
             active[name] = args[name]

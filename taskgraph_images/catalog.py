@@ -395,7 +395,7 @@ def _draft(
     dockerfile = os.path.join(folder, "Dockerfile")
     text = _read_text(dockerfile, "Dockerfile")
     args = dict(cfg.args) if cfg else {}
-    parsed = _dockerfile.parse(text, source=f"{rel}/Dockerfile", args=args)
+    parsed = _dockerfile.parse(text, source=f"{rel}/Dockerfile", args=args, image=name)
     used = {n for _, n in parsed.arg_directives}
     env_files = tuple(
         f"{rel}/{entry}"

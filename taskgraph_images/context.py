@@ -363,10 +363,21 @@ def context_members(catalog: ImageCatalog, name: str) -> list[Member]:
     real_root = os.path.realpath(catalog.root)
     sources = [(f, f.relpath[len(image.path) + 1 :], "", real_folder)
                for f in catalog.context_files(name)]
-    sources += [(f, f"topsrcdir/{f.relpath}", "topsrcdir", real_root)
-                for f in catalog.include_files(name)]
+    included = catalog.include_files(name)
+    included_paths = {f.relpath for f in included}
+    sources += [(f, f"topsrcdir/{f.relpath}", "topsrcdir", real_root) for f in included]
     for f, arcname, top, real_top in sources:
-        if f.link is not None:
+        if f.link is not None and top:
+            # An included symlink stays a link only when what it points at is
+            # included too; otherwise the file goes in with the content the
+            # digest hashed, instead of a link left dangling in the context.
+            real = os.path.realpath(f.abspath)
+            target = os.path.relpath(real, real_root).replace(os.sep, "/")
+            if _link_in_context(arcname, f.link, top) and target in included_paths:
+                members.append(Member(arcname, "symlink", link=f.link))
+            else:
+                members.append(Member(arcname, "file", source=f.abspath, executable=f.executable))
+        elif f.link is not None:
             real = os.path.realpath(f.abspath)
             if not _link_in_context(arcname, f.link, top) or not _within(real, real_top):
                 raise ContextError(

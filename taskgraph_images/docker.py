@@ -521,12 +521,16 @@ def build_image(
     build_args: Optional[Mapping[str, str]] = None,
     on_output: Optional[OutputCallback] = None,
     on_note: Optional[Callable[[str], None]] = None,
+    reuse_present: bool = True,
 ) -> list[Built]:
     """Build image ``name`` of ``catalog``, its in-tree ancestors first when missing.
 
     Each image is tagged :meth:`~taskgraph_images.catalog.ImageCatalog.local_tag`
     (``registry/name:version`` for a prebuilt image, ``name:latest`` else).
-    An ancestor already present in the engine is reused. Build args are the
+    An ancestor already present in the engine is reused, unless
+    ``reuse_present`` is false: then every ancestor is built from the tree
+    (the engine's layer cache keeps that cheap), so that what was built
+    matches the digests of the tree, as recording a build needs. Build args are the
     image's kind-config args, ``DOCKER_IMAGE_PARENT`` (the configured
     parent's local tag) and ``build_args`` (which win). Returns what was done,
     ancestors first.
@@ -542,7 +546,7 @@ def build_image(
     done: list[Built] = []
     for current in [n for n in catalog.order() if n in wanted] + [name]:
         tag = catalog.local_tag(current)
-        if current != name:
+        if current != name and reuse_present:
             found = engine.inspect(tag)
             if found is not None:
                 if on_note is not None:

@@ -123,6 +123,14 @@ def test_missing_arg_value_names_image_and_arg(repo: Path) -> None:
         ImageCatalog.load(repo)
 
 
+def test_missing_arg_value_names_the_image_when_its_folder_differs(repo: Path) -> None:
+    linter = repo / D / "linter" / "Dockerfile"
+    linter.write_text(linter.read_text() + "# %ARG TOOL\n")
+    with pytest.raises(DockerfileError, match=r"linter/Dockerfile:4: no value for '# %ARG TOOL': "
+                                              r".* for image 'lint' in the kind config"):
+        ImageCatalog.load(repo)
+
+
 def test_config_naming_a_missing_folder_is_an_error(repo: Path) -> None:
     kind = repo / KIND
     kind.write_text(kind.read_text() + "    ghost:\n        symbol: I(g)\n")
@@ -217,6 +225,22 @@ def test_a_repository_prefix_sibling_is_not_inside_it(tmp_path: Path) -> None:
     (repo / "link").symlink_to(tmp_path / "repo-evil")
     with pytest.raises(DockerfileError, match="leaves the repository"):
         ImageCatalog.load(repo)
+
+
+def test_include_through_a_symlinked_folder_leaving_the_repository_is_refused(tmp_path: Path) -> None:
+    repo = make_tree(tmp_path / "repo", {f"{D}/a/Dockerfile": "FROM x\n# %include tools/out/f\n",
+                                         "tools/ok": "1"})
+    make_tree(tmp_path / "outside", {"f": "secret"})
+    (repo / "tools" / "out").symlink_to(tmp_path / "outside")
+    with pytest.raises(DockerfileError, match=r"a/Dockerfile:2: '# %include tools/out/f' leaves"):
+        ImageCatalog.load(repo)
+
+
+def test_include_of_a_symlink_to_a_file_inside_the_repository_is_accepted(tmp_path: Path) -> None:
+    repo = make_tree(tmp_path / "repo", {f"{D}/a/Dockerfile": "FROM x\n# %include tools/link\n",
+                                         "tools/real": "1"})
+    (repo / "tools" / "link").symlink_to("real")
+    assert ImageCatalog.load(repo)["a"].includes == ("tools/link",)
 
 
 def test_included_folder_with_an_escaping_symlink_is_refused(tmp_path: Path) -> None:

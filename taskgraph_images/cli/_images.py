@@ -68,8 +68,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--build-arg", action="append", type=_build_arg, default=[],
                    metavar="NAME=VALUE", help="an extra build arg (repeatable)")
     p.add_argument("--record", action="store_true",
-                   help="save the image into the local index's artifact store and index it, "
-                   "so that the next plan reuses it")
+                   help="save the image and its in-tree task-image ancestors (rebuilt from "
+                   "the tree) into the local index's artifact store and index them, so that "
+                   "the next plan reuses them")
     p.add_argument("--level", type=int, default=3,
                    help="with --record: the level to index the build at (default 3)")
     add_catalog_arguments(p)
@@ -131,12 +132,22 @@ def _build(args: argparse.Namespace) -> int:
     image = catalog[args.name]
     index = None
     if args.record:
+        if args.build_arg:
+            # Extra build args are not part of the digest: the recorded image
+            # would not be the one the tree describes.
+            raise InvalidValueError(
+                "build --record cannot take --build-arg: extra build args are not part of "
+                "the digest the image would be indexed under"
+            )
         index = _local_index(args)
     engine = Engine.from_env()
     engine.ping()
-    build_image(
+    # With --record, ancestors are built from the tree too (not taken from
+    # whatever the engine has under their tag) and recorded with the image:
+    # the plan reuses an image only when its in-tree parents are reused too.
+    done = build_image(
         engine, catalog, args.name, nocache=args.no_cache, build_args=dict(args.build_arg),
-        on_output=_print, on_note=note,
+        on_output=_print, on_note=note, reuse_present=index is None,
     )
     tag = catalog.local_tag(args.name)
     if image.prebuilt:
@@ -145,9 +156,12 @@ def _build(args: argparse.Namespace) -> int:
     else:
         note(_LOCAL_ONLY.format(tag=tag))
     if index is not None:
-        task_id = _record(engine, catalog, args.name, index, args.level)
-        print(f"recorded {args.name} as task {task_id} at level {args.level} "
-              f"in the {index.description}")
+        for built in done:
+            if catalog[built.name].prebuilt:
+                continue  # referred to by its registry tag, never looked up
+            task_id = _record(engine, catalog, built.name, index, args.level)
+            print(f"recorded {built.name} as task {task_id} at level {args.level} "
+                  f"in the {index.description}")
     return 0
 
 

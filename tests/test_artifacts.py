@@ -450,3 +450,18 @@ def test_file_sink_abort_leaves_nothing(tmp_path: Path) -> None:
     sink.write(b"abc")
     sink.abort()
     assert os.listdir(tmp_path) == []
+
+
+def test_compress_stream_to_a_file_is_valid_for_the_checker_and_the_cli(tmp_path: Path) -> None:
+    data = b"text " * (1 << 20) + os.urandom(20 << 20)
+    path = tmp_path / "o.zst"
+    with open(path, "wb") as f:
+        assert compress_stream([data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)],
+                               f, threads=2) == len(data)
+    raw = path.read_bytes()
+    checker = ZstdFrameChecker()
+    checker.feed(raw)
+    assert checker.complete
+    assert zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)).read() == data
+    done = subprocess.run(["zstd", "-t", "-q", str(path)], capture_output=True)
+    assert done.returncode == 0, done.stderr

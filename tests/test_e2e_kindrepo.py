@@ -30,7 +30,7 @@ from taskgraph_images.cli import main
 from taskgraph_images.config import BuildConfig
 from taskgraph_images.context import write_context
 from taskgraph_images.docker import Built, build_image
-from taskgraph_images.index import MemoryIndex
+from taskgraph_images.index import LocalIndex, MemoryIndex
 from taskgraph_images.plan import Plan, plan_images
 
 KINDREPO = Path(__file__).resolve().parent / "data" / "kindrepo"
@@ -447,6 +447,21 @@ def test_build_record_at_level_1_is_not_reused_by_a_level_3_plan(
         "reuse")
     assert _cli_plan(docker_engine.host, repo, index, config_file, "--level", "3")["base"]["action"] == (
         "build")
+
+
+@pytest.mark.docker
+def test_build_record_follows_the_configs_index_prefix(
+    docker_engine: DockerEngine, repo: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "custom.yml"
+    config.write_text(f"image-builder: {BUILDER}\nindex-prefix: project.images.v9\n")
+    index = _index_arg(tmp_path)
+    code, _, err = _cli(docker_engine.host, "build", "base", "--root", str(repo), "--record",
+                          "--index", index, "--config", str(config), "--hash-cache", "none")
+    assert code == 0, err
+    recorded = LocalIndex(index.split(":", 1)[1])
+    assert recorded.list_tasks("project.images.v9.level-3.base", recursive=True)
+    assert _cli_plan(docker_engine.host, repo, index, str(config))["base"]["action"] == "reuse"
 
 
 def test_build_record_refuses_extra_build_args(repo: Path, tmp_path: Path) -> None:

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
+    from taskgraph_images.config import BuildConfig
 
 __all__ = [
     "add_catalog_arguments",
     "default_root",
+    "load_build_config",
     "load_catalog",
     "note",
     "write_output",
@@ -75,6 +77,13 @@ def load_catalog(args: argparse.Namespace) -> ImageCatalog:
 
     hasher = hasher_for_option(getattr(args, "hash_cache", None))
     return ImageCatalog.load(root, **kwargs, hasher=hasher)
+
+
+def load_build_config(path: Optional[str]) -> BuildConfig:
+    """Read the build-task config at ``path``, or return the defaults when ``path`` is None."""
+    from taskgraph_images.config import BuildConfig, load_config
+
+    return load_config(path) if path else BuildConfig()
 
 
 def note(message: str) -> None:

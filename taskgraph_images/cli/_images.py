@@ -7,11 +7,12 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Optional
 
-from taskgraph_images.cli._common import add_catalog_arguments, load_catalog, note
+from taskgraph_images.cli._common import add_catalog_arguments, load_build_config, load_catalog, note
 from taskgraph_images.errors import InvalidValueError, TaskgraphImagesError
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
+    from taskgraph_images.config import BuildConfig
 
 __all__ = ["register"]
 
@@ -73,6 +74,9 @@ def register(subparsers: Any) -> None:
                    "the next plan reuses them")
     p.add_argument("--level", type=int, default=3,
                    help="with --record: the level to index the build at (default 3)")
+    p.add_argument("--config", metavar="FILE",
+                   help="with --record: the build-task config whose index-prefix and "
+                   "artifact-name the plan uses (see docs/tasks.rst)")
     add_catalog_arguments(p)
     _index_arguments(p)
     p.set_defaults(func=_build)
@@ -140,6 +144,7 @@ def _build(args: argparse.Namespace) -> int:
                 "the digest the image would be indexed under"
             )
         index = _local_index(args)
+    config = load_build_config(args.config) if args.record else None
     engine = Engine.from_env()
     engine.ping()
     # With --record, ancestors are built from the tree too (not taken from
@@ -159,7 +164,8 @@ def _build(args: argparse.Namespace) -> int:
         for built in done:
             if catalog[built.name].prebuilt:
                 continue  # referred to by its registry tag, never looked up
-            task_id = _record(engine, catalog, built.name, index, args.level)
+            assert config is not None
+            task_id = _record(engine, catalog, built.name, index, args.level, config)
             print(f"recorded {built.name} as task {task_id} at level {args.level} "
                   f"in the {index.description}")
     return 0
@@ -176,7 +182,9 @@ def _local_index(args: argparse.Namespace) -> Any:
     return index
 
 
-def _record(engine: Any, catalog: ImageCatalog, name: str, index: Any, level: int) -> str:
+def _record(
+    engine: Any, catalog: ImageCatalog, name: str, index: Any, level: int, config: BuildConfig
+) -> str:
     import tempfile
     import time
 
@@ -188,7 +196,8 @@ def _record(engine: Any, catalog: ImageCatalog, name: str, index: Any, level: in
         path = os.path.join(tmp, "image.tar.zst")
         save_image(engine, catalog.local_tag(name), path)
         task_id: str = index.record_build(
-            level, name, catalog.digest(name), int(time.time()), path, move=True
+            level, name, catalog.digest(name), int(time.time()), path, move=True,
+            prefix=config.index_prefix, artifact=config.artifact_name,
         )
     return task_id
 

@@ -23,7 +23,8 @@ __all__ = ["add_index_arguments", "on_error", "open_index", "register"]
 
 
 def add_index_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--index local[:PATH] | taskcluster[:ROOT_URL]`` and ``--on-index-error``."""
+    """Add ``--index local[:PATH] | taskcluster[:ROOT_URL]``, ``--on-index-error``,
+    ``--index-timeout`` and ``--index-retries``."""
     parser.add_argument(
         "--index",
         metavar="local[:PATH]|taskcluster[:ROOT_URL]",
@@ -38,6 +39,22 @@ def add_index_arguments(parser: argparse.ArgumentParser) -> None:
         help="when the index cannot be reached: stop with an error (default) or build "
         "every affected image, saying so",
     )
+    parser.add_argument(
+        "--index-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="Taskcluster index only: the longest one request may take, retries included "
+        "(default: 120)",
+    )
+    parser.add_argument(
+        "--index-retries",
+        metavar="N",
+        type=int,
+        default=None,
+        help="Taskcluster index only: how often a failed request (5xx, connection error) "
+        "is retried, with exponential backoff (default: 5)",
+    )
 
 
 def on_error(args: argparse.Namespace) -> str:
@@ -50,7 +67,8 @@ def open_index(
 ) -> Backend:
     """Open the index that ``--index`` names (or the default) and say which on stderr.
 
-    :raises InvalidValueError: for an ``--index`` value of another kind.
+    :raises InvalidValueError: for an ``--index`` value of another kind, or a
+        ``--index-timeout`` / ``--index-retries`` out of range.
     :raises ConfigError: for ``taskcluster`` without a root URL.
     """
     from taskgraph_images.index import LocalIndex, TaskclusterIndex
@@ -67,7 +85,12 @@ def open_index(
     if kind == "local":
         backend = LocalIndex(where or None)
     elif kind == "taskcluster":
-        backend = TaskclusterIndex(where or None, environ=env)
+        limits: dict[str, Any] = {}
+        if getattr(args, "index_timeout", None) is not None:
+            limits["timeout"] = args.index_timeout
+        if getattr(args, "index_retries", None) is not None:
+            limits["max_retries"] = args.index_retries
+        backend = TaskclusterIndex(where or None, environ=env, **limits)
     else:
         raise InvalidValueError(
             f"invalid --index {spec!r}: expected local[:PATH] or taskcluster[:ROOT_URL]"

@@ -16,11 +16,16 @@ import re
 import subprocess
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
-from taskgraph_images.cli._common import add_catalog_arguments, load_catalog, note, write_output
+from taskgraph_images.cli._common import (
+    add_catalog_arguments,
+    load_build_config,
+    load_catalog,
+    note,
+    write_output,
+)
 from taskgraph_images.errors import ParamsError, PlanError, SubmitError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from taskgraph_images.config import BuildConfig
     from taskgraph_images.plan import Plan
 
 __all__ = ["default_params", "register", "run_plan", "run_render"]
@@ -190,12 +195,6 @@ def _params(args: argparse.Namespace, root: str, now: datetime.datetime) -> dict
 # -- plan ------------------------------------------------------------------------------------
 
 
-def _load_config(path: Optional[str]) -> BuildConfig:
-    from taskgraph_images.config import BuildConfig, load_config
-
-    return load_config(path) if path else BuildConfig()
-
-
 def _table(plan: Plan) -> str:
     header = ("IMAGE", "DIGEST", "DECISION", "TASK ID", "WHERE FOUND / WHY BUILT")
     rows = [header]
@@ -245,7 +244,7 @@ def run_plan(args: argparse.Namespace) -> int:
     now = datetime.datetime.now(datetime.timezone.utc)
     catalog = load_catalog(args)
     params = Params.from_mapping(_params(args, catalog.root, now))
-    config = _load_config(args.config)
+    config = load_build_config(args.config)
     index = open_index(args)
     plan = plan_images(
         catalog,

@@ -102,8 +102,14 @@ def list_tree(root: PathLike, rel_dir: str, *, what: str = "context") -> list[Co
             else:
                 raise ContextError(
                     f"{rel} in the {what} is not a regular file "
-                    f"({_kind(st.st_mode)}); remove it from the image folder"
+                    f"({_kind(st.st_mode)}); remove it"
                 )
+    for f in found:
+        if "\n" in f.relpath:
+            raise ContextError(
+                f"{f.relpath!r} in the {what} has a newline in its path: the context hash's "
+                "one-line-per-file format could not tell it from other files; rename it"
+            )
     found.sort(key=lambda f: os.fsencode(f.relpath))
     return found
 

@@ -123,3 +123,28 @@ def test_public_names_resolve_lazily() -> None:
     assert "plan_images" in dir(taskgraph_images)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         taskgraph_images.nope  # noqa: B018
+
+
+def test_version_flag_before_a_command_still_prints_the_version(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--version", "list", "--root", str(EXAMPLES)]) == 0
+    assert capsys.readouterr().out.startswith("taskgraph-images ")
+
+
+@pytest.mark.parametrize(("raised", "code", "err"), [
+    (KeyboardInterrupt, 130, "taskgraph-images: interrupted\n"),
+    (BrokenPipeError, 0, ""),  # the reader went away (``| head``)
+])
+def test_interruptions_end_quietly(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    raised: type[BaseException], code: int, err: str,
+) -> None:
+    from taskgraph_images.catalog import ImageCatalog
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise raised
+
+    monkeypatch.setattr(ImageCatalog, "load", interrupted)
+    assert main(["list", "--root", str(EXAMPLES)]) == code
+    assert capsys.readouterr().err == err

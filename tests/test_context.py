@@ -158,9 +158,17 @@ def test_non_utf8_file_names_hash_by_their_bytes(tmp_path: Path) -> None:
     assert hash_context(tmp_path, BASE) == seed_context_hash(str(tmp_path), BASE)
 
 
-def test_names_with_newline_and_tab_are_hashed_verbatim(tmp_path: Path) -> None:
-    make_tree(tmp_path, {f"{BASE}/tab\there": "1", f"{BASE}/new\nline": "2"})
+def test_names_with_a_tab_are_hashed_verbatim(tmp_path: Path) -> None:
+    make_tree(tmp_path, {f"{BASE}/tab\there": "1", f"{BASE}/sub\tdir/x": "2"})
     assert hash_context(tmp_path, BASE) == seed_context_hash(str(tmp_path), BASE)
+
+
+@pytest.mark.parametrize("name", ["new\nline", "folder\n/x"])
+def test_names_with_a_newline_are_refused(tmp_path: Path, name: str) -> None:
+    # A newline could make one file's line imitate two (see docs/hash.rst).
+    make_tree(tmp_path, {f"{BASE}/Dockerfile": "FROM scratch\n", f"{BASE}/{name}": "1"})
+    with pytest.raises(ContextError, match=r"has a newline in its path.*rename it"):
+        hash_context(tmp_path, BASE)
 
 
 def test_single_threaded_and_threaded_hashes_agree(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from taskgraph_images.errors import (
     ConfigError,
     IndexBackendError,
     IndexUnavailableError,
+    InvalidValueError,
 )
 from taskgraph_images.index import TaskclusterIndex, find_images, hash_namespace
 
@@ -220,3 +221,181 @@ def test_importing_the_package_does_not_import_the_client() -> None:
     code = "import sys, taskgraph_images.index; print('taskcluster' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- answers of the wrong shape, client errors, credentials and settings -------------------------
+
+NS = hash_namespace(3, "img0", digest_of("img0"))
+
+
+def _plant_raw_entry(server: TCServer, **changes: Any) -> None:
+    """Index a task at NS, then break the stored entry (and stop validating answers)."""
+    server.index_task(NS, server.add_task())
+    with server._lock:
+        entry = server.index[NS]
+        for key, value in changes.items():
+            if value is _DELETE:
+                del entry[key]
+            else:
+                entry[key] = value
+    server.validate_responses = False
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"rank": _DELETE}, "missing 'rank'"),
+    ({"rank": "high"}, "'rank' is not a number"),
+    ({"rank": True}, "'rank' is not a number"),
+    ({"data": ["x"]}, "'data' is not an object"),
+    ({"taskId": 7}, "'taskId' is not a string"),
+], ids=["no-rank", "text-rank", "bool-rank", "list-data", "number-task-id"])
+@pytest.mark.parametrize(("method", "call"), [
+    ("findTasksAtIndex", lambda index: index.find_tasks([NS])),
+    ("findTask", lambda index: index.find_task(NS)),
+    ("listTasks", lambda index: index.list_tasks(NS.rsplit(".", 1)[0])),
+])
+def test_an_entry_of_the_wrong_shape_is_an_unavailable_index_naming_the_field(
+    tc_server: TCServer, change: dict[str, Any], says: str, method: str, call: Any
+) -> None:
+    _plant_raw_entry(tc_server, **change)
+    with pytest.raises(IndexUnavailableError) as info:
+        call(make_index(tc_server))
+    assert f"answered {method} with a malformed body: " in str(info.value)
+    assert says in str(info.value)
+
+
+def _unknown_task_states(index: TaskclusterIndex, task_id: str = "") -> Any:
+    return index.task_states(["KD5yPlwqQtS7t4ieeFU-mA"])
+
+
+@pytest.mark.parametrize(("method", "call"), [
+    ("findTask", lambda index, _: index.find_task(NS)),
+    ("findTasksAtIndex", lambda index, _: index.find_tasks([NS])),
+    ("listTasks", lambda index, _: index.list_tasks("docker.images")),
+    ("insertTask", lambda index, _: index.insert_task(NS, "KD5yPlwqQtS7t4ieeFU-mA")),
+    ("statuses", _unknown_task_states),
+    ("latestArtifactInfo",
+     lambda index, task_id: index.usable_artifacts([task_id], "public/image.tar.zst")),
+])
+def test_a_client_error_other_than_404_names_the_method_and_status(
+    tc_server: TCServer, method: str, call: Any
+) -> None:
+    task_id = tc_server.add_task()
+    tc_server.inject(method, status=409)
+    with pytest.raises(IndexBackendError, match=f"answered {method}.*with 409: injected 409"):
+        call(make_index(tc_server), task_id)
+
+
+def test_status_fallback_with_a_client_error_names_status(tc_server: TCServer) -> None:
+    tc_server.disable("statuses", 404)
+    tc_server.inject("status", status=409)
+    with pytest.raises(IndexBackendError, match="queue service at http.* answered status with 409"):
+        _unknown_task_states(make_index(tc_server))
+
+
+def test_status_fallback_treats_404_as_an_unknown_task(tc_server: TCServer) -> None:
+    tc_server.disable("statuses", 405)
+    index = make_index(tc_server)
+    known = tc_server.add_task(state="running")
+    assert index.task_states([known, "KD5yPlwqQtS7t4ieeFU-mA"]) == {known: "running"}
+    verdicts = index.usable_artifacts(["KD5yPlwqQtS7t4ieeFU-mA"], "public/image.tar.zst")
+    assert verdicts["KD5yPlwqQtS7t4ieeFU-mA"].reason == "task unknown"
+
+
+def test_listing_a_namespace_the_index_does_not_know_is_empty(tc_server: TCServer) -> None:
+    tc_server.inject("listTasks", status=404)
+    assert make_index(tc_server).list_tasks("docker.images") == []
+
+
+def test_list_tasks_follows_continuation_tokens(tc_server: TCServer, monkeypatch: Any) -> None:
+    task_id = tc_server.add_task()
+    for i in range(5):
+        tc_server.index_task(f"a.b.n{i}", task_id)
+    monkeypatch.setattr(sys.modules["tcserver"], "PAGE_SIZE", 2)
+    assert [e.namespace for e in make_index(tc_server).list_tasks("a.b")] == [
+        f"a.b.n{i}" for i in range(5)]
+    assert tc_server.count("listTasks") == 3
+
+
+def test_an_artifact_stored_as_an_error_is_missing(tc_server: TCServer) -> None:
+    task_id = tc_server.add_task(artifacts={})
+    tc_server.add_artifact(task_id, "public/image.tar.zst", storage_type="error")
+    verdict = make_index(tc_server).usable_artifacts([task_id], "public/image.tar.zst")[task_id]
+    assert verdict.reason == "artifact missing"
+
+
+@pytest.mark.parametrize(("method", "break_it", "says"), [
+    ("statuses", lambda s, t: s.tasks[t].update(state=42), "bad status entry"),
+    ("status", lambda s, t: s.tasks[t].update(state=42), "no status.state"),
+    ("latestArtifactInfo",
+     lambda s, t: s.artifacts[(t, "public/image.tar.zst")].update(expires="whenever"),
+     "invalid artifact expiry 'whenever'"),
+])
+def test_a_queue_answer_of_the_wrong_shape_is_an_unavailable_index(
+    tc_server: TCServer, method: str, break_it: Any, says: str
+) -> None:
+    task_id = tc_server.add_task()
+    with tc_server._lock:
+        break_it(tc_server, task_id)
+    tc_server.validate_responses = False
+    if method == "status":
+        tc_server.disable("statuses", 404)
+    with pytest.raises(IndexUnavailableError, match=f"queue service at .* answered {method} "
+                       f"with a malformed body: {says}"):
+        make_index(tc_server).usable_artifacts([task_id], "public/image.tar.zst")
+
+
+def test_an_unauthorised_answer_is_a_refusal(tc_server: TCServer) -> None:
+    tc_server.inject("insertTask", status=401)
+    with pytest.raises(IndexBackendError, match=r"refused insertTask \(401\)"):
+        make_index(tc_server).insert_task(NS, "KD5yPlwqQtS7t4ieeFU-mA")
+
+
+def _credentials(client: Any) -> dict[str, str]:
+    """The credentials a client signs with (the client may hold them as bytes)."""
+    return {k: v.decode() if isinstance(v, bytes) else v
+            for k, v in client.options["credentials"].items() if v}
+
+
+def test_credentials_come_from_the_environment_outside_a_task() -> None:
+    env = {"TASKCLUSTER_ROOT_URL": "https://tc.example.com", "TASKCLUSTER_CLIENT_ID": "me",
+           "TASKCLUSTER_ACCESS_TOKEN": "secret"}
+    index = TaskclusterIndex(environ=env)
+    assert _credentials(index._index) == {"clientId": "me", "accessToken": "secret"}
+
+
+def test_inside_a_task_the_proxy_signs_and_environment_credentials_are_dropped() -> None:
+    env = {"TASKCLUSTER_PROXY_URL": "http://taskcluster", "TASKCLUSTER_CLIENT_ID": "me",
+           "TASKCLUSTER_ACCESS_TOKEN": "secret"}
+    index = TaskclusterIndex(environ=env)
+    assert not index._index._hasCredentials()
+
+
+def test_explicit_credentials_win() -> None:
+    index = TaskclusterIndex("https://tc.example.com", {"clientId": "x", "accessToken": "y"},
+                             environ={"TASKCLUSTER_CLIENT_ID": "me",
+                                      "TASKCLUSTER_ACCESS_TOKEN": "secret"})
+    assert _credentials(index._queue) == {"clientId": "x", "accessToken": "y"}
+
+
+@pytest.mark.parametrize("setting", [
+    {"max_workers": 0}, {"max_retries": -1}, {"timeout": 0}, {"batch_size": 0},
+    {"batch_size": 1001},
+])
+def test_invalid_settings_are_refused(setting: dict[str, Any]) -> None:
+    with pytest.raises(InvalidValueError, match="invalid TaskclusterIndex settings"):
+        TaskclusterIndex("https://tc.example.com", environ={}, **setting)
+
+
+def test_description_and_repr_name_the_root_url() -> None:
+    index = TaskclusterIndex("https://tc.example.com/", environ={})
+    assert index.description == "Taskcluster index at https://tc.example.com"
+    assert repr(index) == "TaskclusterIndex('https://tc.example.com')"
+
+
+def test_asking_for_nothing_asks_nobody(tc_server: TCServer) -> None:
+    index = make_index(tc_server)
+    assert index.find_tasks([]) == {} and index.task_states([]) == {}
+    assert tc_server.count() == 0

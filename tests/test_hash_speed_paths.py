@@ -238,3 +238,63 @@ def test_100000_small_files_finish_with_bounded_memory(tmp_path: Path) -> None:
     # The listing holds one small record per file (~0.3 KB); file data never accumulates.
     assert peak_kb < 128 * 1024, f"peak RSS {peak_kb} KB"
     assert seconds < 60
+
+
+# -- long lists: forked worker processes --------------------------------------------------
+
+_FORKED = r"""
+import os, sys
+from taskgraph_images import context
+root, count = sys.argv[1], int(sys.argv[2])
+assert context._can_fork(), "a fresh interpreter has one thread"
+for i in range(count):
+    d = os.path.join(root, "img", f"d{i % 7}", f"e{i % 3}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i}"), "wb") as f:
+        f.write(bytes([i % 251]) * (i % 3000))
+print(context.hash_context(root, "img", jobs=3))
+"""
+
+
+def test_a_long_file_list_hashed_in_forked_processes_equals_the_seed(tmp_path: Path) -> None:
+    count = 2500  # above the list length where forked workers take over
+    out = subprocess.run([sys.executable, "-c", _FORKED, str(tmp_path), str(count)],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == independent_seed_hash(str(tmp_path), "img")
+
+
+_CHILD_FAILS = r"""
+import sys
+from taskgraph_images import context
+from taskgraph_images.errors import ContextError
+good = sys.argv[1]
+paths = [good] * 9
+paths[4] = good + ".missing"   # in the share of child 1 of 3
+try:
+    context._hash_in_processes(paths, 3)
+except ContextError as e:
+    print("ContextError:", e)
+"""
+
+
+def test_a_failing_child_share_is_hashed_again_here_to_raise_the_real_error(tmp_path: Path) -> None:
+    good = tmp_path / "good"
+    good.write_bytes(b"x")
+    out = subprocess.run([sys.executable, "-c", _CHILD_FAILS, str(good)],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("ContextError: cannot read ") and "good.missing" in out.stdout
+
+
+def test_hashing_does_not_fork_while_other_threads_run() -> None:
+    import threading
+
+    from taskgraph_images.context import _can_fork
+
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()
+    try:
+        assert not _can_fork()
+    finally:
+        stop.set()
+        worker.join()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sqlite3
@@ -79,7 +80,8 @@ def test_recent_files_are_not_recorded(tmp_path: Path) -> None:
     with HashCache(db) as cache:
         assert cache(str(f)) == _sha(b"fresh")
         assert cache.misses == 1
-    rows = sqlite3.connect(db).execute("SELECT count(*) FROM files").fetchone()[0]
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute("SELECT count(*) FROM files").fetchone()[0]
     assert rows == 0
 
 

@@ -7,8 +7,11 @@ from ``os.wait4`` (the parent's memory never counts):
   level 3, all cores) on a docker-save-style tarball, vs ``zstd -3 -T0``;
 - ``load``: our load with retag (:func:`taskgraph_images.artifacts.stream_image`
   into a null sink) on the ``.tar.zst``, vs ``zstd -dc FILE | cat >/dev/null``;
-- ``peer``: ``taskgraph.docker.load_image`` of ``taskcluster-taskgraph`` with
-  a stand-in docker that discards its input, when that package is installed.
+- ``peer``: ``taskgraph.docker.load_image`` of ``taskcluster-taskgraph`` (in
+  the interpreter ``peer_python``, ``$TGI_PEER_PYTHON``, or this one when it
+  can import ``taskgraph``) fetching the ``.tar.zst`` from a loopback HTTP
+  server, with a stand-in ``docker`` that discards its input; beside it, our
+  load with retag from the same kind of URL.
 
 Usage: ``python bench/bench_artifacts.py [--size 1G] [--repeat 5] [--dir DIR]``.
 :func:`run` returns the numbers for other scripts.
@@ -122,8 +125,10 @@ def _self(*args: str) -> list[str]:
     return [sys.executable, os.path.abspath(__file__), *args]
 
 
-def run(size: int = 1 << 30, repeat: int = 5, workdir: Optional[str] = None) -> dict[str, Any]:
+def run(size: int = 1 << 30, repeat: int = 5, workdir: Optional[str] = None,
+        peer_python: Optional[str] = None) -> dict[str, Any]:
     """Run every case on a ``size``-byte tarball; return the measures and ratios."""
+    peer = peer_python or _peer_python()
     own = workdir is None
     folder = tempfile.mkdtemp(prefix="tgi-bench-") if workdir is None else workdir
     try:
@@ -147,9 +152,14 @@ def run(size: int = 1 << 30, repeat: int = 5, workdir: Optional[str] = None) -> 
         results["load_zstd"] = _case("load: zstd -dc | cat >/dev/null",
                                      [f"zstd -dc {ours} | cat >/dev/null"], real, repeat,
                                      shell=True)
-        if _peer_available():
-            results["load_peer"] = _case("load: peer load_image (stand-in docker)",
-                                         _self("--child-peer", ours), real, repeat)
+        if peer is not None:
+            results["load_ours_http"] = _case("load+retag: ours from loopback HTTP",
+                                              _self("--child-load-http", ours), real, repeat)
+            results["load_peer_http"] = _case(
+                "load: peer load_image from loopback HTTP (stand-in docker)",
+                [peer, os.path.abspath(__file__), "--child-peer", ours], real, repeat)
+            results["peer_load_ratio"] = round(
+                results["load_peer_http"]["seconds"] / results["load_ours_http"]["seconds"], 2)
         results["save_ratio"] = round(
             results["save_zstd"]["seconds"] / results["save_ours"]["seconds"], 2)
         results["load_ratio"] = round(
@@ -162,10 +172,17 @@ def run(size: int = 1 << 30, repeat: int = 5, workdir: Optional[str] = None) -> 
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _peer_available() -> bool:
+def _peer_python() -> Optional[str]:
+    """An interpreter that can import the peer's ``taskgraph``, if there is one."""
     import importlib.util
 
-    return importlib.util.find_spec("taskgraph") is not None
+    env = os.environ.get("TGI_PEER_PYTHON")
+    if env:
+        return env
+    if importlib.util.find_spec("taskgraph") is not None:
+        return sys.executable
+    default = "/tmp/peer-venv/bin/python"  # where bench/run.py's docs install it
+    return default if os.path.exists(default) else None
 
 
 # -- children ---------------------------------------------------------------------------
@@ -195,23 +212,50 @@ def _child_load(src: str) -> None:
         stream_image(f, NullSink(), tag="bench:retagged")
 
 
-def _child_peer(src: str) -> None:  # pragma: no cover - needs taskcluster-taskgraph
-    import tempfile as tf
-    from unittest import mock
+class _Serve:
+    """Serve one file's folder over HTTP on 127.0.0.1 (a thread) while in use."""
 
-    from taskgraph.util import docker as peer  # type: ignore[import-not-found]
+    def __init__(self, path: str) -> None:
+        import functools
+        import http.server
+        import threading
 
-    with tf.TemporaryDirectory() as d:
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        handler = functools.partial(Quiet, directory=os.path.dirname(path))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/{os.path.basename(path)}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        return self.url
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _child_load_http(src: str) -> None:
+    from taskgraph_images.artifacts import NullSink, open_source, stream_image
+
+    with _Serve(src) as url, open_source(url) as raw:
+        stream_image(raw, NullSink(), tag="bench:retagged")
+
+
+def _child_peer(src: str) -> None:  # pragma: no cover - runs in the peer's interpreter
+    from taskgraph import docker as peer  # type: ignore[import-not-found]
+
+    with tempfile.TemporaryDirectory() as d:
         fake = os.path.join(d, "docker")
         with open(fake, "w") as f:
             f.write("#!/bin/sh\ncat >/dev/null\n")
         os.chmod(fake, 0o755)
         os.environ["PATH"] = d + os.pathsep + os.environ["PATH"]
-        with open(src, "rb") as data, mock.patch.object(
-            peer, "get_artifact_url", return_value="file://" + src
-        ):
-            del data
-            peer.load_image("file://" + src, "bench:retagged")
+        with _Serve(src) as url:
+            peer.load_image(url, "bench:retagged")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -224,6 +268,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--child-compress", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--child-load", help=argparse.SUPPRESS)
     parser.add_argument("--child-peer", help=argparse.SUPPRESS)
+    parser.add_argument("--child-load-http", help=argparse.SUPPRESS)
+    parser.add_argument("--peer-python", default=None,
+                        help="interpreter with taskcluster-taskgraph (default: $TGI_PEER_PYTHON, "
+                        "this one if it has it, else /tmp/peer-venv/bin/python)")
     args = parser.parse_args(argv)
     if args.child_compress:
         _child_compress(*args.child_compress)
@@ -234,10 +282,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.child_peer:
         _child_peer(args.child_peer)
         return 0
+    if args.child_load_http:
+        _child_load_http(args.child_load_http)
+        return 0
     sys.path.insert(0, ROOT)
     from taskgraph_images.artifacts import parse_size
 
-    results = run(parse_size(args.size), args.repeat, args.dir)
+    results = run(parse_size(args.size), args.repeat, args.dir, args.peer_python)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -250,6 +301,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   f"{value['peak_rss_mb']:12.1f}")
     print(f"save: zstd time / our time = {results['save_ratio']} (target >= 1.0 / 0.9)")
     print(f"load: our time / zstd -dc|cat time = {results['load_ratio']} (target <= 1.5)")
+    if "peer_load_ratio" in results:
+        print(f"load over HTTP: peer time / our time = {results['peer_load_ratio']} "
+              "(target >= 3)")
     return 0
 
 

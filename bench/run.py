@@ -16,7 +16,10 @@ benchmarks' ``run()`` when present: ``index`` (``bench_index.py``), ``plan``
 
 Usage: ``python bench/run.py [--quick] [--only CASE] [--big-mb 800] [--runs 5]``.
 The peer runs in the interpreter given by ``--peer-python`` (default:
-``$TGI_PEER_PYTHON``, else this one when it can import ``taskgraph``).
+``$TGI_PEER_PYTHON``, else this one when it can import ``taskgraph``, else
+``/tmp/peer-venv/bin/python``); install it apart from ours, for example
+``python -m venv /tmp/peer-venv && /tmp/peer-venv/bin/pip install
+'taskcluster-taskgraph[load-image]'`` (``tox -e bench`` installs it in its env).
 """
 
 from __future__ import annotations
@@ -367,12 +370,14 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, Any]]) -> None:
         out.append((prefix, value))
 
 
-def bench_others(table: Table, which: list[str], quick: bool, runs: int) -> None:
+def bench_others(table: Table, which: list[str], quick: bool, runs: int,
+                 peer: Optional[str] = None) -> None:
     """Call the other benchmarks' ``run()`` and show their numbers (when present)."""
     kwargs_for: dict[str, dict[str, Any]] = {
         "index": {"images": 60} if quick else {},
         "plan": {"images": 60} if quick else {},
-        "artifacts": {"size": 64 << 20, "repeat": 3} if quick else {"repeat": max(3, runs)},
+        "artifacts": dict({"size": 64 << 20, "repeat": 3} if quick else {"repeat": max(3, runs)},
+                          peer_python=peer),
     }
     sys.path.insert(0, HERE)
     for case in which:
@@ -393,6 +398,13 @@ def bench_others(table: Table, which: list[str], quick: bool, runs: int) -> None
         except Exception as e:  # their failure must not hide our numbers
             table.notes.append(f"{case}: bench_{case}.run() failed: {type(e).__name__}: {e}")
             continue
+        if case == "artifacts":
+            for key in ("save_ratio", "load_ratio", "peer_load_ratio"):
+                if key in numbers:
+                    table.ratios[f"artifacts {key}"] = float(numbers[key])
+            for key in ("save_ours", "load_ours", "load_ours_http"):
+                if key in numbers:
+                    table.ratios[f"artifacts {key} rss"] = float(numbers[key]["peak_rss_mb"])
         flat: list[tuple[str, Any]] = []
         _flatten("", numbers, flat)
         for key, value in flat:
@@ -479,6 +491,23 @@ def _verdicts(table: Table) -> list[str]:
     if rss:
         lines.append(f"- peak RSS of any hashing child: {max(rss):.0f} MB (target < 64 MB): "
                      + ("met" if max(rss) < 64 else "MISSED"))
+    artifact_checks = [
+        ("artifacts save_ratio", "save: zstd -3 -T0 time / our time", 1.0, "min", "x"),
+        ("artifacts load_ratio", "load+retag: our time / zstd -dc | cat time", 1.5, "max", "x"),
+        ("artifacts peer_load_ratio", "load over HTTP: peer load_image time / ours", 3.0, "min",
+         "x"),
+        ("artifacts save_ours rss", "save: peak RSS", 150.0, "max", " MB"),
+        ("artifacts load_ours rss", "load+retag: peak RSS", 64.0, "max", " MB"),
+        ("artifacts load_ours_http rss", "load+retag over HTTP: peak RSS", 64.0, "max", " MB"),
+    ]
+    for key, label, bound, kind, unit in artifact_checks:
+        if key not in table.ratios:
+            continue
+        got = table.ratios[key]
+        ok = got >= bound if kind == "min" else got <= bound
+        sign = ">=" if kind == "min" else "<="
+        lines.append(f"- {label}: {got:.2f}{unit} (target {sign} {bound:g}{unit}): "
+                     + ("met" if ok else "MISSED"))
     return lines
 
 
@@ -537,7 +566,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             bench_startup(table, args.runs, peer)
         others = [c for c in ("index", "plan", "artifacts") if c in cases]
         if others:
-            bench_others(table, others, args.quick, args.runs)
+            bench_others(table, others, args.quick, args.runs, peer)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     text = table.render()

@@ -565,14 +565,17 @@ def open_source(
     level: int = 3,
     root_url: Optional[str] = None,
     environ: Optional[dict[str, str]] = None,
+    artifact: str = ARTIFACT_NAME,
+    prefix: Optional[str] = None,
 ) -> IO[bytes]:
     """Open the artifact ``source`` names, as a binary reader.
 
     ``source`` is a file path, an ``http(s)://`` URL, a Taskcluster task id
-    (the task's ``public/image.tar.zst``: from ``index``'s local artifact
-    store when it has it, else from the Queue at ``root_url`` or
-    ``TASKCLUSTER_ROOT_URL``) or an image name of ``catalog`` (looked up in
-    ``index`` by its digest at ``level``, as the plan does).
+    (the task's ``artifact``, by default ``public/image.tar.zst``: from
+    ``index``'s local artifact store when it has it, else from the Queue at
+    ``root_url`` or ``TASKCLUSTER_ROOT_URL``) or an image name of ``catalog``
+    (looked up in ``index`` by its digest at ``level``, under the index
+    ``prefix`` when given, as the plan does).
 
     :raises ArtifactError: when the source cannot be found or opened.
     """
@@ -591,7 +594,10 @@ def open_source(
             raise ArtifactError(f"cannot look image {source!r} up: no index")
         from taskgraph_images.index import find_image
 
-        lookup = find_image(index, source, catalog.digest(source), level)
+        options: dict[str, Any] = {"artifact": artifact}
+        if prefix is not None:
+            options["prefix"] = prefix
+        lookup = find_image(index, source, catalog.digest(source), level, **options)
         if lookup.found is None:
             raise ArtifactError(
                 f"image {source!r} (digest {catalog.digest(source)}) is not in the "
@@ -604,20 +610,20 @@ def open_source(
         )
     local = getattr(index, "artifact_path", None)
     if local is not None:
-        path = local(task_id, ARTIFACT_NAME)
+        path = local(task_id, artifact)
         if path is not None:
             return open(path, "rb")
     env = os.environ if environ is None else environ
     root = root_url or getattr(index, "root_url", None) or env.get("TASKCLUSTER_ROOT_URL")
     if not root:
         raise ArtifactError(
-            f"task {task_id} has no {ARTIFACT_NAME} in the local artifact store, and no "
+            f"task {task_id} has no {artifact} in the local artifact store, and no "
             "Taskcluster root URL is set (TASKCLUSTER_ROOT_URL or --index taskcluster:URL)"
         )
     import taskcluster
 
     url = taskcluster.Queue({"rootUrl": root.rstrip("/")}).buildUrl(
-        "getLatestArtifact", task_id, ARTIFACT_NAME
+        "getLatestArtifact", task_id, artifact
     )
     return HttpReader(str(url))  # type: ignore[return-value]
 
@@ -835,6 +841,8 @@ def load_image(
     level: int = 3,
     root_url: Optional[str] = None,
     progress: Optional[Progress] = None,
+    artifact: str = ARTIFACT_NAME,
+    prefix: Optional[str] = None,
 ) -> LoadResult:
     """Load the image artifact ``source`` (see :func:`open_source`) into ``engine`` or ``output``.
 
@@ -846,7 +854,8 @@ def load_image(
     """
     if tag is not None:
         _check_reference(tag)
-    raw = open_source(source, index=index, catalog=catalog, level=level, root_url=root_url)
+    raw = open_source(source, index=index, catalog=catalog, level=level, root_url=root_url,
+                      artifact=artifact, prefix=prefix)
     try:
         sink: Sink
         if output is not None:

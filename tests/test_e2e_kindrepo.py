@@ -450,18 +450,28 @@ def test_build_record_at_level_1_is_not_reused_by_a_level_3_plan(
 
 
 @pytest.mark.docker
-def test_build_record_follows_the_configs_index_prefix(
+def test_build_record_and_load_follow_the_configs_index_prefix_and_artifact_name(
     docker_engine: DockerEngine, repo: Path, tmp_path: Path
 ) -> None:
     config = tmp_path / "custom.yml"
-    config.write_text(f"image-builder: {BUILDER}\nindex-prefix: project.images.v9\n")
+    config.write_text(f"image-builder: {BUILDER}\nindex-prefix: project.images.v9\n"
+                      "artifact-name: public/build/image.tar.zst\n")
     index = _index_arg(tmp_path)
-    code, _, err = _cli(docker_engine.host, "build", "base", "--root", str(repo), "--record",
+    code, out, err = _cli(docker_engine.host, "build", "base", "--root", str(repo), "--record",
                           "--index", index, "--config", str(config), "--hash-cache", "none")
     assert code == 0, err
+    task_id = re.findall(r"recorded base as task (\S+) ", out)[0]
     recorded = LocalIndex(index.split(":", 1)[1])
     assert recorded.list_tasks("project.images.v9.level-3.base", recursive=True)
+    assert recorded.artifact_path(task_id, "public/build/image.tar.zst") is not None
     assert _cli_plan(docker_engine.host, repo, index, str(config))["base"]["action"] == "reuse"
+    for source in ("base", task_id):  # by image name (looked up) and by task id
+        code, out, err = _cli(docker_engine.host, "load", source, "--root", str(repo), "--index",
+                              index, "--config", str(config), "--hash-cache", "none",
+                              "-t", "custom:loaded")
+        assert (code, out) == (0, "Loaded image: custom:loaded\n"), err
+    code, _, err = _cli(docker_engine.host, "load", task_id, "--index", index, "-t", "x:y")
+    assert code == 1 and "has no public/image.tar.zst" in err
 
 
 def test_build_record_refuses_extra_build_args(repo: Path, tmp_path: Path) -> None:

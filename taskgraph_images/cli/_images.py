@@ -108,6 +108,9 @@ def register(subparsers: Any) -> None:
                    help="refuse an artifact decompressing to more than SIZE (default 64G)")
     p.add_argument("--level", type=int, default=3,
                    help="for an image name: the level to look it up at (default 3)")
+    p.add_argument("--config", metavar="FILE",
+                   help="the build-task config whose index-prefix and artifact-name the plan "
+                   "uses (see docs/tasks.rst)")
     p.add_argument("--root-url", default=None,
                    help="Taskcluster root URL for a task id (default: TASKCLUSTER_ROOT_URL)")
     add_catalog_arguments(p)
@@ -227,10 +230,12 @@ def _load(args: argparse.Namespace) -> int:
         except TaskgraphImagesError:
             catalog = None  # not in a repository: the source must be a task id
         index = _open_index(args)
+    config = load_build_config(args.config)
     result = load_image(
         source, tag=args.tag, output=args.output, max_size=max_size, index=index,
         catalog=catalog, level=args.level, root_url=args.root_url,
         progress=Progress(f"loading {os.path.basename(source)}"),
+        artifact=config.artifact_name, prefix=config.index_prefix,
     )
     for message in result.messages:
         print(message)

@@ -30,6 +30,7 @@ from typing import (
     Callable,
     Iterable,
     Iterator,
+    Mapping,
     Optional,
     Protocol,
     Union,
@@ -56,6 +57,7 @@ __all__ = [
     "Progress",
     "Sink",
     "ZstdFrameChecker",
+    "artifact_url",
     "compress_stream",
     "load_image",
     "open_source",
@@ -614,18 +616,36 @@ def open_source(
         if path is not None:
             return open(path, "rb")
     env = os.environ if environ is None else environ
-    root = root_url or getattr(index, "root_url", None) or env.get("TASKCLUSTER_ROOT_URL")
+    root = (root_url or getattr(index, "root_url", None) or env.get("TASKCLUSTER_PROXY_URL")
+            or env.get("TASKCLUSTER_ROOT_URL"))
     if not root:
         raise ArtifactError(
             f"task {task_id} has no {artifact} in the local artifact store, and no "
             "Taskcluster root URL is set (TASKCLUSTER_ROOT_URL or --index taskcluster:URL)"
         )
+    return HttpReader(artifact_url(root, task_id, artifact, env))  # type: ignore[return-value]
+
+
+def artifact_url(root_url: str, task_id: str, artifact: str, environ: Mapping[str, str]) -> str:
+    """Return the Queue URL of ``task_id``'s latest ``artifact``, built by the client.
+
+    A ``public/`` artifact needs no credentials and gets a plain URL. Any
+    other is signed (a ``bewit``) with ``TASKCLUSTER_CLIENT_ID`` and
+    ``TASKCLUSTER_ACCESS_TOKEN`` (and ``TASKCLUSTER_CERTIFICATE``) when they
+    are set; inside a task, a ``TASKCLUSTER_PROXY_URL`` root needs none either.
+    """
     import taskcluster
 
-    url = taskcluster.Queue({"rootUrl": root.rstrip("/")}).buildUrl(
-        "getLatestArtifact", task_id, artifact
-    )
-    return HttpReader(str(url))  # type: ignore[return-value]
+    options: dict[str, Any] = {"rootUrl": root_url.rstrip("/")}
+    client_id = environ.get("TASKCLUSTER_CLIENT_ID")
+    token = environ.get("TASKCLUSTER_ACCESS_TOKEN")
+    if artifact.startswith("public/") or not (client_id and token):
+        return str(taskcluster.Queue(options).buildUrl("getLatestArtifact", task_id, artifact))
+    credentials = {"clientId": client_id, "accessToken": token}
+    if environ.get("TASKCLUSTER_CERTIFICATE"):
+        credentials["certificate"] = environ["TASKCLUSTER_CERTIFICATE"]
+    options["credentials"] = credentials
+    return str(taskcluster.Queue(options).buildSignedUrl("getLatestArtifact", task_id, artifact))
 
 
 # -- sinks ----------------------------------------------------------------------------

@@ -5,15 +5,22 @@ from __future__ import annotations
 import base64
 import datetime
 import uuid
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, NamedTuple, Optional
 
 from taskgraph_images.errors import InvalidValueError
 from taskgraph_images.index._base import IndexedTask
-from taskgraph_images.index._namespaces import validate_namespace
+from taskgraph_images.index._namespaces import (
+    PushDate,
+    index_namespaces,
+    validate_namespace,
+    validate_task_id,
+)
 
 __all__ = [
     "DEFAULT_EXPIRY",
     "TASK_STATES",
+    "BuildRecord",
+    "build_record",
     "children",
     "new_task_id",
     "replaces",
@@ -24,6 +31,26 @@ __all__ = [
 
 DEFAULT_EXPIRY = datetime.timedelta(days=365)
 TASK_STATES = ("unscheduled", "pending", "running", "completed", "failed", "exception")
+
+
+class BuildRecord(NamedTuple):
+    """What recording one finished build writes: its task id, namespaces and entry data."""
+
+    task_id: str
+    namespaces: tuple[str, str, str]
+    data: dict[str, Any]
+
+
+def build_record(
+    level: int, name: str, digest: str, pushdate: PushDate, task_id: Optional[str], prefix: str
+) -> BuildRecord:
+    """Validate a build to record and return what the index holds for it.
+
+    :raises InvalidValueError: for an invalid level, name, digest, date or task id.
+    """
+    namespaces = index_namespaces(level, name, digest, pushdate, prefix=prefix)
+    task_id = validate_task_id(task_id) if task_id is not None else new_task_id()
+    return BuildRecord(task_id, namespaces, {"image": name, "digest": digest, "level": level})
 
 
 def new_task_id() -> str:

@@ -41,8 +41,8 @@ from taskgraph_images.index._base import (
 )
 from taskgraph_images.index._common import (
     DEFAULT_EXPIRY,
+    build_record,
     children,
-    new_task_id,
     validate_data,
     validate_rank,
     validate_state,
@@ -50,7 +50,6 @@ from taskgraph_images.index._common import (
 from taskgraph_images.index._namespaces import (
     DEFAULT_PREFIX,
     PushDate,
-    index_namespaces,
     validate_namespace,
     validate_task_id,
 )
@@ -530,26 +529,25 @@ class LocalIndex:
         :raises InvalidValueError: for an invalid level, name, digest, date or task id.
         :raises IndexStoreError: when the store or the database cannot be written.
         """
-        namespaces = index_namespaces(level, name, digest, pushdate, prefix=prefix)
-        task_id = validate_task_id(task_id) if task_id is not None else new_task_id()
+        record = build_record(level, name, digest, pushdate, task_id, prefix)
         validate_artifact_name(artifact)
         value = validate_rank(rank)
         now = self._clock()
         until = _epoch(expires if expires is not None else now + DEFAULT_EXPIRY)
-        _, size = self._place(task_id, artifact, artifact_file, move)
-        data = {"image": name, "digest": digest, "level": level}
+        _, size = self._place(record.task_id, artifact, artifact_file, move)
 
         def body(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT OR REPLACE INTO tasks (task_id, state, updated) VALUES (?, ?, ?)",
-                (task_id, "completed", now.timestamp()),
+                (record.task_id, "completed", now.timestamp()),
             )
-            self._artifact_row(conn, task_id, artifact, size, until)
-            for namespace in namespaces:
-                self._upsert(conn, namespace, task_id, value, until, data, now.timestamp())
+            self._artifact_row(conn, record.task_id, artifact, size, until)
+            for namespace in record.namespaces:
+                self._upsert(conn, namespace, record.task_id, value, until, record.data,
+                             now.timestamp())
 
         self._write(body)
-        return task_id
+        return record.task_id
 
     def verify(self) -> None:
         """Check the database's integrity.

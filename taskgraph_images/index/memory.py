@@ -17,8 +17,8 @@ from taskgraph_images.index._base import (
 )
 from taskgraph_images.index._common import (
     DEFAULT_EXPIRY,
+    build_record,
     children,
-    new_task_id,
     replaces,
     validate_data,
     validate_rank,
@@ -27,7 +27,6 @@ from taskgraph_images.index._common import (
 from taskgraph_images.index._namespaces import (
     DEFAULT_PREFIX,
     PushDate,
-    index_namespaces,
     validate_namespace,
     validate_task_id,
 )
@@ -159,11 +158,10 @@ class MemoryIndex:
 
         Returns the task id (a new one unless given).
         """
-        namespaces = index_namespaces(level, name, digest, pushdate, prefix=prefix)
-        task_id = validate_task_id(task_id) if task_id is not None else new_task_id()
-        self.set_task_state(task_id, state)
-        self.add_artifact(task_id, artifact, expires=expires)
-        data = {"image": name, "digest": digest, "level": level}
-        for namespace in namespaces:
-            self.insert_task(namespace, task_id, rank=rank, expires=expires, data=data)
-        return task_id
+        record = build_record(level, name, digest, pushdate, task_id, prefix)
+        self.set_task_state(record.task_id, state)
+        self.add_artifact(record.task_id, artifact, expires=expires)
+        for namespace in record.namespaces:
+            self.insert_task(namespace, record.task_id, rank=rank, expires=expires,
+                             data=record.data)
+        return record.task_id

@@ -394,19 +394,7 @@ def load_config(path: PathLike) -> BuildConfig:
     :raises ConfigError: when the file cannot be read, is not YAML, or a key
         is unknown or has the wrong type (the message names the file and key).
     """
-    import yaml
+    from taskgraph_images._yamlfile import load_yaml_file
 
-    source = os.fspath(path)
-    try:
-        with open(source, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except OSError as e:
-        raise ConfigError(f"cannot read build-task config {source}: {e.strerror}") from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"build-task config {source} is not UTF-8 text") from e
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{source}{where}: {problem}") from e
-    return parse_config(data, source)
+    data = load_yaml_file(path, "build-task config", ConfigError)
+    return parse_config(data, os.fspath(path))

@@ -104,19 +104,7 @@ def load_kind_config(path: Union[str, os.PathLike[str]]) -> dict[str, ImageConfi
     :raises ConfigError: when the file cannot be read, is not YAML, or a key
         this library reads has the wrong type.
     """
-    import yaml
+    from taskgraph_images._yamlfile import load_yaml_file
 
-    source = os.fspath(path)
-    try:
-        with open(source, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except OSError as e:
-        raise ConfigError(f"cannot read kind config {source}: {e.strerror}") from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"kind config {source} is not UTF-8 text") from e
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{source}{where}: {problem}") from e
-    return parse_kind_config(data, source)
+    data = load_yaml_file(path, "kind config", ConfigError)
+    return parse_kind_config(data, os.fspath(path))

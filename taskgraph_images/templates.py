@@ -153,6 +153,8 @@ def render_yaml(text_or_path: Union[str, os.PathLike[str]], plan: ImageLookups) 
     """
     import yaml
 
+    from taskgraph_images._yamlfile import yaml_error_where
+
     if isinstance(text_or_path, str):
         text, source = text_or_path, "template"
     else:
@@ -168,9 +170,7 @@ def render_yaml(text_or_path: Union[str, os.PathLike[str]], plan: ImageLookups) 
     try:
         return yaml.safe_load(rendered)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or "invalid YAML"
+        where, problem = yaml_error_where(e)
         raise TemplateError(f"{source}{where}: after rendering: {problem}") from None
     except (ValueError, TypeError, RecursionError) as e:  # e.g. a timestamp out of range
         raise TemplateError(f"{source}: after rendering: {type(e).__name__}: {e}") from None

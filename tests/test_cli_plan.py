@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -277,3 +278,25 @@ def test_plan_of_a_copied_tree_uses_its_folder_name(
     shutil.copytree(GECKO, root)
     _, _, err = run(capsys, "plan", "--root", str(root))
     assert "project=firefox" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("level: [1\n", r"params\.yml:\d+:\d+: "),
+        (b"level: \xff\n", r"parameters file .*params\.yml is not UTF-8 text"),
+        (None, r"cannot read parameters file .*params\.yml: No such file"),
+    ],
+    ids=["not-yaml", "not-utf8", "missing"],
+)
+def test_a_bad_params_file_is_one_line_naming_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: object, message: str
+) -> None:
+    path = tmp_path / "params.yml"
+    if isinstance(content, str):
+        path.write_text(content)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    code, out, err = run(capsys, "plan", "--root", str(GECKO), "--params", str(path))
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1 and re.search(message, err), err

@@ -160,15 +160,9 @@ def default_params(
 
 
 def _read_params_file(path: str) -> dict[str, Any]:
-    import yaml
+    from taskgraph_images._yamlfile import load_yaml_file
 
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)  # JSON is YAML too
-    except OSError as e:
-        raise ParamsError(f"cannot read parameters file {path}: {e.strerror}") from e
-    except (UnicodeDecodeError, yaml.YAMLError) as e:
-        raise ParamsError(f"parameters file {path} is not YAML or JSON: {type(e).__name__}") from e
+    data = load_yaml_file(path, "parameters file", ParamsError)  # JSON is YAML too
     if not isinstance(data, dict):
         raise ParamsError(f"parameters file {path} must hold a mapping of parameter names")
     return data

@@ -93,21 +93,10 @@ def _serve(conn: Any, plants: list[tuple[int, str, str]], latency: float) -> Non
 
 
 def _sequential(index: Any, catalog: Any) -> dict[str, Optional[str]]:
-    from taskgraph_images.index import search_order
+    from bench_index import sequential_lookup
 
-    found: dict[str, Optional[str]] = {}
-    for name in catalog.order():
-        if catalog[name].prebuilt:
-            continue
-        found[name] = None
-        for candidate in search_order(name, catalog.digest(name), 1):
-            entry = index.find_task(candidate.namespace)
-            if entry is None:
-                continue
-            verdict = index.usable_artifacts([entry.task_id], "public/image.tar.zst")
-            if verdict[entry.task_id].usable:
-                found[name] = entry.task_id
-                break
+    requests = [(n, catalog.digest(n)) for n in catalog.order() if not catalog[n].prebuilt]
+    found: dict[str, Optional[str]] = sequential_lookup(index, requests)
     return found
 
 

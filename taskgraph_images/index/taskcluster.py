@@ -237,6 +237,12 @@ class TaskclusterIndex:
             f"with a malformed body: {_short(error)}"
         )
 
+    def _refused(self, service: str, method: str, error: _Status) -> IndexBackendError:
+        return IndexBackendError(
+            f"Taskcluster {service} service at {self.root_url} answered {method} "
+            f"with {error.status}: {error.message}"
+        )
+
     def _map(self, func: Callable[[T], R], items: Sequence[T]) -> list[R]:
         """Apply ``func`` to ``items`` on at most ``max_workers`` threads, in order."""
         if len(items) <= 1:
@@ -285,10 +291,7 @@ class TaskclusterIndex:
         except _Status as e:
             if e.status == 404:
                 return None
-            raise IndexBackendError(
-                f"Taskcluster index service at {self.root_url} answered findTask "
-                f"with {e.status}: {e.message}"
-            ) from e
+            raise self._refused("index", "findTask", e) from e
         try:
             return _entry(answer)
         except _Malformed as e:
@@ -319,10 +322,7 @@ class TaskclusterIndex:
                     entries.extend(chunk)
             except _Status as e:
                 if e.status not in _MISSING_ENDPOINT:
-                    raise IndexBackendError(
-                        f"Taskcluster index service at {self.root_url} answered "
-                        f"findTasksAtIndex with {e.status}: {e.message}"
-                    ) from e
+                    raise self._refused("index", "findTasksAtIndex", e) from e
                 self._has_batch["findTasksAtIndex"] = False
                 entries = []
         if not self._has_batch["findTasksAtIndex"]:
@@ -352,10 +352,7 @@ class TaskclusterIndex:
             except _Status as e:
                 if e.status == 404:
                     return []
-                raise IndexBackendError(
-                    f"Taskcluster index service at {self.root_url} answered listTasks "
-                    f"with {e.status}: {e.message}"
-                ) from e
+                raise self._refused("index", "listTasks", e) from e
             page = answer.get("tasks")
             if not isinstance(page, list):
                 raise self._malformed("index", "listTasks", _Malformed("no 'tasks' list"))
@@ -390,10 +387,7 @@ class TaskclusterIndex:
         try:
             answer = self._call("index", "insertTask", validate_namespace(namespace), payload)
         except _Status as e:
-            raise IndexBackendError(
-                f"Taskcluster index service at {self.root_url} answered insertTask "
-                f"with {e.status}: {e.message}"
-            ) from e
+            raise self._refused("index", "insertTask", e) from e
         try:
             return _entry(answer)
         except _Malformed as e:
@@ -407,10 +401,7 @@ class TaskclusterIndex:
         except _Status as e:
             if e.status == 404:
                 return None
-            raise IndexBackendError(
-                f"Taskcluster queue service at {self.root_url} answered status "
-                f"with {e.status}: {e.message}"
-            ) from e
+            raise self._refused("queue", "status", e) from e
         status = answer.get("status")
         state = status.get("state") if isinstance(status, dict) else None
         if not isinstance(state, str):
@@ -443,10 +434,7 @@ class TaskclusterIndex:
                 return states
             except _Status as e:
                 if e.status not in _MISSING_ENDPOINT:
-                    raise IndexBackendError(
-                        f"Taskcluster queue service at {self.root_url} answered statuses "
-                        f"with {e.status}: {e.message}"
-                    ) from e
+                    raise self._refused("queue", "statuses", e) from e
                 self._has_batch["statuses"] = False
         for task_id, state in zip(ids, self._map(self._status, ids)):
             if state is not None:

@@ -213,16 +213,18 @@ def combine_lines(pairs: Iterable[tuple[str, str]]) -> str:
 
 def _hash_all(files: Sequence[ContextFile], jobs: Optional[int],
               hasher: FileHasher) -> Iterator[str]:
-    """Hash every file with ``hasher``, in order, on up to ``jobs`` threads.
+    """Hash every file with ``hasher``, in order, on up to ``jobs`` threads or processes.
 
     ``hashlib`` releases the GIL while it hashes more than 2 KB, so threads
     share the cores. Threads pull the next file from a shared counter (no
     per-file future or queue). Up to :data:`_SIZED` files are stat'ed first:
     under :data:`_INLINE_BYTES` in all they are hashed on the calling thread,
     else they are handed out largest first so that the threads finish
-    together. Longer lists are handed out in order (a stat per file would cost
-    more than the balance gains). The first error is raised once the threads
-    stop.
+    together. Longer lists are split between forked worker processes
+    (:func:`_hash_in_processes`) when :func:`_can_fork` allows and the hasher
+    is :func:`file_sha256`; otherwise they are handed to threads in order (a
+    stat per file would cost more than the balance gains). The first error is
+    raised once the threads stop.
     """
     count = len(files)
     paths = [f.abspath for f in files]

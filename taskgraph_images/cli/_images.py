@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Optional
 
 from taskgraph_images.cli._common import add_catalog_arguments, load_build_config, load_catalog, note
+from taskgraph_images.cli._index import add_index_arguments, open_index
 from taskgraph_images.errors import InvalidValueError, TaskgraphImagesError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,21 +21,6 @@ _LOCAL_ONLY = (
     "the image is tagged {tag}: it has no VERSION file, so it is only meant to run locally "
     "and overwrites any existing image with the same name and tag"
 )
-
-
-def _index_arguments(parser: argparse.ArgumentParser) -> None:
-    try:
-        from taskgraph_images.cli._index import add_index_arguments
-    except ImportError:  # pragma: no cover - partial checkouts only
-        parser.add_argument("--index", default=None)
-        return
-    add_index_arguments(parser)
-
-
-def _open_index(args: argparse.Namespace) -> Any:
-    from taskgraph_images.cli._index import open_index
-
-    return open_index(args)
 
 
 def _build_arg(text: str) -> tuple[str, str]:
@@ -78,7 +64,7 @@ def register(subparsers: Any) -> None:
                    help="with --record: the build-task config whose index-prefix and "
                    "artifact-name the plan uses (see docs/tasks.rst)")
     add_catalog_arguments(p)
-    _index_arguments(p)
+    add_index_arguments(p)
     p.set_defaults(func=_build)
 
     p = subparsers.add_parser(
@@ -114,7 +100,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--root-url", default=None,
                    help="Taskcluster root URL for a task id (default: TASKCLUSTER_ROOT_URL)")
     add_catalog_arguments(p)
-    _index_arguments(p)
+    add_index_arguments(p)
     p.set_defaults(func=_load)
 
 
@@ -177,7 +163,7 @@ def _build(args: argparse.Namespace) -> int:
 def _local_index(args: argparse.Namespace) -> Any:
     from taskgraph_images.index import LocalIndex
 
-    index = _open_index(args)
+    index = open_index(args)
     if not isinstance(index, LocalIndex):
         raise InvalidValueError(
             f"build --record writes to the local index only, not the {index.description}"
@@ -229,7 +215,7 @@ def _load(args: argparse.Namespace) -> int:
             catalog = load_catalog(args)
         except TaskgraphImagesError:
             catalog = None  # not in a repository: the source must be a task id
-        index = _open_index(args)
+        index = open_index(args)
     config = load_build_config(args.config)
     result = load_image(
         source, tag=args.tag, output=args.output, max_size=max_size, index=index,

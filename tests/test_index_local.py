@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,17 @@ def test_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
         LocalIndex(path).insert_task("a.b", T1)
 
 
+def test_index_from_a_newer_version_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "index.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version=99")
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(IndexStoreError, match="schema version 99, newer than"):
+        LocalIndex(path).find_task("a.b")
+    assert path.read_bytes() == before
+
+
 def test_locked_database_gives_a_clear_error_and_keeps_its_data(index: LocalIndex) -> None:
     index.insert_task("a.b", T1)
     holder = sqlite3.connect(index.path, isolation_level=None)
@@ -175,6 +187,40 @@ def test_eight_processes_recording_at_once_lose_nothing(index: LocalIndex) -> No
             d = "%064x" % (w * 100000 + i)
             found = find_image(index, f"w{w}-{i}", d, 1).found
             assert found is not None and found.level == 1 + i % 3
+
+
+OPENER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from taskgraph_images.index import LocalIndex
+    folder, worker, count, start_at = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    while time.time() < start_at:
+        time.sleep(0.002)
+    for i in range(count):
+        index = LocalIndex(folder / f"{i}.sqlite")
+        index.find_task("a.b")
+        index.insert_task(f"w{worker}.latest", "KD5yPlwqQtS7t4ieeFU-mA")
+        index.find_task(f"w{worker}.latest")
+    """
+)
+
+
+def test_processes_creating_the_same_new_index_at_once_all_succeed(tmp_path: Path) -> None:
+    # Regression: a reader that saw the schema half way (tables but no version yet)
+    # took the new index for a foreign database.
+    count, workers = 40, 8
+    start_at = time.time() + 2.0
+    procs = [
+        subprocess.Popen([sys.executable, "-c", OPENER, str(tmp_path), str(w), str(count), str(start_at)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for w in range(workers)
+    ]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0] * workers, errors
+    for i in range(count):
+        entries = LocalIndex(tmp_path / f"{i}.sqlite").list_tasks("", recursive=True)
+        assert sorted(e.namespace for e in entries) == [f"w{w}.latest" for w in range(workers)]
 
 
 def test_sigkill_during_writes_leaves_a_consistent_database(index: LocalIndex) -> None:

@@ -81,6 +81,11 @@ CREATE TABLE IF NOT EXISTS artifacts (
 ) WITHOUT ROWID;
 """
 
+# The schema version and the number of tables, read together.
+_SCHEMA_STATE = (
+    "SELECT (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)"
+)
+
 _UPSERT = """
 INSERT INTO entries (namespace, task_id, rank, expires, data) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (namespace) DO UPDATE SET
@@ -173,7 +178,9 @@ class LocalIndex:
 
     def _check_schema(self, conn: sqlite3.Connection) -> bool:
         """Return True if the schema exists; raise if the file is someone else's."""
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        # One statement, so both values come from one snapshot: read apart, another
+        # process creating the schema in between looks like a foreign database.
+        version, tables = conn.execute(_SCHEMA_STATE).fetchone()
         if version == SCHEMA_VERSION:
             return True
         if version > SCHEMA_VERSION:
@@ -181,7 +188,6 @@ class LocalIndex:
                 f"local index {self.path} has schema version {version}, newer than this "
                 f"version of taskgraph-images understands ({SCHEMA_VERSION})"
             )
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if version == 0 and tables:
             raise IndexStoreError(
                 f"local index {self.path} is an SQLite database but not a taskgraph-images index"

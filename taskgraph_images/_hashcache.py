@@ -16,8 +16,8 @@ What a hit requires
 
 Racy entries are not recorded
     A digest is recorded only when the file's mtime and ctime are more than
-    ``racy_seconds`` (default 2 s) in the past and a second ``fstat`` after
-    reading matches the first. Otherwise a write in the same timestamp tick
+    ``racy_seconds`` (default 2 s) in the past and a second ``stat`` after
+    reading matches the one taken before. Otherwise a write in the same timestamp tick
     (coarse clocks, 1-2 s on FAT, HFS+ and some network file systems) could
     leave every stamp unchanged after the digest was taken; this is git's
     "racy git" rule.
@@ -39,8 +39,9 @@ Safety
     database is deleted and rebuilt once; if that fails, a one-line
     :class:`~taskgraph_images.errors.ContextError` says so. SQLite's WAL mode
     and a busy timeout let concurrent processes share the file; writes are
-    batched, and a write that cannot get the lock in time is dropped (the
-    next run hashes that file again). Entries are never evicted; a row costs
+    batched and not synced to disk (a row a power cut loses is hashed again),
+    and a write that cannot get the lock in time is dropped (the next run
+    hashes that file again). Entries are never evicted; a row costs
     about 150 bytes.
 """
 
@@ -53,9 +54,9 @@ import struct
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
-from taskgraph_images.context import FileHasher, file_sha256, sha256_fd
+from taskgraph_images.context import FileHasher, file_sha256, hash_paths, sha256_fd
 from taskgraph_images.errors import ContextError, InvalidValueError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -104,12 +105,8 @@ def _stamps(st: os.stat_result) -> bytes:
 
 
 def _check(path: bytes, stamps: bytes, digest: bytes) -> bytes:
-    h = hashlib.blake2b(key=_CHECK_KEY, digest_size=8)
-    h.update(len(path).to_bytes(4, "little"))
-    h.update(path)
-    h.update(stamps)
-    h.update(digest)
-    return h.digest()
+    data = b"".join((len(path).to_bytes(4, "little"), path, stamps, digest))
+    return hashlib.blake2b(data, key=_CHECK_KEY, digest_size=8).digest()
 
 
 def _is_corrupt(error: BaseException) -> bool:
@@ -122,6 +119,18 @@ def _is_corrupt(error: BaseException) -> bool:
         return (code & 0xFF) in (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
     text = str(error)
     return "malformed" in text or "not a database" in text
+
+
+def _answer(row: Optional[tuple[Any, ...]], key: bytes, stamps: bytes) -> Optional[str]:
+    """The hexdigest ``row`` holds for ``key``, when its stamps are ``stamps`` and it checks."""
+    if row is None:
+        return None
+    got_stamps, digest, chk = row
+    if not (isinstance(got_stamps, bytes) and isinstance(digest, bytes)):
+        return None
+    if got_stamps != stamps or len(digest) != 32 or chk != _check(key, stamps, digest):
+        return None
+    return digest.hex()
 
 
 class _Store:
@@ -183,7 +192,9 @@ class _Store:
         )
         try:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            # A cache needs no durability: a row lost to a power cut is hashed again,
+            # a torn one fails its check, a corrupt file is rebuilt.
+            conn.execute("PRAGMA synchronous=OFF")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version != _SCHEMA:
                 conn.execute("BEGIN IMMEDIATE")
@@ -230,57 +241,70 @@ class _Store:
 
     # -- rows ---------------------------------------------------------------
     def lookup(self, key: bytes, stamps: bytes) -> Optional[str]:
-        """Return the recorded hexdigest for ``key`` when its stamps match.
+        """Return the recorded hexdigest for ``key`` when its stamps match."""
+        return self.lookup_many([(key, stamps)])[0]
 
-        The rows of ``key``'s folder are read in one range query and kept for
-        the next lookups (contexts are hashed folder by folder); only the
-        last :data:`_FOLDERS` folders are kept.
+    def lookup_many(self, wanted: Sequence[tuple[bytes, bytes]]) -> list[Optional[str]]:
+        """Return the recorded hexdigest of each ``(key, stamps)``, or None where there is
+        no row, its stamps differ or its check fails.
+
+        A folder's rows are read in one range query and kept for the next
+        lookups (contexts are hashed folder by folder); only the last
+        :data:`_FOLDERS` folders are kept.
         """
+        found: list[Optional[str]] = []
+        rows: Optional[dict[bytes, tuple[Any, ...]]] = None
+        current = None
+        with self.lock:
+            for key, stamps in wanted:
+                folder = key.rpartition(b"/")[0]
+                if folder != current:
+                    current, rows = folder, self._folder_rows(folder)
+                row = rows.get(key) if rows is not None else None
+                found.append(_answer(row, key, stamps))
+        return found
+
+    def _folder_rows(self, folder: bytes) -> Optional[dict[bytes, tuple[Any, ...]]]:
+        """The rows of the files directly in ``folder`` (lock held); None when unreadable."""
         import sqlite3
 
-        folder, _, _ = key.rpartition(b"/")
-        with self.lock:
-            rows = self.folders.get(folder)
-            if rows is None:
-                conn = self.connection()
-                try:
-                    found = conn.execute(
-                        "SELECT path, stamps, sha256, chk FROM files "
-                        "WHERE path > ? AND path < ?",
-                        (folder + b"/", folder + b"0"),
-                    ).fetchall()
-                except sqlite3.DatabaseError as e:
-                    if _is_corrupt(e):
-                        self.conn = self.rebuild(e)
-                        self.pid = os.getpid()
-                    return None  # locked or rebuilt: hash the file
-                # Rows of sub-folders come too; only this folder's are kept.
-                cut = len(folder) + 1
-                rows = {
-                    bytes(r[0]): r[1:] for r in found if b"/" not in bytes(r[0])[cut:]
-                }
-                if len(self.folders) >= _FOLDERS:
-                    del self.folders[next(iter(self.folders))]
-                self.folders[folder] = rows
-            row = rows.get(key)
-        if row is None:
-            return None
-        got_stamps, digest, chk = row
-        if not (isinstance(got_stamps, bytes) and isinstance(digest, bytes)):
-            return None
-        if got_stamps != stamps or len(digest) != 32 or chk != _check(key, stamps, digest):
-            return None
-        return digest.hex()
+        rows = self.folders.get(folder)
+        if rows is not None:
+            return rows
+        conn = self.connection()
+        try:
+            # The range holds the sub-folders' rows too, which SQLite skips
+            # (they have a '/' after the folder's).
+            found = conn.execute(
+                "SELECT path, stamps, sha256, chk FROM files "
+                "WHERE path > ? AND path < ? AND instr(substr(path, ?), x'2f') = 0",
+                (folder + b"/", folder + b"0", len(folder) + 2),
+            ).fetchall()
+        except sqlite3.DatabaseError as e:
+            if _is_corrupt(e):
+                self.conn = self.rebuild(e)
+                self.pid = os.getpid()
+            return None  # locked or rebuilt: hash the files
+        rows = {bytes(r[0]): r[1:] for r in found}
+        if len(self.folders) >= _FOLDERS:
+            del self.folders[next(iter(self.folders))]
+        self.folders[folder] = rows
+        return rows
 
     def record(self, key: bytes, stamps: bytes, digest: bytes) -> None:
         """Queue a row; write the queue once it is a batch."""
-        chk = _check(key, stamps, digest)
+        self.record_many([(key, stamps, digest)], _BATCH)
+
+    def record_many(self, found: Sequence[tuple[bytes, bytes, bytes]], batch: int) -> None:
+        """Queue ``(key, stamps, digest)`` rows; write the queue once it holds ``batch`` rows."""
+        rows = [(key, stamps, digest, _check(key, stamps, digest)) for key, stamps, digest in found]
         with self.lock:
-            self.pending.append((key, stamps, digest, chk))
-            rows = self.folders.get(key.rpartition(b"/")[0])
-            if rows is not None:
-                rows[key] = (stamps, digest, chk)
-            if len(self.pending) >= _BATCH:
+            self.pending.extend(rows)
+            for key, stamps, digest, chk in rows:
+                known = self.folders.get(key.rpartition(b"/")[0])
+                if known is not None:
+                    known[key] = (stamps, digest, chk)
+            if len(self.pending) >= batch:
                 self._flush_locked()
 
     def flush(self) -> None:
@@ -394,6 +418,43 @@ class HashCache:
         if stamps == _stamps(after) and self._settled(after):
             self._store.record(key, stamps, bytes.fromhex(hexdigest))
         return hexdigest
+
+    def sha256_many(self, paths: Sequence[str], *, jobs: Optional[int] = None) -> list[str]:
+        """Return the sha256 hexdigest of each file, in order (symlinks are followed).
+
+        Answers what it can from the cache, then hashes the rest together
+        with :func:`~taskgraph_images.context.hash_paths` (on up to ``jobs``
+        cores), so a long list of small files costs little more than without
+        a cache. A digest is recorded when a ``stat`` after reading matches
+        the one taken before, and its stamps are settled.
+
+        :raises ContextError: as :meth:`sha256`.
+        """
+        wanted = []
+        for path in paths:
+            key = os.fsencode(path if os.path.isabs(path) else os.path.abspath(path))
+            try:
+                wanted.append((key, _stamps(os.stat(path))))
+            except OSError as e:
+                raise ContextError(f"cannot read {path}: {e.strerror}") from e
+        answers = self._store.lookup_many(wanted)
+        results = [a or "" for a in answers]
+        missed = [(i, key, stamps) for i, ((key, stamps), a) in enumerate(zip(wanted, answers))
+                  if a is None]
+        self.hits += len(paths) - len(missed)
+        self.misses += len(missed)
+        digests = hash_paths([paths[i] for i, _, _ in missed], jobs=jobs)
+        settled = []
+        for (i, key, stamps), hexdigest in zip(missed, digests):
+            results[i] = hexdigest
+            try:
+                after = os.stat(paths[i])
+            except OSError:
+                continue  # gone since: nothing to record
+            if _stamps(after) == stamps and self._settled(after):
+                settled.append((key, stamps, bytes.fromhex(hexdigest)))
+        self._store.record_many(settled, _BATCH * 16)  # a few big transactions
+        return results
 
     def _settled(self, st: os.stat_result) -> bool:
         """Whether ``st``'s stamps are old enough that a later write must change them."""

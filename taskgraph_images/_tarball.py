@@ -21,6 +21,7 @@ them, never paths of their own choosing.
 from __future__ import annotations
 
 import io
+import os
 import posixpath
 import tarfile
 from typing import IO, Callable, Optional, Sequence, Union
@@ -56,7 +57,7 @@ class Member:
     source: Optional[str] = None  # a path to read a file's content from
     data: Optional[bytes] = None  # or the content itself
     link: Optional[str] = None  # a symlink's target
-    executable: bool = False
+    executable: Optional[bool] = None  # None: a source file's own mode says; data: not executable
 
 
 def _with_directories(members: Sequence[Member]) -> list[Member]:
@@ -72,7 +73,7 @@ def _with_directories(members: Sequence[Member]) -> list[Member]:
     return sorted(by_name.values(), key=lambda m: m.name.encode("utf-8", "surrogateescape"))
 
 
-def _info(m: Member, size: int) -> tarfile.TarInfo:
+def _info(m: Member, size: int, executable: bool = False) -> tarfile.TarInfo:
     info = tarfile.TarInfo(m.name)
     info.mtime = DEFAULT_MTIME
     info.uid = info.gid = 0
@@ -86,7 +87,7 @@ def _info(m: Member, size: int) -> tarfile.TarInfo:
         info.linkname = m.link or ""
     else:
         info.type = tarfile.REGTYPE
-        info.mode = 0o755 if m.executable else 0o644
+        info.mode = 0o755 if executable else 0o644
         info.size = size
     return info
 
@@ -106,18 +107,13 @@ def write_tar(members: Sequence[Member], out: IO[bytes]) -> None:
             if m.kind != "file":
                 tar.addfile(_info(m, 0))
             elif m.data is not None:
-                tar.addfile(_info(m, len(m.data)), io.BytesIO(m.data))
+                tar.addfile(_info(m, len(m.data), bool(m.executable)), io.BytesIO(m.data))
             else:
                 assert m.source is not None
                 with open(m.source, "rb") as f:
-                    size = _size(f)
-                    tar.addfile(_info(m, size), _Exact(f, size, m.source))
-
-
-def _size(f: IO[bytes]) -> int:
-    import os
-
-    return os.fstat(f.fileno()).st_size
+                    st = os.fstat(f.fileno())
+                    executable = bool(st.st_mode & 0o111) if m.executable is None else m.executable
+                    tar.addfile(_info(m, st.st_size, executable), _Exact(f, st.st_size, m.source))
 
 
 class _Exact:

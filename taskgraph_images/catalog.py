@@ -24,6 +24,7 @@ from taskgraph_images.context import (
     hash_files,
     list_context,
     list_tree,
+    sort_by_bytes,
 )
 from taskgraph_images.digest import image_digest
 from taskgraph_images.errors import CatalogError, DockerfileError
@@ -331,9 +332,10 @@ class ImageCatalog:
                     files[f.relpath] = f
             else:
                 link = os.readlink(full) if os.path.islink(full) else None
-                executable = os.access(full, os.X_OK)
-                files[rel] = ContextFile(rel, full, link, executable)
-        return sorted(files.values(), key=lambda f: os.fsencode(f.relpath))
+                files[rel] = ContextFile(rel, full, link)
+        result = list(files.values())
+        sort_by_bytes(result)
+        return result
 
     def context_hash(self, name: str) -> str:
         """Return the seed context hash of the image's folder."""

@@ -152,7 +152,7 @@ def test_a_worker_error_is_raised_once_and_stops(tmp_path: Path) -> None:
 
 
 def test_a_missing_file_is_a_context_error(tmp_path: Path) -> None:
-    files = [ContextFile("gone", str(tmp_path / "gone"), None, False)] * 3
+    files = [ContextFile("gone", str(tmp_path / "gone"), None)] * 3
     with pytest.raises(ContextError, match="cannot read"):
         hash_files(files, jobs=2)
 
@@ -283,6 +283,42 @@ def test_a_failing_child_share_is_hashed_again_here_to_raise_the_real_error(tmp_
     out = subprocess.run([sys.executable, "-c", _CHILD_FAILS, str(good)],
                          capture_output=True, text=True, check=True)
     assert out.stdout.startswith("ContextError: cannot read ") and "good.missing" in out.stdout
+
+
+_CHILDREN_DIE = r"""
+import os, sys
+from taskgraph_images import context
+parent, real = os.getpid(), context._sha256_files
+def dies_in_children(paths):
+    if os.getpid() != parent:
+        os._exit(3)  # a child that vanishes without a word, like one the OOM killer took
+    return real(paths)
+paths = [os.path.join(sys.argv[1], f"f{i}") for i in range(600)]
+for i, p in enumerate(paths):
+    with open(p, "wb") as f:
+        f.write(b"%d" % i)
+context._sha256_files = dies_in_children
+together = context._hash_in_processes(paths, 3)
+print(together == [context.file_sha256(p) for p in paths])
+"""
+
+
+def test_runs_a_dead_child_left_unfinished_are_hashed_here(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", _CHILDREN_DIE, str(tmp_path)],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_a_file_whose_size_is_not_reported_is_hashed_whole() -> None:
+    from taskgraph_images.context import _sha256_files
+
+    # /proc files report size 0 but have content: the one-read shortcut must not stop there.
+    path = "/proc/self/environ"
+    with open(path, "rb") as f:
+        content = f.read()
+    assert content and os.stat(path).st_size == 0
+    assert _sha256_files([path]) == [hashlib.sha256(content).hexdigest()]
 
 
 def test_hashing_does_not_fork_while_other_threads_run() -> None:

@@ -267,3 +267,87 @@ def test_cli_hash_cache_option(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert db.exists()
     assert main(["hash", "--root", str(root), "--hash-cache", "none"]) == 0
     assert capsys.readouterr().out == with_cache
+
+
+# -- many files at once (sha256_many) -------------------------------------------------------
+
+
+def _tree(root: Path, count: int) -> list[str]:
+    paths = []
+    for i in range(count):
+        p = root / f"d{i % 3}" / ("sub" if i % 2 else "") / f"f{i}"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"%d" % i * (i % 50))
+        paths.append(str(p))
+    time.sleep(0.1)  # older than the 50 ms racy window below
+    return sorted(paths)
+
+
+def test_many_files_at_once_equal_one_by_one_then_all_hit(tmp_path: Path) -> None:
+    paths = _tree(tmp_path / "t", 40)
+    with HashCache(tmp_path / "c.db", racy_seconds=0.05) as cache:
+        assert cache.sha256_many(paths) == [file_sha256(p) for p in paths]
+        assert (cache.hits, cache.misses) == (0, 40)
+    with HashCache(tmp_path / "c.db", racy_seconds=0.05) as cache:
+        # A folder and its sub-folder are looked up apart: neither hides the other's rows.
+        assert cache.sha256_many(paths) == [file_sha256(p) for p in paths]
+        assert (cache.hits, cache.misses) == (40, 0)
+
+
+def test_a_file_written_while_many_are_hashed_is_not_recorded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import taskgraph_images._hashcache as hashcache
+
+    paths = _tree(tmp_path / "t", 10)
+    real = hashcache.hash_paths
+
+    def hash_then_write(todo: list[str], *, jobs: object = None) -> list[str]:
+        digests = real(todo, jobs=1)
+        with open(paths[3], "ab") as f:  # after it was read, before the second stat
+            f.write(b"later")
+        return digests
+
+    monkeypatch.setattr(hashcache, "hash_paths", hash_then_write)
+    # No racy window: the second stat alone must see the write.
+    with HashCache(tmp_path / "c.db", racy_seconds=0) as cache:
+        cache.sha256_many(paths)
+    monkeypatch.setattr(hashcache, "hash_paths", real)
+    with contextlib.closing(sqlite3.connect(tmp_path / "c.db")) as db:
+        recorded = {bytes(r[0]) for r in db.execute("SELECT path FROM files")}
+    assert recorded == {os.fsencode(p) for p in paths} - {os.fsencode(paths[3])}
+    time.sleep(0.1)
+    with HashCache(tmp_path / "c.db", racy_seconds=0.05) as cache:
+        assert cache.sha256_many(paths)[3] == file_sha256(paths[3])
+        assert (cache.hits, cache.misses) == (9, 1)
+
+
+def test_a_missing_file_among_many_is_a_context_error_naming_it(tmp_path: Path) -> None:
+    paths = _tree(tmp_path / "t", 5)
+    os.unlink(paths[2])
+    with HashCache(tmp_path / "c.db") as cache, pytest.raises(ContextError, match="cannot read .*f"):
+        cache.sha256_many(paths)
+
+
+_LONG_CACHED = r"""
+import os, sys, time
+from taskgraph_images import context
+from taskgraph_images._hashcache import HashCache
+root, db = sys.argv[1], sys.argv[2]
+for i in range(2500):
+    d = os.path.join(root, "img", f"d{i % 7}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i}"), "wb") as f:
+        f.write(bytes([i % 251]) * (i % 3000))
+time.sleep(0.1)
+plain = context.hash_context(root, "img", jobs=1)
+for _ in range(2):
+    with HashCache(db, racy_seconds=0.05) as cache:
+        print(context.hash_context(root, "img", jobs=2, hasher=cache) == plain, cache.hits)
+"""
+
+
+def test_a_long_list_through_the_cache_is_hashed_on_forked_workers_and_recorded(
+        tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", _LONG_CACHED, str(tmp_path), str(tmp_path / "c.db")],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["True 0", "True 2500"]

@@ -13,6 +13,10 @@ from ``os.wait4`` (the parent's memory never counts):
   server, with a stand-in ``docker`` that discards its input; beside it, our
   load with retag from the same kind of URL.
 
+Each comparison runs its two cases side by side, alternating which goes first
+in each round; its ratio is the median of the per-round ratios, so the
+machine's drift over the run cancels.
+
 Usage: ``python bench/bench_artifacts.py [--size 1G] [--repeat 5] [--dir DIR]``.
 :func:`run` returns the numbers for other scripts.
 """
@@ -31,13 +35,12 @@ import sys
 import tarfile
 import tempfile
 import time
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 __all__ = ["Measure", "main", "make_tarball", "run"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-CHUNK = 1 << 20
 
 
 class Measure(dict):  # type: ignore[type-arg]
@@ -107,22 +110,40 @@ def _timed(argv: Sequence[str], *, shell: bool = False) -> tuple[float, float]:
     return elapsed, usage.ru_maxrss / 1024
 
 
-def _case(name: str, argv: Sequence[str], size: int, repeat: int, shell: bool = False,
-          output: Optional[str] = None) -> Measure:
-    times, rss = [], []
-    for _ in range(repeat):
-        if output is not None and os.path.exists(output):
-            os.unlink(output)  # both writers start from no file: same file system work
-        t, m = _timed(argv, shell=shell)
-        times.append(t)
-        rss.append(m)
-    median = statistics.median(times)
-    return Measure(case=name, seconds=round(median, 3), mb_per_s=round(size / median / 1e6, 1),
-                   peak_rss_mb=round(max(rss), 1))
+def _pair(a: tuple[str, Sequence[str], bool, Optional[str]],
+          b: tuple[str, Sequence[str], bool, Optional[str]],
+          size: int, repeat: int) -> tuple[Measure, Measure, float]:
+    """Run cases ``a`` and ``b`` (name, argv, shell, output file) side by side, ``repeat``
+    rounds, alternating which goes first; return both measures and the median of the
+    per-round ratios time(b) / time(a), so the machine's drift cancels."""
+    times: dict[int, list[float]] = {0: [], 1: []}
+    rss: dict[int, list[float]] = {0: [], 1: []}
+    cases = (a, b)
+    for round_ in range(repeat):
+        for k in ((0, 1) if round_ % 2 == 0 else (1, 0)):
+            _name, argv, shell, output = cases[k]
+            if output is not None and os.path.exists(output):
+                os.unlink(output)  # both writers start from no file: same file system work
+            t, m = _timed(argv, shell=shell)
+            times[k].append(t)
+            rss[k].append(m)
+    measures = []
+    for k in (0, 1):
+        median = statistics.median(times[k])
+        measures.append(Measure(case=cases[k][0], seconds=round(median, 3),
+                                mb_per_s=round(size / median / 1e6, 1),
+                                peak_rss_mb=round(max(rss[k]), 1)))
+    ratio = statistics.median(tb / ta for ta, tb in zip(times[0], times[1]))
+    return measures[0], measures[1], round(ratio, 2)
+
+
+#: The children live in their own script, which imports only what each case needs:
+#: this one's imports (argparse, statistics, tarfile, ...) would count against ours.
+CHILDREN = os.path.join(HERE, "artifact_children.py")
 
 
 def _self(*args: str) -> list[str]:
-    return [sys.executable, os.path.abspath(__file__), *args]
+    return [sys.executable, CHILDREN, *args]
 
 
 def run(size: int = 1 << 30, repeat: int = 5, workdir: Optional[str] = None,
@@ -141,29 +162,23 @@ def run(size: int = 1 << 30, repeat: int = 5, workdir: Optional[str] = None,
         results: dict[str, Any] = {"size": real}
         # Ours writes through atomic_output, which fsyncs before the rename; the
         # CLI's file is synced too (``sync -d``), so both measure a durable file.
-        results["save_ours"] = _case("save: ours (level 3, all cores, fsync)",
-                                     _self("--child-compress", tar, ours), real, repeat,
-                                     output=ours)
-        results["save_zstd"] = _case("save: zstd -3 -T0 + sync -d",
-                                     [f"zstd -q -f -3 -T0 {tar} -o {theirs} && sync -d {theirs}"],
-                                     real, repeat, shell=True, output=theirs)
-        results["load_ours"] = _case("load+retag: ours to a null sink",
-                                     _self("--child-load", ours), real, repeat)
-        results["load_zstd"] = _case("load: zstd -dc | cat >/dev/null",
-                                     [f"zstd -dc {ours} | cat >/dev/null"], real, repeat,
-                                     shell=True)
+        results["save_ours"], results["save_zstd"], results["save_ratio"] = _pair(
+            ("save: ours (level 3, all cores, fsync)", _self("--child-compress", tar, ours),
+             False, ours),
+            ("save: zstd -3 -T0 + sync -d",
+             [f"zstd -q -f -3 -T0 {tar} -o {theirs} && sync -d {theirs}"], True, theirs),
+            real, repeat)
+        results["load_zstd"], results["load_ours"], inverse = _pair(
+            ("load: zstd -dc | cat >/dev/null", [f"zstd -dc {ours} | cat >/dev/null"], True, None),
+            ("load+retag: ours to a null sink", _self("--child-load", ours), False, None),
+            real, repeat)
+        results["load_ratio"] = inverse  # our time / zstd's, per round
         if peer is not None:
-            results["load_ours_http"] = _case("load+retag: ours from loopback HTTP",
-                                              _self("--child-load-http", ours), real, repeat)
-            results["load_peer_http"] = _case(
-                "load: peer load_image from loopback HTTP (stand-in docker)",
-                [peer, os.path.abspath(__file__), "--child-peer", ours], real, repeat)
-            results["peer_load_ratio"] = round(
-                results["load_peer_http"]["seconds"] / results["load_ours_http"]["seconds"], 2)
-        results["save_ratio"] = round(
-            results["save_zstd"]["seconds"] / results["save_ours"]["seconds"], 2)
-        results["load_ratio"] = round(
-            results["load_ours"]["seconds"] / results["load_zstd"]["seconds"], 2)
+            results["load_ours_http"], results["load_peer_http"], results["peer_load_ratio"] = _pair(
+                ("load+retag: ours from loopback HTTP", _self("--child-load-http", ours), False, None),
+                ("load: peer load_image from loopback HTTP (stand-in docker)",
+                 [peer, CHILDREN, "--child-peer", ours], False, None),
+                real, repeat)
         results["compressed_ours"] = os.path.getsize(ours)
         results["compressed_zstd"] = os.path.getsize(theirs)
         return results
@@ -185,79 +200,6 @@ def _peer_python() -> Optional[str]:
     return default if os.path.exists(default) else None
 
 
-# -- children ---------------------------------------------------------------------------
-
-
-def _chunks(path: str) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(CHUNK)
-            if not block:
-                return
-            yield block
-
-
-def _child_compress(src: str, dest: str) -> None:
-    from taskgraph_images._atomic import atomic_output
-    from taskgraph_images.artifacts import compress_stream
-
-    with atomic_output(dest) as out:
-        compress_stream(_chunks(src), out, level=3, threads=0)
-
-
-def _child_load(src: str) -> None:
-    from taskgraph_images.artifacts import NullSink, stream_image
-
-    with open(src, "rb") as f:
-        stream_image(f, NullSink(), tag="bench:retagged")
-
-
-class _Serve:
-    """Serve one file's folder over HTTP on 127.0.0.1 (a thread) while in use."""
-
-    def __init__(self, path: str) -> None:
-        import functools
-        import http.server
-        import threading
-
-        class Quiet(http.server.SimpleHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        handler = functools.partial(Quiet, directory=os.path.dirname(path))
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/{os.path.basename(path)}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        return self.url
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _child_load_http(src: str) -> None:
-    from taskgraph_images.artifacts import NullSink, open_source, stream_image
-
-    with _Serve(src) as url, open_source(url) as raw:
-        stream_image(raw, NullSink(), tag="bench:retagged")
-
-
-def _child_peer(src: str) -> None:  # pragma: no cover - runs in the peer's interpreter
-    from taskgraph import docker as peer  # type: ignore[import-not-found]
-
-    with tempfile.TemporaryDirectory() as d:
-        fake = os.path.join(d, "docker")
-        with open(fake, "w") as f:
-            f.write("#!/bin/sh\ncat >/dev/null\n")
-        os.chmod(fake, 0o755)
-        os.environ["PATH"] = d + os.pathsep + os.environ["PATH"]
-        with _Serve(src) as url:
-            peer.load_image(url, "bench:retagged")
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse the command line and print a table (or run a child case)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -265,26 +207,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="runs per case (median)")
     parser.add_argument("--dir", default=None, help="keep data in DIR (reused across runs)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--child-compress", nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument("--child-load", help=argparse.SUPPRESS)
-    parser.add_argument("--child-peer", help=argparse.SUPPRESS)
-    parser.add_argument("--child-load-http", help=argparse.SUPPRESS)
     parser.add_argument("--peer-python", default=None,
                         help="interpreter with taskcluster-taskgraph (default: $TGI_PEER_PYTHON, "
                         "this one if it has it, else /tmp/peer-venv/bin/python)")
     args = parser.parse_args(argv)
-    if args.child_compress:
-        _child_compress(*args.child_compress)
-        return 0
-    if args.child_load:
-        _child_load(args.child_load)
-        return 0
-    if args.child_peer:
-        _child_peer(args.child_peer)
-        return 0
-    if args.child_load_http:
-        _child_load_http(args.child_load_http)
-        return 0
     sys.path.insert(0, ROOT)
     from taskgraph_images.artifacts import parse_size
 

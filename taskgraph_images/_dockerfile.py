@@ -24,7 +24,7 @@ from typing import Mapping, NamedTuple, Optional
 
 from taskgraph_images.errors import DockerfileError
 
-__all__ = ["FromLine", "ParsedDockerfile", "parse", "substitute_args"]
+__all__ = ["FromLine", "ParsedDockerfile", "parse", "split_reference", "substitute_args"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
@@ -187,3 +187,18 @@ def _parse_from(
         stage=stage,
         platform=platform,
     )
+
+
+def split_reference(reference: str) -> tuple[str, str]:
+    """Split ``repo[:tag]`` into repository and tag (default ``latest``).
+
+    >>> split_reference("localhost:5000/a/b")
+    ('localhost:5000/a/b', 'latest')
+    >>> split_reference("a/b:1.0")
+    ('a/b', '1.0')
+    """
+    slash = reference.rfind("/")
+    colon = reference.rfind(":")
+    if colon > slash:
+        return reference[:colon], reference[colon + 1 :]
+    return reference, "latest"

@@ -38,8 +38,8 @@ from typing import (
 
 import attrs
 
+from taskgraph_images._dockerfile import split_reference
 from taskgraph_images._tarball import Buffer, TarRewriter
-from taskgraph_images.docker import split_reference
 from taskgraph_images.errors import ArtifactError, InvalidValueError
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 import attrs
 
+from taskgraph_images._dockerfile import split_reference
 from taskgraph_images.errors import DockerError, DockerUnavailableError, ImageBuildError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -478,21 +479,6 @@ class Engine:
             upload.abort()
             raise
         return upload.finish()
-
-
-def split_reference(reference: str) -> tuple[str, str]:
-    """Split ``repo[:tag]`` into repository and tag (default ``latest``).
-
-    >>> split_reference("localhost:5000/a/b")
-    ('localhost:5000/a/b', 'latest')
-    >>> split_reference("a/b:1.0")
-    ('a/b', '1.0')
-    """
-    slash = reference.rfind("/")
-    colon = reference.rfind(":")
-    if colon > slash:
-        return reference[:colon], reference[colon + 1 :]
-    return reference, "latest"
 
 
 def _quote(name: str) -> str:

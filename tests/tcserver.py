@@ -15,9 +15,9 @@ in :attr:`TCServer.schema_errors` and answered 500). Errors have the services'
 shape ``{"code": ..., "message": ..., "requestInfo": ...}``.
 
 Faults, per test: :attr:`TCServer.latency` (seconds added to every request),
-:meth:`TCServer.inject` (an HTTP status, a dropped connection, a slow answer
-or a malformed JSON body, for ``count`` requests or forever, on one endpoint
-or all) and :meth:`TCServer.disable` (an endpoint answers 404 or 405).
+:meth:`TCServer.inject` (an HTTP status, a dropped connection, a slow answer,
+a malformed JSON body or a continuation token that never ends, for ``count``
+requests or forever, on one endpoint or all) and :meth:`TCServer.disable` (an endpoint answers 404 or 405).
 
 Fixtures (pulled into ``conftest.py``): ``tc_server_session`` (one server per
 session), ``tc_server`` (the same server, reset before and after each test)
@@ -93,7 +93,7 @@ def _parse(text: str) -> datetime.datetime:
 class Fault:
     """One injected fault. ``count=None`` means forever."""
 
-    kind: str  # "status" | "drop" | "slow" | "malformed"
+    kind: str  # "status" | "drop" | "slow" | "malformed" | "stuck"
     endpoint: Optional[str] = None
     status: int = 503
     delay: float = 0.0
@@ -278,24 +278,30 @@ class TCServer:
         drop: bool = False,
         delay: Optional[float] = None,
         malformed: bool = False,
+        stuck: bool = False,
         count: Optional[int] = None,
     ) -> Fault:
         """Add a fault on ``endpoint`` (an API method name, ``"blob"``, or all when None).
 
         Exactly one of ``status`` (answer that code), ``drop`` (close the
         connection without answering), ``delay`` (answer normally after that
-        many seconds) or ``malformed`` (answer 200 with broken JSON).
+        many seconds), ``malformed`` (answer 200 with broken JSON) or
+        ``stuck`` (answer normally, but always with ``continuationToken`` "0",
+        so a client that follows it blindly never ends).
         """
-        if sum(x is not None and x is not False for x in (status, drop, delay, malformed)) != 1:
-            raise ValueError("give exactly one of status, drop, delay, malformed")
+        kinds = (status, drop, delay, malformed, stuck)
+        if sum(x is not None and x is not False for x in kinds) != 1:
+            raise ValueError("give exactly one of status, drop, delay, malformed, stuck")
         if status is not None:
             fault = Fault("status", endpoint, status=status, count=count)
         elif drop:
             fault = Fault("drop", endpoint, count=count)
         elif delay is not None:
             fault = Fault("slow", endpoint, delay=delay, count=count)
-        else:
+        elif malformed:
             fault = Fault("malformed", endpoint, count=count)
+        else:
+            fault = Fault("stuck", endpoint, count=count)
         with self._lock:
             self.faults.append(fault)
         return fault
@@ -539,7 +545,8 @@ def _make_handler(server: TCServer) -> type[BaseHTTPRequestHandler]:
                     self._send(200, b'{"tasks": [{"namespace": "tru', {
                         "Content-Type": "application/json"})
                     return
-                time.sleep(fault.delay)
+                if fault.kind == "slow":
+                    time.sleep(fault.delay)
             if endpoint in server.disabled:
                 status = server.disabled[endpoint]
                 self._error(status, "ResourceNotFound" if status == 404 else "MethodNotAllowed",
@@ -569,6 +576,8 @@ def _make_handler(server: TCServer) -> type[BaseHTTPRequestHandler]:
             except _Reply as e:
                 self._error(e.status, e.code, e.message, info)
                 return
+            if fault is not None and fault.kind == "stuck" and isinstance(answer, dict):
+                answer["continuationToken"] = "0"
             if route.output is not None and server.validate_responses:
                 problems = server.schemas.errors(answer, server.schema_path(route, route.output))
                 if problems:

@@ -319,6 +319,25 @@ def test_list_tasks_follows_continuation_tokens(tc_server: TCServer, monkeypatch
     assert tc_server.count("listTasks") == 3
 
 
+@pytest.mark.parametrize("endpoint", ["findTasksAtIndex", "statuses"])
+def test_a_batch_answer_that_repeats_its_continuation_token_is_malformed_not_endless(
+        tc_server: TCServer, endpoint: str) -> None:
+    _plant_mix(tc_server)
+    tc_server.inject(endpoint, stuck=True)
+    with pytest.raises(IndexUnavailableError,
+                       match=f"{endpoint} with a malformed body: a continuationToken it had"):
+        _lookup(make_index(tc_server))
+    assert tc_server.count(endpoint) == 2  # the first page, then the one that repeated
+
+
+def test_a_listing_that_repeats_its_continuation_token_is_malformed_not_endless(
+        tc_server: TCServer) -> None:
+    tc_server.index_task("a.b.c", tc_server.add_task())
+    tc_server.inject("listTasks", stuck=True)
+    with pytest.raises(IndexUnavailableError, match="listTasks with a malformed body"):
+        make_index(tc_server).list_tasks("a.b")
+
+
 def test_an_artifact_stored_as_an_error_is_missing(tc_server: TCServer) -> None:
     task_id = tc_server.add_task(artifacts={})
     tc_server.add_artifact(task_id, "public/image.tar.zst", storage_type="error")

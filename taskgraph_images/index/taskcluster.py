@@ -257,13 +257,18 @@ class TaskclusterIndex:
                     f.cancel()
                 raise
 
-    def _pages(self, service: str, method: str, key: str, payload: dict[str, Any]) -> list[Any]:
-        """Collect ``key`` over every page of a paginated batch call."""
+    def _pages(self, service: str, method: str, key: str, **call: Any) -> list[Any]:
+        """Collect ``key`` over every page of a paginated call (``call``: its arguments).
+
+        A page whose ``continuationToken`` is not a string, or repeats one
+        already followed, is malformed: following it could loop forever.
+        """
         items: list[Any] = []
+        seen: set[str] = set()
         token: Optional[str] = None
         while True:
             query = {"continuationToken": token} if token else {}
-            answer = self._call(service, method, payload=payload, query=query)
+            answer = self._call(service, method, query=query, **call)
             page = answer.get(key)
             if not isinstance(page, list):
                 raise self._malformed(service, method, _Malformed(f"no {key!r} list"))
@@ -273,6 +278,11 @@ class TaskclusterIndex:
                 return items
             if not isinstance(token, str):
                 raise self._malformed(service, method, _Malformed("bad continuationToken"))
+            if token in seen:
+                raise self._malformed(
+                    service, method, _Malformed("a continuationToken it had already given")
+                )
+            seen.add(token)
 
     def _chunks(self, items: Sequence[str]) -> list[list[str]]:
         size = self._batch_size
@@ -298,7 +308,7 @@ class TaskclusterIndex:
             raise self._malformed("index", "findTask", e) from e
 
     def _find_batch(self, namespaces: list[str]) -> list[IndexedTask]:
-        items = self._pages("index", "findTasksAtIndex", "tasks", {"indexes": namespaces})
+        items = self._pages("index", "findTasksAtIndex", "tasks", payload={"indexes": namespaces})
         try:
             return [_entry(item) for item in items]
         except _Malformed as e:
@@ -342,24 +352,12 @@ class TaskclusterIndex:
         """
         if namespace:
             validate_namespace(namespace)
-        items: list[Any] = []
-        token: Optional[str] = None
-        while True:
-            query = {"continuationToken": token} if token else {}
-            try:
-                answer = self._call("index", "listTasks", params={"namespace": namespace},
-                                    query=query)
-            except _Status as e:
-                if e.status == 404:
-                    return []
-                raise self._refused("index", "listTasks", e) from e
-            page = answer.get("tasks")
-            if not isinstance(page, list):
-                raise self._malformed("index", "listTasks", _Malformed("no 'tasks' list"))
-            items.extend(page)
-            token = answer.get("continuationToken")
-            if not token:
-                break
+        try:
+            items = self._pages("index", "listTasks", "tasks", params={"namespace": namespace})
+        except _Status as e:
+            if e.status == 404:
+                return []
+            raise self._refused("index", "listTasks", e) from e
         try:
             return sorted((_entry(i) for i in items), key=lambda e: e.namespace)
         except _Malformed as e:
@@ -409,7 +407,7 @@ class TaskclusterIndex:
         return state
 
     def _statuses_batch(self, task_ids: list[str]) -> dict[str, str]:
-        items = self._pages("queue", "statuses", "statuses", {"taskIds": task_ids})
+        items = self._pages("queue", "statuses", "statuses", payload={"taskIds": task_ids})
         states: dict[str, str] = {}
         for item in items:
             status = item.get("status") if isinstance(item, dict) else None

@@ -26,7 +26,7 @@ def _chunks(path: str) -> Iterator[bytes]:
 
 def _child_compress(src: str, dest: str) -> None:
     from taskgraph_images._atomic import atomic_output
-    from taskgraph_images.artifacts import compress_stream
+    from taskgraph_images.compression import compress_stream
 
     with atomic_output(dest) as out:
         compress_stream(_chunks(src), out, level=3, threads=0)

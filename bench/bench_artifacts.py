@@ -3,7 +3,7 @@
 Cases, each run in its own child process so that its peak RSS can be read
 from ``os.wait4`` (the parent's memory never counts):
 
-- ``save``: our compression path (:func:`taskgraph_images.artifacts.compress_stream`,
+- ``save``: our compression path (:func:`taskgraph_images.compression.compress_stream`,
   level 3, all cores) on a docker-save-style tarball, vs ``zstd -3 -T0``;
 - ``load``: our load with retag (:func:`taskgraph_images.artifacts.stream_image`
   into a null sink) on the ``.tar.zst``, vs ``zstd -dc FILE | cat >/dev/null``;

@@ -24,10 +24,11 @@ import io
 import os
 import posixpath
 import tarfile
-from typing import IO, Callable, Optional, Sequence, Union
+from typing import IO, Callable, Optional, Sequence
 
 import attrs
 
+from taskgraph_images.compression import Buffer
 from taskgraph_images.errors import ArtifactError
 
 __all__ = [
@@ -45,7 +46,6 @@ DEFAULT_MTIME = 1_000_000_000
 BLOCK = 512
 _COPY = 1 << 20
 
-Buffer = Union[bytes, bytearray, memoryview]
 
 
 @attrs.frozen

@@ -589,10 +589,10 @@ def _write_doc(path: str, text: str, verdicts: list[str], notes: list[str],
         + "".join(f" --only {c}" for c in args.only or [])
         + f"` ({args.runs} rounds; medians; a paired ratio is the median of the per-round "
         "ratios). Each contender runs in its own child process, side by side with the "
-        "others in every round; times are taken inside the child (start-up rows: wall "
-        "time of the whole process), peak RSS from GNU `time -f %M` (its own fork: Linux keeps the RSS "
-        "high-water mark across exec, so a child forked from the benchmark would report "
-        "the benchmark's).",
+        "others in every round; times are taken inside the child (start-up and artifacts "
+        "rows: wall time of the whole process, the interpreter's start-up included), "
+        "peak RSS from GNU `time -f %M` (its own fork: Linux keeps the RSS high-water mark "
+        "across exec, so a child forked from the benchmark would report the benchmark's).",
         "",
         f"Contexts: `small` (30 files, ~0.2 MB), `many` (5,000 files of 1-16 KB in 3 "
         f"levels), `big` (20 files, {big_mb} MB, half random, half repetitive text). "

@@ -100,6 +100,7 @@ def run(images: int = 300, latency: float = 0.020, *, sequential: bool = True,
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_serve, args=(child, images, latency, shared), daemon=True)
     proc.start()
+    child.close()  # ours is the server's: if it dies, recv() ends instead of waiting
     try:
         root_url, requests = parent.recv()
 
@@ -134,7 +135,6 @@ def run(images: int = 300, latency: float = 0.020, *, sequential: bool = True,
             proc.kill()
             proc.join()
         parent.close()
-        child.close()
     reference = runs[0]["result"]
     for r in runs[1:]:
         assert r["result"] == reference, f"{r['label']} found different images"

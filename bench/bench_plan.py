@@ -122,6 +122,7 @@ def run(images: int = 300, latency: float = 0.020) -> dict[str, dict[str, float]
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_serve, args=(child, plants, latency), daemon=True)
         proc.start()
+        child.close()  # ours is the server's: if it dies, recv() ends instead of waiting
         try:
             root_url = parent.recv()
             TaskclusterIndex(root_url, environ={})  # import the client outside the timings
@@ -153,7 +154,6 @@ def run(images: int = 300, latency: float = 0.020) -> dict[str, dict[str, float]
                 proc.kill()
                 proc.join()
             parent.close()
-            child.close()
     reused = {n: d.task_id for n, d in plan.decisions.items() if d.action == "reuse"}
     # Both ways find the same builds (the plan also rebuilds children of built parents).
     assert all(found[n] == t for n, t in reused.items()), "the two approaches disagree"

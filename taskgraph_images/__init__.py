@@ -7,9 +7,13 @@ taskgraph_images`` stays cheap for decision tasks and for the CLI.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+# typing.TYPE_CHECKING's value, without importing typing (~20 ms on a fresh interpreter);
+# type checkers treat the name as true.
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
+    from typing import Any
+
     from taskgraph_images.catalog import Image, ImageCatalog
     from taskgraph_images.context import hash_context, write_context
     from taskgraph_images.index import (

@@ -11,3 +11,9 @@ def modules_loaded_by(statement: str) -> set[str]:
     code = f"{statement}\nimport sys\nprint('\\n'.join(sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return set(out.stdout.split())
+
+
+def modules_added_by(statement: str) -> set[str]:
+    """Return the modules ``statement`` loads beyond those a bare interpreter has
+    (which differ between installs: ``.pth`` hooks may load ``typing``, say)."""
+    return modules_loaded_by(statement) - modules_loaded_by("pass")

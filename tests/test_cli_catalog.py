@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from importcheck import modules_loaded_by
+from importcheck import modules_added_by
 from trees import make_tree, seed_context_hash
 
 from taskgraph_images.cli import main
@@ -107,8 +107,13 @@ def test_the_console_script_runs_without_a_traceback() -> None:
 
 
 def test_import_is_light() -> None:
-    heavy = {"attrs", "yaml", "taskcluster", "zstandard", "requests"}
-    assert heavy & modules_loaded_by("import taskgraph_images") == set()
+    heavy = {"attrs", "yaml", "taskcluster", "zstandard", "requests", "typing"}
+    assert heavy & modules_added_by("import taskgraph_images") == set()
+
+
+def test_version_needs_neither_argparse_nor_typing() -> None:
+    added = modules_added_by("from taskgraph_images.cli import main; main(['--version'])")
+    assert {"argparse", "typing"} & added == set()
 
 
 def test_public_names_resolve_lazily() -> None:

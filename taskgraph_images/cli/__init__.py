@@ -8,10 +8,11 @@ usage errors exit 2 (argparse's convention).
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
+TYPE_CHECKING = False  # as in taskgraph_images/__init__.py: --version stays off typing
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
+    from typing import Callable, Optional, Sequence
 
 __all__ = ["main"]
 

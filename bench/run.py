@@ -611,8 +611,21 @@ def _write_doc(path: str, text: str, verdicts: list[str], notes: list[str],
         "",
     ]
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    text = "\n".join(body)
+    try:
+        with open(path, encoding="utf-8") as f:
+            old = f.read()
+    except FileNotFoundError:
+        old = ""
+    if KEPT in old:  # what people wrote below the marker stays, run after run
+        text += "\n" + old[old.index(KEPT):]
     with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(body))
+        f.write(text)
+
+
+#: In ``docs/performance.md``, this line and what follows it are written by hand and
+#: kept when the benchmark rewrites the file.
+KEPT = "<!-- written by hand below: kept when bench/run.py rewrites this file -->"
 
 
 if __name__ == "__main__":

@@ -163,42 +163,30 @@ def file_sha256(path: str) -> str:
 
     :raises ContextError: when the file cannot be read.
     """
-    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as e:
-        raise ContextError(f"cannot read {path}: {e.strerror}") from e
-    try:
-        return sha256_fd(fd, os.fstat(fd).st_size)
-    except OSError as e:
-        raise ContextError(f"cannot read {path}: {e.strerror}") from e
-    finally:
-        os.close(fd)
+    return _sha256_files((path,))[0]
+
+
+#: How every context file is opened for reading.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
 def _sha256_files(paths: Iterable[str]) -> list[str]:
-    """Return :func:`file_sha256` of each path, with less interpreter work per small file."""
-    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-    sha256, open_, fstat, read, close = hashlib.sha256, os.open, os.fstat, os.read, os.close
+    """Return :func:`file_sha256` of each path, in one loop (no call per file to it).
+
+    :raises ContextError: naming the first file that cannot be read.
+    """
     digests = []
     for path in paths:
         try:
-            fd = open_(path, flags)
+            fd = os.open(path, _OPEN_FLAGS)
         except OSError as e:
             raise ContextError(f"cannot read {path}: {e.strerror}") from e
         try:
-            size = fstat(fd).st_size
-            if size < CHUNK:
-                data = read(fd, size + 1)
-                if len(data) == size:
-                    digests.append(sha256(data).hexdigest())
-                    continue
-                os.lseek(fd, 0, os.SEEK_SET)  # it changed size: take the general path
-            digests.append(sha256_fd(fd, size))
+            digests.append(sha256_fd(fd, os.fstat(fd).st_size))
         except OSError as e:
             raise ContextError(f"cannot read {path}: {e.strerror}") from e
         finally:
-            close(fd)
+            os.close(fd)
     return digests
 
 

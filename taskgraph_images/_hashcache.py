@@ -56,7 +56,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
-from taskgraph_images.context import FileHasher, file_sha256, hash_paths, sha256_fd
+from taskgraph_images.context import FileHasher, file_sha256, hash_paths
 from taskgraph_images.errors import ContextError, InvalidValueError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,7 +70,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 _SCHEMA = 1
 #: Folders whose rows a cache keeps in memory.
 _FOLDERS = 16
-#: Rows written per transaction.
+#: Queued rows are written, all in one transaction, once at least this many wait.
 _BATCH = 512
 #: How long a process waits for another's write lock (seconds).
 _BUSY_SECONDS = 10.0
@@ -240,10 +240,6 @@ class _Store:
             ) from e
 
     # -- rows ---------------------------------------------------------------
-    def lookup(self, key: bytes, stamps: bytes) -> Optional[str]:
-        """Return the recorded hexdigest for ``key`` when its stamps match."""
-        return self.lookup_many([(key, stamps)])[0]
-
     def lookup_many(self, wanted: Sequence[tuple[bytes, bytes]]) -> list[Optional[str]]:
         """Return the recorded hexdigest of each ``(key, stamps)``, or None where there is
         no row, its stamps differ or its check fails.
@@ -291,12 +287,8 @@ class _Store:
         self.folders[folder] = rows
         return rows
 
-    def record(self, key: bytes, stamps: bytes, digest: bytes) -> None:
-        """Queue a row; write the queue once it is a batch."""
-        self.record_many([(key, stamps, digest)], _BATCH)
-
-    def record_many(self, found: Sequence[tuple[bytes, bytes, bytes]], batch: int) -> None:
-        """Queue ``(key, stamps, digest)`` rows; write the queue once it holds ``batch`` rows."""
+    def record_many(self, found: Sequence[tuple[bytes, bytes, bytes]]) -> None:
+        """Queue ``(key, stamps, digest)`` rows; write the queue once it is a batch."""
         rows = [(key, stamps, digest, _check(key, stamps, digest)) for key, stamps, digest in found]
         with self.lock:
             self.pending.extend(rows)
@@ -304,7 +296,7 @@ class _Store:
                 known = self.folders.get(key.rpartition(b"/")[0])
                 if known is not None:
                     known[key] = (stamps, digest, chk)
-            if len(self.pending) >= batch:
+            if len(self.pending) >= _BATCH:
                 self._flush_locked()
 
     def flush(self) -> None:
@@ -392,32 +384,7 @@ class HashCache:
         :raises ContextError: when the file cannot be read, or the cache file
             is unusable (see the module docs).
         """
-        key = os.fsencode(path if os.path.isabs(path) else os.path.abspath(path))
-        try:
-            st = os.stat(path)
-        except OSError as e:
-            raise ContextError(f"cannot read {path}: {e.strerror}") from e
-        found = self._store.lookup(key, _stamps(st))
-        if found is not None:
-            self.hits += 1
-            return found
-        self.misses += 1
-        try:
-            fd = os.open(path, _OPEN_FLAGS)
-        except OSError as e:
-            raise ContextError(f"cannot read {path}: {e.strerror}") from e
-        try:
-            before = os.fstat(fd)
-            hexdigest = sha256_fd(fd, before.st_size)
-            after = os.fstat(fd)
-        except OSError as e:
-            raise ContextError(f"cannot read {path}: {e.strerror}") from e
-        finally:
-            os.close(fd)
-        stamps = _stamps(before)
-        if stamps == _stamps(after) and self._settled(after):
-            self._store.record(key, stamps, bytes.fromhex(hexdigest))
-        return hexdigest
+        return self.sha256_many((path,), jobs=1)[0]
 
     def sha256_many(self, paths: Sequence[str], *, jobs: Optional[int] = None) -> list[str]:
         """Return the sha256 hexdigest of each file, in order (symlinks are followed).
@@ -453,7 +420,7 @@ class HashCache:
                 continue  # gone since: nothing to record
             if _stamps(after) == stamps and self._settled(after):
                 settled.append((key, stamps, bytes.fromhex(hexdigest)))
-        self._store.record_many(settled, _BATCH * 16)  # a few big transactions
+        self._store.record_many(settled)
         return results
 
     def _settled(self, st: os.stat_result) -> bool:

@@ -33,7 +33,7 @@ class ZstdFrameChecker:
     one). Fed with every compressed byte, in order.
     """
 
-    _MAGIC = 0xFD2FB528
+    _MAGIC = int.from_bytes(ZSTD_MAGIC, "little")
 
     def __init__(self) -> None:
         self._need = 4  # bytes still needed for the current header field

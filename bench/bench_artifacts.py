@@ -35,7 +35,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 __all__ = ["Measure", "main", "make_tarball", "run"]
 
@@ -116,24 +116,26 @@ def _pair(a: tuple[str, Sequence[str], bool, Optional[str]],
     """Run cases ``a`` and ``b`` (name, argv, shell, output file) side by side, ``repeat``
     rounds, alternating which goes first; return both measures and the median of the
     per-round ratios time(b) / time(a), so the machine's drift cancels."""
-    times: dict[int, list[float]] = {0: [], 1: []}
-    rss: dict[int, list[float]] = {0: [], 1: []}
-    cases = (a, b)
-    for round_ in range(repeat):
-        for k in ((0, 1) if round_ % 2 == 0 else (1, 0)):
-            _name, argv, shell, output = cases[k]
+    from run import rounds
+
+    def once(case: tuple[str, Sequence[str], bool, Optional[str]]) -> Callable[[], dict[str, Any]]:
+        def measure() -> dict[str, Any]:
+            _name, argv, shell, output = case
             if output is not None and os.path.exists(output):
                 os.unlink(output)  # both writers start from no file: same file system work
-            t, m = _timed(argv, shell=shell)
-            times[k].append(t)
-            rss[k].append(m)
+            seconds, rss = _timed(argv, shell=shell)
+            return {"seconds": seconds, "rss": rss}
+        return measure
+
+    results = rounds(repeat, {"a": once(a), "b": once(b)})
     measures = []
-    for k in (0, 1):
-        median = statistics.median(times[k])
-        measures.append(Measure(case=cases[k][0], seconds=round(median, 3),
+    for case, rs in ((a, results["a"]), (b, results["b"])):
+        median = statistics.median(r["seconds"] for r in rs)
+        measures.append(Measure(case=case[0], seconds=round(median, 3),
                                 mb_per_s=round(size / median / 1e6, 1),
-                                peak_rss_mb=round(max(rss[k]), 1)))
-    ratio = statistics.median(tb / ta for ta, tb in zip(times[0], times[1]))
+                                peak_rss_mb=round(max(r["rss"] for r in rs), 1)))
+    ratio = statistics.median(rb["seconds"] / ra["seconds"]
+                              for ra, rb in zip(results["a"], results["b"]))
     return measures[0], measures[1], round(ratio, 2)
 
 
@@ -149,7 +151,9 @@ def _self(*args: str) -> list[str]:
 def run(size: int = 1 << 30, repeat: int = 5, workdir: Optional[str] = None,
         peer_python: Optional[str] = None) -> dict[str, Any]:
     """Run every case on a ``size``-byte tarball; return the measures and ratios."""
-    peer = peer_python or _peer_python()
+    from run import find_peer_python
+
+    peer = find_peer_python(peer_python)
     own = workdir is None
     folder = tempfile.mkdtemp(prefix="tgi-bench-") if workdir is None else workdir
     try:
@@ -185,19 +189,6 @@ def run(size: int = 1 << 30, repeat: int = 5, workdir: Optional[str] = None,
     finally:
         if own:
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _peer_python() -> Optional[str]:
-    """An interpreter that can import the peer's ``taskgraph``, if there is one."""
-    import importlib.util
-
-    env = os.environ.get("TGI_PEER_PYTHON")
-    if env:
-        return env
-    if importlib.util.find_spec("taskgraph") is not None:
-        return sys.executable
-    default = "/tmp/peer-venv/bin/python"  # where bench/run.py's docs install it
-    return default if os.path.exists(default) else None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -243,7 +243,7 @@ class Table:
         return "\n".join(lines)
 
 
-def _rounds(runs: int, contenders: dict[str, Callable[[], dict[str, Any]]]
+def rounds(runs: int, contenders: dict[str, Callable[[], dict[str, Any]]]
             ) -> dict[str, list[dict[str, Any]]]:
     """Run each contender once per round, in a rotating order; return their results."""
     results: dict[str, list[dict[str, Any]]] = {k: [] for k in contenders}
@@ -287,7 +287,7 @@ def bench_hash(table: Table, root: str, rels: dict[str, str], runs: int,
         if peer:
             contenders["peer generate_context_hash"] = (
                 lambda rel=rel: _run(_me(peer, "peer", root, rel)))
-        res = _rounds(runs, contenders)
+        res = rounds(runs, contenders)
         if len({x["hash"] for x in res["ours"] + res["ours, 1 thread"]}) != 1:
             raise RuntimeError(f"{name}: our hash differs between runs")
         ours = res["ours"]
@@ -342,7 +342,7 @@ def bench_startup(table: Table, runs: int, peer: Optional[str]) -> None:
         contenders["peer python -c pass"] = lambda: _run([peer, "-c", "pass"])
         contenders["peer python -c 'import taskgraph'"] = (
             lambda: _run([peer, "-c", "import taskgraph.util.docker"]))
-    res = _rounds(max(runs, 11), contenders)
+    res = rounds(max(runs, 11), contenders)
     base = res["python -c pass"]
     for label, rs in res.items():
         rows = [x["wall"] for x in rs]
@@ -511,7 +511,9 @@ def _verdicts(table: Table) -> list[str]:
     return lines
 
 
-def _peer_python(given: Optional[str]) -> Optional[str]:
+def find_peer_python(given: Optional[str]) -> Optional[str]:
+    """The first of ``given``, ``$TGI_PEER_PYTHON``, this interpreter and
+    ``/tmp/peer-venv/bin/python`` that can import the peer's ``taskgraph``."""
     for candidate in (given, os.environ.get("TGI_PEER_PYTHON"), sys.executable,
                       "/tmp/peer-venv/bin/python"):
         if not candidate or not os.path.exists(candidate):
@@ -542,7 +544,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(raw)
     cases = args.only or list(CASES)
     big_mb = args.big_mb if args.big_mb is not None else (80 if args.quick else 800)
-    peer = _peer_python(args.peer_python)
+    peer = find_peer_python(args.peer_python)
     table = Table()
     if peer is None:
         table.notes.append("peer: taskcluster-taskgraph not importable; its rows are missing "

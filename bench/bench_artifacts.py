@@ -156,6 +156,7 @@ def run(size: int = 1 << 30, repeat: int = 5, workdir: Optional[str] = None,
     peer = find_peer_python(peer_python)
     own = workdir is None
     folder = tempfile.mkdtemp(prefix="tgi-bench-") if workdir is None else workdir
+    os.makedirs(folder, exist_ok=True)  # --dir may name a folder not made yet
     try:
         tar = os.path.join(folder, "image.tar")
         ours = os.path.join(folder, "ours.tar.zst")

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from trees import make_tree
 
 from taskgraph_images._hashcache import HashCache, default_cache_path, hasher_for_option
 from taskgraph_images.cli import main
@@ -273,14 +274,11 @@ def test_cli_hash_cache_option(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 def _tree(root: Path, count: int) -> list[str]:
-    paths = []
-    for i in range(count):
-        p = root / f"d{i % 3}" / ("sub" if i % 2 else "") / f"f{i}"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(b"%d" % i * (i % 50))
-        paths.append(str(p))
+    """``count`` files spread over folders and their sub-folders; their sorted paths."""
+    files = {f"d{i % 3}/{'sub/' if i % 2 else ''}f{i}": b"%d" % i * (i % 50) for i in range(count)}
+    make_tree(root, files)
     time.sleep(0.1)  # older than the 50 ms racy window below
-    return sorted(paths)
+    return sorted(str(root / rel) for rel in files)
 
 
 def test_many_files_at_once_equal_one_by_one_then_all_hit(tmp_path: Path) -> None:

@@ -18,7 +18,17 @@ import contextlib
 import hashlib
 import os
 import stat
-from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Sequence, Union
+from typing import (
+    Callable,
+    Iterable,
+    Iterator,
+    NamedTuple,
+    Optional,
+    Protocol,
+    Sequence,
+    TypeVar,
+    Union,
+)
 
 from taskgraph_images.errors import ContextError
 
@@ -30,6 +40,7 @@ __all__ = [
     "hash_context",
     "hash_files",
     "hash_paths",
+    "lane_kernel",
     "list_context",
     "list_tree",
     "sort_by_bytes",
@@ -252,12 +263,158 @@ def _hash_all(files: Sequence[ContextFile], jobs: Optional[int],
 
 def hash_paths(paths: Sequence[str], *, jobs: Optional[int] = None,
                hasher: FileHasher = file_sha256) -> list[str]:
-    """Return ``hasher(path)`` for every path, in order, on up to ``jobs`` threads or processes.
+    """Return ``hasher(path)`` for every path, in order, on up to ``jobs`` cores.
 
-    ``jobs`` defaults to one per core (at most eight). ``hashlib`` releases
-    the GIL while it hashes more than 2 KB, so threads share the cores.
-    Threads pull the next file from a shared counter (no per-file future or
-    queue). Up to :data:`_SIZED` files are stat'ed first: under
+    ``jobs`` defaults to one per core (at most eight). With the default
+    hasher, files go through the multi-buffer kernel (:func:`lane_kernel`)
+    when this machine has one: see :func:`_hash_in_lanes`. Otherwise, or with
+    another hasher, see :func:`_hash_one_by_one`.
+
+    :raises ContextError: when a file cannot be read.
+    """
+    if jobs is None:
+        jobs = _default_jobs()
+    jobs = max(1, min(jobs, len(paths)))
+    if hasher is file_sha256 and paths:
+        kernel = lane_kernel()
+        if kernel is not None:
+            return _hash_in_lanes(kernel, paths, jobs)
+    return _hash_one_by_one(paths, jobs, hasher)
+
+
+#: The environment variable that turns the multi-buffer kernel off when ``0``.
+SIMD_ENV = "TASKGRAPH_IMAGES_SIMD"
+
+
+class LaneKernel(Protocol):
+    """The interface of the compiled module ``taskgraph_images._sha256mb``."""
+
+    def widths(self) -> tuple[int, ...]: ...
+
+    def hash_files(self, paths: Sequence[str], width: int = 0,
+                   limit: int = -1) -> list[Union[str, int, None]]: ...
+
+
+def lane_kernel() -> Optional[LaneKernel]:
+    """The multi-buffer SHA-256 module, or ``None``.
+
+    ``None`` when the extension was not built (no compiler at install time,
+    or not x86), when the CPU has neither AVX2 nor AVX-512, or when the
+    environment sets :data:`SIMD_ENV` to ``0``. The digests are the same
+    either way; only the speed differs.
+    """
+    if os.environ.get(SIMD_ENV, "1").strip() == "0":
+        return None
+    try:
+        from taskgraph_images import _sha256mb
+    except ImportError:
+        return None
+    kernel: LaneKernel = _sha256mb
+    return kernel if kernel.widths() else None
+
+
+#: Files up to this size go through the lanes in the first pass; larger ones
+#: wait for the second, which knows their sizes.
+_LANE_SMALL = 1 << 20
+
+
+def _hash_in_lanes(kernel: LaneKernel, paths: Sequence[str], jobs: int) -> list[str]:
+    """Hash ``paths`` with the multi-buffer kernel, on ``jobs`` threads.
+
+    The kernel hashes 8 or 16 files at once on one core, one file per vector
+    lane, reading and hashing with the GIL released, so threads share the
+    cores with no per-file Python work. A lane hashes one file at 1/16 of the
+    kernel's speed, so one large file would keep a whole run waiting:
+
+    1. Files up to :data:`_LANE_SMALL` are hashed in runs of neighbouring
+       files; each thread takes the next run until none is left. The kernel
+       skips larger files without reading them.
+    2. The skipped files are stat'ed. They go through the lanes (largest
+       first, dealt round-robin to the threads) when enough of them are alike:
+       a file does when at least ``jobs * lanes / 2`` files are at least half
+       its size. Every other one is hashed with :mod:`hashlib`, which is
+       faster for a few large files.
+    """
+    count = len(paths)
+    width = kernel.widths()[0]
+    out: list[Union[str, int, None]] = [None] * count
+    size = max(4 * width, -(-count // (8 * jobs)))  # files per run
+    runs = [(lo, min(count, lo + size)) for lo in range(0, count, size)]
+
+    def first(run: tuple[int, int]) -> None:
+        lo, hi = run
+        out[lo:hi] = kernel.hash_files(paths[lo:hi], limit=_LANE_SMALL)
+
+    _on_threads(first, runs, jobs)
+    left = [i for i in range(count) if out[i] is None]
+    if left:
+        sizes = {i: _size(paths[i]) for i in left}
+        left.sort(key=sizes.__getitem__, reverse=True)
+        enough = jobs * width // 2
+        wide = [i for i in left if len(left) >= enough and
+                2 * sizes[left[enough - 1]] >= sizes[i]]
+        chosen = set(wide)
+        alone = [i for i in left if i not in chosen]
+        shares = [wide[k::jobs] for k in range(jobs) if wide[k::jobs]]
+
+        def second(share: list[int]) -> None:
+            for i, digest in zip(share, kernel.hash_files([paths[i] for i in share])):
+                out[i] = digest
+
+        _on_threads(second, shares, jobs)
+        hashed = _hash_one_by_one([paths[i] for i in alone], jobs, file_sha256)
+        for i, text in zip(alone, hashed):
+            out[i] = text
+    digests: list[str] = []
+    for path, digest in zip(paths, out):
+        if not isinstance(digest, str):  # an errno (None cannot be left here)
+            raise ContextError(f"cannot read {path}: {os.strerror(digest or 0)}")
+        digests.append(digest)
+    return digests
+
+
+_Item = TypeVar("_Item")
+
+
+def _on_threads(work: Callable[[_Item], None], items: Sequence[_Item], jobs: int) -> None:
+    """Call ``work`` on every item, on up to ``jobs`` threads (this one among
+    them), each taking the next item until none is left; re-raise the first
+    error once they stop."""
+    if jobs <= 1 or len(items) <= 1:
+        for item in items:
+            work(item)
+        return
+    import itertools
+    import threading
+
+    errors: list[BaseException] = []
+    turns = itertools.count()  # next() on it is atomic under the GIL
+
+    def loop() -> None:
+        try:
+            for turn in turns:
+                if turn >= len(items) or errors:
+                    return
+                work(items[turn])
+        except BaseException as e:  # handed to the calling thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=loop, daemon=True)
+               for _ in range(min(jobs, len(items)) - 1)]
+    for t in threads:
+        t.start()
+    loop()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def _hash_one_by_one(paths: Sequence[str], jobs: int, hasher: FileHasher) -> list[str]:
+    """Return ``hasher(path)`` for every path, one file per call, on ``jobs`` threads or processes.
+
+    ``hashlib`` releases the GIL while it hashes more than 2 KB, so threads
+    share the cores. Up to :data:`_SIZED` files are stat'ed first: under
     :data:`_INLINE_BYTES` in all they are hashed on the calling thread, else
     they are handed out largest first so that the threads finish together.
     Longer lists are split between forked worker processes
@@ -265,12 +422,8 @@ def hash_paths(paths: Sequence[str], *, jobs: Optional[int] = None,
     is :func:`file_sha256`; otherwise they are handed to threads in order (a
     stat per file would cost more than the balance gains). The first error is
     raised once the threads stop.
-
-    :raises ContextError: when a file cannot be read (from :func:`file_sha256`).
     """
     count = len(paths)
-    if jobs is None:
-        jobs = _default_jobs()
     jobs = max(1, min(jobs, count))
     order: Sequence[int] = range(count)
     if jobs > 1 and count <= _SIZED:
@@ -283,32 +436,12 @@ def hash_paths(paths: Sequence[str], *, jobs: Optional[int] = None,
         return _sha256_files(paths) if hasher is file_sha256 else [hasher(p) for p in paths]
     if count > _SIZED and hasher is file_sha256 and _can_fork():
         return _hash_in_processes(paths, jobs)
-
-    import itertools
-    import threading
-
     results: list[str] = [""] * count
-    errors: list[BaseException] = []
-    turns = itertools.count()  # next() on it is atomic under the GIL
 
-    def work() -> None:
-        try:
-            for turn in turns:
-                if turn >= count or errors:
-                    return
-                i = order[turn]
-                results[i] = hasher(paths[i])
-        except BaseException as e:  # handed to the calling thread
-            errors.append(e)
+    def one(i: int) -> None:
+        results[i] = hasher(paths[i])
 
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(jobs - 1)]
-    for t in threads:
-        t.start()
-    work()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+    _on_threads(one, order, jobs)
     return results
 
 

@@ -15,15 +15,20 @@ import time
 from pathlib import Path
 
 import pytest
+import trees
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from taskgraph_images import context
 from taskgraph_images.context import (
     CHUNK,
+    SIMD_ENV,
     ContextFile,
     file_sha256,
     hash_context,
     hash_files,
+    hash_paths,
+    lane_kernel,
     list_context,
 )
 from taskgraph_images.errors import ContextError
@@ -40,6 +45,17 @@ def independent_seed_hash(root: str, image_path: str) -> str:
             digest = hashlib.sha256(f.read()).hexdigest().encode()
         outer.update(digest + b"\t" + path[len(top):] + b"\n")
     return outer.hexdigest()
+
+
+@pytest.fixture(params=["lanes", "one by one"])
+def hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the multi-buffer kernel, then with hashlib one file at a time."""
+    if request.param == "lanes":
+        if lane_kernel() is None:
+            pytest.skip("no multi-buffer kernel on this machine")
+    else:
+        monkeypatch.setenv(SIMD_ENV, "0")
+    return str(request.param)
 
 
 _names = st.text(
@@ -76,7 +92,7 @@ def _materialise(base: Path, tree: dict[tuple[str, ...], bytes]) -> int:
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tree=_trees, jobs=st.sampled_from([None, 1, 2, 5]))
-def test_parallel_hash_is_the_seed_hash(tmp_path_factory: pytest.TempPathFactory,
+def test_parallel_hash_is_the_seed_hash(hashing: str, tmp_path_factory: pytest.TempPathFactory,
                                         tree: dict[tuple[str, ...], bytes],
                                         jobs: int | None) -> None:
     root = tmp_path_factory.mktemp("repo")
@@ -88,7 +104,7 @@ def test_parallel_hash_is_the_seed_hash(tmp_path_factory: pytest.TempPathFactory
     assert hash_context(root, "taskcluster/docker/img", jobs=jobs) == expected
 
 
-def test_dash_sorts_before_slash_and_deep_nesting(tmp_path: Path) -> None:
+def test_dash_sorts_before_slash_and_deep_nesting(hashing: str, tmp_path: Path) -> None:
     ctx = tmp_path / "ctx"
     deep = ctx.joinpath(*[f"d{i}" for i in range(40)])
     deep.mkdir(parents=True)
@@ -111,7 +127,7 @@ def test_file_sha256_at_buffer_edges(tmp_path: Path, size: int) -> None:
     assert file_sha256(str(path)) == hashlib.sha256(data).hexdigest()
 
 
-def test_more_files_than_are_sized_keep_their_order(tmp_path: Path) -> None:
+def test_more_files_than_are_sized_keep_their_order(hashing: str, tmp_path: Path) -> None:
     ctx = tmp_path / "ctx"
     for i in range(2600):  # above the sizing threshold: handed out in order
         d = ctx / f"d{i % 7}"
@@ -122,7 +138,7 @@ def test_more_files_than_are_sized_keep_their_order(tmp_path: Path) -> None:
     assert hash_context(tmp_path, "ctx", jobs=1) == expected
 
 
-def test_large_files_spread_over_threads(tmp_path: Path) -> None:
+def test_large_files_spread_over_threads(hashing: str, tmp_path: Path) -> None:
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     for i, size in enumerate([3 << 20, 1 << 20, 2 << 20, 100, 0, 5 << 20]):
@@ -151,10 +167,96 @@ def test_a_worker_error_is_raised_once_and_stops(tmp_path: Path) -> None:
     assert len(seen) < len(files)
 
 
-def test_a_missing_file_is_a_context_error(tmp_path: Path) -> None:
+def test_a_missing_file_is_a_context_error(hashing: str, tmp_path: Path) -> None:
     files = [ContextFile("gone", str(tmp_path / "gone"), None)] * 3
     with pytest.raises(ContextError, match="cannot read"):
         hash_files(files, jobs=2)
+
+
+# -- the multi-buffer kernel's share of the work -----------------------------------
+needs_lanes = pytest.mark.skipif(lane_kernel() is None,
+                                 reason="no multi-buffer kernel on this machine")
+
+
+def _widest() -> int:
+    kernel = lane_kernel()
+    assert kernel is not None
+    return kernel.widths()[0]
+
+
+def _hole(path: Path, size: int) -> str:
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return str(path)
+
+
+def _one_by_one_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Record the path lists handed to hashlib one file at a time."""
+    calls: list[list[str]] = []
+    real = context._hash_one_by_one
+
+    def spy(paths: list[str], jobs: int, hasher: context.FileHasher) -> list[str]:
+        calls.append(list(paths))
+        return real(paths, jobs, hasher)
+
+    monkeypatch.setattr(context, "_hash_one_by_one", spy)
+    return calls
+
+
+@needs_lanes
+def test_a_lone_large_file_is_hashed_with_hashlib(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    small = [str(trees.make_tree(tmp_path, {f"s{i}": b"%d" % i}) / f"s{i}") for i in range(40)]
+    large = _hole(tmp_path / "large", 3 << 20)
+    calls = _one_by_one_calls(monkeypatch)
+    digests = hash_paths([*small, large], jobs=2)
+    assert calls == [[large]]
+    assert digests[-1] == hashlib.sha256(bytes(3 << 20)).hexdigest()
+    assert digests[0] == hashlib.sha256(b"0").hexdigest()
+
+
+@needs_lanes
+def test_large_files_alike_share_the_lanes(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    width = _widest()
+    sizes = [(2 << 20) + i for i in range(width // 2)]  # enough for one thread
+    paths = [_hole(tmp_path / f"l{i}", size) for i, size in enumerate(sizes)]
+    calls = _one_by_one_calls(monkeypatch)
+    assert hash_paths(paths, jobs=1) == [hashlib.sha256(bytes(n)).hexdigest() for n in sizes]
+    assert calls == [[]]
+
+
+@needs_lanes
+def test_a_file_over_twice_the_size_of_its_peers_leaves_the_lanes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    width = _widest()
+    paths = [_hole(tmp_path / f"l{i}", 2 << 20) for i in range(width // 2)]
+    huge = _hole(tmp_path / "huge", (4 << 20) + 1)
+    calls = _one_by_one_calls(monkeypatch)
+    digests = hash_paths([huge, *paths], jobs=1)
+    assert calls == [[huge]]
+    assert digests[0] == hashlib.sha256(bytes((4 << 20) + 1)).hexdigest()
+
+
+@needs_lanes
+def test_a_file_the_lanes_cannot_open_is_a_context_error_naming_it(tmp_path: Path) -> None:
+    paths = [str(trees.make_tree(tmp_path, {f"f{i}": b"x"}) / f"f{i}") for i in range(20)]
+    gone = str(tmp_path / "gone")
+    with pytest.raises(ContextError, match=f"cannot read {gone}: No such file or directory"):
+        hash_paths([*paths[:10], gone, *paths[10:]], jobs=2)
+
+
+def test_simd_zero_turns_the_kernel_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SIMD_ENV, "0")
+    assert lane_kernel() is None
+
+
+@needs_lanes
+def test_the_kernel_is_on_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SIMD_ENV, raising=False)
+    assert lane_kernel() is not None
+    monkeypatch.setenv(SIMD_ENV, "1")
+    assert lane_kernel() is not None
 
 
 # -- memory: measured in a child (VmHWM starts afresh at exec) --------------------

@@ -59,10 +59,15 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 from taskgraph_images.context import FileHasher, file_sha256, hash_paths
 from taskgraph_images.errors import ContextError, InvalidValueError
 
+#: Files smaller than this are not cached (see :class:`HashCache`). With the
+#: multi-buffer kernel, hashing a 64 KiB file takes about as long as one
+#: lookup and one insert.
+SMALL_FILE = 64 * 1024
+
 if TYPE_CHECKING:  # pragma: no cover
     import sqlite3
 
-__all__ = ["HashCache", "default_cache_path", "hasher_for_option"]
+__all__ = ["SMALL_FILE", "HashCache", "default_cache_path", "hasher_for_option"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -353,7 +358,10 @@ class HashCache:
     """A :data:`~taskgraph_images.context.FileHasher` that remembers digests on disk.
 
     ``path`` is the SQLite file (default: :func:`default_cache_path`); it and
-    its folder are created on first use. Safe to call from several threads
+    its folder are created on first use. Files smaller than ``min_size``
+    bytes (default :data:`SMALL_FILE`) are hashed every time and never
+    recorded: reading and hashing them costs less than looking them up and
+    recording them, and they do not count as hits or misses. Safe to call from several threads
     and to share between processes. Call :meth:`close` (or use ``with``) to
     write the last batch; an unclosed cache writes it when it is collected or
     at interpreter exit.
@@ -362,11 +370,15 @@ class HashCache:
     >>> hash_context(root, "taskcluster/docker/base", hasher=cache)  # doctest: +SKIP
     """
 
-    def __init__(self, path: Optional[PathLike] = None, *, racy_seconds: float = 2.0) -> None:
+    def __init__(self, path: Optional[PathLike] = None, *, racy_seconds: float = 2.0,
+                 min_size: int = SMALL_FILE) -> None:
         self.path = os.path.abspath(os.fspath(path) if path is not None else default_cache_path())
         if racy_seconds < 0:
             raise InvalidValueError(f"racy_seconds must be >= 0, not {racy_seconds}")
+        if min_size < 0:
+            raise InvalidValueError(f"min_size must be >= 0, not {min_size}")
         self._racy_ns = int(racy_seconds * 1e9)
+        self.min_size = min_size
         self._store = _Store(self.path)
         self.hits = 0  # counts for reports; approximate when threads share the cache
         self.misses = 0
@@ -389,31 +401,40 @@ class HashCache:
     def sha256_many(self, paths: Sequence[str], *, jobs: Optional[int] = None) -> list[str]:
         """Return the sha256 hexdigest of each file, in order (symlinks are followed).
 
-        Answers what it can from the cache, then hashes the rest together
-        with :func:`~taskgraph_images.context.hash_paths` (on up to ``jobs``
-        cores), so a long list of small files costs little more than without
-        a cache. A digest is recorded when a ``stat`` after reading matches
+        Answers what it can from the cache, then hashes the rest (misses and
+        files under ``min_size``) together with
+        :func:`~taskgraph_images.context.hash_paths` (on up to ``jobs``
+        cores). A digest is recorded when a ``stat`` after reading matches
         the one taken before, and its stamps are settled.
 
         :raises ContextError: as :meth:`sha256`.
         """
         wanted = []
-        for path in paths:
-            key = os.fsencode(path if os.path.isabs(path) else os.path.abspath(path))
+        cached = []  # indexes of the paths the cache answers for
+        for i, path in enumerate(paths):
             try:
-                wanted.append((key, _stamps(os.stat(path))))
+                st = os.stat(path)
             except OSError as e:
                 raise ContextError(f"cannot read {path}: {e.strerror}") from e
-        answers = self._store.lookup_many(wanted)
-        results = [a or "" for a in answers]
-        missed = [(i, key, stamps) for i, ((key, stamps), a) in enumerate(zip(wanted, answers))
+            if st.st_size < self.min_size:
+                continue
+            key = os.fsencode(path if os.path.isabs(path) else os.path.abspath(path))
+            wanted.append((key, _stamps(st)))
+            cached.append(i)
+        answers = self._store.lookup_many(wanted) if wanted else []
+        results = [""] * len(paths)
+        for i, answer in zip(cached, answers):
+            results[i] = answer or ""
+        missed = [(i, key, stamps) for i, (key, stamps), a in zip(cached, wanted, answers)
                   if a is None]
-        self.hits += len(paths) - len(missed)
+        self.hits += len(cached) - len(missed)
         self.misses += len(missed)
-        digests = hash_paths([paths[i] for i, _, _ in missed], jobs=jobs)
-        settled = []
-        for (i, key, stamps), hexdigest in zip(missed, digests):
+        unknown = [i for i, r in enumerate(results) if not r]  # small files and misses
+        for i, hexdigest in zip(unknown, hash_paths([paths[i] for i in unknown], jobs=jobs)):
             results[i] = hexdigest
+        settled = []
+        for i, key, stamps in missed:
+            hexdigest = results[i]
             try:
                 after = os.stat(paths[i])
             except OSError:

@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 from trees import make_tree
 
-from taskgraph_images._hashcache import HashCache, default_cache_path, hasher_for_option
+from taskgraph_images._hashcache import (
+    SMALL_FILE,
+    HashCache,
+    default_cache_path,
+    hasher_for_option,
+)
 from taskgraph_images.cli import main
 from taskgraph_images.context import file_sha256, hash_context
 from taskgraph_images.errors import ContextError, InvalidValueError
@@ -33,10 +38,10 @@ def _settled_file(path: Path, data: bytes) -> Path:
 
 def test_second_lookup_is_a_hit(tmp_path: Path) -> None:
     f = _settled_file(tmp_path / "f", b"hello")
-    with HashCache(tmp_path / "c.db", racy_seconds=0.05) as cache:
+    with HashCache(tmp_path / "c.db", racy_seconds=0.05, min_size=0) as cache:
         assert cache(str(f)) == _sha(b"hello")
         assert (cache.hits, cache.misses) == (0, 1)
-    with HashCache(tmp_path / "c.db", racy_seconds=0.05) as cache:
+    with HashCache(tmp_path / "c.db", racy_seconds=0.05, min_size=0) as cache:
         assert cache.sha256(str(f)) == _sha(b"hello")
         assert (cache.hits, cache.misses) == (1, 0)
 
@@ -45,7 +50,7 @@ def test_same_size_rewrite_with_mtime_restored_is_seen(tmp_path: Path) -> None:
     f = _settled_file(tmp_path / "f", b"AAAA")
     before = os.stat(f)
     db = tmp_path / "c.db"
-    with HashCache(db, racy_seconds=0.05) as cache:
+    with HashCache(db, racy_seconds=0.05, min_size=0) as cache:
         assert cache(str(f)) == _sha(b"AAAA")
     f.write_bytes(b"BBBB")  # same size
     os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))  # mtime put back
@@ -53,7 +58,7 @@ def test_same_size_rewrite_with_mtime_restored_is_seen(tmp_path: Path) -> None:
     assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
         before.st_size, before.st_mtime_ns, before.st_ino)
     assert after.st_ctime_ns != before.st_ctime_ns  # what catches it
-    with HashCache(db, racy_seconds=0.05) as cache:
+    with HashCache(db, racy_seconds=0.05, min_size=0) as cache:
         assert cache(str(f)) == _sha(b"BBBB")
         assert cache.misses == 1
 
@@ -62,13 +67,13 @@ def test_replaced_file_same_stamps_other_inode_is_seen(tmp_path: Path) -> None:
     f = _settled_file(tmp_path / "f", b"one")
     st = os.stat(f)
     db = tmp_path / "c.db"
-    with HashCache(db, racy_seconds=0.05) as cache:
+    with HashCache(db, racy_seconds=0.05, min_size=0) as cache:
         cache(str(f))
     other = tmp_path / "g"
     other.write_bytes(b"two")
     os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
     os.replace(other, f)
-    with HashCache(db, racy_seconds=0.05) as cache:
+    with HashCache(db, racy_seconds=0.05, min_size=0) as cache:
         assert cache(str(f)) == _sha(b"two")
 
 
@@ -76,9 +81,9 @@ def test_recent_files_are_not_recorded(tmp_path: Path) -> None:
     f = tmp_path / "f"
     f.write_bytes(b"fresh")  # modified just now: inside the default 2 s window
     db = tmp_path / "c.db"
-    with HashCache(db) as cache:
+    with HashCache(db, min_size=0) as cache:
         assert cache(str(f)) == _sha(b"fresh")
-    with HashCache(db) as cache:
+    with HashCache(db, min_size=0) as cache:
         assert cache(str(f)) == _sha(b"fresh")
         assert cache.misses == 1
     with contextlib.closing(sqlite3.connect(db)) as conn:
@@ -90,7 +95,7 @@ def test_symlink_is_followed_and_keyed_by_its_path(tmp_path: Path) -> None:
     target = _settled_file(tmp_path / "t", b"target")
     link = tmp_path / "l"
     link.symlink_to("t")
-    with HashCache(tmp_path / "c.db", racy_seconds=0.05) as cache:
+    with HashCache(tmp_path / "c.db", racy_seconds=0.05, min_size=0) as cache:
         assert cache(str(link)) == _sha(b"target") == cache(str(target))
 
 
@@ -103,17 +108,17 @@ def test_context_hash_with_cache_equals_without(tmp_path: Path) -> None:
     time.sleep(0.1)
     expected = hash_context(tmp_path, "ctx", jobs=1)
     for _ in range(2):
-        with HashCache(tmp_path / "c.db", racy_seconds=0.05) as cache:
+        with HashCache(tmp_path / "c.db", racy_seconds=0.05, min_size=0) as cache:
             assert hash_context(tmp_path, "ctx", jobs=4, hasher=cache) == expected
     assert cache.hits == 300
     (ctx / "d1" / "f1").write_bytes(b"changed")
-    with HashCache(tmp_path / "c.db", racy_seconds=0.05) as cache:
+    with HashCache(tmp_path / "c.db", racy_seconds=0.05, min_size=0) as cache:
         changed = hash_context(tmp_path, "ctx", hasher=cache)
     assert changed == hash_context(tmp_path, "ctx") != expected
 
 
 def test_missing_file_is_a_context_error(tmp_path: Path) -> None:
-    with HashCache(tmp_path / "c.db") as cache, pytest.raises(ContextError, match="cannot read"):
+    with HashCache(tmp_path / "c.db", min_size=0) as cache, pytest.raises(ContextError, match="cannot read"):
         cache(str(tmp_path / "nope"))
 
 
@@ -122,7 +127,7 @@ import sys
 from taskgraph_images._hashcache import HashCache
 from taskgraph_images.context import hash_context
 for _ in range(3):
-    with HashCache(sys.argv[2], racy_seconds=0.05) as cache:
+    with HashCache(sys.argv[2], racy_seconds=0.05, min_size=0) as cache:
         print(hash_context(sys.argv[1], "ctx", hasher=cache))
 """
 
@@ -144,7 +149,7 @@ def test_concurrent_processes_share_one_cache(tmp_path: Path) -> None:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
         assert out.split() == [expected] * 3
-    with HashCache(db, racy_seconds=0.05) as cache:
+    with HashCache(db, racy_seconds=0.05, min_size=0) as cache:
         assert hash_context(tmp_path, "ctx", hasher=cache) == expected
         assert cache.hits == 1200
 
@@ -154,9 +159,9 @@ def test_garbage_cache_file_is_rebuilt(tmp_path: Path, garbage: bytes) -> None:
     f = _settled_file(tmp_path / "f", b"data")
     db = tmp_path / "c.db"
     db.write_bytes(garbage)
-    with HashCache(db, racy_seconds=0.05) as cache:
+    with HashCache(db, racy_seconds=0.05, min_size=0) as cache:
         assert cache(str(f)) == _sha(b"data")
-    with HashCache(db, racy_seconds=0.05) as cache:
+    with HashCache(db, racy_seconds=0.05, min_size=0) as cache:
         assert cache(str(f)) == _sha(b"data")
         assert cache.hits == 1
 
@@ -169,7 +174,7 @@ def test_truncated_cache_never_gives_a_wrong_hash(tmp_path: Path) -> None:
     time.sleep(0.1)
     expected = hash_context(tmp_path, "ctx")
     db = tmp_path / "c.db"
-    with HashCache(db, racy_seconds=0.05) as cache:
+    with HashCache(db, racy_seconds=0.05, min_size=0) as cache:
         hash_context(tmp_path, "ctx", hasher=cache)
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -177,7 +182,7 @@ def test_truncated_cache_never_gives_a_wrong_hash(tmp_path: Path) -> None:
     data = db.read_bytes()
     db.write_bytes(data[: len(data) // 2] + b"\xff" * 4096)
     try:
-        with HashCache(db, racy_seconds=0.05) as cache:
+        with HashCache(db, racy_seconds=0.05, min_size=0) as cache:
             assert hash_context(tmp_path, "ctx", hasher=cache) == expected
     except ContextError as e:  # acceptable: a clear error, never a wrong hash
         assert "hash cache" in str(e)
@@ -186,13 +191,13 @@ def test_truncated_cache_never_gives_a_wrong_hash(tmp_path: Path) -> None:
 def test_tampered_row_is_a_miss(tmp_path: Path) -> None:
     f = _settled_file(tmp_path / "f", b"real")
     db = tmp_path / "c.db"
-    with HashCache(db, racy_seconds=0.05) as cache:
+    with HashCache(db, racy_seconds=0.05, min_size=0) as cache:
         cache(str(f))
     conn = sqlite3.connect(db)
     conn.execute("UPDATE files SET sha256 = ?", (hashlib.sha256(b"forged").digest(),))
     conn.commit()
     conn.close()
-    with HashCache(db, racy_seconds=0.05) as cache:
+    with HashCache(db, racy_seconds=0.05, min_size=0) as cache:
         assert cache(str(f)) == _sha(b"real")
         assert cache.misses == 1
 
@@ -205,7 +210,7 @@ def test_old_schema_is_replaced(tmp_path: Path) -> None:
     conn.execute("PRAGMA user_version=99")
     conn.commit()
     conn.close()
-    with HashCache(db, racy_seconds=0.05) as cache:
+    with HashCache(db, racy_seconds=0.05, min_size=0) as cache:
         assert cache(str(f)) == _sha(b"v")
 
 
@@ -213,7 +218,7 @@ def test_uncreatable_cache_is_a_one_line_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_bytes(b"")
     f = _settled_file(tmp_path / "f", b"x")
-    cache = HashCache(blocker / "sub" / "c.db")
+    cache = HashCache(blocker / "sub" / "c.db", min_size=0)
     with pytest.raises(ContextError, match="cannot create the file hash cache") as info:
         cache(str(f))
     assert "\n" not in str(info.value)
@@ -222,17 +227,47 @@ def test_uncreatable_cache_is_a_one_line_error(tmp_path: Path) -> None:
 def test_unclosed_cache_is_written_when_collected(tmp_path: Path) -> None:
     f = _settled_file(tmp_path / "f", b"later")
     db = tmp_path / "c.db"
-    cache = HashCache(db, racy_seconds=0.05)
+    cache = HashCache(db, racy_seconds=0.05, min_size=0)
     cache(str(f))
     del cache
-    with HashCache(db, racy_seconds=0.05) as again:
+    with HashCache(db, racy_seconds=0.05, min_size=0) as again:
         again(str(f))
         assert again.hits == 1
 
 
 def test_bad_racy_window_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidValueError):
-        HashCache(tmp_path / "c.db", racy_seconds=-1)
+        HashCache(tmp_path / "c.db", racy_seconds=-1, min_size=0)
+
+
+def test_a_negative_min_size_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidValueError, match="min_size"):
+        HashCache(tmp_path / "c.db", min_size=-1)
+
+
+def test_files_under_min_size_are_hashed_every_time_and_never_recorded(tmp_path: Path) -> None:
+    small = _settled_file(tmp_path / "small", b"s" * 99)
+    large = _settled_file(tmp_path / "large", b"L" * 100)
+    db = tmp_path / "c.db"
+    for _ in range(2):
+        with HashCache(db, racy_seconds=0.05, min_size=100) as cache:
+            assert cache.sha256_many([str(small), str(large)]) == [
+                hashlib.sha256(b"s" * 99).hexdigest(), hashlib.sha256(b"L" * 100).hexdigest()]
+    assert (cache.hits, cache.misses) == (1, 0)  # the large one, recorded the first time
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from files").fetchone() == (1,)
+
+
+def test_the_default_leaves_files_under_64_kib_to_hashing() -> None:
+    assert SMALL_FILE == 64 * 1024
+    assert HashCache("/nonexistent/never-opened.db").min_size == SMALL_FILE
+
+
+def test_a_cache_of_only_small_files_creates_no_file(tmp_path: Path) -> None:
+    f = _settled_file(tmp_path / "f", b"tiny")
+    with HashCache(tmp_path / "c.db") as cache:
+        assert cache(str(f)) == hashlib.sha256(b"tiny").hexdigest()
+    assert not (tmp_path / "c.db").exists()
 
 
 def test_default_path_honours_xdg(tmp_path: Path) -> None:
@@ -262,6 +297,7 @@ def test_cli_hash_cache_option(tmp_path: Path, capsys: pytest.CaptureFixture[str
     base.mkdir(parents=True)
     (base / "Dockerfile").write_bytes(b"FROM debian:12\n")
     (base / "VERSION").write_bytes(b"1.0\n")
+    (base / "blob.bin").write_bytes(bytes(SMALL_FILE))  # large enough to be cached
     db = tmp_path / "cli.db"
     assert main(["hash", "--root", str(root), "--hash-cache", str(db)]) == 0
     with_cache = capsys.readouterr().out
@@ -283,10 +319,10 @@ def _tree(root: Path, count: int) -> list[str]:
 
 def test_many_files_at_once_equal_one_by_one_then_all_hit(tmp_path: Path) -> None:
     paths = _tree(tmp_path / "t", 40)
-    with HashCache(tmp_path / "c.db", racy_seconds=0.05) as cache:
+    with HashCache(tmp_path / "c.db", racy_seconds=0.05, min_size=0) as cache:
         assert cache.sha256_many(paths) == [file_sha256(p) for p in paths]
         assert (cache.hits, cache.misses) == (0, 40)
-    with HashCache(tmp_path / "c.db", racy_seconds=0.05) as cache:
+    with HashCache(tmp_path / "c.db", racy_seconds=0.05, min_size=0) as cache:
         # A folder and its sub-folder are looked up apart: neither hides the other's rows.
         assert cache.sha256_many(paths) == [file_sha256(p) for p in paths]
         assert (cache.hits, cache.misses) == (40, 0)
@@ -307,14 +343,14 @@ def test_a_file_written_while_many_are_hashed_is_not_recorded(
 
     monkeypatch.setattr(hashcache, "hash_paths", hash_then_write)
     # No racy window: the second stat alone must see the write.
-    with HashCache(tmp_path / "c.db", racy_seconds=0) as cache:
+    with HashCache(tmp_path / "c.db", racy_seconds=0, min_size=0) as cache:
         cache.sha256_many(paths)
     monkeypatch.setattr(hashcache, "hash_paths", real)
     with contextlib.closing(sqlite3.connect(tmp_path / "c.db")) as db:
         recorded = {bytes(r[0]) for r in db.execute("SELECT path FROM files")}
     assert recorded == {os.fsencode(p) for p in paths} - {os.fsencode(paths[3])}
     time.sleep(0.1)
-    with HashCache(tmp_path / "c.db", racy_seconds=0.05) as cache:
+    with HashCache(tmp_path / "c.db", racy_seconds=0.05, min_size=0) as cache:
         assert cache.sha256_many(paths)[3] == file_sha256(paths[3])
         assert (cache.hits, cache.misses) == (9, 1)
 
@@ -322,7 +358,7 @@ def test_a_file_written_while_many_are_hashed_is_not_recorded(
 def test_a_missing_file_among_many_is_a_context_error_naming_it(tmp_path: Path) -> None:
     paths = _tree(tmp_path / "t", 5)
     os.unlink(paths[2])
-    with HashCache(tmp_path / "c.db") as cache, pytest.raises(ContextError, match="cannot read .*f"):
+    with HashCache(tmp_path / "c.db", min_size=0) as cache, pytest.raises(ContextError, match="cannot read .*f"):
         cache.sha256_many(paths)
 
 
@@ -339,7 +375,7 @@ for i in range(2500):
 time.sleep(0.1)
 plain = context.hash_context(root, "img", jobs=1)
 for _ in range(2):
-    with HashCache(db, racy_seconds=0.05) as cache:
+    with HashCache(db, racy_seconds=0.05, min_size=0) as cache:
         print(context.hash_context(root, "img", jobs=2, hasher=cache) == plain, cache.hits)
 """
 

@@ -8,8 +8,10 @@ of the per-round ratios, so the machine's drift cancels). The table and the
 machine it ran on are written to ``docs/performance.md``.
 
 Cases (``--only`` picks some): ``hash`` (contexts ``small``, ``many``,
-``big`` against the peer's ``generate_context_hash``, hashlib on one core,
-two hashlib processes and ``openssl dgst``), ``cache`` (cold and warm
+``big``: ours, ours on one thread and ours with the multi-buffer kernel
+turned off, against the peer's ``generate_context_hash``, hashlib on one
+core, two hashlib processes, two processes reading the files without
+hashing them, and ``openssl dgst``), ``cache`` (cold and warm
 :class:`~taskgraph_images._hashcache.HashCache`), ``startup``, and the other
 benchmarks' ``run()`` when present: ``index`` (``bench_index.py``), ``plan``
 (``bench_plan.py``), ``artifacts`` (``bench_artifacts.py``).
@@ -54,16 +56,15 @@ TARGETS: dict[str, tuple[float, str]] = {
 }
 WHY = {
     "many: peer / ours": (
-        "a 5,000-file context is ~42 MB, and sha256 of 42 MB alone is 115-200 ms of one "
-        "core here (no SHA-NI; the host's speed drifts by that much). Two worker processes "
-        "split it, but each runs 1.3-1.5x slower beside the other than alone on this "
-        "2-vCPU host, and listing (~10 ms, no stat per file) and each file's "
-        "open/read/close (~5 us) remain. 5x means ~0.10 s against the peer's ~0.5 s on a "
-        "quiet host: sha256 at full speed on both cores with nothing else left."
+        "a 5,000-file context is ~42 MB. With the multi-buffer kernel, sha256 itself is "
+        "~30 ms of one core; what is left is listing (~10 ms, no stat per file) and each "
+        "file's open/read/close. Without the kernel (no AVX2, or TASKGRAPH_IMAGES_SIMD=0), "
+        "hashlib's one file at a time is ~120-200 ms of one core here (no SHA-NI), split "
+        "over two processes that each run 1.3-1.5x slower beside the other."
     ),
     "big: peer / ours": (
-        "the peer streams one tar through one sha256 on one core; ours is bounded by "
-        "two cores, so the ratio cannot exceed ~2.1 on this machine."
+        "the peer streams one tar through one sha256 on one core. Without the multi-buffer "
+        "kernel ours is bounded by hashlib on two cores, ~2.1x at most on this machine."
     ),
 }
 
@@ -147,11 +148,13 @@ def _child(kind: str, args: list[str]) -> dict[str, Any]:
         start = time.perf_counter()
         h = generate_context_hash(root, rel)
         return {"seconds": time.perf_counter() - start, "hash": h}
-    if kind == "floor":
-        # hashlib sha256 of every file, one thread; ``part k n``: every n-th file by size.
+    if kind in ("floor", "read"):
+        # hashlib sha256 of every file (``read``: no hash, reading alone), one thread;
+        # ``part k n``: every n-th file by size.
         import hashlib
 
         root, rel, part, parts = args
+        hashing = kind == "floor"
         start = time.perf_counter()
         paths = _files(root, rel)
         if int(parts) > 1:
@@ -166,7 +169,8 @@ def _child(kind: str, args: list[str]) -> dict[str, Any]:
                     n = f.readinto(buf)
                     if not n:
                         break
-                    h.update(view[:n])
+                    if hashing:
+                        h.update(view[:n])
             h.hexdigest()
         return {"seconds": time.perf_counter() - start}
     raise SystemExit(f"unknown child {kind}")
@@ -178,10 +182,12 @@ def _child(kind: str, args: list[str]) -> dict[str, Any]:
 TIME = "/usr/bin/time"
 
 
-def _spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+def _spawn(argv: Sequence[str], env: Optional[dict[str, str]] = None
+           ) -> subprocess.Popen[bytes]:
     if os.path.exists(TIME):
         argv = [TIME, "-f", "TGI-RSS %M", *argv]
-    return subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=None if env is None else {**os.environ, **env})
 
 
 def _reap(proc: subprocess.Popen[bytes], started: float) -> dict[str, Any]:
@@ -204,9 +210,9 @@ def _reap(proc: subprocess.Popen[bytes], started: float) -> dict[str, Any]:
     return result
 
 
-def _run(argv: Sequence[str]) -> dict[str, Any]:
+def _run(argv: Sequence[str], env: Optional[dict[str, str]] = None) -> dict[str, Any]:
     started = time.perf_counter()
-    return _reap(_spawn(argv), started)
+    return _reap(_spawn(argv, env), started)
 
 
 def _me(python: str, kind: str, *args: str) -> list[str]:
@@ -269,18 +275,23 @@ def bench_hash(table: Table, root: str, rels: dict[str, str], runs: int,
     for name, rel in rels.items():
         paths = _files(root, rel)
 
-        def floor2(rel: str = rel) -> dict[str, Any]:
-            started = time.perf_counter()
-            procs = [_spawn(_me(py, "floor", root, rel, str(k), "2")) for k in range(2)]
-            parts = [_reap(p, started) for p in procs]
-            return {"seconds": max(p["seconds"] for p in parts),
-                    "rss_mb": max(p["rss_mb"] for p in parts)}
+        def on_two(kind: str, rel: str = rel) -> Callable[[], dict[str, Any]]:
+            def both() -> dict[str, Any]:
+                started = time.perf_counter()
+                procs = [_spawn(_me(py, kind, root, rel, str(k), "2")) for k in range(2)]
+                parts = [_reap(p, started) for p in procs]
+                return {"seconds": max(p["seconds"] for p in parts),
+                        "rss_mb": max(p["rss_mb"] for p in parts)}
+            return both
 
         contenders: dict[str, Callable[[], dict[str, Any]]] = {
             "ours": lambda rel=rel: _run(_me(py, "ours", root, rel, "auto")),
             "ours, 1 thread": lambda rel=rel: _run(_me(py, "ours", root, rel, "1")),
+            "ours, hashlib (TASKGRAPH_IMAGES_SIMD=0)": lambda rel=rel: _run(
+                _me(py, "ours", root, rel, "auto"), {"TASKGRAPH_IMAGES_SIMD": "0"}),
             "floor: hashlib, 1 core": lambda rel=rel: _run(_me(py, "floor", root, rel, "0", "1")),
-            "floor: hashlib, 2 processes": floor2,
+            "floor: hashlib, 2 processes": on_two("floor"),
+            "floor: reading alone, 2 processes": on_two("read"),
             "openssl dgst -sha256": lambda paths=paths: _run(
                 ["openssl", "dgst", "-sha256", "-r", *paths]),
         }
@@ -288,7 +299,8 @@ def bench_hash(table: Table, root: str, rels: dict[str, str], runs: int,
             contenders["peer generate_context_hash"] = (
                 lambda rel=rel: _run(_me(peer, "peer", root, rel)))
         res = rounds(runs, contenders)
-        if len({x["hash"] for x in res["ours"] + res["ours, 1 thread"]}) != 1:
+        if len({x["hash"] for x in res["ours"] + res["ours, 1 thread"]
+                + res["ours, hashlib (TASKGRAPH_IMAGES_SIMD=0)"]}) != 1:
             raise RuntimeError(f"{name}: our hash differs between runs")
         ours = res["ours"]
         for label, rs in res.items():
@@ -303,6 +315,10 @@ def bench_hash(table: Table, root: str, rels: dict[str, str], runs: int,
                 ratio = table.ratio(f"{name}: ours / openssl", _paired(ours, rs))
             elif label == "ours, 1 thread":
                 ratio = table.ratio(f"{name}: 1 thread / ours", _paired(rs, ours))
+            elif label.startswith("ours, hashlib"):
+                ratio = table.ratio(f"{name}: hashlib / ours", _paired(rs, ours))
+            elif label == "floor: reading alone, 2 processes":
+                ratio = table.ratio(f"{name}: ours / reading alone", _paired(ours, rs))
             table.add(f"hash {name}", label, _median(rs), ratio,
                       max(x["rss_mb"] for x in rs))
 
@@ -418,6 +434,18 @@ def bench_others(table: Table, which: list[str], quick: bool, runs: int,
 
 
 # -- report ------------------------------------------------------------------------
+def _kernel_text() -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", "from taskgraph_images.context import lane_kernel as k; "
+         "m = k(); print(m.widths()[0] if m else 0)"],
+        capture_output=True, text=True, check=False)
+    width = done.stdout.strip()
+    if done.returncode != 0 or width in ("", "0"):
+        return "hashlib, one file per call (no multi-buffer kernel here)"
+    isa = "AVX-512" if width == "16" else "AVX2"
+    return f"the multi-buffer kernel, {width} files at once per core ({isa})"
+
+
 def _machine(peer: Optional[str]) -> list[str]:
     model = platform.processor() or "?"
     try:
@@ -453,6 +481,7 @@ def _machine(peer: Optional[str]) -> list[str]:
         f"- taskgraph-images {dist_version('taskgraph-images')}; "
         f"taskcluster-taskgraph {peer_version}",
         f"- {version(['openssl', 'version'])}; {version(['zstd', '--version'])}",
+        f"- file hashing: {_kernel_text()}",
         "- load average at the end (1/5/15 min): "
         + " / ".join(f"{x:.2f}" for x in os.getloadavg())
         + " (above ~0.5 means something else shared the cores: treat the ratios with care)",
@@ -552,6 +581,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the data is deleted
+    if args.tmp:
+        os.makedirs(args.tmp, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="tgi-bench-", dir=args.tmp)
     try:
         if "hash" in cases or "cache" in cases:

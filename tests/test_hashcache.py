@@ -358,7 +358,8 @@ def test_a_file_written_while_many_are_hashed_is_not_recorded(
 def test_a_missing_file_among_many_is_a_context_error_naming_it(tmp_path: Path) -> None:
     paths = _tree(tmp_path / "t", 5)
     os.unlink(paths[2])
-    with HashCache(tmp_path / "c.db", min_size=0) as cache, pytest.raises(ContextError, match="cannot read .*f"):
+    with HashCache(tmp_path / "c.db", min_size=0) as cache, pytest.raises(
+            ContextError, match="cannot read .*f"):
         cache.sha256_many(paths)
 
 

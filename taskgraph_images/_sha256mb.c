@@ -240,7 +240,7 @@ static void lane_close(lane_t *lane)
     lane->fd = -1;
 }
 
-/* Read until lane `i` has a whole block to hash; 0, or an errno. */
+/* Read until the lane has a whole block to hash (or its padded end); 0, or an errno. */
 static int lane_fill(lane_t *lane, uint8_t *buf)
 {
     while (lane->end - lane->start < 64 && !lane->final) {

@@ -19,6 +19,7 @@ import trees
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import taskgraph_images
 from taskgraph_images import context
 from taskgraph_images.context import (
     CHUNK,
@@ -246,6 +247,17 @@ def test_a_file_the_lanes_cannot_open_is_a_context_error_naming_it(tmp_path: Pat
         hash_paths([*paths[:10], gone, *paths[10:]], jobs=2)
 
 
+def test_without_the_extension_the_same_hash_comes_from_hashlib(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trees.make_tree(tmp_path, {f"ctx/d{i % 3}/f{i}": b"%d" % i * 500 for i in range(40)})
+    expected = independent_seed_hash(str(tmp_path), "ctx")
+    monkeypatch.delenv(SIMD_ENV, raising=False)
+    monkeypatch.setitem(sys.modules, "taskgraph_images._sha256mb", None)  # import fails
+    monkeypatch.delattr(taskgraph_images, "_sha256mb", raising=False)
+    assert lane_kernel() is None
+    assert hash_context(tmp_path, "ctx", jobs=2) == expected
+
+
 def test_simd_zero_turns_the_kernel_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SIMD_ENV, "0")
     assert lane_kernel() is None
@@ -346,6 +358,7 @@ def test_100000_small_files_finish_with_bounded_memory(tmp_path: Path) -> None:
 
 _FORKED = r"""
 import os, sys
+import taskgraph_images
 from taskgraph_images import context
 root, count = sys.argv[1], int(sys.argv[2])
 assert context._can_fork(), "a fresh interpreter has one thread"
@@ -367,6 +380,7 @@ def test_a_long_file_list_hashed_in_forked_processes_equals_the_seed(tmp_path: P
 
 _CHILD_FAILS = r"""
 import sys
+import taskgraph_images
 from taskgraph_images import context
 from taskgraph_images.errors import ContextError
 good = sys.argv[1]
@@ -389,6 +403,7 @@ def test_a_failing_child_share_is_hashed_again_here_to_raise_the_real_error(tmp_
 
 _CHILDREN_DIE = r"""
 import os, sys
+import taskgraph_images
 from taskgraph_images import context
 parent, real = os.getpid(), context._sha256_files
 def dies_in_children(paths):

@@ -361,8 +361,8 @@ class HashCache:
     its folder are created on first use. Files smaller than ``min_size``
     bytes (default :data:`SMALL_FILE`) are hashed every time and never
     recorded: reading and hashing them costs less than looking them up and
-    recording them, and they do not count as hits or misses. Safe to call from several threads
-    and to share between processes. Call :meth:`close` (or use ``with``) to
+    recording them, and they do not count as hits or misses. Safe to call
+    from several threads and to share between processes. Call :meth:`close` (or use ``with``) to
     write the last batch; an unclosed cache writes it when it is collected or
     at interpreter exit.
 
@@ -421,7 +421,7 @@ class HashCache:
             key = os.fsencode(path if os.path.isabs(path) else os.path.abspath(path))
             wanted.append((key, _stamps(st)))
             cached.append(i)
-        answers = self._store.lookup_many(wanted) if wanted else []
+        answers = self._store.lookup_many(wanted)
         results = [""] * len(paths)
         for i, answer in zip(cached, answers):
             results[i] = answer or ""

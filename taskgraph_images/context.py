@@ -351,10 +351,9 @@ def _hash_in_lanes(kernel: LaneKernel, paths: Sequence[str], jobs: int) -> list[
         sizes = {i: _size(paths[i]) for i in left}
         left.sort(key=sizes.__getitem__, reverse=True)
         enough = jobs * width // 2
-        wide = [i for i in left if len(left) >= enough and
-                2 * sizes[left[enough - 1]] >= sizes[i]]
-        chosen = set(wide)
-        alone = [i for i in left if i not in chosen]
+        bound = 2 * sizes[left[enough - 1]] if len(left) >= enough else -1
+        cut = next((k for k, i in enumerate(left) if sizes[i] <= bound), len(left))
+        alone, wide = left[:cut], left[cut:]  # largest first: the alike ones are a tail
         shares = [wide[k::jobs] for k in range(jobs) if wide[k::jobs]]
 
         def second(share: list[int]) -> None:
@@ -362,7 +361,8 @@ def _hash_in_lanes(kernel: LaneKernel, paths: Sequence[str], jobs: int) -> list[
                 out[i] = digest
 
         _on_threads(second, shares, jobs)
-        hashed = _hash_one_by_one([paths[i] for i in alone], jobs, file_sha256)
+        hashed = _hash_one_by_one([paths[i] for i in alone], jobs, file_sha256,
+                                  sizes=[sizes[i] for i in alone])
         for i, text in zip(alone, hashed):
             out[i] = text
     digests: list[str] = []
@@ -410,7 +410,8 @@ def _on_threads(work: Callable[[_Item], None], items: Sequence[_Item], jobs: int
         raise errors[0]
 
 
-def _hash_one_by_one(paths: Sequence[str], jobs: int, hasher: FileHasher) -> list[str]:
+def _hash_one_by_one(paths: Sequence[str], jobs: int, hasher: FileHasher,
+                     sizes: Optional[Sequence[int]] = None) -> list[str]:
     """Return ``hasher(path)`` for every path, one file per call, on ``jobs`` threads or processes.
 
     ``hashlib`` releases the GIL while it hashes more than 2 KB, so threads
@@ -420,14 +421,16 @@ def _hash_one_by_one(paths: Sequence[str], jobs: int, hasher: FileHasher) -> lis
     Longer lists are split between forked worker processes
     (:func:`_hash_in_processes`) when :func:`_can_fork` allows and the hasher
     is :func:`file_sha256`; otherwise they are handed to threads in order (a
-    stat per file would cost more than the balance gains). The first error is
-    raised once the threads stop.
+    stat per file would cost more than the balance gains). ``sizes``, when
+    the caller has them, saves those stats. The first error is raised once
+    the threads stop.
     """
     count = len(paths)
     jobs = max(1, min(jobs, count))
     order: Sequence[int] = range(count)
     if jobs > 1 and count <= _SIZED:
-        sizes = [_size(p) for p in paths]
+        if sizes is None:
+            sizes = [_size(p) for p in paths]
         if sum(sizes) < _INLINE_BYTES:
             jobs = 1
         else:

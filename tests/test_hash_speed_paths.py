@@ -196,9 +196,10 @@ def _one_by_one_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     calls: list[list[str]] = []
     real = context._hash_one_by_one
 
-    def spy(paths: list[str], jobs: int, hasher: context.FileHasher) -> list[str]:
+    def spy(paths: list[str], jobs: int, hasher: context.FileHasher,
+            sizes: list[int] | None = None) -> list[str]:
         calls.append(list(paths))
-        return real(paths, jobs, hasher)
+        return real(paths, jobs, hasher, sizes)
 
     monkeypatch.setattr(context, "_hash_one_by_one", spy)
     return calls

@@ -300,8 +300,7 @@ _ZEROS_4G = "8479e43911dc45e89f934fe48d01297e16f51d17aa561d4d1c216b1ae0fcddca"
 def _sparse(tmp_path: Path, size: int) -> tuple[Path, str]:
     ctx = tmp_path / "ctx"
     ctx.mkdir()
-    with open(ctx / "sparse.img", "wb") as f:
-        f.truncate(size)
+    _hole(ctx / "sparse.img", size)
     (ctx / "small").write_bytes(b"x")
     if size == 4 << 30:
         return ctx, _ZEROS_4G

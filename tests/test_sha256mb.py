@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from trees import make_tree
 
 try:
     from taskgraph_images import _sha256mb
@@ -43,12 +44,8 @@ def _content(size: int, seed: int) -> bytes:
 
 
 def _write(folder: Path, contents: list[bytes]) -> list[str]:
-    paths = []
-    for i, data in enumerate(contents):
-        path = folder / f"f{i}"
-        path.write_bytes(data)
-        paths.append(str(path))
-    return paths
+    make_tree(folder, {f"f{i}": data for i, data in enumerate(contents)})
+    return [str(folder / f"f{i}") for i in range(len(contents))]
 
 
 def test_every_length_up_to_three_blocks(tmp_path: Path, width: int) -> None:

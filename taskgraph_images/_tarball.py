@@ -47,7 +47,6 @@ BLOCK = 512
 _COPY = 1 << 20
 
 
-
 @attrs.frozen
 class Member:
     """One member to write: a file (from ``source`` or ``data``), a directory or a symlink."""

@@ -20,7 +20,7 @@ import hashlib
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -69,9 +69,9 @@ def sequential_lookup(index: TaskclusterIndex, requests: list[tuple[str, str]]) 
     return found
 
 
-def _serve(conn: Any, images: int, latency: float, shared: Optional[Path]) -> None:
+def _serve(conn: Any, images: int, latency: float) -> None:
     """Run the loopback server in its own process and obey ``conn``'s commands."""
-    with TCServer(shared) as server:
+    with TCServer() as server:
         requests = _plant(server, images)
         server.latency = latency
         server.validate_responses = False  # the tests do that; here it is only CPU
@@ -87,8 +87,8 @@ def _serve(conn: Any, images: int, latency: float, shared: Optional[Path]) -> No
             conn.send(server.count())
 
 
-def run(images: int = 300, latency: float = 0.020, *, sequential: bool = True,
-        shared: Optional[Path] = None) -> dict[str, dict[str, float]]:
+def run(images: int = 300, latency: float = 0.020, *,
+        sequential: bool = True) -> dict[str, dict[str, float]]:
     """Run the benchmark; return ``{label: {"wall": s, "requests": n, "ratio": x}}``.
 
     The server runs in a child process, as a real index would be remote, so
@@ -98,7 +98,7 @@ def run(images: int = 300, latency: float = 0.020, *, sequential: bool = True,
 
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_serve, args=(child, images, latency, shared), daemon=True)
+    proc = ctx.Process(target=_serve, args=(child, images, latency), daemon=True)
     proc.start()
     child.close()  # ours is the server's: if it dies, recv() ends instead of waiting
     try:

@@ -1,4 +1,4 @@
-"""Validate JSON against the Taskcluster schemas in ``shared/taskcluster``.
+"""Validate JSON against the Taskcluster schemas in ``tests/data/taskcluster``.
 
 Usable from any test::
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +22,18 @@ import referencing
 import referencing.jsonschema
 from referencing import Resource
 
-__all__ = ["Schemas", "default_schemas", "errors", "find_shared_dir", "validate"]
+__all__ = ["TASKCLUSTER_DATA", "Schemas", "default_schemas", "errors", "validate"]
 
-
-def find_shared_dir() -> Path:
-    """Return ``$TASKGRAPH_IMAGES_SHARED`` or the ``shared/`` folder beside the checkout."""
-    env = os.environ.get("TASKGRAPH_IMAGES_SHARED")
-    path = Path(env) if env else Path(__file__).resolve().parent.parent.parent / "shared"
-    if not (path / "taskcluster" / "schemas").is_dir():
-        raise FileNotFoundError(f"Taskcluster schemas not found under {path}")
-    return path
+#: The Taskcluster schemas and API references carried in the repository
+#: (see ``tests/data/taskcluster/README.md`` for their origin).
+TASKCLUSTER_DATA = Path(__file__).resolve().parent / "data" / "taskcluster"
 
 
 class Schemas:
-    """The schemas under ``<shared>/taskcluster/schemas``, resolved by ``$id``."""
+    """The schemas under ``<root>/schemas``, resolved by ``$id``."""
 
-    def __init__(self, shared: Path) -> None:
-        self.root = Path(shared) / "taskcluster"
+    def __init__(self, root: Path = TASKCLUSTER_DATA) -> None:
+        self.root = Path(root)
         self._validators: dict[str, jsonschema.protocols.Validator] = {}
         self._registry: referencing.Registry[Any] = referencing.Registry(
             retrieve=self._retrieve  # type: ignore[call-arg]
@@ -79,8 +73,8 @@ class Schemas:
 
 @functools.cache
 def default_schemas() -> Schemas:
-    """The schemas of :func:`find_shared_dir` (loaded once per test session)."""
-    return Schemas(find_shared_dir())
+    """The schemas of :data:`TASKCLUSTER_DATA` (loaded once per test session)."""
+    return Schemas()
 
 
 def validate(instance: Any, schema_path: str) -> None:

@@ -1,7 +1,7 @@
 """A loopback Taskcluster server for tests: the Index and Queue, with faults.
 
 :class:`TCServer` is a real HTTP server on 127.0.0.1 (ephemeral port) that
-serves, under the real routes of ``shared/taskcluster/references/*/v1/api.json``
+serves, under the real routes of ``tests/data/taskcluster/references/*/v1/api.json``
 (``/api/index/v1/...``, ``/api/queue/v1/...``):
 
 - Index: ``findTask``, ``findTasksAtIndex``, ``insertTask``, ``listTasks``;
@@ -43,7 +43,7 @@ from typing import Any, Iterator, Mapping, Optional
 
 import attrs
 import pytest
-from tcschemas import Schemas, find_shared_dir
+from tcschemas import TASKCLUSTER_DATA, Schemas
 
 __all__ = [
     "Fault",
@@ -121,9 +121,9 @@ class _Reply(Exception):
 class TCServer:
     """The loopback Index and Queue. Use :meth:`start` / :meth:`stop`, or the fixtures."""
 
-    def __init__(self, shared: Optional[Path] = None) -> None:
-        self.shared = Path(shared) if shared is not None else find_shared_dir()
-        self.schemas = Schemas(self.shared)
+    def __init__(self, data: Path = TASKCLUSTER_DATA) -> None:
+        self.data = Path(data)
+        self.schemas = Schemas(self.data)
         self.routes = self._load_routes()
         self._lock = threading.Lock()
         self._httpd: Optional[ThreadingHTTPServer] = None
@@ -333,7 +333,7 @@ class TCServer:
     def _load_routes(self) -> list[_Route]:
         routes = []
         for service, names in IMPLEMENTED.items():
-            ref = self.shared / "taskcluster" / "references" / service / "v1" / "api.json"
+            ref = self.data / "references" / service / "v1" / "api.json"
             api = json.loads(ref.read_text(encoding="utf-8"))
             for entry in api["entries"]:
                 if entry.get("type") != "function" or entry["name"] not in names:
@@ -617,9 +617,9 @@ def _make_handler(server: TCServer) -> type[BaseHTTPRequestHandler]:
 
 
 @pytest.fixture(scope="session")
-def tc_server_session(shared_dir: Path) -> Iterator[TCServer]:
+def tc_server_session() -> Iterator[TCServer]:
     """One loopback server for the whole session (prefer ``tc_server``)."""
-    with TCServer(shared_dir) as server:
+    with TCServer() as server:
         yield server
 
 

@@ -6,6 +6,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(".."))
+sys.path.insert(0, os.path.abspath("_ext"))
 
 project = "taskgraph-images"
 author = "The taskgraph-images developers"
@@ -15,6 +16,8 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
+    "sphinx.ext.graphviz",
+    "image_graph",
     "myst_parser",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
@@ -32,3 +35,6 @@ intersphinx_mapping: dict[str, tuple[str, str | None]] = {}
 
 html_theme = "alabaster"
 html_title = "taskgraph-images"
+
+# Pictures: drawn by Graphviz's `dot` (Debian's graphviz) at build time, as SVG.
+graphviz_output_format = "svg"

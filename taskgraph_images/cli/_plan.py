@@ -26,9 +26,18 @@ from taskgraph_images.cli._common import (
 from taskgraph_images.errors import ParamsError, PlanError, SubmitError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from taskgraph_images.catalog import ImageCatalog
     from taskgraph_images.plan import Plan
 
-__all__ = ["default_params", "register", "run_plan", "run_render"]
+__all__ = [
+    "add_plan_arguments",
+    "default_params",
+    "make_plan",
+    "read_plan",
+    "register",
+    "run_plan",
+    "run_render",
+]
 
 _GIT_SOURCE = re.compile(r"(?:https?://|ssh://|git@)\S+\Z")
 _HEX_REV = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?\Z")
@@ -50,8 +59,6 @@ _PARAM_FLAGS = (
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``plan`` and ``render`` sub-commands."""
-    from taskgraph_images.cli._index import add_index_arguments
-
     p = sub.add_parser(
         "plan",
         help="decide which images to reuse or build, and make their build tasks",
@@ -59,23 +66,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "is reused (and from where) or built (and why). --json/--output give the plan with "
         "every build-task definition; --submit creates the build tasks.",
     )
-    add_catalog_arguments(p)
-    add_index_arguments(p)
-    g = p.add_argument_group("decision parameters (default: --params, else guessed and reported)")
-    g.add_argument("--params", metavar="FILE", help="a YAML or JSON file of decision parameters")
-    g.add_argument("--level", help="trust level of the push: 1, 2 or 3 (default 1)")
-    g.add_argument("--project", help="project (branch) name (default: the root folder's name)")
-    g.add_argument(
-        "--pushdate", help="push date: epoch seconds or ISO 8601 with a timezone (default: now)"
-    )
-    g.add_argument("--head-repository", metavar="URL", help="repository pushed to")
-    g.add_argument("--head-rev", metavar="REV", help="revision pushed (default: git HEAD)")
-    g.add_argument("--base-repository", metavar="URL", help="base repository")
-    g.add_argument("--owner", help="who pushed (default: git user.email)")
-    g.add_argument("--source", metavar="URL", help="URL for the tasks' metadata.source")
-    g.add_argument("--decision-task-id", metavar="TASK_ID", help="taskGroupId and a dependency")
-    g.add_argument("--pushlog-id", metavar="N", help="pushlog id for treeherder routes")
-    p.add_argument("--config", metavar="FILE", help="build-task config YAML (see docs/tasks.rst)")
+    add_plan_arguments(p)
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the plan as JSON, not a table")
     out.add_argument("--output", metavar="FILE", help="also write the plan JSON to FILE")
@@ -104,6 +95,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="parse the result as YAML; print JSON")
     p.add_argument("--output", metavar="FILE", help="write to FILE (atomically), not stdout")
     p.set_defaults(func=run_render)
+
+
+def add_plan_arguments(p: argparse.ArgumentParser) -> None:
+    """Add what a plan is made from: the catalog, index, parameter and config arguments."""
+    from taskgraph_images.cli._index import add_index_arguments
+
+    add_catalog_arguments(p)
+    add_index_arguments(p)
+    g = p.add_argument_group("decision parameters (default: --params, else guessed and reported)")
+    g.add_argument("--params", metavar="FILE", help="a YAML or JSON file of decision parameters")
+    g.add_argument("--level", help="trust level of the push: 1, 2 or 3 (default 1)")
+    g.add_argument("--project", help="project (branch) name (default: the root folder's name)")
+    g.add_argument(
+        "--pushdate", help="push date: epoch seconds or ISO 8601 with a timezone (default: now)"
+    )
+    g.add_argument("--head-repository", metavar="URL", help="repository pushed to")
+    g.add_argument("--head-rev", metavar="REV", help="revision pushed (default: git HEAD)")
+    g.add_argument("--base-repository", metavar="URL", help="base repository")
+    g.add_argument("--owner", help="who pushed (default: git user.email)")
+    g.add_argument("--source", metavar="URL", help="URL for the tasks' metadata.source")
+    g.add_argument("--decision-task-id", metavar="TASK_ID", help="taskGroupId and a dependency")
+    g.add_argument("--pushlog-id", metavar="N", help="pushlog id for treeherder routes")
+    p.add_argument("--config", metavar="FILE", help="build-task config YAML (see docs/tasks.rst)")
 
 
 # -- parameters ----------------------------------------------------------------------
@@ -229,11 +243,11 @@ def _queue_create(args: argparse.Namespace, index: Any) -> Callable[[str, Any], 
     return create
 
 
-def run_plan(args: argparse.Namespace) -> int:
-    """Make the plan; print it; write, submit as asked."""
+def make_plan(args: argparse.Namespace) -> tuple[ImageCatalog, Any, Plan]:
+    """Make the plan :func:`add_plan_arguments` describe; return the catalog, index and plan."""
     from taskgraph_images.cli._index import on_error, open_index
     from taskgraph_images.params import Params
-    from taskgraph_images.plan import plan_images, submit_plan
+    from taskgraph_images.plan import plan_images
 
     now = datetime.datetime.now(datetime.timezone.utc)
     catalog = load_catalog(args)
@@ -248,6 +262,14 @@ def run_plan(args: argparse.Namespace) -> int:
         on_error="build" if on_error(args) == "build" else "raise",
         now=now,
     )
+    return catalog, index, plan
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    """Make the plan; print it; write, submit as asked."""
+    from taskgraph_images.plan import submit_plan
+
+    _, index, plan = make_plan(args)
     if args.json:
         write_output(None, plan.to_json())
     else:
@@ -264,7 +286,8 @@ def run_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_plan(path: str) -> Plan:
+def read_plan(path: str) -> Plan:
+    """Read the plan file at ``path``; errors name it."""
     from taskgraph_images.plan import Plan
 
     try:
@@ -285,7 +308,7 @@ def run_render(args: argparse.Namespace) -> int:
     from taskgraph_images.errors import TemplateError
     from taskgraph_images.templates import render_template, render_yaml
 
-    plan = _read_plan(args.plan)
+    plan = read_plan(args.plan)
     if args.json:
         doc = render_yaml(pathlib.Path(args.template), plan)
         text = json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n"

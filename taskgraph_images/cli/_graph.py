@@ -1,0 +1,79 @@
+"""``graph``: the image graph with each image's decision, as Graphviz DOT or Mermaid."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from taskgraph_images.cli._common import write_output
+from taskgraph_images.errors import InvalidValueError
+
+__all__ = ["register", "run_graph"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``graph`` sub-command."""
+    from taskgraph_images.cli._plan import add_plan_arguments
+    from taskgraph_images.graph import FORMATS
+
+    p = sub.add_parser(
+        "graph",
+        help="draw the image graph with each image's decision (Graphviz DOT or Mermaid)",
+        description="Make a plan (as `plan` does, with the same options) or read one with "
+        "--plan FILE, and write the image graph: parents to children, prebuilt and task "
+        "images, and what the plan does with each (reuse, build, prebuilt) and why. "
+        "Draw it with `dot -Tsvg`, or paste the Mermaid into a Markdown file.",
+    )
+    before = list(p._actions)
+    add_plan_arguments(p)
+    plan_options = {
+        a.dest: (a.default, a.option_strings[0]) for a in p._actions if a not in before
+    }
+    p.add_argument(
+        "--plan",
+        metavar="FILE",
+        help="draw this plan file (plan --output) instead of making a plan",
+    )
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="dot",
+        help="dot (Graphviz, the default) or mermaid",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        default="-",
+        help="write the graph to FILE (atomically); '-' (the default) is stdout",
+    )
+    p.set_defaults(func=run_graph, plan_options=plan_options)
+
+
+def run_graph(args: argparse.Namespace) -> int:
+    """Write the graph of a fresh plan or of ``--plan FILE``."""
+    from taskgraph_images.graph import image_graph, render_graph
+
+    parents: Any = None
+    if args.plan is not None:
+        given = [
+            option
+            for dest, (default, option) in args.plan_options.items()
+            if getattr(args, dest) != default
+        ]
+        if given:
+            raise InvalidValueError(
+                f"graph --plan {args.plan} draws the plan as it was made: "
+                f"{', '.join(given)} would be ignored; leave {'them' if len(given) > 1 else 'it'} "
+                "out, or drop --plan to make a new plan"
+            )
+        from taskgraph_images.cli._plan import read_plan
+
+        plan = read_plan(args.plan)
+    else:
+        from taskgraph_images.cli._plan import make_plan
+
+        catalog, _, plan = make_plan(args)
+        parents = {name: catalog[name].parents for name in catalog.names()}
+    write_output(args.output, render_graph(image_graph(plan, parents), args.format))
+    return 0

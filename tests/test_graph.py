@@ -1,0 +1,290 @@
+"""The image graph: nodes and edges of a plan, DOT that Graphviz draws, well-formed Mermaid."""
+
+from __future__ import annotations
+
+import doctest
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from typing import Optional
+
+import pytest
+from dockerd import require_or_skip
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from plan_helpers import GECKO, NOW, PARAMS, seeded_task_ids
+
+import taskgraph_images.graph
+from taskgraph_images import ImageCatalog
+from taskgraph_images.errors import InvalidValueError
+from taskgraph_images.graph import (
+    GraphNode,
+    ImageGraph,
+    image_graph,
+    image_graph_of,
+    render_graph,
+    to_dot,
+    to_mermaid,
+)
+from taskgraph_images.index import MemoryIndex, hash_namespace
+from taskgraph_images.plan import Decision, Plan, plan_images
+
+SVG = "{http://www.w3.org/2000/svg}"
+HEX = "0123456789abcdef" * 4
+
+
+def gecko_plan(indexed: Optional[dict[str, int]] = None, level: int = 1) -> tuple[ImageCatalog, Plan]:
+    """The example planned at ``level`` with ``indexed`` images reusable at their level."""
+    catalog = ImageCatalog.load(GECKO)
+    index = MemoryIndex(clock=lambda: NOW)
+    for i, (name, at) in enumerate((indexed or {}).items()):
+        task_id = seeded_task_ids(100 + i)()
+        index.insert_task(hash_namespace(at, name, catalog.digest(name)), task_id)
+        index.set_task_state(task_id, "completed")
+        index.add_artifact(task_id)
+    plan = plan_images(
+        catalog, {**PARAMS, "level": level}, index, task_ids=seeded_task_ids(), now=NOW
+    )
+    return catalog, plan
+
+
+def dot_svg(dot: str) -> ET.Element:
+    """Draw ``dot`` with Graphviz (it must accept it) and return the SVG."""
+    if shutil.which("dot") is None:
+        require_or_skip("Graphviz's dot is missing (apt-get install graphviz)")
+    done = subprocess.run(
+        ["dot", "-Tsvg"], input=dot.encode("utf-8"), capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stderr == b"", done.stderr.decode()  # not even a warning
+    return ET.fromstring(done.stdout)
+
+
+def svg_nodes(svg: ET.Element) -> dict[str, list[str]]:
+    """Node id -> the lines of text Graphviz drew in it."""
+    out = {}
+    for g in svg.iter(f"{SVG}g"):
+        if g.get("class") == "node":
+            title = g.find(f"{SVG}title")
+            assert title is not None and title.text is not None
+            out[title.text] = [t.text or "" for t in g.iter(f"{SVG}text")]
+    return out
+
+
+def svg_edges(svg: ET.Element) -> set[str]:
+    return {
+        g.find(f"{SVG}title").text or ""  # type: ignore[union-attr]
+        for g in svg.iter(f"{SVG}g")
+        if g.get("class") == "edge"
+    }
+
+
+def words(text: str) -> str:
+    """Text as Graphviz lays it out: runs of spaces are one space, none at the ends."""
+    return " ".join(text.replace("\xa0", " ").split())
+
+
+# -- the graph of a plan ---------------------------------------------------------------------
+
+
+def test_the_example_graph_has_every_image_parents_first_with_its_decision() -> None:
+    catalog, plan = gecko_plan({"builder": 3})
+    graph = image_graph(plan, {n: catalog[n].parents for n in catalog.names()})
+    assert [n.name for n in graph.nodes] == list(plan.decisions)
+    assert graph.edges == (("base", "builder"), ("builder", "tester"))
+    by_name = {n.name: n for n in graph.nodes}
+    assert by_name["base"] == GraphNode(
+        "base", "prebuilt", "prebuilt", catalog.digest("base"), "taskcluster/base:0.1.7"
+    )
+    assert by_name["builder"].action == "reuse"
+    assert by_name["builder"].why == "found at level 3"
+    assert by_name["builder"].task_id == plan["builder"].task_id
+    assert by_name["tester"].lines == (
+        "tester",
+        f"build {catalog.digest('tester')[:12]}",
+        "not indexed",
+        f"task {plan['tester'].task_id}",
+    )
+    assert graph.title == "mozilla-central, level 1: 1 to build, 1 reused, 2 prebuilt"
+
+
+def test_without_the_catalog_the_decisions_parents_give_the_edges() -> None:
+    catalog, plan = gecko_plan()
+    read_back = Plan.from_json(plan.to_json())
+    assert image_graph(read_back).edges == (("base", "builder"), ("builder", "tester"))
+    assert image_graph(read_back) == image_graph(
+        plan, {n: catalog[n].parents for n in catalog.names()}
+    )
+
+
+def test_several_parents_each_get_an_edge_and_unknown_parents_none() -> None:
+    decisions = [
+        Decision("a", "build", HEX, task_id="A" * 22, reason="not indexed"),
+        Decision("b", "build", HEX, task_id="B" * 22, reason="not indexed"),
+        Decision("c", "build", HEX, task_id="C" * 22, reason="parent a rebuilt"),
+    ]
+    graph = image_graph_of(decisions, {"c": ["a", "b", "a", "elsewhere"]})
+    assert graph.edges == (("a", "c"), ("b", "c"))
+
+
+def test_the_module_doctest_holds() -> None:
+    assert doctest.testmod(taskgraph_images.graph).failed == 0
+
+
+# -- DOT -------------------------------------------------------------------------------------
+
+
+def test_the_example_dot_is_drawn_by_graphviz_with_every_label() -> None:
+    _, plan = gecko_plan({"builder": 3})
+    graph = image_graph(plan)
+    svg = dot_svg(to_dot(graph))
+    nodes = svg_nodes(svg)
+    assert sorted(nodes) == ["n0", "n1", "n2", "n3"]
+    for i, node in enumerate(graph.nodes):
+        assert nodes[f"n{i}"] == list(node.lines)
+    # Graphviz writes an edge's title as tail->head (with the arrow escaped).
+    assert svg_edges(svg) == {"n0&#45;&gt;n1", "n1&#45;&gt;n3"} or svg_edges(svg) == {
+        "n0->n1",
+        "n1->n3",
+    }
+
+
+def test_dot_colours_each_decision_and_squares_prebuilt_images() -> None:
+    _, plan = gecko_plan({"builder": 3})
+    dot = to_dot(image_graph(plan))
+    lines = {line.split()[0]: line for line in dot.splitlines() if "label=" in line}
+    assert 'style="filled", fillcolor="#e8e8e8"' in lines["n0"]  # base: prebuilt
+    assert 'style="rounded,filled", fillcolor="#d5f0d5"' in lines["n1"]  # builder: reused
+    assert 'style="rounded,filled", fillcolor="#ffe0b2"' in lines["n3"]  # tester: built
+    assert f'tooltip="builder digest {plan["builder"].digest}"' in lines["n1"]
+
+
+def test_a_graph_without_a_title_has_no_label() -> None:
+    graph = ImageGraph((GraphNode("x", "task", "build", HEX, "not indexed"),), ())
+    assert "label=" not in to_dot(graph).splitlines()[1]
+    assert not to_mermaid(graph).startswith("---")
+
+
+# -- Mermaid ---------------------------------------------------------------------------------
+
+_MERMAID_LINE = re.compile(
+    r"""(?x)
+    (?P<node>\ \ (?P<id>n\d+)\["(?P<label>(?:[A-Za-z0-9 .,:/_\-+=@()]|\#\d+;|<br>)*)"\])
+    | (?P<edge>\ \ (?P<tail>n\d+)\ -->\ (?P<head>n\d+))
+    | (?P<classdef>\ \ classDef\ (?:prebuilt|reuse|build)
+        \ fill:\#[0-9a-f]{6},stroke:\#[0-9a-f]{6},color:\#000000)
+    | (?P<cls>\ \ class\ (?P<cid>n\d+)\ (?:prebuilt|reuse|build))
+    """
+)
+
+
+def parse_mermaid(text: str) -> tuple[str, dict[str, list[str]], list[tuple[str, str]]]:
+    """Check ``text`` line by line against the flowchart subset we write; return
+    the title, node id -> label lines (entities decoded) and the edges."""
+    lines = text.splitlines()
+    title = ""
+    if lines[0] == "---":
+        import json
+
+        assert lines[2] == "---"
+        key, _, value = lines[1].partition(": ")
+        assert key == "title"
+        title = json.loads(value)
+        lines = lines[3:]
+    assert lines[0] == "flowchart TD"
+    nodes: dict[str, list[str]] = {}
+    edges = []
+    classed = set()
+    for line in lines[1:]:
+        m = _MERMAID_LINE.fullmatch(line)
+        assert m is not None, f"not well-formed: {line!r}"
+        if m["node"]:
+            assert m["id"] not in nodes
+            label = re.sub(r"#(\d+);", lambda e: chr(int(e[1])), m["label"])
+            nodes[m["id"]] = label.split("<br>")
+        elif m["edge"]:
+            assert m["tail"] in nodes and m["head"] in nodes
+            edges.append((m["tail"], m["head"]))
+        elif m["cls"]:
+            assert m["cid"] in nodes
+            classed.add(m["cid"])
+    assert classed == set(nodes)
+    return title, nodes, edges
+
+
+def test_the_example_mermaid_is_well_formed_with_every_label() -> None:
+    _, plan = gecko_plan({"builder": 3})
+    graph = image_graph(plan)
+    title, nodes, edges = parse_mermaid(to_mermaid(graph))
+    assert title == graph.title
+    assert nodes == {f"n{i}": list(n.lines) for i, n in enumerate(graph.nodes)}
+    assert edges == [("n0", "n1"), ("n1", "n3")]
+
+
+def test_render_graph_picks_the_format_and_refuses_others() -> None:
+    graph = image_graph(gecko_plan()[1])
+    assert render_graph(graph, "dot") == to_dot(graph)
+    assert render_graph(graph, "mermaid") == to_mermaid(graph)
+    known = r"\(known formats: dot, mermaid\)"
+    with pytest.raises(InvalidValueError, match=rf"unknown graph format 'png' {known}"):
+        render_graph(graph, "png")
+
+
+# -- odd names -------------------------------------------------------------------------------
+
+names = st.text(min_size=1, max_size=12).filter(lambda s: s.strip() != "")
+
+
+def visible(text: str) -> str:
+    """What a picture shows for ``text``: unprintable characters spelled as escapes."""
+    return taskgraph_images.graph._visible(text)
+
+
+@st.composite
+def catalogs(draw: st.DrawFn) -> list[Decision]:
+    """Decisions of a catalog with odd names and reasons, each parent before its child."""
+    chosen = draw(st.lists(names, min_size=1, max_size=5, unique=True))
+    decisions = []
+    for i, name in enumerate(chosen):
+        parent = draw(st.sampled_from([None, *chosen[:i]]))
+        action = draw(st.sampled_from(["build", "reuse", "prebuilt"]))
+        reason = draw(names)
+        if action == "prebuilt":
+            decisions.append(
+                Decision(name, "prebuilt", HEX, docker_image=f"r/{reason}:1", parent=parent)
+            )
+        else:
+            decisions.append(
+                Decision(name, action, HEX, task_id=f"{i:022d}", reason=reason, parent=parent, level=3)
+            )
+    return decisions
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(catalogs(), names)
+def test_any_names_give_dot_that_graphviz_draws_as_they_are(
+    decisions: list[Decision], project: str
+) -> None:
+    graph = image_graph_of(decisions, title=project)
+    svg = dot_svg(to_dot(graph))
+    drawn = svg_nodes(svg)
+    for i, node in enumerate(graph.nodes):
+        expected = [words(visible(line)) for line in node.lines]
+        assert [words(t) for t in drawn[f"n{i}"]] == [e for e in expected if e]
+    assert len(list(g for g in svg.iter(f"{SVG}g") if g.get("class") == "edge")) == len(graph.edges)
+
+
+@settings(max_examples=200, deadline=None)
+@given(catalogs(), names)
+def test_any_names_give_well_formed_mermaid_that_reads_back(
+    decisions: list[Decision], project: str
+) -> None:
+    graph = image_graph_of(decisions, title=project)
+    title, nodes, edges = parse_mermaid(to_mermaid(graph))
+    assert title == visible(project)
+    assert nodes == {
+        f"n{i}": [visible(line) for line in n.lines] for i, n in enumerate(graph.nodes)
+    }
+    ids = {n.name: f"n{i}" for i, n in enumerate(graph.nodes)}
+    assert edges == [(ids[p], ids[c]) for p, c in graph.edges]

@@ -38,3 +38,5 @@ html_title = "taskgraph-images"
 
 # Pictures: drawn by Graphviz's `dot` (Debian's graphviz) at build time, as SVG.
 graphviz_output_format = "svg"
+# Wide enough at a 1280 px window for an 80-column console block and the pictures.
+html_theme_options = {"page_width": "1160px", "sidebar_width": "230px"}

@@ -1,0 +1,276 @@
+"""docs/tutorial.rst runs: every command on the page, in order, with the output it shows.
+
+The page is read with :mod:`docblocks`: each ``console`` block's ``$``
+commands run in bash in a scratch folder holding a copy of
+``examples/gecko`` (with ``taskgraph-images`` on PATH running this checkout),
+a YAML block with a ``:caption:`` is written to the file it names, and the
+``pycon`` block runs as a doctest. The output the page shows for a command
+must appear in what it prints (stdout and stderr), line by line and in
+order: ``...`` stands for any text or lines, a task id for any task id; a
+command shown without output must print nothing, and one shown failing
+(``taskgraph-images: error:``) must exit 1.
+
+The Docker steps run against the tests' own engine (tests/dockerd.py; with
+``CI=true`` they fail rather than skip without one). No registry is
+reachable there, so the engine gets a stand-in ``ubuntu:22.04`` first: busybox
+with an ``apt-get`` that does nothing and a ``useradd`` that adds the user.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Iterator, Optional
+
+import attrs
+import pytest
+from docblocks import Block, Step, console_steps, rst_blocks
+from dockerd import BUSYBOX, DockerEngine, require_or_skip
+
+REPO = Path(__file__).resolve().parent.parent
+TUTORIAL = REPO / "docs" / "tutorial.rst"
+ERROR = "taskgraph-images: error:"
+
+# -- what the page shows against what a command printed ------------------------------------
+
+_TASK_ID = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{22}(?![A-Za-z0-9_-])")
+
+
+def line_pattern(shown: str) -> re.Pattern[str]:
+    """A pattern for a line of shown output: ``...`` is any text, a task id any task id."""
+    parts = []
+    for i, piece in enumerate(shown.rstrip().split("...")):
+        if i:
+            parts.append(".*")
+        pos = 0
+        for m in _TASK_ID.finditer(piece):
+            parts += [re.escape(piece[pos : m.start()]), "[A-Za-z0-9_-]{22}"]
+            pos = m.end()
+        parts.append(re.escape(piece[pos:]))
+    return re.compile("".join(parts))
+
+
+def mismatch(shown: tuple[str, ...], printed: str) -> Optional[str]:
+    """Why ``printed`` does not show ``shown`` (None when it does)."""
+    wanted = [line for line in shown if line.strip() not in ("", "...")]
+    if not shown:
+        return None if printed == "" else "the page shows no output"
+    lines = iter(line.rstrip() for line in printed.splitlines())
+    for line in wanted:
+        pattern = line_pattern(line)
+        if not any(pattern.fullmatch(got) for got in lines):
+            return f"no line (after the lines matched before it) reads {line!r}"
+    return None
+
+
+def test_shown_output_matches_in_order_with_wildcards_and_task_ids() -> None:
+    printed = "note: a\nIMAGE  ID\nbuilder  ZZ5D8DJ-TeSIWUQ3L976rg  not indexed\ndone\n"
+    assert mismatch(("IMAGE  ID", "builder  GAXqDe0HT_uuxP425R7HLg  not ...", "done"), printed) is None
+    assert mismatch(("...", "done"), printed) is None
+    assert mismatch(("done", "IMAGE  ID"), printed) is not None  # order counts
+    assert mismatch(("builder  not-a-task-id-of-22-chars  not indexed",), printed) is not None
+    assert mismatch(("IMAGE ID",), printed) is not None  # spaces count
+    assert mismatch((), "") is None
+    assert mismatch((), "something\n") == "the page shows no output"
+
+
+# -- running the page ---------------------------------------------------------------------
+
+
+@attrs.frozen
+class Scratch:
+    """Where the tutorial runs: the folder and the environment."""
+
+    cwd: Path
+    env: dict[str, str]
+
+
+def needs_docker(command: str) -> bool:
+    words = command.split()
+    return words[0] == "docker" or (
+        words[0] == "taskgraph-images" and len(words) > 1 and words[1] in ("build", "save", "load")
+    )
+
+
+def run_command(step: Step, scratch: Scratch) -> None:
+    done = subprocess.run(
+        ["bash", "-c", step.command],
+        cwd=scratch.cwd,
+        env=scratch.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    where = f"tutorial.rst:{step.line}: $ {step.command}"
+    expected = 1 if any(line.startswith(ERROR) for line in step.output) else 0
+    assert done.returncode == expected, f"{where}\nexit {done.returncode}:\n{done.stdout}"
+    why = mismatch(step.output, done.stdout)
+    assert why is None, f"{where}\n{why}; it printed:\n{done.stdout}"
+
+
+def run_doctest(block: Block, scratch: Scratch) -> None:
+    script = (
+        "import doctest, sys\n"
+        "test = doctest.DocTestParser().get_doctest(sys.stdin.read(), {}, 'tutorial', "
+        f"'tutorial.rst', {block.line - 1})\n"
+        "runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)\n"
+        "runner.run(test)\n"
+        "sys.exit(1 if runner.failures or not runner.tries else 0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input="\n".join(block.lines) + "\n",
+        cwd=scratch.cwd,
+        env=scratch.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, f"{block.where}: the Python example fails:\n{done.stdout}{done.stderr}"
+
+
+def run_page(scratch: Scratch, *, docker: bool) -> list[str]:
+    """Run the page in order (up to its first Docker command unless ``docker``);
+    return the commands run, a Python block as ``python``."""
+    ran: list[str] = []
+    for block in rst_blocks(TUTORIAL):
+        if block.language == "console":
+            for step in console_steps(block):
+                if needs_docker(step.command) and not docker:
+                    return ran
+                run_command(step, scratch)
+                ran.append(step.command)
+        elif block.language == "pycon":
+            run_doctest(block, scratch)
+            ran.append("python")
+        elif "caption" in block.options and block.language == "yaml":
+            target = scratch.cwd / block.options["caption"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("\n".join(block.lines) + "\n")
+    return ran
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Scratch:
+    """A folder with ``examples/gecko`` and ``taskgraph-images`` (this checkout) on PATH."""
+    if shutil.which("dot") is None:
+        require_or_skip("Graphviz's dot is missing (apt-get install graphviz)")
+    cwd = tmp_path / "checkout"
+    shutil.copytree(REPO / "examples" / "gecko", cwd / "examples" / "gecko")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "taskgraph-images"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m taskgraph_images "$@"\n')
+    wrapper.chmod(0o755)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TASKCLUSTER_", "DOCKER_", "GIT_", "XDG_"))
+    }
+    env.update(
+        PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+        PYTHONPATH=str(REPO),
+        HOME=str(home),
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        USER="tutorial",
+        COLUMNS="80",
+    )
+    return Scratch(cwd, env)
+
+
+def test_the_tutorial_covers_each_step_of_the_local_workflow() -> None:
+    commands = [
+        step.command
+        for block in rst_blocks(TUTORIAL)
+        if block.language == "console"
+        for step in console_steps(block)
+    ]
+    wanted = [
+        r"taskgraph-images list ",
+        r"taskgraph-images hash ",
+        r"taskgraph-images plan .*--output plan\.json",
+        r"taskgraph-images graph .*",
+        r"taskgraph-images render --plan plan\.json ",
+        r"taskgraph-images plan .*--config ",
+        r"taskgraph-images build ",
+        r"taskgraph-images save ",
+        r"taskgraph-images load ",
+        r"taskgraph-images build .*--record",
+        r"taskgraph-images plan --root examples/gecko$",
+    ]
+    it = iter(commands)
+    for pattern in wanted:
+        assert any(re.match(pattern, c) for c in it), f"no {pattern!r} after the steps before it"
+
+
+def test_the_tutorial_runs_up_to_its_docker_steps(scratch: Scratch) -> None:
+    ran = run_page(scratch, docker=False)
+    assert "python" in ran
+    assert any("--config" in c for c in ran)
+    assert (scratch.cwd / "images.svg").read_text().lstrip().startswith("<?xml")
+
+
+# -- with Docker ------------------------------------------------------------------------------
+
+_STANDIN = {
+    "Dockerfile": (
+        "FROM scratch\n"
+        "COPY busybox /bin/busybox\n"
+        'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+        "COPY etc /etc\n"
+        "COPY apt-get useradd /usr/bin/\n"
+        "ENV PATH=/usr/local/bin:/usr/bin:/bin\n"
+    ),
+    "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
+    "etc/group": "root:x:0:\n",
+    "apt-get": "#!/bin/sh\necho \"apt-get $* (stand-in: nothing to do)\"\n",
+    "useradd": (
+        "#!/bin/sh\n"
+        "# useradd [--create-home] [--uid N] NAME\n"
+        "uid=1000\n"
+        'while [ $# -gt 1 ]; do [ "$1" = --uid ] && { uid=$2; shift; }; shift; done\n'
+        'echo "$1:x:$uid:$uid::/home/$1:/bin/sh" >> /etc/passwd\n'
+        'echo "$1:x:$uid:" >> /etc/group\n'
+        'mkdir -p "/home/$1" && chown "$uid:$uid" "/home/$1"\n'
+    ),
+}
+
+
+@pytest.fixture
+def ubuntu_standin(docker_engine: DockerEngine) -> Iterator[None]:
+    """``ubuntu:22.04`` in the test engine: busybox, a no-op apt-get and a useradd."""
+    if not os.path.exists(BUSYBOX):
+        require_or_skip(f"{BUSYBOX} is missing (apt-get install busybox-static)")
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        tar.add(BUSYBOX, "busybox")
+        for name, text in _STANDIN.items():
+            info = tarfile.TarInfo(name)
+            data = text.encode()
+            info.size = len(data)
+            info.mode = 0o755
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    docker_engine.engine.build(context, ["ubuntu:22.04"])
+    yield
+    docker_engine.docker("image", "rm", "-f", "ubuntu:22.04", "tester:try", check=False)
+
+
+def test_the_whole_tutorial_runs_with_a_docker_engine(
+    scratch: Scratch, docker_engine: DockerEngine, ubuntu_standin: None
+) -> None:
+    env = dict(scratch.env, DOCKER_HOST=docker_engine.host)
+    ran = run_page(Scratch(scratch.cwd, env), docker=True)
+    assert ran[-1] == "taskgraph-images plan --root examples/gecko"
+    assert (scratch.cwd / "tester.tar.zst").stat().st_size > 0

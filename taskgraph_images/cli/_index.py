@@ -127,7 +127,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _insert(args: argparse.Namespace) -> int:
     from taskgraph_images.index import LocalIndex
-    from taskgraph_images.index._base import parse_time
+    from taskgraph_images.tctime import parse_time
 
     index = open_index(args)
     if not isinstance(index, LocalIndex):

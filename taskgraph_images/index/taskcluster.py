@@ -35,8 +35,6 @@ from taskgraph_images.index._base import (
     Clock,
     IndexedTask,
     Usability,
-    format_time,
-    parse_time,
     utcnow,
     validate_artifact_name,
     verdict,
@@ -44,6 +42,7 @@ from taskgraph_images.index._base import (
 from taskgraph_images.index._common import DEFAULT_EXPIRY, validate_data, validate_rank
 from taskgraph_images.index._namespaces import validate_namespace, validate_task_id
 from taskgraph_images.tcenv import Credentials, TaskclusterEnv
+from taskgraph_images.tctime import format_time, parse_time
 
 __all__ = ["TaskclusterIndex"]
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from importcheck import modules_added_by
 from plan_helpers import GECKO
 from test_cli_plan import _clean_env, run  # noqa: F401 (the autouse fixture)
 from test_graph import dot_svg, parse_mermaid, svg_nodes
 
-from taskgraph_images.cli import main
+import taskgraph_images.graph
+from taskgraph_images.cli import _graph, main
 from taskgraph_images.plan import Plan
 
 
@@ -88,3 +90,9 @@ def test_an_unknown_format_is_a_usage_error(capsys: pytest.CaptureFixture[str]) 
         main(["graph", "--format", "png"])
     assert e.value.code == 2
     assert "invalid choice: 'png'" in capsys.readouterr().err
+
+
+def test_registering_graph_keeps_the_parser_light() -> None:
+    assert _graph.FORMATS == taskgraph_images.graph.FORMATS
+    added = modules_added_by("from taskgraph_images.cli import build_parser; build_parser()")
+    assert {"attrs", "taskgraph_images.graph"} & added == set()

@@ -8,13 +8,16 @@ from typing import Any
 from taskgraph_images.cli._common import write_output
 from taskgraph_images.errors import InvalidValueError
 
-__all__ = ["register", "run_graph"]
+__all__ = ["FORMATS", "register", "run_graph"]
+
+#: ``taskgraph_images.graph.FORMATS``, spelled here so that building the parser
+#: does not import the graph module (and attrs) for every command.
+FORMATS = ("dot", "mermaid")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``graph`` sub-command."""
     from taskgraph_images.cli._plan import add_plan_arguments
-    from taskgraph_images.graph import FORMATS
 
     p = sub.add_parser(
         "graph",

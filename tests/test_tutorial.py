@@ -26,12 +26,14 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import attrs
 import pytest
 from docblocks import Block, Step, console_steps, rst_blocks
 from dockerd import BUSYBOX, DockerEngine, require_or_skip
+
+from taskgraph_images.plan import Plan
 
 REPO = Path(__file__).resolve().parent.parent
 TUTORIAL = REPO / "docs" / "tutorial.rst"
@@ -85,10 +87,12 @@ def test_shown_output_matches_in_order_with_wildcards_and_task_ids() -> None:
 
 @attrs.frozen
 class Scratch:
-    """Where the tutorial runs: the folder and the environment."""
+    """Where the tutorial runs: the folder, the environment, and the root URL of
+    the loopback Taskcluster that commands with ``--index taskcluster`` talk to."""
 
     cwd: Path
     env: dict[str, str]
+    taskcluster: str
 
 
 def needs_docker(command: str) -> bool:
@@ -99,10 +103,13 @@ def needs_docker(command: str) -> bool:
 
 
 def run_command(step: Step, scratch: Scratch) -> None:
+    env = scratch.env
+    if "--index taskcluster" in step.command:  # as in a decision task
+        env = dict(env, TASKCLUSTER_ROOT_URL=scratch.taskcluster)
     done = subprocess.run(
         ["bash", "-c", step.command],
         cwd=scratch.cwd,
-        env=scratch.env,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -160,7 +167,7 @@ def run_page(scratch: Scratch, *, docker: bool) -> list[str]:
 
 
 @pytest.fixture
-def scratch(tmp_path: Path) -> Scratch:
+def scratch(tmp_path: Path, tc_server: Any) -> Scratch:
     """A folder with ``examples/gecko`` and ``taskgraph-images`` (this checkout) on PATH."""
     if shutil.which("dot") is None:
         require_or_skip("Graphviz's dot is missing (apt-get install graphviz)")
@@ -186,7 +193,7 @@ def scratch(tmp_path: Path) -> Scratch:
         USER="tutorial",
         COLUMNS="80",
     )
-    return Scratch(cwd, env)
+    return Scratch(cwd, env, tc_server.root_url)
 
 
 def test_the_tutorial_covers_each_step_of_the_local_workflow() -> None:
@@ -200,6 +207,7 @@ def test_the_tutorial_covers_each_step_of_the_local_workflow() -> None:
         r"taskgraph-images list ",
         r"taskgraph-images hash ",
         r"taskgraph-images plan .*--output plan\.json",
+        r"taskgraph-images plan .*--index taskcluster .*--submit",
         r"taskgraph-images graph .*",
         r"taskgraph-images render --plan plan\.json ",
         r"taskgraph-images plan .*--config ",
@@ -214,8 +222,12 @@ def test_the_tutorial_covers_each_step_of_the_local_workflow() -> None:
         assert any(re.match(pattern, c) for c in it), f"no {pattern!r} after the steps before it"
 
 
-def test_the_tutorial_runs_up_to_its_docker_steps(scratch: Scratch) -> None:
+def test_the_tutorial_runs_up_to_its_docker_steps(scratch: Scratch, tc_server: Any) -> None:
     ran = run_page(scratch, docker=False)
+    # The decision-task plan submitted its two build tasks, schemas checked.
+    assert tc_server.schema_errors == []
+    plan = Plan.from_json((scratch.cwd / "decision-plan.json").read_bytes())
+    assert set(tc_server.definitions) == set(plan.tasks) and len(plan.tasks) == 2
     assert "python" in ran
     assert any("--config" in c for c in ran)
     assert (scratch.cwd / "images.svg").read_text().lstrip().startswith("<?xml")
@@ -271,6 +283,6 @@ def test_the_whole_tutorial_runs_with_a_docker_engine(
     scratch: Scratch, docker_engine: DockerEngine, ubuntu_standin: None
 ) -> None:
     env = dict(scratch.env, DOCKER_HOST=docker_engine.host)
-    ran = run_page(Scratch(scratch.cwd, env), docker=True)
+    ran = run_page(attrs.evolve(scratch, env=env), docker=True)
     assert ran[-1] == "taskgraph-images plan --root examples/gecko"
     assert (scratch.cwd / "tester.tar.zst").stat().st_size > 0

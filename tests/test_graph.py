@@ -17,6 +17,7 @@ from plan_helpers import GECKO, NOW, PARAMS, seeded_task_ids
 
 import taskgraph_images.graph
 from taskgraph_images import ImageCatalog
+from taskgraph_images.config import BuildConfig
 from taskgraph_images.errors import InvalidValueError
 from taskgraph_images.graph import (
     GraphNode,
@@ -288,3 +289,49 @@ def test_any_names_give_well_formed_mermaid_that_reads_back(
     }
     ids = {n.name: f"n{i}" for i, n in enumerate(graph.nodes)}
     assert edges == [(ids[p], ids[c]) for p, c in graph.edges]
+
+
+@st.composite
+def catalog_trees(draw: st.DrawFn) -> dict[str, str]:
+    """The files of an images folder: valid names, some prebuilt, parents before children."""
+    chosen = draw(st.lists(st.from_regex(r"[a-z0-9][a-z0-9_-]{0,8}", fullmatch=True),
+                           min_size=1, max_size=5, unique=True))
+    files = {"taskcluster/docker/REGISTRY": "example\n"}
+    for i, name in enumerate(chosen):
+        folder = f"taskcluster/docker/{name}"
+        parent = draw(st.sampled_from([None, *chosen[:i]]))
+        if parent is None:
+            base = "scratch"
+        elif f"taskcluster/docker/{parent}/VERSION" in files:
+            base = f"example/{parent}:1.0"
+        else:
+            base = f"{parent}:latest"
+        files[f"{folder}/Dockerfile"] = f"FROM {base}\n"
+        if draw(st.booleans()):
+            files[f"{folder}/VERSION"] = "1.0\n"
+    return files
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(catalog_trees())
+def test_any_catalog_draws_every_image_and_each_parent_edge(files: dict[str, str]) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from trees import make_tree
+
+    with tempfile.TemporaryDirectory() as tmp:
+        catalog = ImageCatalog.load(make_tree(Path(tmp), files))
+        index = MemoryIndex(clock=lambda: NOW)
+        config = BuildConfig(image_builder="example/image_builder:1.0")
+        plan = plan_images(catalog, PARAMS, index, config, task_ids=seeded_task_ids(), now=NOW)
+        parents = {n: catalog[n].parents for n in catalog.names()}
+    graph = image_graph(plan, parents)
+    assert {n.name for n in graph.nodes} == set(catalog.names())
+    assert set(graph.edges) == {(p, c) for c, ps in parents.items() for p in ps}
+    order = [n.name for n in graph.nodes]
+    assert all(order.index(p) < order.index(c) for p, c in graph.edges)  # parents first
+    svg = dot_svg(to_dot(graph))
+    assert [lines[0] for _, lines in sorted(svg_nodes(svg).items(), key=lambda kv: int(kv[0][1:]))] == order
+    _, nodes, edges = parse_mermaid(to_mermaid(graph))
+    assert len(nodes) == len(order) and len(edges) == len(graph.edges)

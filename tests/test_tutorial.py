@@ -26,11 +26,11 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import attrs
 import pytest
-from docblocks import Block, Step, console_steps, rst_blocks
+from docblocks import Block, Step, console_steps, page_blocks, rst_blocks
 from dockerd import BUSYBOX, DockerEngine, require_or_skip
 
 from taskgraph_images.plan import Plan
@@ -102,7 +102,7 @@ def needs_docker(command: str) -> bool:
     )
 
 
-def run_command(step: Step, scratch: Scratch) -> None:
+def run_command(step: Step, scratch: Scratch, page: str = "tutorial.rst") -> None:
     env = scratch.env
     if "--index taskcluster" in step.command:  # as in a decision task
         env = dict(env, TASKCLUSTER_ROOT_URL=scratch.taskcluster)
@@ -116,7 +116,7 @@ def run_command(step: Step, scratch: Scratch) -> None:
         timeout=600,
         check=False,
     )
-    where = f"tutorial.rst:{step.line}: $ {step.command}"
+    where = f"{page}:{step.line}: $ {step.command}"
     expected = 1 if any(line.startswith(ERROR) for line in step.output) else 0
     assert done.returncode == expected, f"{where}\nexit {done.returncode}:\n{done.stdout}"
     why = mismatch(step.output, done.stdout)
@@ -145,16 +145,16 @@ def run_doctest(block: Block, scratch: Scratch) -> None:
     assert done.returncode == 0, f"{block.where}: the Python example fails:\n{done.stdout}{done.stderr}"
 
 
-def run_page(scratch: Scratch, *, docker: bool) -> list[str]:
-    """Run the page in order (up to its first Docker command unless ``docker``);
+def run_blocks(blocks: Iterable[Block], scratch: Scratch, *, docker: bool) -> list[str]:
+    """Run ``blocks`` in order (up to the first Docker command unless ``docker``);
     return the commands run, a Python block as ``python``."""
     ran: list[str] = []
-    for block in rst_blocks(TUTORIAL):
+    for block in blocks:
         if block.language == "console":
             for step in console_steps(block):
                 if needs_docker(step.command) and not docker:
                     return ran
-                run_command(step, scratch)
+                run_command(step, scratch, block.path.name)
                 ran.append(step.command)
         elif block.language == "pycon":
             run_doctest(block, scratch)
@@ -164,6 +164,11 @@ def run_page(scratch: Scratch, *, docker: bool) -> list[str]:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text("\n".join(block.lines) + "\n")
     return ran
+
+
+def run_page(scratch: Scratch, *, docker: bool) -> list[str]:
+    """Run the tutorial (see :func:`run_blocks`)."""
+    return run_blocks(rst_blocks(TUTORIAL), scratch, docker=docker)
 
 
 @pytest.fixture
@@ -231,6 +236,20 @@ def test_the_tutorial_runs_up_to_its_docker_steps(scratch: Scratch, tc_server: A
     assert "python" in ran
     assert any("--config" in c for c in ran)
     assert (scratch.cwd / "images.svg").read_text().lstrip().startswith("<?xml")
+
+
+@pytest.mark.parametrize(
+    ("page", "heading"), [("README.md", "## Usage"), ("docs/getting-started.rst", "First look")]
+)
+def test_the_first_example_under_a_heading_of_another_page_runs(
+    scratch: Scratch, page: str, heading: str
+) -> None:
+    path = REPO / page
+    at = path.read_text().splitlines().index(heading) + 1
+    block = next(b for b in page_blocks(path) if b.line > at and b.language == "console")
+    assert run_blocks([block], scratch, docker=False) == [
+        step.command for step in console_steps(block)
+    ]
 
 
 # -- with Docker ------------------------------------------------------------------------------

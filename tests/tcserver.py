@@ -20,7 +20,10 @@ Faults, per test: :attr:`TCServer.latency` (seconds added to every request),
 a malformed JSON body or a continuation token that never ends, for ``count``
 requests or forever, after ``after`` requests, on one endpoint or all) and
 :meth:`TCServer.disable` (an endpoint answers 404 or 405).
-:attr:`TCServer.peak` is the most requests ever handled at once.
+:attr:`TCServer.peak` is the most requests ever handled at once. Benchmarks
+may turn off :attr:`TCServer.validate_requests` and
+:attr:`TCServer.validate_responses` (the tests keep both on): a real service's
+CPU is not the client's machine's.
 
 Fixtures (pulled into ``conftest.py``): ``tc_server_session`` (one server per
 session), ``tc_server`` (the same server, reset before and after each test)
@@ -188,6 +191,7 @@ class TCServer:
             self.peak = 0
             self.schema_errors: list[str] = []
             self.validate_responses = True
+            self.validate_requests = True
 
     # -- planting state -----------------------------------------------------------
 
@@ -486,7 +490,8 @@ class TCServer:
         return task
 
     def _create_task(self, task_id: str, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
-        problems = self.schemas.errors(body.get("payload"), "docker-worker/v1/payload.json")
+        problems = self.schemas.errors(body.get("payload"), "docker-worker/v1/payload.json") if (
+            self.validate_requests) else []
         if problems:
             raise _Reply(400, "InputValidationError", "payload: " + "; ".join(problems))
         old = self.definitions.get(task_id)
@@ -629,7 +634,8 @@ def _make_handler(server: TCServer) -> type[BaseHTTPRequestHandler]:
                     self._error(400, "MalformedPayload", "body is not JSON", info)
                     return
                 info["payload"] = body
-                problems = server.schemas.errors(body, server.schema_path(route, route.input))
+                problems = server.schemas.errors(body, server.schema_path(route, route.input)) if (
+                    server.validate_requests) else []
                 if problems:
                     self._error(400, "InputValidationError", "; ".join(problems), info)
                     return

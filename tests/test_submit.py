@@ -189,12 +189,8 @@ def test_any_plan_any_bound_any_failure(count: int, depth: int, jobs: int, data:
 # -- against the loopback Queue ----------------------------------------------------
 
 
-def _queue(tc_server: Any, jobs: int = DEFAULT_JOBS) -> Any:
-    import requests.adapters
-
-    session = requests.Session()
-    session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=jobs))
-    return taskcluster.Queue({"rootUrl": tc_server.root_url, "maxRetries": 0}, session=session)
+def _queue(tc_server: Any) -> Any:
+    return taskcluster.Queue({"rootUrl": tc_server.root_url, "maxRetries": 0})
 
 
 def test_loopback_queue_gets_every_task_after_its_dependencies(tc_server: Any) -> None:
@@ -269,7 +265,7 @@ def test_loopback_latency_is_paid_about_once_per_layer_not_once_per_task(tc_serv
         tc_server.latency = 0.05
         plan = synthetic_plan(24, depth=3)
         start = time.perf_counter()
-        submit_plan(plan, _queue(tc_server, jobs).createTask, jobs=jobs)
+        submit_plan(plan, _queue(tc_server).createTask, jobs=jobs)
         walls.append(time.perf_counter() - start)
     # One at a time pays 24 x 50 ms; 8 tasks per layer in flight at once pay ~3 x 50 ms.
     assert walls[1] * 3 < walls[0], walls

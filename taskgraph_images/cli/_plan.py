@@ -217,8 +217,6 @@ def _table(plan: Plan) -> str:
 
 
 def _add_queue_arguments(p: argparse.ArgumentParser) -> None:
-    from taskgraph_images.submit import DEFAULT_JOBS
-
     p.add_argument(
         "--taskcluster-root-url",
         metavar="URL",
@@ -229,14 +227,21 @@ def _add_queue_arguments(p: argparse.ArgumentParser) -> None:
         "--jobs",
         metavar="N",
         type=int,
-        default=DEFAULT_JOBS,
-        help=f"createTask calls in flight at once (default {DEFAULT_JOBS})",
+        help="createTask calls in flight at once (default: 16, submit.DEFAULT_JOBS)",
     )
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from taskgraph_images.submit import DEFAULT_JOBS
+
+    jobs: int = DEFAULT_JOBS if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise SubmitError(f"invalid --jobs {jobs}: expected at least 1")
+    return jobs
 
 
 def _open_queue(args: argparse.Namespace, index: Any) -> Any:
     """Return a ``taskcluster.Queue`` for submitting, after checking that it answers."""
-    import requests.adapters
     import taskcluster
 
     options: dict[str, Any] = {}
@@ -255,13 +260,8 @@ def _open_queue(args: argparse.Namespace, index: Any) -> Any:
         )
     options["rootUrl"] = str(root_url).rstrip("/")
     options.setdefault("maxRetries", 5)
-    if args.jobs < 1:
-        raise SubmitError(f"invalid --jobs {args.jobs}: expected at least 1")
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_maxsize=args.jobs)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    queue = taskcluster.Queue(options, session=session)
+    _jobs(args)  # a bad --jobs is found out before any lookup too
+    queue = taskcluster.Queue(options)
     try:
         queue.ping()
     except Exception as e:  # the client raises many kinds; report each as one line
@@ -278,8 +278,8 @@ def _submit(args: argparse.Namespace, plan: Plan, queue: Any, *, resume: bool, h
 
     from taskgraph_images.submit import queue_existing, submit_plan
 
-    total = len(plan.tasks)
-    note(f"submitting {total} build tasks to {queue.options['rootUrl']} ({args.jobs} at a time)")
+    total, jobs = len(plan.tasks), _jobs(args)
+    note(f"submitting {total} build tasks to {queue.options['rootUrl']} ({jobs} at a time)")
     last = [time.monotonic()]
 
     def progress(done: int, total: int) -> None:
@@ -292,7 +292,7 @@ def _submit(args: argparse.Namespace, plan: Plan, queue: Any, *, resume: bool, h
         result = submit_plan(
             plan,
             queue.createTask,
-            jobs=args.jobs,
+            jobs=jobs,
             existing=queue_existing(queue) if resume else None,
             progress=progress,
         )

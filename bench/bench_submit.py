@@ -28,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from loopback import serving
 from plan_helpers import synthetic_plan
 from tcserver import TCServer
 
@@ -70,15 +71,8 @@ def _queue(root_url: str) -> Any:
 def run(tasks: int = 300, latency: float = 0.050, depth: int = 3,
         jobs: int = DEFAULT_JOBS) -> dict[str, Any]:
     """Run the benchmark; return ``{label: {"wall": s, "creates": n, ...}, ...}``."""
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_serve, args=(child, latency), daemon=True)
-    proc.start()
-    child.close()
     results: dict[str, Any] = {}
-    try:
+    with serving(_serve, latency) as parent:
         root_url = parent.recv()
 
         def ask(command: str) -> tuple[int, int, int]:
@@ -116,12 +110,6 @@ def run(tasks: int = 300, latency: float = 0.050, depth: int = 3,
         measure("resume, ask", jobs, first=half_plan, resume=True)
         measure("resume, create all", jobs, first=half_plan)
         parent.send(("stop", None))
-    finally:
-        proc.join(10)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-        parent.close()
     limit = max(depth, -(-tasks // jobs)) * latency
     results["tasks"] = tasks
     results["limit"] = {"wall": limit}

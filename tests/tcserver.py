@@ -184,8 +184,9 @@ class TCServer:
             self.disabled: dict[str, int] = {}
             self.latency = 0.0
             self.requests: list[str] = []
-            self.active = 0
-            self.peak = 0
+            # Requests being answered right now (live, so not forgotten) and the most at once.
+            self.active = getattr(self, "active", 0)
+            self.peak = self.active
             self.schema_errors: list[str] = []
             self.validate_responses = True
             self.validate_requests = True
@@ -480,6 +481,8 @@ class TCServer:
         task.update({k: status[k] for k in keys})
         task.setdefault("priority", "lowest")
         task.setdefault("requires", "all-completed")
+        task.setdefault("retries", 5)
+        task.setdefault("expires", task["deadline"])
         for key in ("dependencies", "routes", "scopes"):
             task.setdefault(key, [])
         task.setdefault("tags", {})

@@ -125,6 +125,12 @@ class _Reply(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    # socketserver's backlog of 5 resets connections when a client opens dozens at
+    # once (a concurrent submit does); a real service accepts them.
+    request_queue_size = 128
+
+
 class TCServer:
     """The loopback Index and Queue. Use :meth:`start` / :meth:`stop`, or the fixtures."""
 
@@ -133,7 +139,7 @@ class TCServer:
         self.schemas = Schemas(self.data)
         self.routes = self._load_routes()
         self._lock = threading.Lock()
-        self._httpd: Optional[ThreadingHTTPServer] = None
+        self._httpd: Optional[_HTTPServer] = None
         self._thread: Optional[threading.Thread] = None
         self.reset()
 
@@ -142,7 +148,7 @@ class TCServer:
     def start(self) -> TCServer:
         """Start serving on 127.0.0.1 at an ephemeral port."""
         handler = _make_handler(self)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = _HTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

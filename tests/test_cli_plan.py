@@ -315,6 +315,15 @@ def test_submit_of_a_plan_without_tasks_asks_nothing(
     assert code == 0 and "has no build tasks" in err
 
 
+@pytest.mark.parametrize("flag", [("--jobs", "4"), ("--taskcluster-root-url", "http://tc")])
+def test_submit_options_without_submit_are_refused(
+    capsys: pytest.CaptureFixture[str], flag: tuple[str, str]
+) -> None:
+    code, out, err = run(capsys, "plan", "--root", str(GECKO), *flag)
+    assert (code, out) == (1, "") and err.splitlines()[-1] == (
+        f"taskgraph-images: error: {flag[0]} goes with --submit")
+
+
 def test_submit_jobs_below_one_is_refused(
     capsys: pytest.CaptureFixture[str], tc_server: Any, tmp_path: Path
 ) -> None:

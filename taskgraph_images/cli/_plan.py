@@ -23,7 +23,7 @@ from taskgraph_images.cli._common import (
     note,
     write_output,
 )
-from taskgraph_images.errors import ParamsError, PlanError, SubmitError
+from taskgraph_images.errors import InvalidValueError, ParamsError, PlanError, SubmitError
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.plan import Plan
@@ -303,6 +303,11 @@ def run_plan(args: argparse.Namespace) -> int:
     from taskgraph_images.params import Params
     from taskgraph_images.plan import plan_images
 
+    if not args.submit:
+        given = [f for f, v in (("--jobs", args.jobs),
+                                ("--taskcluster-root-url", args.taskcluster_root_url)) if v]
+        if given:
+            raise InvalidValueError(f"{given[0]} goes with --submit")
     now = datetime.datetime.now(datetime.timezone.utc)
     catalog = load_catalog(args)
     params = Params.from_mapping(_params(args, catalog.root, now))

@@ -97,7 +97,6 @@ _DOTTED = re.compile(rf"{_WORD}(?:\.{_WORD})*\Z")
 _IMAGE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _ARTIFACT = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*\Z")
 _CACHE_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
-_TRUST_DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,28}[a-z0-9])?\Z")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _COLLECTION = re.compile(r"[a-z0-9]{1,25}\Z")
 _SCOPE = re.compile(r"[ -~]*\Z")
@@ -311,8 +310,8 @@ def _check(c: BuildConfig) -> None:
         if not ok:
             raise _fail(c, key, message)
 
-    need(c.trust_domain is None or bool(_TRUST_DOMAIN.match(c.trust_domain)), "trust-domain",
-         f"invalid trust domain {c.trust_domain!r} (lowercase letters, digits and '-')")
+    need(c.trust_domain is None or bool(_DOTTED.match(c.trust_domain)), "trust-domain",
+         f"invalid trust domain {c.trust_domain!r}")
     for level in LEVELS:
         _check_level(c, c.at(level))
     need(c.project_id is None or bool(_PROJECT_ID.match(c.project_id)), "project-id",

@@ -5,7 +5,7 @@ serves, under the real routes of ``tests/data/taskcluster/references/*/v1/api.js
 (``/api/index/v1/...``, ``/api/queue/v1/...``):
 
 - Index: ``findTask``, ``findTasksAtIndex``, ``insertTask``, ``listTasks``;
-- Queue: ``ping``, ``task``, ``status``, ``statuses``, ``latestArtifactInfo``,
+- Queue: ``ping``, ``status``, ``statuses``, ``latestArtifactInfo``,
   ``listLatestArtifacts``, ``getLatestArtifact`` (303 to ``/blobs/...``,
   which it also serves, with ``Range``), ``createTask`` (idempotent for the
   same body, 409 for another, 400 when a dependency does not exist).
@@ -63,7 +63,6 @@ IMPLEMENTED = {
     "index": ("findTask", "findTasksAtIndex", "insertTask", "listTasks"),
     "queue": (
         "ping",
-        "task",
         "status",
         "statuses",
         "latestArtifactInfo",
@@ -415,12 +414,6 @@ class TCServer:
         with self._lock:
             if name == "ping":
                 return 200, {"alive": True, "uptime": 1}, {}
-            if name == "task":
-                definition = self.definitions.get(params["taskId"])
-                status = self.tasks.get(params["taskId"])
-                if definition is None or status is None:
-                    raise _Reply(404, "ResourceNotFound", f"task {params['taskId']} not found")
-                return 200, self._task_json(definition, status), {}
             if name == "findTask":
                 entry = self._live(params["indexPath"])
                 if entry is None:
@@ -477,23 +470,6 @@ class TCServer:
             if name == "createTask":
                 return self._create_task(params["taskId"], body)
         raise _Reply(404, "ResourceNotFound", f"{name} is not implemented")  # pragma: no cover
-
-    @staticmethod
-    def _task_json(definition: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-        """The Queue's ``task`` answer: the definition with the Queue's defaults filled in."""
-        keys = ("provisionerId", "workerType", "taskQueueId", "schedulerId", "projectId",
-                "taskGroupId")
-        task = {k: v for k, v in definition.items() if k not in keys}
-        task.update({k: status[k] for k in keys})
-        task.setdefault("priority", "lowest")
-        task.setdefault("requires", "all-completed")
-        task.setdefault("retries", 5)
-        task.setdefault("expires", task["deadline"])
-        for key in ("dependencies", "routes", "scopes"):
-            task.setdefault(key, [])
-        task.setdefault("tags", {})
-        task.setdefault("extra", {})
-        return task
 
     def _create_task(self, task_id: str, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
         problems = self.schemas.errors(body.get("payload"), "docker-worker/v1/payload.json") if (

@@ -134,7 +134,7 @@ def test_a_plain_value_is_the_same_at_every_level() -> None:
         ({"zstd-level": 0}, r"zstd-level: 0 is not between 1 and 22$"),
         ({"task-queue-id": "{trust-domain}/images"}, r"task-queue-id: \{trust-domain\} needs trust-domain"),
         ({"task-queue-id": "{project}-{level}/images"}, r"task-queue-id: unknown placeholder \{project\}"),
-        ({"task-queue-id": "p/w", "trust-domain": "Gecko"}, r"trust-domain: invalid trust domain"),
+        ({"task-queue-id": "p/w", "trust-domain": "a..b"}, r"trust-domain: invalid trust domain"),
         ({"task-queue-id": {"by-level": {1: "no-slash"}}}, r"task-queue-id: 'no-slash' is not"),
         ({"expires-after": {"by-level": {1: "1 hour"}}}, r"expires-after: a task cannot expire"),
         ({"treeherder-platform": "taskcluster-images/opt"}, r"treeherder-platform: .*treeherder-collection"),

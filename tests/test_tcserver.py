@@ -88,17 +88,11 @@ def test_create_task_is_idempotent_refuses_another_body_and_unknown_dependencies
     assert first["status"]["provisionerId"] == "proj"
 
 
-def test_ping_and_task_answer_as_the_queue_does(tc_server: TCServer) -> None:
+def test_ping_answers_alive(tc_server: TCServer) -> None:
     import taskcluster
 
     queue = taskcluster.Queue({"rootUrl": tc_server.root_url, "maxRetries": 0})
     assert queue.ping()["alive"] is True
-    task = _task({"image": "ubuntu:22.04", "maxRunTime": 600})
-    queue.createTask("KD5yPlwqQtS7t4ieeFU-mA", task)
-    answer = queue.task("KD5yPlwqQtS7t4ieeFU-mA")
-    assert errors(answer, "queue/v1/task.json") == []
-    assert (answer["taskQueueId"], answer["schedulerId"], answer["payload"]) == (
-        "proj/images", "-", task["payload"])
     assert tc_server.schema_errors == []
 
 

@@ -38,7 +38,7 @@ def test_the_blocks_found_are_the_pages_blocks() -> None:
     assert [b.language for b in tutorial][:3] == ["text", "console", "console"]
     assert tutorial[1].lines[0] == "$ taskgraph-images list --root examples/gecko"
     captioned = [b for b in tutorial if "caption" in b.options]
-    assert [b.options["caption"] for b in captioned] == ["myrepo/taskcluster/images.yml"]
+    assert [b.options["caption"] for b in captioned] == ["myrepo/taskcluster/taskgraph-images.yml"]
     readme = list(page_blocks(REPO / "README.md"))
     assert readme and all(b.language == "console" for b in readme[:2])
     hash_page = list(page_blocks(REPO / "docs" / "hash.rst"))

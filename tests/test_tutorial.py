@@ -215,7 +215,7 @@ def test_the_tutorial_covers_each_step_of_the_local_workflow() -> None:
         r"taskgraph-images plan .*--index taskcluster .*--submit",
         r"taskgraph-images graph .*",
         r"taskgraph-images render --plan plan\.json ",
-        r"taskgraph-images plan .*--config ",
+        r"taskgraph-images plan --root myrepo ",
         r"taskgraph-images build ",
         r"taskgraph-images save ",
         r"taskgraph-images load ",
@@ -234,7 +234,7 @@ def test_the_tutorial_runs_up_to_its_docker_steps(scratch: Scratch, tc_server: A
     plan = Plan.from_json((scratch.cwd / "decision-plan.json").read_bytes())
     assert set(tc_server.definitions) == set(plan.tasks) and len(plan.tasks) == 2
     assert "python" in ran
-    assert any("--config" in c for c in ran)
+    assert any("myrepo" in c for c in ran)
     assert (scratch.cwd / "images.svg").read_text().lstrip().startswith("<?xml")
 
 

@@ -76,7 +76,7 @@ def run_graph(args: argparse.Namespace) -> int:
     else:
         from taskgraph_images.cli._plan import make_plan
 
-        catalog, _, plan = make_plan(args)
+        catalog, _, plan, _ = make_plan(args)
         parents = {name: catalog[name].parents for name in catalog.names()}
     write_output(args.output, render_graph(image_graph(plan, parents), args.format))
     return 0

@@ -1,24 +1,154 @@
-"""Arguments and helpers shared by several sub-commands."""
+"""Arguments and helpers shared by several sub-commands: the CLI's conventions.
+
+Every command follows the same conventions, and a new command gets them by
+using these helpers:
+
+- ``-q/--quiet`` and ``-v/--verbose`` exist on every command:
+  :class:`CommandParser` (the sub-parsers' class) adds them; the chosen
+  :func:`verbosity` configures the reporter (``taskgraph_images.cli._report``)
+  through which every note, warning, wait and transfer goes (:func:`note`,
+  :func:`warning`, :func:`reporter`).
+- ``--json`` on every command that prints data (:func:`add_json_argument`,
+  :func:`print_json`).
+- ``-o/--output FILE`` on every command that writes a file, ``-`` meaning
+  stdout (:func:`add_output_argument`, :func:`write_output`,
+  :func:`binary_output`); files appear only when complete.
+- Dates are printed as the Taskcluster services write them
+  (:func:`format_date`), sizes in binary units
+  (:func:`taskgraph_images.progress.format_size`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import sys
-from typing import TYPE_CHECKING, Optional
+from typing import IO, TYPE_CHECKING, Any, Iterator, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
+    import datetime
+
     from taskgraph_images.catalog import ImageCatalog
+    from taskgraph_images.cli._report import ConsoleReporter
     from taskgraph_images.config import BuildConfig
 
 __all__ = [
+    "CommandParser",
     "add_catalog_arguments",
+    "add_json_argument",
+    "add_output_argument",
+    "binary_output",
     "default_root",
+    "format_date",
+    "is_stdout",
     "load_build_config",
     "load_catalog",
     "note",
+    "print_json",
+    "reporter",
+    "verbosity",
+    "warning",
     "write_output",
 ]
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A sub-command's parser: adds ``-q/--quiet`` and ``-v/--verbose`` to it.
+
+    Their defaults are suppressed, so that ``index -v find`` and
+    ``index find -v`` both count (a nested parser does not reset them).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        group = self.add_argument_group("output")
+        group.add_argument(
+            "-q", "--quiet", action="count", default=argparse.SUPPRESS,
+            help="print only the output, warnings and errors (no notes or progress)",
+        )
+        group.add_argument(
+            "-v", "--verbose", action="count", default=argparse.SUPPRESS,
+            help="say more: every retry, every transfer's last line",
+        )
+
+
+def verbosity(args: argparse.Namespace) -> int:
+    """Return ``-v`` count minus ``-q`` count (0 by default)."""
+    return int(getattr(args, "verbose", 0)) - int(getattr(args, "quiet", 0))
+
+
+def reporter() -> ConsoleReporter:
+    """Return the running command's reporter (progress, notes and warnings)."""
+    from taskgraph_images.cli._report import current
+
+    return current()
+
+
+def note(message: str) -> None:
+    """Tell the user something that is not the command's output (stderr; not with -q)."""
+    reporter().note(message)
+
+
+def warning(message: str) -> None:
+    """Warn the user (stderr, even with -q)."""
+    reporter().warning(message)
+
+
+def add_json_argument(parser: argparse.ArgumentParser, help: str = "print JSON") -> None:
+    """Add ``--json``: the command's data as JSON on stdout instead of text."""
+    parser.add_argument("--json", action="store_true", help=help)
+
+
+def add_output_argument(
+    parser: Any, *, required: bool = False, help: str = "the file to write"
+) -> None:
+    """Add ``-o/--output FILE`` (``-`` for stdout) to ``parser`` or an argument group."""
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", required=required, help=f"{help} ('-': stdout)"
+    )
+
+
+def print_json(value: Any) -> None:
+    """Print ``value`` as indented JSON with sorted keys on stdout."""
+    write_output(None, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def format_date(when: datetime.datetime) -> str:
+    """Return ``when`` as every command prints dates: ``2016-11-07T19:26:27.000Z``."""
+    from taskgraph_images.index._base import format_time
+
+    return format_time(when)
+
+
+def is_stdout(path: Optional[str]) -> bool:
+    """Whether ``path`` means stdout (``-``)."""
+    return path == "-"
+
+
+@contextlib.contextmanager
+def binary_output(path: str) -> Iterator[IO[bytes]]:
+    """Open ``path`` for writing bytes atomically, or stdout for ``-``.
+
+    :raises InvalidValueError: for ``-`` when stdout is a terminal.
+    """
+    if is_stdout(path):
+        from taskgraph_images.errors import InvalidValueError
+
+        if sys.stdout.isatty():
+            raise InvalidValueError(
+                "refusing to write binary data to a terminal: redirect stdout or pass -o FILE"
+            )
+        sys.stdout.flush()
+        out = sys.stdout.buffer
+        yield out
+        out.flush()
+        return
+    from taskgraph_images._atomic import atomic_output
+
+    with atomic_output(path) as f:
+        yield f
 
 DEFAULT_IMAGES_DIR = "taskcluster/docker"
 
@@ -84,11 +214,6 @@ def load_build_config(path: Optional[str]) -> BuildConfig:
     from taskgraph_images.config import BuildConfig, load_config
 
     return load_config(path) if path else BuildConfig()
-
-
-def note(message: str) -> None:
-    """Tell the user something that is not the command's output (stderr)."""
-    print(f"taskgraph-images: {message}", file=sys.stderr)
 
 
 def write_output(path: Optional[str], text: str) -> None:

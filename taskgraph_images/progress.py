@@ -15,11 +15,11 @@ task log and how often, is ``taskgraph_images.cli._report.ConsoleReporter``.
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from typing import IO, Callable, Optional
 
 import attrs
 
-__all__ = ["Meter", "Reporter", "Transfer", "Wait", "format_rate", "format_size"]
+__all__ = ["Meter", "MeteredReader", "Reporter", "Transfer", "Wait", "format_rate", "format_size"]
 
 
 @attrs.frozen
@@ -110,6 +110,23 @@ class Meter:
         if not self._finished:
             self._finished = True
             self._report(True)
+
+
+class MeteredReader:
+    """A binary reader that counts what is read from ``raw`` on ``meter``."""
+
+    def __init__(self, raw: IO[bytes], meter: Meter) -> None:
+        self._raw = raw
+        self.meter = meter
+
+    def read(self, n: int = -1) -> bytes:
+        """Read up to ``n`` bytes from ``raw``; the end of it finishes the meter."""
+        data = self._raw.read(n)
+        if data:
+            self.meter.update(len(data))
+        else:
+            self.meter.finish()
+        return data
 
 
 _UNITS = ("KiB", "MiB", "GiB", "TiB")

@@ -23,7 +23,6 @@ from taskgraph_images.artifacts import (
     FileSink,
     HttpReader,
     NullSink,
-    Progress,
     ZstdFrameChecker,
     compress_stream,
     load_image,
@@ -248,22 +247,6 @@ def test_parse_size(text: str, value: int) -> None:
 def test_parse_size_refuses_nonsense() -> None:
     with pytest.raises(ArtifactError, match="'lots'"):
         parse_size("lots")
-
-
-def test_progress_is_silent_off_a_terminal() -> None:
-    out = io.StringIO()
-    progress = Progress("x", out)
-    progress.update(10)
-    progress.finish()
-    assert out.getvalue() == "" and progress.done == 10
-
-
-def test_progress_shows_bytes_and_speed_on_a_terminal() -> None:
-    out = io.StringIO()
-    progress = Progress("loading", out, enabled=True)
-    progress.update(2 << 20)
-    progress.finish()
-    assert "loading: 2.0 MiB at" in out.getvalue() and out.getvalue().endswith("/s   \n")
 
 
 # -- save -----------------------------------------------------------------------------

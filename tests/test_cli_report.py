@@ -30,8 +30,8 @@ def _commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> 
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
-                found.append((prefix + (name,), sub))
-                found.extend(_commands(sub, prefix + (name,)))
+                found.append(((*prefix, name), sub))
+                found.extend(_commands(sub, (*prefix, name)))
     return found
 
 

@@ -96,8 +96,8 @@ def warning(message: str) -> None:
     reporter().warning(message)
 
 
-def add_json_argument(parser: argparse.ArgumentParser, help: str = "print JSON") -> None:
-    """Add ``--json``: the command's data as JSON on stdout instead of text."""
+def add_json_argument(parser: Any, help: str = "print JSON") -> None:
+    """Add ``--json`` to ``parser`` or an argument group: the data as JSON, not text."""
     parser.add_argument("--json", action="store_true", help=help)
 
 
@@ -194,10 +194,15 @@ def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_catalog(args: argparse.Namespace) -> ImageCatalog:
-    """Load the catalog the catalog arguments describe."""
+    """Load the catalog the catalog arguments describe.
+
+    :raises CatalogError: for a ``--root`` that does not exist, with a hint
+        when it looks like taskgraph's ``--root`` (the ``taskcluster`` folder).
+    """
     from taskgraph_images.catalog import ImageCatalog
 
     root = args.root or default_root()
+    _check_root(root, args.root is not None, args.images_dir or DEFAULT_IMAGES_DIR)
     kwargs = {}
     if args.images_dir is not None:
         kwargs["images_dir"] = args.images_dir
@@ -207,6 +212,26 @@ def load_catalog(args: argparse.Namespace) -> ImageCatalog:
 
     hasher = hasher_for_option(getattr(args, "hash_cache", None))
     return ImageCatalog.load(root, **kwargs, hasher=hasher)
+
+
+def _check_root(root: str, given: bool, images_dir: str) -> None:
+    from taskgraph_images.errors import CatalogError
+
+    if not given:
+        return
+    if not os.path.isdir(root):
+        what = "is not a folder" if os.path.exists(root) else "does not exist"
+        raise CatalogError(f"--root {root} {what}")
+    if os.path.isdir(os.path.join(root, images_dir)):
+        return
+    parent = os.path.dirname(os.path.abspath(root))
+    if os.path.basename(os.path.abspath(root)) == "taskcluster" or os.path.isdir(
+        os.path.join(parent, images_dir)
+    ):
+        raise CatalogError(
+            f"images folder {images_dir!r} does not exist under {root}: --root is the "
+            f"repository root, not taskgraph's taskcluster folder (try --root {parent})"
+        )
 
 
 def load_build_config(path: Optional[str]) -> BuildConfig:

@@ -7,9 +7,18 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Optional
 
-from taskgraph_images.cli._common import add_catalog_arguments, load_build_config, load_catalog, note
+from taskgraph_images.cli._common import (
+    add_catalog_arguments,
+    add_output_argument,
+    binary_output,
+    is_stdout,
+    load_build_config,
+    load_catalog,
+    note,
+    reporter,
+)
 from taskgraph_images.cli._index import add_index_arguments, open_index
-from taskgraph_images.errors import InvalidValueError, TaskgraphImagesError
+from taskgraph_images.errors import ArtifactError, InvalidValueError, TaskgraphImagesError
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
@@ -24,9 +33,16 @@ _LOCAL_ONLY = (
 
 
 def _build_arg(text: str) -> tuple[str, str]:
+    """``NAME=VALUE``, or ``NAME`` alone for the value of ``$NAME`` (as docker does)."""
     key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"invalid --build-arg {text!r}: use NAME=VALUE")
+    if not key:
+        raise argparse.ArgumentTypeError(f"invalid --build-arg {text!r}: use NAME=VALUE or NAME")
+    if not sep:
+        if key not in os.environ:
+            raise argparse.ArgumentTypeError(
+                f"--build-arg {key}: {key} is not set in the environment (use {key}=VALUE)"
+            )
+        value = os.environ[key]
     return key, value
 
 
@@ -38,8 +54,8 @@ def register(subparsers: Any) -> None:
         "on every checkout; `docker build -` accepts it.",
     )
     p.add_argument("name", metavar="NAME")
-    p.add_argument("-o", "--output", required=True, metavar="FILE",
-                   help="the tar to write (.tar, .tar.gz or .tar.zst)")
+    add_output_argument(p, required=True,
+                        help="the tar to write (.tar, .tar.gz or .tar.zst; a plain tar on stdout)")
     p.add_argument("--compression", choices=("none", "gzip", "zstd"), default=None,
                    help="compression (default: from the file name)")
     add_catalog_arguments(p)
@@ -53,7 +69,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--no-cache", action="store_true", help="do not use the engine's cache")
     p.add_argument("--build-arg", action="append", type=_build_arg, default=[],
-                   metavar="NAME=VALUE", help="an extra build arg (repeatable)")
+                   metavar="NAME[=VALUE]",
+                   help="an extra build arg (repeatable); NAME alone takes $NAME")
     p.add_argument("--record", action="store_true",
                    help="save the image and its in-tree task-image ancestors (rebuilt from "
                    "the tree) into the local index's artifact store and index them, so that "
@@ -64,16 +81,19 @@ def register(subparsers: Any) -> None:
                    help="with --record: the build-task config whose index-prefix and "
                    "artifact-name the plan uses (see docs/tasks.rst)")
     add_catalog_arguments(p)
-    add_index_arguments(p)
+    add_index_arguments(p, on_error=False)
     p.set_defaults(func=_build)
 
     p = subparsers.add_parser(
-        "save", help="save an image as a zstd-compressed tarball",
-        description="Stream `docker save TAG` through zstd into FILE (what an image-builder "
-        "task uploads as public/image.tar.zst).",
+        "save", help="save an image as a tarball (zstd-compressed or plain)",
+        description="Stream `docker save TAG` into FILE: zstd-compressed for a .tar.zst "
+        "name (what an image-builder task uploads as public/image.tar.zst), plain for .tar.",
     )
     p.add_argument("tag", metavar="TAG")
-    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    add_output_argument(p, required=True, help="the tarball to write (.tar.zst or .tar; "
+                        "zstd on stdout)")
+    p.add_argument("--compression", choices=("none", "zstd"), default=None,
+                   help="compression (default: from the file name)")
     p.add_argument("--level", type=int, default=3, help="zstd level, 1-22 (default 3)")
     p.add_argument("--threads", type=int, default=0,
                    help="compression threads (default 0: one per core)")
@@ -87,9 +107,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("-t", "--tag", metavar="NAME:TAG", default=None,
                    help="retag the image on the fly")
-    p.add_argument("--output", metavar="FILE", default=None,
-                   help="write the (retagged) tar to FILE instead of loading it "
-                   "(zstd-compressed when FILE ends in .zst)")
+    add_output_argument(p, help="write the (retagged) tar to FILE instead of loading it "
+                        "(zstd-compressed for .tar.zst, plain for .tar and stdout)")
+    p.add_argument("--compression", choices=("none", "zstd"), default=None,
+                   help="with --output: compression (default: from the file name)")
     p.add_argument("--max-size", default="64G", metavar="SIZE",
                    help="refuse an artifact decompressing to more than SIZE (default 64G)")
     p.add_argument("--level", type=int, default=3,
@@ -100,7 +121,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--root-url", default=None,
                    help="Taskcluster root URL for a task id (default: TASKCLUSTER_ROOT_URL)")
     add_catalog_arguments(p)
-    add_index_arguments(p)
+    add_index_arguments(p, on_error=False)
     p.set_defaults(func=_load)
 
 
@@ -108,6 +129,10 @@ def _context(args: argparse.Namespace) -> int:
     from taskgraph_images.context import write_context
 
     catalog = load_catalog(args)
+    if is_stdout(args.output):
+        with binary_output(args.output) as out:
+            write_context(catalog, args.name, out, compression=args.compression)
+        return 0
     write_context(catalog, args.name, args.output, compression=args.compression)
     note(f"wrote the context of {args.name} to {args.output}")
     return 0
@@ -141,7 +166,7 @@ def _build(args: argparse.Namespace) -> int:
     # the plan reuses an image only when its in-tree parents are reused too.
     done = build_image(
         engine, catalog, args.name, nocache=args.no_cache, build_args=dict(args.build_arg),
-        on_output=_print, on_note=note, reuse_present=index is None,
+        on_output=_print, on_note=note, reuse_present=index is None, reporter=reporter(),
     )
     tag = catalog.local_tag(args.name)
     if image.prebuilt:
@@ -192,24 +217,39 @@ def _record(
 
 
 def _save(args: argparse.Namespace) -> int:
-    from taskgraph_images.artifacts import Progress, save_image
+    from taskgraph_images.artifacts import save_image
+    from taskgraph_images.compression import compression_for_name
     from taskgraph_images.docker import Engine
+    from taskgraph_images.progress import format_size
 
-    size = save_image(
-        Engine.from_env(), args.tag, args.output, level=args.level, threads=args.threads,
-        progress=Progress(f"saving {args.tag}"),
-    )
-    note(f"saved {args.tag} ({size} bytes uncompressed) to {args.output}")
+    to_stdout = is_stdout(args.output)
+    compression = args.compression or ("zstd" if to_stdout else compression_for_name(args.output))
+    engine = Engine.from_env()
+    options: dict[str, Any] = {
+        "level": args.level, "threads": args.threads, "reporter": reporter(),
+        "compression": compression,
+    }
+    if to_stdout:
+        with binary_output(args.output) as out:
+            size = save_image(engine, args.tag, out, **options)
+        where = "stdout"
+    else:
+        size = save_image(engine, args.tag, args.output, **options)
+        where = args.output
+    kind = "zstd-compressed" if compression == "zstd" else "plain tar"
+    note(f"saved {args.tag} ({format_size(size)} uncompressed, {kind}) to {where}")
     return 0
 
 
 def _load(args: argparse.Namespace) -> int:
-    from taskgraph_images.artifacts import Progress, load_image, parse_size
+    from taskgraph_images.artifacts import load_image, looks_like_file, parse_size
 
     max_size = parse_size(args.max_size)
+    source: str = args.source
+    if looks_like_file(source) and not os.path.exists(source):
+        raise ArtifactError(f"{source}: no such file")
     catalog: Optional[ImageCatalog] = None
     index: Any = None
-    source: str = args.source
     if not os.path.exists(source) and not source.startswith(("http://", "https://")):
         try:
             catalog = load_catalog(args)
@@ -217,12 +257,21 @@ def _load(args: argparse.Namespace) -> int:
             catalog = None  # not in a repository: the source must be a task id
         index = open_index(args)
     config = load_build_config(args.config)
-    result = load_image(
-        source, tag=args.tag, output=args.output, max_size=max_size, index=index,
-        catalog=catalog, level=args.level, root_url=args.root_url,
-        progress=Progress(f"loading {os.path.basename(source)}"),
-        artifact=config.artifact_name, prefix=config.index_prefix,
-    )
+    options: dict[str, Any] = {
+        "tag": args.tag, "max_size": max_size, "index": index, "catalog": catalog,
+        "level": args.level, "root_url": args.root_url, "reporter": reporter(),
+        "artifact": config.artifact_name, "prefix": config.index_prefix,
+    }
+    if args.compression is not None and args.output is None:
+        raise InvalidValueError("load --compression applies only with --output")
+    if args.output is not None and is_stdout(args.output):
+        with binary_output(args.output) as out:
+            result = load_image(source, output=out, compression=args.compression, **options)
+    else:
+        result = load_image(source, output=args.output, compression=args.compression, **options)
     for message in result.messages:
-        print(message)
+        if args.output is None:
+            print(message)  # the engine's "Loaded image: ..." is the output
+        else:
+            note(message)
     return 0

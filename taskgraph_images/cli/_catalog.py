@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Callable
 
 from taskgraph_images.cli._common import (
     add_catalog_arguments,
@@ -89,34 +89,27 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _names(args: argparse.Namespace, catalog: Any) -> list[str]:
+def _print_values(args: argparse.Namespace, value: Callable[[Any, str], str]) -> None:
+    """Print ``value(catalog, name)`` for the images named (all by default)."""
+    catalog = load_catalog(args)
     names: list[str] = args.names or catalog.names()
     for name in names:
         catalog[name]  # unknown names fail before any output
-    return names
+    values = {name: value(catalog, name) for name in names}
+    if args.json:
+        print_json(values)
+    elif args.command == "digest" and len(args.names) == 1:
+        print(values[names[0]])  # as taskgraph's image-digest: the digest alone
+    else:
+        for name, text in values.items():
+            print(f"{name} {text}")
 
 
 def run_hash(args: argparse.Namespace) -> int:
-    catalog = load_catalog(args)
-    names = _names(args, catalog)
-    hashes = {name: catalog.context_hash(name) for name in names}
-    if args.json:
-        print_json(hashes)
-        return 0
-    for name, value in hashes.items():
-        print(f"{name} {value}")
+    _print_values(args, lambda catalog, name: catalog.context_hash(name))
     return 0
 
 
 def run_digest(args: argparse.Namespace) -> int:
-    catalog = load_catalog(args)
-    names = _names(args, catalog)
-    digests = {name: catalog.digest(name) for name in names}
-    if args.json:
-        print_json(digests)
-    elif len(args.names) == 1:
-        print(digests[args.names[0]])
-    else:
-        for name, value in digests.items():
-            print(f"{name} {value}")
+    _print_values(args, lambda catalog, name: catalog.digest(name))
     return 0

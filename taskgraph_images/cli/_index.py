@@ -10,7 +10,13 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
-from taskgraph_images.cli._common import add_json_argument, format_date, note, print_json
+from taskgraph_images.cli._common import (
+    add_json_argument,
+    format_date,
+    note,
+    print_json,
+    reporter,
+)
 from taskgraph_images.errors import InvalidValueError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,7 +52,7 @@ def add_index_arguments(parser: argparse.ArgumentParser, *, on_error: bool = Tru
         type=float,
         default=None,
         help="Taskcluster index only: the longest one request may take, retries included "
-        "(default: 120)",
+        "(default: 60)",
     )
     parser.add_argument(
         "--index-retries",
@@ -91,7 +97,7 @@ def open_index(
             limits["timeout"] = args.index_timeout
         if getattr(args, "index_retries", None) is not None:
             limits["max_retries"] = args.index_retries
-        backend = TaskclusterIndex(where or None, environ=env, **limits)
+        backend = TaskclusterIndex(where or None, environ=env, reporter=reporter(), **limits)
     else:
         raise InvalidValueError(
             f"invalid --index {spec!r}: expected local[:PATH] or taskcluster[:ROOT_URL]"

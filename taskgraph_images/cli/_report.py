@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import sys
+import threading
 import time
 from typing import IO, Callable, Iterator, Optional
 
@@ -62,15 +63,17 @@ class ConsoleReporter(Reporter):
         # transfer's own elapsed time off one)
         self._shown: dict[str, float] = {}
         self._live = False  # a live line is on screen, unterminated
+        self._lock = threading.Lock()  # index lookups report from several threads
 
     # -- plain lines ----------------------------------------------------------------
 
     def _line(self, text: str) -> None:
-        if self._live:
-            self.stream.write("\n")
-            self._live = False
-        self.stream.write(PREFIX + text + "\n")
-        self.stream.flush()
+        with self._lock:
+            if self._live:
+                self.stream.write("\n")
+                self._live = False
+            self.stream.write(PREFIX + text + "\n")
+            self.stream.flush()
 
     def note(self, message: str) -> None:
         if self.verbosity >= 0:

@@ -345,7 +345,9 @@ class HttpReader:
                 self.url, stream=True, headers=headers, timeout=(30.0, self._timeout)
             )
         except (requests.ConnectionError, requests.Timeout) as e:
-            self._fail(type(e).__name__)
+            from taskgraph_images._neterrors import describe
+
+            self._fail(describe(e))
             return
         status = response.status_code
         if status == 429 or status >= 500:
@@ -397,7 +399,9 @@ class HttpReader:
                 chunk = next(self._chunks, b"")
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as e:
-                self._fail(f"connection dropped ({type(e).__name__})")
+                from taskgraph_images._neterrors import describe
+
+                self._fail(f"connection dropped ({describe(e)})")
                 continue
             if not chunk:
                 if self._total is not None and self._pos < self._total:

@@ -726,59 +726,58 @@ def _stream(
     checker = ZstdFrameChecker() if compressed else None
     source = _Tracked(raw, head, checker, meter)
     total = 0
-    try:
-        if compressed:
-            import zstandard
+    if compressed:
+        import zstandard
 
-            reader: Any = zstandard.ZstdDecompressor().stream_reader(
-                source,  # type: ignore[arg-type]
-                read_size=BUFFER, read_across_frames=True, closefd=False
-            )
-        else:
-            reader = source
-        buf = bytearray(BUFFER)
-        view = memoryview(buf)
-        try:
-            while True:
-                if compressed:
-                    n = reader.readinto(buf)
-                else:
-                    chunk = reader.read(BUFFER)
-                    n = len(chunk)
-                    view_n = memoryview(chunk)
-                if not n:
-                    break
-                total += n
-                if total > max_size:
-                    raise ArtifactError(
-                        f"it decompresses to more than {max_size} bytes "
-                        "(the limit; raise it with --max-size if the image is that large)"
-                    )
-                for piece in rewriter.feed(view[:n] if compressed else view_n):
-                    sink.write(piece)
-        except ArtifactError:
-            raise
-        except Exception as e:
-            if compressed and type(e).__name__ == "ZstdError":
-                raise ArtifactError(f"corrupt zstd data: {e}") from e
-            raise
-        finally:
+        reader: Any = zstandard.ZstdDecompressor().stream_reader(
+            source,  # type: ignore[arg-type]
+            read_size=BUFFER, read_across_frames=True, closefd=False
+        )
+    else:
+        reader = source
+    buf = bytearray(BUFFER)
+    view = memoryview(buf)
+    try:
+        while True:
             if compressed:
-                reader.close()
+                n = reader.readinto(buf)
+            else:
+                chunk = reader.read(BUFFER)
+                n = len(chunk)
+                view_n = memoryview(chunk)
+            if not n:
+                break
+            total += n
+            if total > max_size:
+                raise ArtifactError(
+                    f"it decompresses to more than {max_size} bytes "
+                    "(the limit; raise it with --max-size if the image is that large)"
+                )
+            try:
+                pieces = rewriter.feed(view[:n] if compressed else view_n)
+            except ArtifactError as e:
+                raise _tar_error(e, rewriter, compressed, total) from e
+            for piece in pieces:
+                sink.write(piece)
+    except ArtifactError:
+        raise
+    except Exception as e:
+        if compressed and type(e).__name__ == "ZstdError":
+            raise ArtifactError(f"corrupt zstd data: {e}") from e
+        raise
+    finally:
         if compressed:
-            while source.read(BUFFER):  # anything after the last frame the reader left
-                pass
-            assert checker is not None
-            if not checker.complete:
-                raise ArtifactError("truncated zstd stream: it ends inside a frame")
+            reader.close()
+    if compressed:
+        while source.read(BUFFER):  # anything after the last frame the reader left
+            pass
+        assert checker is not None
+        if not checker.complete:
+            raise ArtifactError("truncated zstd stream: it ends inside a frame")
+    try:
         tail = rewriter.close()
     except ArtifactError as e:
-        if not compressed and not rewriter.members:
-            raise ArtifactError(
-                f"not zstd-compressed (it does not start with the zstd magic number) "
-                f"and not a tar archive either ({total} bytes)"
-            ) from e
-        raise
+        raise _tar_error(e, rewriter, compressed, total) from e
     if tag is not None and not rewriter.rewritten:
         raise ArtifactError(
             f"nothing to retag as {tag}: the archive has no manifest.json (nor repositories or "
@@ -787,6 +786,19 @@ def _stream(
     sink.write(tail)
     messages = sink.finish()
     return LoadResult(tuple(messages), compressed, total, tuple(rewriter.rewritten))
+
+
+def _tar_error(
+    error: ArtifactError, rewriter: TarRewriter, compressed: bool, size: int
+) -> ArtifactError:
+    """The error to raise for a tar that does not parse: plain bytes that never
+    began a tar are not a damaged tar but something else altogether."""
+    if compressed or rewriter.members:
+        return error
+    return ArtifactError(
+        "not zstd-compressed (it does not start with the zstd magic number) "
+        f"and not a tar archive either ({size} bytes)"
+    )
 
 
 def load_image(

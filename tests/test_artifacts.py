@@ -17,6 +17,7 @@ import pytest
 import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from trees import tar_of
 
 from taskgraph_images._tarball import Buffer
 from taskgraph_images.artifacts import (
@@ -39,7 +40,6 @@ from taskgraph_images.tcenv import Credentials, TaskclusterEnv
 
 def docker_save_tar(layers: list[bytes], tag: str = "old/name:1") -> bytes:
     """A tarball in the ``docker save`` layout with the given layer contents."""
-    buf = io.BytesIO()
     ids = [f"{i:064x}" for i in range(1, len(layers) + 1)]
     repo, _, version = tag.rpartition(":")
     files: dict[str, bytes] = {}
@@ -52,12 +52,7 @@ def docker_save_tar(layers: list[bytes], tag: str = "old/name:1") -> bytes:
         [{"Config": "cafe.json", "RepoTags": [tag], "Layers": [f"{i}/layer.tar" for i in ids]}]
     ).encode()
     files["repositories"] = json.dumps({repo: {version: ids[-1]}}).encode()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return tar_of(files)
 
 
 def zst(data: bytes) -> bytes:

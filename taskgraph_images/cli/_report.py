@@ -147,7 +147,7 @@ def _describe(transfer: Transfer, *, done: bool = False) -> str:
         amount += f" of {format_size(transfer.total)} ({percent}%)"
     if done:
         return f"{transfer.label}: {amount} in {transfer.elapsed:.1f} s"
-    rate = f" at {format_rate(transfer.rate)}" if transfer.elapsed >= 1 else ""
+    rate = f" at {format_rate(transfer.rate)}" if transfer.done and transfer.elapsed > 0 else ""
     return f"{transfer.label}: {amount}{rate}"
 
 

@@ -40,6 +40,7 @@ from taskgraph_images._dockerfile import split_reference
 from taskgraph_images._tarball import TarRewriter
 from taskgraph_images.compression import BUFFER, ZSTD_MAGIC, Buffer, ZstdFrameChecker, compress_stream
 from taskgraph_images.errors import ArtifactError, DockerError, InvalidValueError
+from taskgraph_images.progress import format_size
 from taskgraph_images.tcenv import TaskclusterEnv, artifact_url
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -750,7 +751,7 @@ def _stream(
             total += n
             if total > max_size:
                 raise ArtifactError(
-                    f"it decompresses to more than {max_size} bytes "
+                    f"it decompresses to more than {format_size(max_size)} "
                     "(the limit; raise it with --max-size if the image is that large)"
                 )
             try:
@@ -797,7 +798,7 @@ def _tar_error(
         return error
     return ArtifactError(
         "not zstd-compressed (it does not start with the zstd magic number) "
-        f"and not a tar archive either ({size} bytes)"
+        f"and not a tar archive either ({format_size(size)})"
     )
 
 

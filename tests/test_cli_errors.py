@@ -40,7 +40,7 @@ def test_a_three_byte_file_is_said_not_to_be_zstd(
     code, _, err = _run(capsys, "load", str(path), "-o", str(tmp_path / "out.tar"))
     assert code == 1
     assert _error(err) == (f"{path}: not zstd-compressed (it does not start with the zstd magic "
-                           "number) and not a tar archive either (3 bytes)")
+                           "number) and not a tar archive either (3 B)")
     assert not (tmp_path / "out.tar").exists()
 
 
@@ -68,7 +68,7 @@ def test_too_large_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[
     path.write_bytes(_image_tar())
     code, _, err = _run(capsys, "load", str(path), "-o", str(tmp_path / "o.tar"),
                         "--max-size", "1K")
-    assert code == 1 and _error(err).startswith(f"{path}: it decompresses to more than 1024")
+    assert code == 1 and _error(err).startswith(f"{path}: it decompresses to more than 1.0 KiB")
 
 
 def test_retagging_a_tar_without_manifest_is_an_error(
@@ -158,3 +158,35 @@ def test_build_arg_of_an_unset_variable_is_refused(
         build_parser().parse_args(["build", "app", "--build-arg", "NOPE_NOT_SET"])
     assert exit_.value.code == 2
     assert "NOPE_NOT_SET is not set in the environment" in capsys.readouterr().err
+
+
+# -- options that do not apply ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["build", "builder", "--level", "2"], "--level applies only with --record"),
+        (["build", "builder", "--index", "local"], "--index applies only with --record"),
+        (["plan", "--json", "--wide"], "--wide applies only to the table, not to JSON"),
+        (["plan", "-o", "-", "--wide"], "--wide applies only to the table, not to JSON"),
+    ],
+)
+def test_options_that_do_not_apply_are_refused(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, out, err = _run(capsys, *argv, "--root", str(GECKO))
+    assert code == 1 and out == "" and _error(err) == message
+
+
+@pytest.mark.parametrize("option", [["--level", "1"], ["--index", "local"],
+                                    ["--root-url", "http://x"], ["--config", "c.yml"]])
+def test_load_of_a_file_refuses_the_lookup_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str]
+) -> None:
+    path = tmp_path / "i.tar"
+    path.write_bytes(_image_tar())
+    code, _, err = _run(capsys, "load", str(path), "-o", str(tmp_path / "o.tar"), *option)
+    assert code == 1
+    assert _error(err) == f"{option[0]} applies only to a task id or an image name"
+    assert not (tmp_path / "o.tar").exists()

@@ -25,7 +25,7 @@ import contextlib
 import json
 import os
 import sys
-from typing import IO, TYPE_CHECKING, Any, Iterator, Optional
+from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
     import datetime
@@ -47,6 +47,7 @@ __all__ = [
     "load_catalog",
     "note",
     "print_json",
+    "refuse_options",
     "reporter",
     "verbosity",
     "warning",
@@ -94,6 +95,22 @@ def note(message: str) -> None:
 def warning(message: str) -> None:
     """Warn the user (stderr, even with -q)."""
     reporter().warning(message)
+
+
+def refuse_options(args: argparse.Namespace, dests: Iterable[str], why: str) -> None:
+    """Refuse the first of the options ``dests`` that was given: it does not apply.
+
+    An option counts as given when its value is not ``None`` (give such
+    options a ``None`` default and resolve it where it is used).
+
+    :raises InvalidValueError: ``--OPTION applies only ...`` (``why``).
+    """
+    from taskgraph_images.errors import InvalidValueError
+
+    for dest in dests:
+        if getattr(args, dest, None) is not None:
+            option = "--" + dest.replace("_", "-")
+            raise InvalidValueError(f"{option} {why}")
 
 
 def add_json_argument(parser: Any, help: str = "print JSON") -> None:

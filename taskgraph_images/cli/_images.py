@@ -15,6 +15,7 @@ from taskgraph_images.cli._common import (
     load_build_config,
     load_catalog,
     note,
+    refuse_options,
     reporter,
 )
 from taskgraph_images.cli._index import add_index_arguments, open_index
@@ -75,7 +76,7 @@ def register(subparsers: Any) -> None:
                    help="save the image and its in-tree task-image ancestors (rebuilt from "
                    "the tree) into the local index's artifact store and index them, so that "
                    "the next plan reuses them")
-    p.add_argument("--level", type=int, default=3,
+    p.add_argument("--level", type=int, default=None,
                    help="with --record: the level to index the build at (default 3)")
     p.add_argument("--config", metavar="FILE",
                    help="with --record: the build-task config whose index-prefix and "
@@ -113,7 +114,7 @@ def register(subparsers: Any) -> None:
                    help="with --output: compression (default: from the file name)")
     p.add_argument("--max-size", default="64G", metavar="SIZE",
                    help="refuse an artifact decompressing to more than SIZE (default 64G)")
-    p.add_argument("--level", type=int, default=3,
+    p.add_argument("--level", type=int, default=None,
                    help="for an image name: the level to look it up at (default 3)")
     p.add_argument("--config", metavar="FILE",
                    help="the build-task config whose index-prefix and artifact-name the plan "
@@ -158,6 +159,8 @@ def _build(args: argparse.Namespace) -> int:
                 "the digest the image would be indexed under"
             )
         index = _local_index(args)
+    else:
+        refuse_options(args, _RECORD_ONLY, "applies only with --record")
     config = load_build_config(args.config) if args.record else None
     engine = Engine.from_env()
     engine.ping()
@@ -179,10 +182,19 @@ def _build(args: argparse.Namespace) -> int:
             if catalog[built.name].prebuilt:
                 continue  # referred to by its registry tag, never looked up
             assert config is not None
-            task_id = _record(engine, catalog, built.name, index, args.level, config)
-            print(f"recorded {built.name} as task {task_id} at level {args.level} "
+            level = 3 if args.level is None else args.level
+            task_id = _record(engine, catalog, built.name, index, level, config)
+            print(f"recorded {built.name} as task {task_id} at level {level} "
                   f"in the {index.description}")
     return 0
+
+
+#: ``build`` options that only ``--record`` uses.
+_RECORD_ONLY = ("level", "config", "index", "index_timeout", "index_retries")
+
+
+#: ``load`` options that only a task id or an image name (not a file or URL) uses.
+_NAMED_ONLY = ("index", "level", "config", "root_url", "index_timeout", "index_retries")
 
 
 def _local_index(args: argparse.Namespace) -> Any:
@@ -250,7 +262,9 @@ def _load(args: argparse.Namespace) -> int:
         raise ArtifactError(f"{source}: no such file")
     catalog: Optional[ImageCatalog] = None
     index: Any = None
-    if not os.path.exists(source) and not source.startswith(("http://", "https://")):
+    if os.path.exists(source) or source.startswith(("http://", "https://")):
+        refuse_options(args, _NAMED_ONLY, "applies only to a task id or an image name")
+    else:
         try:
             catalog = load_catalog(args)
         except TaskgraphImagesError:
@@ -259,7 +273,8 @@ def _load(args: argparse.Namespace) -> int:
     config = load_build_config(args.config)
     options: dict[str, Any] = {
         "tag": args.tag, "max_size": max_size, "index": index, "catalog": catalog,
-        "level": args.level, "root_url": args.root_url, "reporter": reporter(),
+        "level": 3 if args.level is None else args.level, "root_url": args.root_url,
+        "reporter": reporter(),
         "artifact": config.artifact_name, "prefix": config.index_prefix,
     }
     if args.compression is not None and args.output is None:

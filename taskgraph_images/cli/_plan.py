@@ -24,6 +24,7 @@ from taskgraph_images.cli._common import (
     load_build_config,
     load_catalog,
     note,
+    refuse_options,
     warning,
     write_output,
 )
@@ -83,8 +84,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     out = p.add_mutually_exclusive_group()
     add_json_argument(out, "print the plan as JSON (with every task definition), not a table")
     add_output_argument(out, help="also write the plan JSON to FILE (the table still prints)")
-    out.add_argument(
-        "--wide", action="store_true",
+    p.add_argument(
+        "--wide", action="store_true", default=None,
         help="print the table with full digests, namespaces and reasons (wider than 80 columns)",
     )
     p.add_argument(
@@ -276,6 +277,8 @@ def run_plan(args: argparse.Namespace) -> int:
     from taskgraph_images.params import Params
     from taskgraph_images.plan import plan_images, submit_plan
 
+    if args.json or is_stdout(args.output):
+        refuse_options(args, ["wide"], "applies only to the table, not to JSON")
     now = datetime.datetime.now(datetime.timezone.utc)
     catalog = load_catalog(args)
     params = Params.from_mapping(_params(args, catalog.root, now))
@@ -299,7 +302,7 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.json:
         write_output(None, plan.to_json())
     elif not is_stdout(args.output):
-        write_output(None, _table(plan, wide=args.wide))
+        write_output(None, _table(plan, wide=bool(args.wide)))
     if args.output:
         write_output(args.output, plan.to_json())
     counts = {a: sum(d.action == a for d in plan.decisions.values()) for a in ("build", "reuse")}

@@ -10,6 +10,7 @@ from taskgraph_images.cli._common import (
     add_json_argument,
     load_catalog,
     print_json,
+    short_digest,
 )
 
 __all__ = ["register"]
@@ -80,7 +81,7 @@ def run_list(args: argparse.Namespace) -> int:
                 image.version or "-",
                 image.registry or "-",
                 ",".join(image.parents) or "-",
-                catalog.digest(name)[:12],
+                short_digest(catalog.digest(name)),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

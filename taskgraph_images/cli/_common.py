@@ -13,6 +13,7 @@ using these helpers:
 - ``-o/--output FILE`` on every command that writes a file, ``-`` meaning
   stdout (:func:`add_output_argument`, :func:`write_output`,
   :func:`binary_output`); files appear only when complete.
+- Tables show the first 8 hex digits of a digest (:func:`short_digest`).
 - Dates are printed as the Taskcluster services write them
   (:func:`format_date`), sizes in binary units
   (:func:`taskgraph_images.progress.format_size`).
@@ -49,6 +50,7 @@ __all__ = [
     "print_json",
     "refuse_options",
     "reporter",
+    "short_digest",
     "verbosity",
     "warning",
     "write_output",
@@ -137,6 +139,19 @@ def format_date(when: datetime.datetime) -> str:
     from taskgraph_images.tctime import format_time
 
     return format_time(when)
+
+
+#: Hex digits of a digest in a table (``--json`` and ``--wide`` give them all).
+SHORT_DIGEST = 8
+
+
+def short_digest(digest: str) -> str:
+    """The start of ``digest`` that tables show.
+
+    >>> short_digest("b3b3050e8b8b08de5f4e3a1e256b7bb3842435adee41930a727be43a547012af")
+    'b3b3050e'
+    """
+    return digest[:SHORT_DIGEST]
 
 
 def is_stdout(path: Optional[str]) -> bool:

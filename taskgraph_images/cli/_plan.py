@@ -25,6 +25,7 @@ from taskgraph_images.cli._common import (
     load_catalog,
     note,
     refuse_options,
+    short_digest,
     warning,
     write_output,
 )
@@ -200,8 +201,6 @@ def _params(args: argparse.Namespace, root: str, now: datetime.datetime) -> dict
 
 #: The width the table fits unless --wide: a terminal's, a task log's.
 TABLE_WIDTH = 80
-#: Hex digits of a digest in the table (``--wide`` and ``--json`` have them all).
-SHORT_DIGEST = 8
 
 
 def _table(plan: Plan, *, wide: bool = False) -> str:
@@ -216,7 +215,7 @@ def _table(plan: Plan, *, wide: bool = False) -> str:
     header = ("IMAGE", "DIGEST", "TASK ID", "DECISION")
     rows: list[tuple[str, ...]] = []
     for d in plan.decisions.values():
-        digest = d.digest if wide else d.digest[:SHORT_DIGEST]
+        digest = d.digest if wide else short_digest(d.digest)
         if d.action == "prebuilt":
             rows.append((d.name, digest, d.docker_image or "-", "prebuilt"))
             continue

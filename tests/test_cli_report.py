@@ -6,6 +6,7 @@ import argparse
 import io
 
 import pytest
+from importcheck import modules_added_by
 
 from taskgraph_images.cli import build_parser
 from taskgraph_images.cli._common import verbosity
@@ -164,3 +165,10 @@ def test_the_current_reporter_is_the_one_in_use() -> None:
 def test_sizes_have_one_unit_style(n: int, text: str) -> None:
     assert format_size(n) == text
     assert format_rate(n) == text + "/s"
+
+
+def test_parsing_the_command_line_stays_light() -> None:
+    added = modules_added_by("from taskgraph_images.cli import build_parser; build_parser()")
+    heavy = {"attrs", "attr", "taskcluster", "requests", "zstandard", "yaml",
+             "taskgraph_images.progress", "taskgraph_images.cli._report"}
+    assert heavy & added == set()

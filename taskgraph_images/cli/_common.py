@@ -12,7 +12,7 @@ using these helpers:
   :func:`print_json`).
 - ``-o/--output FILE`` on every command that writes a file, ``-`` meaning
   stdout (:func:`add_output_argument`, :func:`write_output`,
-  :func:`binary_output`); files appear only when complete.
+  :func:`binary_stdout`); files appear only when complete.
 - Tables show the first 8 hex digits of a digest (:func:`short_digest`).
 - Dates are printed as the Taskcluster services write them
   (:func:`format_date`), sizes in binary units
@@ -40,7 +40,7 @@ __all__ = [
     "add_catalog_arguments",
     "add_json_argument",
     "add_output_argument",
-    "binary_output",
+    "binary_stdout",
     "default_root",
     "format_date",
     "is_stdout",
@@ -160,27 +160,21 @@ def is_stdout(path: Optional[str]) -> bool:
 
 
 @contextlib.contextmanager
-def binary_output(path: str) -> Iterator[IO[bytes]]:
-    """Open ``path`` for writing bytes atomically, or stdout for ``-``.
+def binary_stdout() -> Iterator[IO[bytes]]:
+    """Yield stdout for bytes (what ``-o -`` means for a tarball), flushed at the end.
 
-    :raises InvalidValueError: for ``-`` when stdout is a terminal.
+    :raises InvalidValueError: when stdout is a terminal.
     """
-    if is_stdout(path):
-        from taskgraph_images.errors import InvalidValueError
+    from taskgraph_images.errors import InvalidValueError
 
-        if sys.stdout.isatty():
-            raise InvalidValueError(
-                "refusing to write binary data to a terminal: redirect stdout or pass -o FILE"
-            )
-        sys.stdout.flush()
-        out = sys.stdout.buffer
-        yield out
-        out.flush()
-        return
-    from taskgraph_images._atomic import atomic_output
-
-    with atomic_output(path) as f:
-        yield f
+    if sys.stdout.isatty():
+        raise InvalidValueError(
+            "refusing to write binary data to a terminal: redirect stdout or pass -o FILE"
+        )
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    yield out
+    out.flush()
 
 DEFAULT_IMAGES_DIR = "taskcluster/docker"
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from taskgraph_images.cli._common import (
     add_catalog_arguments,
     add_output_argument,
-    binary_output,
+    binary_stdout,
     is_stdout,
     load_build_config,
     load_catalog,
@@ -131,7 +131,7 @@ def _context(args: argparse.Namespace) -> int:
 
     catalog = load_catalog(args)
     if is_stdout(args.output):
-        with binary_output(args.output) as out:
+        with binary_stdout() as out:
             write_context(catalog, args.name, out, compression=args.compression)
         return 0
     write_context(catalog, args.name, args.output, compression=args.compression)
@@ -242,7 +242,7 @@ def _save(args: argparse.Namespace) -> int:
         "compression": compression,
     }
     if to_stdout:
-        with binary_output(args.output) as out:
+        with binary_stdout() as out:
             size = save_image(engine, args.tag, out, **options)
         where = "stdout"
     else:
@@ -280,7 +280,7 @@ def _load(args: argparse.Namespace) -> int:
     if args.compression is not None and args.output is None:
         raise InvalidValueError("load --compression applies only with --output")
     if args.output is not None and is_stdout(args.output):
-        with binary_output(args.output) as out:
+        with binary_stdout() as out:
             result = load_image(source, output=out, compression=args.compression, **options)
     else:
         result = load_image(source, output=args.output, compression=args.compression, **options)

@@ -269,9 +269,10 @@ def _counting(chunks: Iterable[bytes], meter: Meter) -> Iterator[bytes]:
 class HttpReader:
     """A file-like reader of an HTTP(S) URL that survives transient failures.
 
-    Errors 429/5xx and connection failures are retried with backoff; a body
-    that breaks off is resumed with ``Range`` (or, when the server ignores
-    ranges, fetched again with the bytes already read skipped).
+    Errors 429/5xx and connection failures are retried with backoff, each
+    retry told to ``reporter``; a body that breaks off is resumed with
+    ``Range`` (or, when the server ignores ranges, fetched again with the
+    bytes already read skipped).
     """
 
     def __init__(
@@ -283,10 +284,12 @@ class HttpReader:
         timeout: float = 60.0,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        reporter: Optional[Reporter] = None,
     ) -> None:
         import requests
 
         self.url = url
+        self._reporter = reporter
         self._own_session = session is None
         self._session = session if session is not None else requests.Session()
         self._attempts = attempts
@@ -331,6 +334,16 @@ class HttpReader:
         if self._failures >= self._attempts:
             raise ArtifactError(f"cannot download {self.url}: {why} (gave up after "
                                 f"{self._attempts} attempts)")
+        if self._reporter is not None:
+            import posixpath
+            import urllib.parse
+
+            from taskgraph_images.progress import Wait
+
+            path = urllib.parse.unquote(urllib.parse.urlsplit(self.url).path)
+            name = posixpath.basename(path) or self.url
+            self._reporter.waiting(Wait("the download", name, self._failures + 1,
+                                        self._attempts, reason=why))
         self._sleep(self._backoff * (2 ** (self._failures - 1)))
 
     def _connect(self) -> None:
@@ -470,6 +483,7 @@ def _open_source(
     env: Optional[TaskclusterEnv],
     artifact: str,
     prefix: Optional[str],
+    reporter: Optional[Reporter] = None,
 ) -> tuple[IO[bytes], str]:
     """Open ``source`` and return it with the words that name it in messages."""
     if os.path.exists(source):
@@ -478,7 +492,7 @@ def _open_source(
         except OSError as e:
             raise ArtifactError(f"cannot read {source}: {e.strerror}") from e
     if source.startswith(("https://", "http://")):
-        return HttpReader(source), source  # type: ignore[return-value]
+        return HttpReader(source, reporter=reporter), source  # type: ignore[return-value]
     if looks_like_file(source):
         raise ArtifactError(f"{source}: no such file")
     task_id: Optional[str] = None
@@ -518,7 +532,7 @@ def _open_source(
             f"task {task_id} has no {artifact} in the local artifact store, and no "
             "Taskcluster root URL is set (TASKCLUSTER_ROOT_URL or --index taskcluster:URL)"
         )
-    reader = HttpReader(artifact_url(tc_env.options(root), task_id, artifact))
+    reader = HttpReader(artifact_url(tc_env.options(root), task_id, artifact), reporter=reporter)
     return reader, what  # type: ignore[return-value]
 
 
@@ -833,7 +847,8 @@ def load_image(
     if tag is not None:
         _check_reference(tag)
     raw, name = _open_source(source, index=index, catalog=catalog, level=level,
-                             root_url=root_url, env=None, artifact=artifact, prefix=prefix)
+                             root_url=root_url, env=None, artifact=artifact, prefix=prefix,
+                             reporter=reporter)
     try:
         sink: Sink
         if output is not None:

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zstandard
 from index_helpers import digest_of
 from tcserver import TCServer, make_index
+from test_artifacts import docker_save_tar
 
 from taskgraph_images.cli import main
 from taskgraph_images.errors import IndexUnavailableError
@@ -131,3 +133,25 @@ def test_on_index_error_build_warns_once_with_the_count(
     assert len(warnings) == 1
     assert "was unavailable" in warnings[0]
     assert "building 2 images because of it (builder, tester)" in warnings[0]
+
+
+def test_a_download_retry_is_reported(
+    tc_server: TCServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TASKCLUSTER_PROXY_URL", raising=False)
+    data = zstandard.ZstdCompressor().compress(docker_save_tar([b"L" * 5000]))
+    task_id = tc_server.add_task(artifacts={"public/image.tar.zst": data})
+    tc_server.inject("blob", status=503, count=1)
+    code = main(["load", task_id, "-o", str(tmp_path / "o.tar"), "--root-url", tc_server.root_url,
+                 "--index", f"local:{tmp_path / 'i.sqlite'}", "--root", str(GECKO)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert ("taskgraph-images: waiting for the download (image.tar.zst, try 2 of 5)... "
+            "try 1: HTTP 503\n") in err
+
+
+def test_verbose_says_the_index_limits(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["index", "find", "a.b", "-v", "--index", "taskcluster:http://127.0.0.1:9",
+          "--index-retries", "0", "--index-timeout", "7"])
+    assert "each index request may take 7 s, 0 retries included\n" in capsys.readouterr().err

@@ -73,7 +73,7 @@ class CommandParser(argparse.ArgumentParser):
         )
         group.add_argument(
             "-v", "--verbose", action="count", default=argparse.SUPPRESS,
-            help="say more: every retry, every transfer's last line",
+            help="say more: the index's time limits, every transfer's last line",
         )
 
 

@@ -95,11 +95,19 @@ def open_index(args: argparse.Namespace, env: Optional[TaskclusterEnv] = None) -
         if getattr(args, "index_retries", None) is not None:
             limits["max_retries"] = args.index_retries
         backend = TaskclusterIndex(where or None, env=env, reporter=reporter(), **limits)
+
     else:
         raise InvalidValueError(
             f"invalid --index {spec!r}: expected local[:PATH] or taskcluster[:ROOT_URL]"
         )
     note(f"using the {backend.description}")
+    if isinstance(backend, TaskclusterIndex):
+        from taskgraph_images.index.taskcluster import DEFAULT_RETRIES, DEFAULT_TIMEOUT
+
+        reporter().debug(
+            f"each index request may take {limits.get('timeout', DEFAULT_TIMEOUT):g} s, "
+            f"{limits.get('max_retries', DEFAULT_RETRIES)} retries included"
+        )
     return backend
 
 

@@ -56,6 +56,8 @@ _MISSING_ENDPOINT = (404, 405)
 
 #: Seconds an API call may take, its retries included.
 DEFAULT_TIMEOUT = 60.0
+#: How often a 5xx answer or a connection error is tried again.
+DEFAULT_RETRIES = 5
 #: Seconds of waiting after which (and then as often) the reporter hears of it.
 REPORT_AFTER = 5.0
 
@@ -127,7 +129,7 @@ class TaskclusterIndex:
         *,
         options: Optional[Mapping[str, Any]] = None,
         max_workers: int = 16,
-        max_retries: int = 5,
+        max_retries: int = DEFAULT_RETRIES,
         timeout: float = DEFAULT_TIMEOUT,
         batch_size: int = 1000,
         env: Optional[TaskclusterEnv] = None,

@@ -540,7 +540,11 @@ def _open_source(
 
 
 class Sink(Protocol):
-    """Where a loaded tarball goes: the engine's load, a file, or nowhere."""
+    """Where a loaded tarball goes: the engine's load, a file, or nowhere.
+
+    A sink whose :meth:`finish` may take long says what it waits for in a
+    ``finish_waits_for`` attribute, ``(subject, call)``, for progress messages.
+    """
 
     def write(self, data: Buffer) -> None: ...
 
@@ -572,6 +576,9 @@ class FileSink:
     file's name (``.tar`` plain, ``.tar.zst`` zstd; other names are
     refused), and a file object gets the plain tar.
     """
+
+    #: What :meth:`finish` waits for, and the call, in progress messages.
+    finish_waits_for = ("the disk", "fsync")
 
     def __init__(
         self, out: Union[PathLike, IO[bytes]], *, compression: Optional[str] = None,
@@ -799,7 +806,15 @@ def _stream(
             "index.json); it is not an image saved by docker save"
         )
     sink.write(tail)
-    messages = sink.finish()
+    if meter is None:
+        messages = sink.finish()
+    else:
+        from taskgraph_images.progress import announcing
+
+        # The engine answers a load only once it has unpacked the image.
+        subject, call = getattr(sink, "finish_waits_for", ("the output", "finish"))
+        with announcing(meter.reporter, subject, call):
+            messages = sink.finish()
     return LoadResult(tuple(messages), compressed, total, tuple(rewriter.rewritten))
 
 

@@ -153,6 +153,9 @@ class LoadUpload:
     of the body so that the engine discards what it received.
     """
 
+    #: What :meth:`finish` waits for, and the call, in progress messages.
+    finish_waits_for = ("the Docker engine", "load")
+
     def __init__(self, engine: Engine, conn: http.client.HTTPConnection) -> None:
         self._engine = engine
         self._conn = conn

@@ -14,12 +14,23 @@ task log and how often, is ``taskgraph_images.cli._report.ConsoleReporter``.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from typing import IO, Callable, Optional
+from typing import IO, Callable, Iterator, Optional
 
 import attrs
 
-__all__ = ["Meter", "MeteredReader", "Reporter", "Transfer", "Wait", "format_rate", "format_size"]
+__all__ = [
+    "Meter",
+    "MeteredReader",
+    "Reporter",
+    "Transfer",
+    "Wait",
+    "announcing",
+    "format_rate",
+    "format_size",
+]
 
 
 @attrs.frozen
@@ -63,6 +74,9 @@ class Transfer:
 
 class Reporter:
     """Receives progress; every hook does nothing. Subclass to show some."""
+
+    #: Seconds a blocking wait lasts before (and between) :meth:`waiting` reports.
+    report_after: float = 5.0
 
     def note(self, message: str) -> None:
         """Something worth telling that is not the operation's result."""
@@ -127,6 +141,31 @@ class MeteredReader:
         else:
             self.meter.finish()
         return data
+
+
+@contextlib.contextmanager
+def announcing(reporter: Reporter, subject: str, call: str) -> Iterator[None]:
+    """Tell ``reporter`` every ``reporter.report_after`` seconds that the ``with`` body
+    still waits.
+
+    For a call that cannot report on itself (a blocking answer from the
+    Docker engine, say): a timer thread reports a :class:`Wait` (attempt 1
+    of 1) each time that many seconds pass, until the body ends.
+    """
+    done = threading.Event()
+    start = time.monotonic()
+
+    def tick() -> None:
+        while not done.wait(reporter.report_after):
+            reporter.waiting(Wait(subject, call, 1, 1, time.monotonic() - start))
+
+    timer = threading.Thread(target=tick, name=f"waiting-{call}", daemon=True)
+    timer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        timer.join()
 
 
 _UNITS = ("KiB", "MiB", "GiB", "TiB")

@@ -129,3 +129,27 @@ def test_save_chooses_the_format_by_the_name_and_streams_to_stdout(
     streamed = capsysbinary.readouterr().out
     assert zstandard.ZstdDecompressor().decompressobj().decompress(streamed) == plain
     assert not Path("-").exists()
+
+
+class SlowEngineLoad(NullSink):
+    """An engine that takes its time to answer once the whole image is sent."""
+
+    finish_waits_for = ("the Docker engine", "load")
+
+    def finish(self) -> list[str]:
+        time.sleep(0.35)
+        return ["Loaded image: x:1"]
+
+
+def test_a_slow_answer_after_the_upload_says_what_it_waits_for() -> None:
+    out = io.StringIO()
+    reporter = ConsoleReporter(out, tty=False)
+    reporter.report_after = 0.1
+    data = zstandard.ZstdCompressor().compress(_image_tar())
+    result = stream_image(io.BytesIO(data), SlowEngineLoad(), name="i.tar.zst",
+                          reporter=reporter)
+    lines = out.getvalue().splitlines()
+    assert result.messages == ("Loaded image: x:1",)
+    assert len(lines) >= 2 and all(
+        re.fullmatch(r"taskgraph-images: waiting for the Docker engine \(load\)\.\.\. "
+                     r"0 s so far", line) for line in lines)

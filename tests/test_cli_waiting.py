@@ -26,10 +26,11 @@ GECKO = Path(__file__).resolve().parent.parent / "examples" / "gecko"
 
 
 class Recorder(Reporter):
-    """Keeps every wait it is told of."""
+    """Keeps every wait it is told of; reports waits after ``report_after`` seconds."""
 
-    def __init__(self) -> None:
+    def __init__(self, report_after: float = 5.0) -> None:
         self.waits: list[Wait] = []
+        self.report_after = report_after
 
     def waiting(self, wait: Wait) -> None:
         self.waits.append(wait)
@@ -64,8 +65,8 @@ def test_a_dropped_connection_is_retried_and_reported(tc_server: TCServer) -> No
 
 def test_a_slow_answer_is_reported_while_it_is_awaited(tc_server: TCServer) -> None:
     tc_server.inject("findTasksAtIndex", delay=0.8, count=1)
-    recorder = Recorder()
-    _lookup(make_index(tc_server, reporter=recorder, report_after=0.3))
+    recorder = Recorder(report_after=0.3)
+    _lookup(make_index(tc_server, reporter=recorder))
     assert [w.attempt for w in recorder.waits] == [1, 1]
     assert all(w.reason is None and w.elapsed >= 0.3 for w in recorder.waits)
     assert recorder.waits[1].elapsed >= 0.6
@@ -73,10 +74,10 @@ def test_a_slow_answer_is_reported_while_it_is_awaited(tc_server: TCServer) -> N
 
 def test_a_hung_index_stops_at_the_timeout(tc_server: TCServer) -> None:
     tc_server.inject("findTasksAtIndex", delay=30)
-    recorder = Recorder()
+    recorder = Recorder(report_after=0.4)
     start = time.monotonic()
     with pytest.raises(IndexUnavailableError, match=r"findTasksAtIndex gave no answer within 1s"):
-        _lookup(make_index(tc_server, timeout=1.0, reporter=recorder, report_after=0.4))
+        _lookup(make_index(tc_server, timeout=1.0, reporter=recorder))
     assert time.monotonic() - start < 2.5
     assert [w.attempt for w in recorder.waits] == [1, 1]
 

@@ -90,7 +90,8 @@ class ConsoleReporter(Reporter):
     def waiting(self, wait: Wait) -> None:
         if self.verbosity < 0:
             return
-        text = f"waiting for {wait.subject} ({wait.call}, try {wait.attempt} of {wait.attempts})..."
+        tries = f", try {wait.attempt} of {wait.attempts}" if wait.attempts > 1 else ""
+        text = f"waiting for {wait.subject} ({wait.call}{tries})..."
         if wait.reason:
             text += f" try {wait.attempt - 1}: {wait.reason}"
         elif wait.elapsed > 0:

@@ -58,8 +58,6 @@ _MISSING_ENDPOINT = (404, 405)
 DEFAULT_TIMEOUT = 60.0
 #: How often a 5xx answer or a connection error is tried again.
 DEFAULT_RETRIES = 5
-#: Seconds of waiting after which (and then as often) the reporter hears of it.
-REPORT_AFTER = 5.0
 
 
 class _Status(Exception):
@@ -115,8 +113,8 @@ class TaskclusterIndex:
     often a 5xx answer or a connection error is tried again, with the
     client's exponential backoff; ``timeout`` bounds each API call, its
     retries included (60 s by default: a hung index stops a plan within a
-    minute). Every retry, and every wait longer than ``report_after``
-    seconds, is told to ``reporter`` (:meth:`Reporter.waiting
+    minute). Every retry, and every wait longer than the reporter's
+    ``report_after`` seconds, is told to ``reporter`` (:meth:`Reporter.waiting
     <taskgraph_images.progress.Reporter.waiting>`).
 
     :raises ConfigError: when no root URL is given or configured.
@@ -135,7 +133,6 @@ class TaskclusterIndex:
         env: Optional[TaskclusterEnv] = None,
         clock: Clock = utcnow,
         reporter: Optional[Reporter] = None,
-        report_after: float = REPORT_AFTER,
     ) -> None:
         import taskcluster
 
@@ -149,11 +146,10 @@ class TaskclusterIndex:
                 "no Taskcluster root URL: pass one (--index taskcluster:URL) or set "
                 "TASKCLUSTER_ROOT_URL or TASKCLUSTER_PROXY_URL"
             )
-        if (max_workers < 1 or max_retries < 0 or timeout <= 0 or not 1 <= batch_size <= 1000
-                or report_after <= 0):
+        if max_workers < 1 or max_retries < 0 or timeout <= 0 or not 1 <= batch_size <= 1000:
             raise InvalidValueError(
                 "invalid TaskclusterIndex settings: max_workers >= 1, max_retries >= 0, "
-                "timeout > 0, report_after > 0 and 1 <= batch_size <= 1000 are required"
+                "timeout > 0 and 1 <= batch_size <= 1000 are required"
             )
         extra["maxRetries"] = 0  # retried here, where each try can be reported
         if credentials is not None:  # given, they replace the environment's, even by none
@@ -168,7 +164,6 @@ class TaskclusterIndex:
         self._batch_size = batch_size
         self._clock = clock
         self._reporter = reporter if reporter is not None else Reporter()
-        self._report_after = report_after
         # Learned per instance: does this deployment have the batch endpoints?
         self._has_batch = {"findTasksAtIndex": True, "statuses": True}
 
@@ -187,8 +182,8 @@ class TaskclusterIndex:
 
         A 5xx answer or a connection error is tried again, up to
         ``max_retries`` times, with the client's exponential backoff; every
-        retry, and every wait longer than ``report_after`` seconds, goes to
-        the reporter. All tries together must end within ``timeout``.
+        retry, and every wait longer than the reporter's ``report_after``
+        seconds, goes to the reporter. All tries together must end within ``timeout``.
 
         :raises _Status: for a 4xx answer other than 401/403.
         :raises IndexBackendError: for anything that means the service cannot answer.
@@ -252,7 +247,7 @@ class TaskclusterIndex:
         """One try of ``func``, on a thread so that a hung answer cannot outlast the deadline.
 
         Returns ``(error, None)`` or ``(None, value)``; says on the reporter,
-        every ``report_after`` seconds, that it is still waiting.
+        every ``report_after`` seconds (the reporter's), that it is still waiting.
 
         :raises IndexUnavailableError: when the deadline passes first.
         """
@@ -270,7 +265,8 @@ class TaskclusterIndex:
         while True:
             now = time.monotonic()
             waited = now - start
-            next_report = self._report_after * (1 + int(waited // self._report_after))
+            every = self._reporter.report_after
+            next_report = every * (1 + int(waited // every))
             worker.join(max(0.0, min(deadline - now, start + next_report - now)))
             if not worker.is_alive():
                 return box.get("error"), box.get("value")

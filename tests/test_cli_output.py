@@ -152,3 +152,24 @@ def test_quiet_keeps_stdout_and_drops_the_notes(
     assert "default parameters" in err and "using the local index" in err
     assert quiet_err == "" and Plan.from_json(quiet_out).decisions.keys() == Plan.from_json(
         out).decisions.keys()
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "compressed"),
+    [("o.img", 0, True), ("o.tar", 1, False)],
+    ids=["name-says-nothing", "name-contradicts"],
+)
+def test_compression_decides_only_where_the_name_says_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, code: int,
+    compressed: bool,
+) -> None:
+    src = tmp_path / "i.tar"
+    src.write_bytes(_image_tar())
+    got, _, err = _run(capsys, "load", str(src), "-o", str(tmp_path / name),
+                       "--compression", "zstd")
+    assert got == code
+    if compressed:
+        assert (tmp_path / name).read_bytes().startswith(b"\x28\xb5\x2f\xfd")
+    else:
+        assert "--compression zstd contradicts the name" in err
+        assert not (tmp_path / name).exists()

@@ -228,14 +228,38 @@ def _record(
     return task_id
 
 
+def _compression(output: str, given: Optional[str], *, stdout: str) -> str:
+    """The format of an image tarball written to ``output``: ``given`` (``--compression``),
+    else what the file name says (``stdout`` for ``-``).
+
+    :raises ArtifactError: for a name of another format than ``given``, or a name that
+        says none when none is given.
+    """
+    from taskgraph_images.compression import compression_for_name
+
+    if is_stdout(output):
+        return given or stdout
+    try:
+        by_name = compression_for_name(output)
+    except ArtifactError:
+        if given is None:
+            raise
+        return given  # the name says nothing: --compression decides
+    if given is not None and given != by_name:
+        raise ArtifactError(
+            f"--compression {given} contradicts the name {output!r}, which means "
+            f"{'a plain tar' if by_name == 'none' else 'zstd'}"
+        )
+    return by_name
+
+
 def _save(args: argparse.Namespace) -> int:
     from taskgraph_images.artifacts import save_image
-    from taskgraph_images.compression import compression_for_name
     from taskgraph_images.docker import Engine
     from taskgraph_images.progress import format_size
 
     to_stdout = is_stdout(args.output)
-    compression = args.compression or ("zstd" if to_stdout else compression_for_name(args.output))
+    compression = _compression(args.output, args.compression, stdout="zstd")
     engine = Engine.from_env()
     options: dict[str, Any] = {
         "level": args.level, "threads": args.threads, "reporter": reporter(),
@@ -258,6 +282,11 @@ def _load(args: argparse.Namespace) -> int:
 
     max_size = parse_size(args.max_size)
     source: str = args.source
+    if args.output is None:
+        refuse_options(args, ["compression"], "applies only with --output")
+        compression = None
+    else:
+        compression = _compression(args.output, args.compression, stdout="none")
     if looks_like_file(source) and not os.path.exists(source):
         raise ArtifactError(f"{source}: no such file")
     catalog: Optional[ImageCatalog] = None
@@ -277,13 +306,11 @@ def _load(args: argparse.Namespace) -> int:
         "reporter": reporter(),
         "artifact": config.artifact_name, "prefix": config.index_prefix,
     }
-    if args.compression is not None and args.output is None:
-        raise InvalidValueError("load --compression applies only with --output")
     if args.output is not None and is_stdout(args.output):
         with binary_stdout() as out:
-            result = load_image(source, output=out, compression=args.compression, **options)
+            result = load_image(source, output=out, compression=compression, **options)
     else:
-        result = load_image(source, output=args.output, compression=args.compression, **options)
+        result = load_image(source, output=args.output, compression=compression, **options)
     for message in result.messages:
         if args.output is None:
             print(message)  # the engine's "Loaded image: ..." is the output

@@ -3,7 +3,8 @@
 :class:`ConsoleReporter` is the :class:`~taskgraph_images.progress.Reporter`
 every command uses. Everything it prints goes to stderr (stdout is the
 command's output), prefixed ``taskgraph-images:``. ``-q`` keeps only
-warnings; ``-v`` adds every retry and every transfer's final line.
+warnings; ``-v`` adds details (:meth:`ConsoleReporter.debug`) and every
+transfer's final line.
 
 A transfer is drawn as one live line on a terminal (redrawn at most four
 times a second, and only once bytes have moved); off a terminal, in a task
@@ -104,7 +105,8 @@ class ConsoleReporter(Reporter):
         if self.verbosity < 0:
             return
         if self.tty:
-            self._draw(transfer, self._clock())
+            with self._lock:
+                self._draw(transfer, self._clock())
             return
         label = transfer.label
         if transfer.finished:

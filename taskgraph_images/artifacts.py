@@ -40,14 +40,13 @@ from taskgraph_images._dockerfile import split_reference
 from taskgraph_images._tarball import TarRewriter
 from taskgraph_images.compression import BUFFER, ZSTD_MAGIC, Buffer, ZstdFrameChecker, compress_stream
 from taskgraph_images.errors import ArtifactError, DockerError, InvalidValueError
-from taskgraph_images.progress import format_size
+from taskgraph_images.progress import Meter, Reporter, Wait, announcing, format_size
 from taskgraph_images.tcenv import TaskclusterEnv, artifact_url
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
 
     from taskgraph_images.docker import Engine
-    from taskgraph_images.progress import Meter, Reporter
 
 __all__ = [
     "ARTIFACT_NAME",
@@ -204,7 +203,7 @@ def save_image(
     reporter: Optional[Reporter] = None,
     compression: str = "zstd",
 ) -> int:
-    """Save image ``tag`` from ``engine`` as a zstd-compressed tarball at ``out``.
+    """Save image ``tag`` from ``engine`` as a tarball (zstd-compressed by default) at ``out``.
 
     ``out`` is a path (the file appears only when complete) or a binary
     file object (stdout, say). ``compression`` is ``"zstd"`` or ``"none"``
@@ -224,8 +223,6 @@ def save_image(
     chunks: Iterator[bytes] = engine.save(tag)
     meter = None
     if reporter is not None:
-        from taskgraph_images.progress import Meter
-
         meter = Meter(reporter, f"saving {tag}")
         chunks = _counting(chunks, meter)
     where = out if isinstance(out, (str, os.PathLike)) else "stdout"
@@ -337,8 +334,6 @@ class HttpReader:
         if self._reporter is not None:
             import posixpath
             import urllib.parse
-
-            from taskgraph_images.progress import Wait
 
             path = urllib.parse.unquote(urllib.parse.urlsplit(self.url).path)
             name = posixpath.basename(path) or self.url
@@ -720,8 +715,6 @@ def stream_image(
     """
     meter = None
     if reporter is not None:
-        from taskgraph_images.progress import Meter
-
         meter = Meter(reporter, f"loading {name}")
     try:
         try:
@@ -809,8 +802,6 @@ def _stream(
     if meter is None:
         messages = sink.finish()
     else:
-        from taskgraph_images.progress import announcing
-
         # The engine answers a load only once it has unpacked the image.
         subject, call = getattr(sink, "finish_waits_for", ("the output", "finish"))
         with announcing(meter.reporter, subject, call):

@@ -80,7 +80,8 @@ def register(subparsers: Any) -> None:
                    help="with --record: the level to index the build at (default 3)")
     p.add_argument("--config", metavar="FILE",
                    help="with --record: the build-task config whose index-prefix and "
-                   "artifact-name the plan uses (see docs/tasks.rst)")
+                   "artifact-name the plan uses (see docs/tasks.rst; default: "
+                   "taskcluster/taskgraph-images.yml under the root when present)")
     add_catalog_arguments(p)
     add_index_arguments(p, on_error=False)
     p.set_defaults(func=_build)
@@ -118,7 +119,8 @@ def register(subparsers: Any) -> None:
                    help="for an image name: the level to look it up at (default 3)")
     p.add_argument("--config", metavar="FILE",
                    help="the build-task config whose index-prefix and artifact-name the plan "
-                   "uses (see docs/tasks.rst)")
+                   "uses (see docs/tasks.rst; default: taskcluster/taskgraph-images.yml under "
+                   "the root when present)")
     p.add_argument("--root-url", default=None,
                    help="Taskcluster root URL for a task id (default: TASKCLUSTER_ROOT_URL)")
     add_catalog_arguments(p)
@@ -161,7 +163,7 @@ def _build(args: argparse.Namespace) -> int:
         index = _local_index(args)
     else:
         refuse_options(args, _RECORD_ONLY, "applies only with --record")
-    config = load_build_config(args.config) if args.record else None
+    config = load_build_config(args.config, catalog.root) if args.record else None
     engine = Engine.from_env()
     engine.ping()
     # With --record, ancestors are built from the tree too (not taken from
@@ -299,7 +301,7 @@ def _load(args: argparse.Namespace) -> int:
         except TaskgraphImagesError:
             catalog = None  # not in a repository: the source must be a task id
         index = open_index(args)
-    config = load_build_config(args.config)
+    config = load_build_config(args.config, catalog.root if catalog is not None else None)
     options: dict[str, Any] = {
         "tag": args.tag, "max_size": max_size, "index": index, "catalog": catalog,
         "level": 3 if args.level is None else args.level, "root_url": args.root_url,

@@ -156,3 +156,13 @@ def test_verbose_says_the_index_limits(capsys: pytest.CaptureFixture[str]) -> No
     main(["index", "find", "a.b", "-v", "--index", "taskcluster:http://127.0.0.1:9",
           "--index-retries", "0", "--index-timeout", "7"])
     assert "each index request may take 7 s, 0 retries included\n" in capsys.readouterr().err
+
+
+def test_a_refused_queue_is_one_short_cause(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["plan", "-q", "--root", str(GECKO), "--index", f"local:{tmp_path / 'i.sqlite'}",
+                 "--submit", "--taskcluster-root-url", "http://127.0.0.1:9"])
+    assert code == 1
+    assert capsys.readouterr().err == ("taskgraph-images: error: the Queue at http://127.0.0.1:9 "
+                                       "does not answer ping: connection refused\n")

@@ -307,9 +307,13 @@ def _open_queue(args: argparse.Namespace, index: Any) -> Any:
     try:
         queue.ping()
     except Exception as e:  # the client raises many kinds; report each as one line
+        from taskgraph_images._neterrors import describe
+
+        cause = getattr(e, "superExc", None)  # a connection error: say why in a few words
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        why = describe(cause) if isinstance(cause, BaseException) else f"{type(e).__name__}: {first}"
         raise SubmitError(
-            f"the Queue at {options['rootUrl']} does not answer ping: {type(e).__name__}: {first}"
+            f"the Queue at {options['rootUrl']} does not answer ping: {why}"
         ) from e
     return queue
 

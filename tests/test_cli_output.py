@@ -173,3 +173,22 @@ def test_compression_decides_only_where_the_name_says_nothing(
     else:
         assert "--compression zstd contradicts the name" in err
         assert not (tmp_path / name).exists()
+
+
+def test_load_json_says_what_was_loaded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "i.tar"
+    src.write_bytes(_image_tar())
+    code, out, _ = _run(capsys, "load", str(src), "-t", "n:1", "-o", str(tmp_path / "o.tar"),
+                        "--json")
+    assert code == 0 and json.loads(out) == {
+        "messages": [f"Wrote {tmp_path / 'o.tar'}"], "compressed": False,
+        "size": len(_image_tar()), "retagged": ["manifest.json", "repositories"]}
+
+
+def test_load_json_with_the_tar_on_stdout_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "i.tar"
+    src.write_bytes(_image_tar())
+    code, out, err = _run(capsys, "load", str(src), "-o", "-", "--json")
+    assert code == 1 and out == "" and "--json cannot go with -o -" in err

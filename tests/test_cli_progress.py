@@ -153,3 +153,18 @@ def test_a_slow_answer_after_the_upload_says_what_it_waits_for() -> None:
     assert len(lines) >= 2 and all(
         re.fullmatch(r"taskgraph-images: waiting for the Docker engine \(load\)\.\.\. "
                      r"0 s so far", line) for line in lines)
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("app_built")
+def test_build_json_is_what_was_built_with_the_log_on_stderr(
+    busybox_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    capsys.readouterr()
+    assert main(["build", "app", "--json", "--root", str(busybox_repo)]) == 0
+    out, err = capsys.readouterr()
+    records = json.loads(out)
+    assert [r["name"] for r in records][-1] == "app" and records[-1]["tag"] == "app:latest"
+    assert records[-1]["image_id"].startswith("sha256:") and "sending context" in err

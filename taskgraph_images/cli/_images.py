@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from taskgraph_images.cli._common import (
     add_catalog_arguments,
+    add_json_argument,
     add_output_argument,
     binary_stdout,
     is_stdout,
     load_build_config,
     load_catalog,
     note,
+    print_json,
     refuse_options,
     reporter,
 )
@@ -82,6 +84,8 @@ def register(subparsers: Any) -> None:
                    help="with --record: the build-task config whose index-prefix and "
                    "artifact-name the plan uses (see docs/tasks.rst; default: "
                    "taskcluster/taskgraph-images.yml under the root when present)")
+    add_json_argument(p, "print what was built (and recorded) as JSON; the engine's log "
+                      "goes to stderr")
     add_catalog_arguments(p)
     add_index_arguments(p, on_error=False)
     p.set_defaults(func=_build)
@@ -123,6 +127,8 @@ def register(subparsers: Any) -> None:
                    "the root when present)")
     p.add_argument("--root-url", default=None,
                    help="Taskcluster root URL for a task id (default: TASKCLUSTER_ROOT_URL)")
+    add_json_argument(p, "print what was loaded as JSON (the engine's messages, the size, "
+                      "the tag files rewritten)")
     add_catalog_arguments(p)
     add_index_arguments(p, on_error=False)
     p.set_defaults(func=_load)
@@ -144,6 +150,11 @@ def _context(args: argparse.Namespace) -> int:
 def _print(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def _print_stderr(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -169,25 +180,33 @@ def _build(args: argparse.Namespace) -> int:
     # With --record, ancestors are built from the tree too (not taken from
     # whatever the engine has under their tag) and recorded with the image:
     # the plan reuses an image only when its in-tree parents are reused too.
+    # With --json, stdout is the JSON: the engine's build log goes to stderr.
     done = build_image(
         engine, catalog, args.name, nocache=args.no_cache, build_args=dict(args.build_arg),
-        on_output=_print, on_note=note, reuse_present=index is None, reporter=reporter(),
+        on_output=_print_stderr if args.json else _print, on_note=note,
+        reuse_present=index is None, reporter=reporter(),
     )
     tag = catalog.local_tag(args.name)
-    if image.prebuilt:
+    if not image.prebuilt:
+        note(_LOCAL_ONLY.format(tag=tag))
+    elif not args.json:
         print(f"built {tag}; to push it to the registry when deploying, run:")
         print(f"docker push {tag}")
-    else:
-        note(_LOCAL_ONLY.format(tag=tag))
+    records = [{"name": b.name, "tag": b.tag, "image_id": b.image_id, "reused": b.reused}
+               for b in done]
     if index is not None:
-        for built in done:
+        level = 3 if args.level is None else args.level
+        for built, record in zip(done, records):
             if catalog[built.name].prebuilt:
                 continue  # referred to by its registry tag, never looked up
             assert config is not None
-            level = 3 if args.level is None else args.level
             task_id = _record(engine, catalog, built.name, index, level, config)
-            print(f"recorded {built.name} as task {task_id} at level {level} "
-                  f"in the {index.description}")
+            record.update(task_id=task_id, level=level)
+            if not args.json:
+                print(f"recorded {built.name} as task {task_id} at level {level} "
+                      f"in the {index.description}")
+    if args.json:
+        print_json(records)
     return 0
 
 
@@ -288,6 +307,8 @@ def _load(args: argparse.Namespace) -> int:
         refuse_options(args, ["compression"], "applies only with --output")
         compression = None
     else:
+        if args.json and is_stdout(args.output):
+            raise InvalidValueError("--json cannot go with -o -: stdout is the tar")
         compression = _compression(args.output, args.compression, stdout="none")
     if looks_like_file(source) and not os.path.exists(source):
         raise ArtifactError(f"{source}: no such file")
@@ -313,6 +334,10 @@ def _load(args: argparse.Namespace) -> int:
             result = load_image(source, output=out, compression=compression, **options)
     else:
         result = load_image(source, output=args.output, compression=compression, **options)
+    if args.json:
+        print_json({"messages": list(result.messages), "compressed": result.compressed,
+                    "size": result.size, "retagged": list(result.retagged)})
+        return 0
     for message in result.messages:
         if args.output is None:
             print(message)  # the engine's "Loaded image: ..." is the output

@@ -172,3 +172,13 @@ def test_parsing_the_command_line_stays_light() -> None:
     heavy = {"attrs", "attr", "taskcluster", "requests", "zstandard", "yaml",
              "taskgraph_images.progress", "taskgraph_images.cli._report"}
     assert heavy & added == set()
+
+
+def test_commands_that_print_data_take_json_and_every_output_is_dash_o() -> None:
+    options = {path: {s for a in sub._actions for s in a.option_strings}
+               for path, sub in _commands(build_parser())}
+    printing = [("list",), ("hash",), ("digest",), ("index", "find"), ("index", "list"),
+                ("index", "insert"), ("plan",), ("render",), ("build",), ("load",)]
+    assert [p for p in printing if "--json" not in options[p]] == []
+    writing = [p for p, opts in options.items() if "--output" in opts]
+    assert len(writing) >= 5 and all("-o" in options[p] for p in writing)

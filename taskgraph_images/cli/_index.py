@@ -15,6 +15,7 @@ from taskgraph_images.cli._common import (
     note,
     print_json,
     reporter,
+    warning,
 )
 from taskgraph_images.errors import InvalidValueError
 
@@ -128,7 +129,7 @@ def _find(args: argparse.Namespace) -> int:
     index = open_index(args)
     entry = index.find_task(args.namespace)
     if entry is None:
-        note(f"no task indexed at {args.namespace}")
+        warning(f"no task indexed at {args.namespace}")  # the exit status 1, explained even with -q
         return 1
     if args.json:
         print_json(entry.to_json())

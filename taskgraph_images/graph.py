@@ -3,7 +3,8 @@
 :func:`image_graph` turns a :class:`~taskgraph_images.plan.Plan` into an
 :class:`ImageGraph` (one :class:`GraphNode` per image, parents first, and
 the edges from each in-tree parent to its child); :func:`to_dot` and
-:func:`to_mermaid` write it as Graphviz DOT and as a Mermaid flowchart.
+:func:`to_mermaid` write it as Graphviz DOT and as a Mermaid flowchart,
+:func:`to_json` as plain values for other tools.
 Nothing here reads or writes files.
 
 Prebuilt images are drawn as grey boxes with their registry tag, task
@@ -21,7 +22,7 @@ picture cannot show (control characters, lone surrogates) are spelled as
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Iterable, Literal, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Optional, Sequence
 
 import attrs
 
@@ -39,6 +40,7 @@ __all__ = [
     "image_graph_of",
     "render_graph",
     "to_dot",
+    "to_json",
     "to_mermaid",
 ]
 
@@ -227,6 +229,19 @@ def to_mermaid(graph: ImageGraph) -> str:
     for node in graph.nodes:
         out.append(f"  class {ids[node.name]} {node.action}")
     return "\n".join(out) + "\n"
+
+
+def to_json(graph: ImageGraph) -> dict[str, Any]:
+    """Return ``graph`` as JSON values: the title, the nodes (every field) and the edges.
+
+    >>> to_json(ImageGraph((), (("a", "b"),), "t"))
+    {'title': 't', 'nodes': [], 'edges': [{'parent': 'a', 'child': 'b'}]}
+    """
+    return {
+        "title": graph.title,
+        "nodes": [attrs.asdict(node) for node in graph.nodes],
+        "edges": [{"parent": p, "child": c} for p, c in graph.edges],
+    }
 
 
 def render_graph(graph: ImageGraph, format: str) -> str:

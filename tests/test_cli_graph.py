@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,22 @@ def test_registering_graph_keeps_the_parser_light() -> None:
     assert _graph.FORMATS == taskgraph_images.graph.FORMATS
     added = modules_added_by("from taskgraph_images.cli import build_parser; build_parser()")
     assert {"attrs", "taskgraph_images.graph"} & added == set()
+
+
+def test_json_gives_every_field_of_the_nodes_and_the_edges(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, "graph", "--root", str(GECKO), "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["title"].startswith("gecko, level 1: 2 to build")
+    assert [n["name"] for n in doc["nodes"]] == ["base", "builder", "image_builder", "tester"]
+    assert doc["nodes"][0] == {
+        "name": "base", "kind": "prebuilt", "action": "prebuilt",
+        "digest": doc["nodes"][0]["digest"], "why": "taskcluster/base:0.1.7", "task_id": None,
+    }
+    assert doc["edges"] == [
+        {"parent": "base", "child": "builder"}, {"parent": "builder", "child": "tester"},
+    ]
+    with pytest.raises(SystemExit):
+        main(["graph", "--json", "--format", "dot"])

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
-from taskgraph_images.cli._common import write_output
+from taskgraph_images.cli._common import add_json_argument, write_output
 from taskgraph_images.errors import InvalidValueError
 
 __all__ = ["FORMATS", "register", "run_graph"]
@@ -37,12 +38,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="FILE",
         help="draw this plan file (plan --output) instead of making a plan",
     )
-    p.add_argument(
+    out = p.add_mutually_exclusive_group()
+    out.add_argument(
         "--format",
         choices=FORMATS,
-        default="dot",
+        default=None,
         help="dot (Graphviz, the default) or mermaid",
     )
+    add_json_argument(out, "the nodes (every field) and edges as JSON, not a picture")
     p.add_argument(
         "-o",
         "--output",
@@ -55,7 +58,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run_graph(args: argparse.Namespace) -> int:
     """Write the graph of a fresh plan or of ``--plan FILE``."""
-    from taskgraph_images.graph import image_graph, render_graph
+    from taskgraph_images.graph import image_graph, render_graph, to_json
 
     parents: Any = None
     if args.plan is not None:
@@ -78,5 +81,10 @@ def run_graph(args: argparse.Namespace) -> int:
 
         catalog, _, plan, _ = make_plan(args)
         parents = {name: catalog[name].parents for name in catalog.names()}
-    write_output(args.output, render_graph(image_graph(plan, parents), args.format))
+    graph = image_graph(plan, parents)
+    if args.json:
+        text = json.dumps(to_json(graph), indent=2, sort_keys=True) + "\n"
+    else:
+        text = render_graph(graph, args.format or "dot")
+    write_output(args.output, text)
     return 0

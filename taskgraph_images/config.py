@@ -19,6 +19,7 @@ import attrs
 from taskgraph_images.errors import ConfigError
 
 __all__ = [
+    "CACHE_KEYS",
     "DEFAULT_ENV_NAMES",
     "ENV_ROLES",
     "FEATURES",
@@ -83,6 +84,8 @@ _UNITS = {
     "month": 30 * 86400,
     "year": 365 * 86400,
 }
+#: The cache-key modes: whose digests and index namespaces the plan uses.
+CACHE_KEYS = ("seed", "taskgraph")
 # The Queue refuses deadlines more than five days ahead.
 MAX_DEADLINE = datetime.timedelta(days=5)
 
@@ -153,6 +156,14 @@ class BuildConfig:
     treeherder_routes: tuple[str, ...] = ("tc-treeherder.v2",)
     treeherder_tier: int = 1
     index_prefix: str = "docker.images.v2"
+    #: ``"seed"`` (this library's digests and namespaces) or ``"taskgraph"``
+    #: (taskcluster-taskgraph's, shared with it; see ``docs/hash.rst``).
+    cache_keys: str = "seed"
+    #: The project's trust domain: taskgraph's cache namespaces and index routes.
+    trust_domain: Optional[str] = None
+    #: A folder (from the repository root) holding the run-task files; default:
+    #: the installed taskgraph package's.
+    run_task: Optional[str] = None
     source: str = "<defaults>"
 
     def __attrs_post_init__(self) -> None:
@@ -237,6 +248,14 @@ def _check(c: BuildConfig) -> None:
     need(1 <= c.treeherder_tier <= 3, "treeherder-tier", "expected 1, 2 or 3")
     need(bool(_DOTTED.match(c.index_prefix)), "index-prefix",
          f"invalid index prefix {c.index_prefix!r}")
+    need(c.cache_keys in CACHE_KEYS, "cache-keys",
+         f"{c.cache_keys!r} is not one of {', '.join(CACHE_KEYS)}")
+    need(c.trust_domain is None or bool(_DOTTED.match(c.trust_domain)), "trust-domain",
+         f"invalid trust domain {c.trust_domain!r}")
+    need(c.cache_keys != "taskgraph" or c.trust_domain is not None, "cache-keys",
+         "'taskgraph' needs trust-domain: NAME (taskgraph's cache namespaces start with it)")
+    need(c.run_task is None or (bool(c.run_task) and not os.path.isabs(c.run_task)), "run-task",
+         "expected a folder relative to the repository root")
 
 
 # -- parsing ---------------------------------------------------------------------
@@ -352,6 +371,9 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str, object], Any]]] = {
     "treeherder-routes": ("treeherder_routes", _str_list),
     "treeherder-tier": ("treeherder_tier", _int),
     "index-prefix": ("index_prefix", _str),
+    "cache-keys": ("cache_keys", _str),
+    "trust-domain": ("trust_domain", _opt_str),
+    "run-task": ("run_task", _opt_str),
 }
 #: Every key a config file may hold.
 KEYS = tuple(_PARSERS)

@@ -25,7 +25,7 @@ import attrs
 from taskgraph_images.config import BuildConfig
 from taskgraph_images.errors import PlanError, SubmitError, TaskgraphImagesError
 from taskgraph_images.params import Params, ParamsLike, coerce_params
-from taskgraph_images.tasks import BuildSpec, ImageRef, TaskImage, build_task
+from taskgraph_images.tasks import BuildSpec, ImageRef, TaskImage, build_task, kind_index_routes
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
@@ -304,7 +304,7 @@ def plan_images(
     digests = {name: catalog.digest(name) for name in order}
     lookups = find_images(
         index,
-        [(name, digests[name]) for name in task_images],
+        [(name, digests[name]) for name in task_images if catalog[name].cache],
         params.level,
         on_error=on_error,
         prefix=config.index_prefix,
@@ -321,8 +321,8 @@ def plan_images(
             decisions[name] = attrs.evolve(base, docker_image=tag, reason=f"registry tag {tag}")
             continue
         rebuilt = [p for p in image.parents if decisions[p].action == "build"]
-        lookup = lookups[name]
-        if not rebuilt and lookup.found is not None:
+        lookup = lookups.get(name)
+        if not rebuilt and lookup is not None and lookup.found is not None:
             found = lookup.found
             decisions[name] = attrs.evolve(
                 base,
@@ -337,13 +337,14 @@ def plan_images(
         if task_id in seen_ids:
             raise PlanError(f"the task id source gave {task_id!r} twice")
         seen_ids.add(task_id)
-        reason = f"parent {rebuilt[0]} rebuilt" if rebuilt else lookup.reason
+        if lookup is None:
+            reason, index_error = "cache: false in the kind config", None
+        elif rebuilt:
+            reason, index_error = f"parent {rebuilt[0]} rebuilt", None
+        else:
+            reason, index_error = lookup.reason, lookup.index_error
         decisions[name] = attrs.evolve(
-            base,
-            action="build",
-            task_id=task_id,
-            reason=reason,
-            index_error=None if rebuilt else lookup.index_error,
+            base, action="build", task_id=task_id, reason=reason, index_error=index_error
         )
 
     tasks = _build_tasks(catalog, params, config, decisions, now)
@@ -391,9 +392,36 @@ def _build_tasks(
             dependencies=tuple(t for t in dependencies if t is not None),
             args=image.args,
             symbol=image.symbol,
+            index_routes=_index_routes(catalog, decision, params, config),
         )
         tasks[decision.task_id] = build_task(spec, params, config, now)
     return tasks
+
+
+def _index_routes(catalog: ImageCatalog, decision: Decision, params: Params,
+                  config: BuildConfig) -> Optional[tuple[str, ...]]:
+    """The build task's index routes, or ``None`` for this library's three namespaces."""
+    from taskgraph_images.index import index_namespaces
+
+    image = catalog[decision.name]
+    if image.cache and image.index is None:
+        return None
+    routes: list[str] = []
+    if image.cache:
+        routes += [
+            f"index.{ns}"
+            for ns in index_namespaces(params.level, image.name, decision.digest,
+                                       params.pushdate, prefix=config.index_prefix)
+        ]
+    if image.index is not None:
+        if config.trust_domain is None:
+            raise PlanError(
+                f"image {image.name!r} has index: in the kind config, whose routes start with "
+                "the trust domain: set trust-domain in the build-task config"
+            )
+        routes += kind_index_routes(image.index.product, image.index.job_name, params,
+                                    config.trust_domain)
+    return tuple(routes)
 
 
 # -- submitting ------------------------------------------------------------------------

@@ -21,7 +21,14 @@ from taskgraph_images.errors import InvalidValueError
 from taskgraph_images.index import index_namespaces
 from taskgraph_images.params import Params
 
-__all__ = ["BuildSpec", "TaskImage", "build_task", "format_time", "treeherder_symbol"]
+__all__ = [
+    "BuildSpec",
+    "TaskImage",
+    "build_task",
+    "format_time",
+    "kind_index_routes",
+    "treeherder_symbol",
+]
 
 _SYMBOL = re.compile(r"\A([A-Za-z0-9_-]{1,25})\(([^()]{1,25})\)\Z")
 
@@ -64,6 +71,9 @@ class BuildSpec:
     args: tuple[tuple[str, str], ...] = ()
     #: Treeherder symbol from the kind config (``I(py)`` or ``py``), if any.
     symbol: Optional[str] = None
+    #: The task's index routes (``index.`` and a namespace); ``None``: the three
+    #: namespaces of :func:`~taskgraph_images.index.index_namespaces`.
+    index_routes: Optional[tuple[str, ...]] = None
 
 
 def format_time(when: datetime.datetime) -> str:
@@ -94,6 +104,29 @@ def treeherder_symbol(name: str, symbol: Optional[str], group: str) -> tuple[str
     return group, name[:25]
 
 
+def kind_index_routes(product: str, job_name: str, params: Params,
+                      trust_domain: str) -> tuple[str, ...]:
+    """Return the routes a kind config's ``index: {product, job-name}`` gives a task.
+
+    They are taskgraph's ``generic`` index routes::
+
+        index.{trust-domain}.v2.{project}.latest.{product}.{job-name}
+        index.{trust-domain}.v2.{project}.pushdate.{YYYY.MM.DD.YYYYMMDDHHMMSS}.{product}.{job-name}
+        index.{trust-domain}.v2.{project}.pushlog-id.{pushlog id, 0 if none}.{product}.{job-name}
+        index.{trust-domain}.v2.{project}.revision.{head rev}.{product}.{job-name}
+    """
+    when = params.pushdate.astimezone(datetime.timezone.utc)
+    stamp = when.strftime("%Y.%m.%d.%Y%m%d%H%M%S")
+    top = f"index.{trust_domain}.v2.{params.project}"
+    tail = f"{product}.{job_name}"
+    return (
+        f"{top}.latest.{tail}",
+        f"{top}.pushdate.{stamp}.{tail}",
+        f"{top}.pushlog-id.{params.pushlog_id or '0'}.{tail}",
+        f"{top}.revision.{params.head_rev}.{tail}",
+    )
+
+
 def _env(spec: BuildSpec, params: Params, config: BuildConfig) -> dict[str, str]:
     names = dict(config.env_names)
     env = dict(config.env)
@@ -115,13 +148,19 @@ def _env(spec: BuildSpec, params: Params, config: BuildConfig) -> dict[str, str]
     return dict(sorted(env.items()))
 
 
-def _routes(spec: BuildSpec, params: Params, config: BuildConfig) -> list[str]:
-    routes = [
+def _index_routes(spec: BuildSpec, params: Params, config: BuildConfig) -> list[str]:
+    if spec.index_routes is not None:
+        return list(spec.index_routes)
+    return [
         f"index.{ns}"
         for ns in index_namespaces(
             params.level, spec.name, spec.digest, params.pushdate, prefix=config.index_prefix
         )
     ]
+
+
+def _routes(spec: BuildSpec, params: Params, config: BuildConfig) -> list[str]:
+    routes = _index_routes(spec, params, config)
     if config.treeherder:
         suffix = f".{params.pushlog_id}" if params.pushlog_id is not None else ""
         routes += [
@@ -131,12 +170,17 @@ def _routes(spec: BuildSpec, params: Params, config: BuildConfig) -> list[str]:
     return routes
 
 
-def _scopes(routes: list[str], params: Params, config: BuildConfig) -> list[str]:
+def _scopes(routes: list[str], params: Params, config: BuildConfig,
+            spec: Optional[BuildSpec] = None) -> list[str]:
     scopes = set(config.scopes)
     if config.exact_route_scopes:
         scopes.update(f"queue:route:{route}" for route in routes)
     else:
-        scopes.add(f"queue:route:index.{config.index_prefix}.level-{params.level}.*")
+        ours = f"index.{config.index_prefix}.level-{params.level}."
+        if spec is None or spec.index_routes is None:
+            scopes.add(f"queue:route:{ours}*")
+        else:  # routes of another shape (taskgraph's, a kind's index): one scope each
+            scopes.update(f"queue:route:{r}" for r in spec.index_routes)
         if config.treeherder:
             scopes.update(
                 f"queue:route:{prefix}.{params.project}.*" for prefix in config.treeherder_routes
@@ -230,7 +274,7 @@ def build_task(
             "dependencies": dependencies,
             "requires": "all-completed",
             "routes": routes,
-            "scopes": _scopes(routes, params, config),
+            "scopes": _scopes(routes, params, config, spec),
             "payload": _payload(spec, params, config, format_time(now + artifact_after)),
             "metadata": {
                 "name": f"Docker image build: {spec.name}",

@@ -9,7 +9,7 @@ typed values, each equal to what taskgraph 24.4.1 to 24.5.x computes (the
 tests compare them with the installed package).
 
 The digest of an image is the sha256 of these lines joined by ``\\n``
-(no newline at the end), in this order (:func:`digest_data`):
+(no newline at the end), in this order (:meth:`DigestInputs.lines`):
 
 1. the context hash (:func:`taskgraph_images.taskgraph_tar.context_hash`
    of the members taskgraph collects);
@@ -31,19 +31,20 @@ import json
 import time
 from typing import Iterable, Mapping, Optional, Sequence
 
+import attrs
+
 from taskgraph_images.index._namespaces import validate_level
 
 __all__ = [
     "CACHE_TYPE",
     "IMAGE_BUILDER_IMAGE",
     "PULL_REQUEST_TASKS_FOR",
+    "DigestInputs",
     "args_json",
     "cache_namespace",
     "cache_prefix",
     "dependency",
-    "digest_data",
     "digest_of",
-    "image_digest",
     "index_routes",
     "index_search",
     "pull_request_namespace",
@@ -86,33 +87,49 @@ def dependency(name: str, digest: str, cache_type: str = CACHE_TYPE) -> str:
     return f"{cache_type}/{name}/{digest}"
 
 
-def digest_data(
-    context_hash: str,
-    args: Optional[Mapping[str, str]] = None,
-    *,
-    parents: Mapping[str, str] | None = None,
-    dependencies: Iterable[str] = (),
-    image_builder: str = IMAGE_BUILDER_IMAGE,
-    chain_of_trust: bool = True,
-    orjson: bool = False,
-) -> list[str]:
-    """The lines taskgraph hashes into a docker-image task's digest, in order.
+def _pairs(value: Optional[Mapping[str, str]]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((value or {}).items()))
 
-    ``parents`` maps each in-tree parent image's name to its digest (taskgraph
-    has at most one); ``dependencies`` are further cached dependencies already
-    written as ``{type}/{name}/{digest}`` (a ``packages`` task, for example).
+
+def _strings(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class DigestInputs:
+    """What taskgraph folds into a docker-image task's digest.
+
+    ``args`` are the image's ``args`` from the kind file; ``parents`` maps
+    each in-tree parent image's name to its digest (taskgraph has at most
+    one); ``dependencies`` are further cached dependencies already written
+    as ``{type}/{name}/{digest}`` (a ``packages`` task, for example).
     ``image_builder`` is the image the build task runs in, as taskgraph's
     ``IMAGE_BUILDER_IMAGE`` names it; ``chain_of_trust`` is whether the task
     has chain of trust (taskgraph's docker-image tasks always do); ``orjson``
-    as for :func:`args_json`.
+    as for :func:`args_json`. Mappings are kept as sorted pairs.
     """
-    deps = [dependency(name, digest) for name, digest in (parents or {}).items()]
-    deps.extend(dependencies)
-    lines = [context_hash, args_json(args, orjson=orjson),
-             f"image-builder-image:{image_builder}", *sorted(deps)]
-    if chain_of_trust:
-        lines.append(str(True))
-    return lines
+
+    context_hash: str
+    args: tuple[tuple[str, str], ...] = attrs.field(default=None, converter=_pairs)
+    parents: tuple[tuple[str, str], ...] = attrs.field(default=None, converter=_pairs)
+    dependencies: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    image_builder: str = IMAGE_BUILDER_IMAGE
+    chain_of_trust: bool = True
+    orjson: bool = False
+
+    def lines(self) -> list[str]:
+        """The lines taskgraph hashes, in order."""
+        deps = [dependency(name, digest) for name, digest in self.parents]
+        deps.extend(self.dependencies)
+        lines = [self.context_hash, args_json(dict(self.args), orjson=self.orjson),
+                 f"image-builder-image:{self.image_builder}", *sorted(deps)]
+        if self.chain_of_trust:
+            lines.append(str(True))
+        return lines
+
+    def digest(self) -> str:
+        """taskgraph's digest of the task: :func:`digest_of` its :meth:`lines`."""
+        return digest_of(self.lines())
 
 
 def digest_of(lines: Sequence[str]) -> str:
@@ -122,22 +139,6 @@ def digest_of(lines: Sequence[str]) -> str:
     True
     """
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
-
-
-def image_digest(
-    context_hash: str,
-    args: Optional[Mapping[str, str]] = None,
-    *,
-    parents: Mapping[str, str] | None = None,
-    dependencies: Iterable[str] = (),
-    image_builder: str = IMAGE_BUILDER_IMAGE,
-    chain_of_trust: bool = True,
-    orjson: bool = False,
-) -> str:
-    """taskgraph's digest of a docker-image task: :func:`digest_of` its :func:`digest_data`."""
-    return digest_of(digest_data(
-        context_hash, args, parents=parents, dependencies=dependencies,
-        image_builder=image_builder, chain_of_trust=chain_of_trust, orjson=orjson))
 
 
 def cache_prefix(trust_domain: str, cached_task_prefix: Optional[str] = None) -> str:

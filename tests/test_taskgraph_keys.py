@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,13 +17,12 @@ from taskgraph_images.errors import InvalidValueError
 from taskgraph_images.taskgraph_keys import (
     CACHE_TYPE,
     IMAGE_BUILDER_IMAGE,
+    DigestInputs,
     args_json,
     cache_namespace,
     cache_prefix,
     dependency,
-    digest_data,
     digest_of,
-    image_digest,
     index_routes,
     index_search,
     pull_request_namespace,
@@ -45,9 +45,9 @@ def our_tasks(root: Path, images: Mapping[str, Mapping[str, Any]], *,
                 str(p.relative_to(folder)): str(p) for p in folder.rglob("*") if p.is_file()}
             files["Dockerfile"] = (folder / "Dockerfile").read_bytes()
             parent = entry.get("parent")
-            digests[name] = image_digest(
+            digests[name] = DigestInputs(
                 context_hash(files), entry.get("args"), orjson=orjson,
-                parents={parent: digest(parent)} if parent else None)
+                parents={parent: digest(parent)} if parent else None).digest()
         return digests[name]
 
     for name in images:
@@ -101,8 +101,9 @@ def test_an_image_with_cache_false_has_no_digest(tmp_path: Path) -> None:
 
 
 def test_the_digest_lines_in_order() -> None:
-    lines = digest_data("c" * 64, {"B": "2", "A": "1"}, parents={"base": DIGEST},
-                        dependencies=["packages/deb-x/" + "e" * 64])
+    inputs = DigestInputs("c" * 64, {"B": "2", "A": "1"}, parents={"base": DIGEST},
+                          dependencies=["packages/deb-x/" + "e" * 64])
+    lines = inputs.lines()
     assert lines == [
         "c" * 64,
         '{"A":"1","B":"2"}',
@@ -112,8 +113,9 @@ def test_the_digest_lines_in_order() -> None:
         "True",
     ]
     assert digest_of(lines) == hashlib.sha256("\n".join(lines).encode()).hexdigest()
-    assert image_digest("c" * 64, {"B": "2", "A": "1"}, parents={"base": DIGEST},
-                        dependencies=["packages/deb-x/" + "e" * 64]) == digest_of(lines)
+    assert inputs.digest() == digest_of(lines)
+    assert inputs == DigestInputs("c" * 64, {"A": "1", "B": "2"}, parents={"base": DIGEST},
+                                  dependencies=("packages/deb-x/" + "e" * 64,))
 
 
 def test_the_image_builder_is_taskgraphs() -> None:
@@ -121,10 +123,10 @@ def test_the_image_builder_is_taskgraphs() -> None:
 
 
 def test_chain_of_trust_and_the_builder_change_the_digest() -> None:
-    plain = image_digest("c" * 64)
-    assert image_digest("c" * 64, chain_of_trust=False) != plain
-    assert image_digest("c" * 64, image_builder="other@sha256:" + "0" * 64) != plain
-    assert digest_data("c" * 64, chain_of_trust=False)[-1] != "True"
+    plain = DigestInputs("c" * 64)
+    assert attrs.evolve(plain, chain_of_trust=False).digest() != plain.digest()
+    assert attrs.evolve(plain, image_builder="b@sha256:" + "0" * 64).digest() != plain.digest()
+    assert attrs.evolve(plain, chain_of_trust=False).lines() == plain.lines()[:-1]
 
 
 def test_a_dependency_is_type_name_digest() -> None:

@@ -7,6 +7,7 @@ where a missing peer fails the run: CI must compare.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import io
@@ -91,3 +92,40 @@ def peer_tar_bytes(files: Mapping[str, Union[str, bytes]]) -> bytes:
     _write(files, out)
     assert out.kept is not None
     return out.kept.getvalue()
+
+
+def peer_image_tasks(root: str, images: Mapping[str, Mapping[str, object]], *,
+                     level: str = "3", tasks_for: str = "github-push",
+                     head_ref: str = "refs/heads/main", build_date: int = 1_700_000_000,
+                     trust_domain: str = "myproject",
+                     taskgraph_config: Optional[Mapping[str, object]] = None,
+                     ) -> dict[str, dict[str, object]]:
+    """Run taskgraph's own docker-image and cached-task transforms over ``images``.
+
+    ``images`` maps each image name to its entry in the kind file (``parent``,
+    ``args``, ``definition``, ``cache``, ...); ``root`` holds
+    ``taskcluster/docker/NAME``. Returns each task description by label, with
+    the ``cached_task`` attribute (digest), ``optimization`` and ``routes``
+    taskgraph gives it, as a decision task of that push would.
+    """
+    peer("taskgraph")
+    from taskgraph.config import GraphConfig
+    from taskgraph.transforms import cached_tasks, docker_image
+    from taskgraph.transforms.base import TransformConfig
+
+    graph = {"trust-domain": trust_domain, "taskgraph": dict(taskgraph_config or {})}
+    params = {"level": level, "project": "myproject", "tasks_for": tasks_for,
+              "head_ref": head_ref, "build_date": build_date,
+              "base_repository": "https://example.com/repo", "head_repository":
+              "https://example.com/repo", "head_rev": "0" * 40, "repository_type": "git"}
+    config = TransformConfig(
+        kind="docker-image", path=os.path.join(root, "taskcluster/kinds/docker-image"),
+        config={}, params=params, kind_dependencies_tasks={},
+        graph_config=GraphConfig(graph, os.path.join(root, "taskcluster")),
+        write_artifacts=False)
+    # deep copies: taskgraph edits the entries (and their args) in place
+    tasks = [{"name": name, **copy.deepcopy(dict(entry))} for name, entry in images.items()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # as in _write
+        done = list(cached_tasks.transforms(config, docker_image.transforms(config, tasks)))
+    return {str(t["label"]): t for t in done}

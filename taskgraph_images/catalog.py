@@ -20,6 +20,7 @@ import attrs
 from taskgraph_images import _dockerfile
 from taskgraph_images.errors import CatalogError, DockerfileError
 from taskgraph_images.kindconfig import (
+    KIND_CONFIG_PATHS,
     ImageConfig,
     IndexConfig,
     find_kind_config,
@@ -181,10 +182,13 @@ class ImageCatalog:
         *,
         kind_config: Optional[str] = None,
         hasher: Optional[FileHasher] = None,
+        cache_keys: str = "seed",
     ) -> None:
         self.root = root
         self.images_dir = images_dir
         self.kind_config = kind_config
+        #: ``"seed"`` or ``"taskgraph"``: whose digests :meth:`digest` gives.
+        self.cache_keys = cache_keys
         self._images = dict(sorted(images.items()))
         self._hasher = hasher
         self._keys: Optional[CatalogKeys] = None
@@ -201,6 +205,7 @@ class ImageCatalog:
         kind_config: Optional[PathLike] = _AUTO,
         hasher: Optional[FileHasher] = None,
         run_task: Optional[PathLike] = None,
+        cache_keys: str = "seed",
     ) -> ImageCatalog:
         """Read every image folder directly under ``root/images_dir``.
 
@@ -213,6 +218,9 @@ class ImageCatalog:
         of file hashes fits). ``run_task`` is the folder holding the files
         ``# %include-run-task`` adds (relative paths are taken from ``root``);
         by default, the installed ``taskgraph`` package's ``run-task`` folder.
+        ``cache_keys`` is ``"seed"`` or ``"taskgraph"`` (taskgraph's context
+        hashes and digests; the kind config, which is then required, lists the
+        images built per push, and ``VERSION`` files make no image prebuilt).
 
         :raises CatalogError: naming the folder, file or value at fault.
         """
@@ -231,9 +239,16 @@ class ImageCatalog:
                 config_path = os.path.join(root_s, os.fspath(kind_config))
                 if not os.path.isfile(config_path):
                     raise CatalogError(f"kind config {os.fspath(kind_config)} does not exist")
+        if cache_keys not in ("seed", "taskgraph"):
+            raise CatalogError(f"unknown cache keys {cache_keys!r}: use 'seed' or 'taskgraph'")
         configs: Optional[dict[str, ImageConfig]] = None
         if config_path is not None:
             configs = load_kind_config(config_path)
+        elif cache_keys == "taskgraph":
+            raise CatalogError(
+                f"cache-keys: taskgraph needs the docker-image kind config "
+                f"({' or '.join(KIND_CONFIG_PATHS)}), which lists the images taskgraph builds"
+            )
 
         entries: list[tuple[str, str, Optional[ImageConfig]]] = []
         if configs is None:
@@ -258,14 +273,15 @@ class ImageCatalog:
         run_task_dir = _RunTask(root_s, run_task)
         drafts = {
             name: _draft(root_s, images_dir, name, definition, cfg, default_registry,
-                         run_task_dir)
+                         run_task_dir, prebuilt=cache_keys == "seed")
             for name, definition, cfg in entries
         }
         images = _resolve_parents(drafts, config_path)
         rel_config = (
             os.path.relpath(config_path, root_s).replace(os.sep, "/") if config_path else None
         )
-        return cls(root_s, images_dir, images, kind_config=rel_config, hasher=hasher)
+        return cls(root_s, images_dir, images, kind_config=rel_config, hasher=hasher,
+                   cache_keys=cache_keys)
 
     # -- mapping protocol -----------------------------------------------------
 
@@ -340,7 +356,7 @@ class ImageCatalog:
         if self._keys is None:
             from taskgraph_images.digest import CatalogKeys
 
-            self._keys = CatalogKeys(self, hasher=self._hasher)
+            self._keys = CatalogKeys(self, hasher=self._hasher, mode=self.cache_keys)
         return self._keys
 
     def context(self, name: str) -> ImageContext:
@@ -356,7 +372,8 @@ class ImageCatalog:
         return list(self.context(name).included)
 
     def context_hash(self, name: str) -> str:
-        """Return the seed context hash of the image's folder."""
+        """Return the image's context hash: the seed's of its folder, or taskgraph's
+        of its context tar (``cache_keys="taskgraph"``)."""
         return self.keys.context_hash(name)
 
     def digest(self, name: str) -> str:
@@ -429,10 +446,12 @@ def _draft(
     cfg: Optional[ImageConfig],
     default_registry: Optional[str],
     run_task: _RunTask,
+    *,
+    prebuilt: bool = True,
 ) -> _Draft:
     rel = f"{images_dir}/{definition}" if images_dir else definition
     folder = os.path.join(root, *rel.split("/"))
-    version = _read_version(os.path.join(folder, "VERSION"))
+    version = _read_version(os.path.join(folder, "VERSION")) if prebuilt else None
     registry = _read_registry(os.path.join(folder, "REGISTRY")) or default_registry
     dockerfile = os.path.join(folder, "Dockerfile")
     text = _read_text(dockerfile, "Dockerfile")

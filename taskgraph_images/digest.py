@@ -16,9 +16,12 @@ Anything else is keyed by::
 so a change to any ancestor, included file or argument changes the digest of
 the image and of every image below it, and nothing else's.
 
-:class:`CatalogKeys` applies the recipe to a catalog: it computes each
+:class:`CatalogKeys` applies a recipe to a catalog: it computes each
 image's context members (:func:`~taskgraph_images.context.image_context`)
-once, and its context hash and digest from them.
+once, and its context hash and digest from them, by this recipe (``"seed"``)
+or by taskcluster-taskgraph's (``"taskgraph"``: the sha256 of its context
+tar stream, :mod:`taskgraph_images.taskgraph_tar`, folded by
+:mod:`taskgraph_images.taskgraph_keys`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import os
 from typing import TYPE_CHECKING, Optional, Protocol, Sequence
 
 from taskgraph_images.context import ContextFacts, ImageContext, image_context
+from taskgraph_images.errors import CatalogError
 from taskgraph_images.filehash import FileHasher, file_sha256
 from taskgraph_images.seedhash import hash_many
 
@@ -87,10 +91,15 @@ class CatalogKeys:
 
     Each is computed on first use and kept: a catalog is a snapshot of the
     tree. ``hasher`` hashes one file (default
-    :func:`~taskgraph_images.filehash.file_sha256`; a cache of file hashes fits).
+    :func:`~taskgraph_images.filehash.file_sha256`; a cache of file hashes
+    fits). ``mode`` is ``"seed"`` or ``"taskgraph"``: whose recipe keys the images.
     """
 
-    def __init__(self, facts: KeyFacts, *, hasher: Optional[FileHasher] = None) -> None:
+    def __init__(self, facts: KeyFacts, *, hasher: Optional[FileHasher] = None,
+                 mode: str = "seed") -> None:
+        if mode not in ("seed", "taskgraph"):
+            raise CatalogError(f"unknown cache keys {mode!r}: use 'seed' or 'taskgraph'")
+        self.mode = mode
         self._facts = facts
         self._hasher: FileHasher = hasher if hasher is not None else file_sha256
         self._contexts: dict[str, ImageContext] = {}
@@ -108,8 +117,12 @@ class CatalogKeys:
         return hash_many(paths, None, self._hasher)
 
     def context_hash(self, name: str) -> str:
-        """Return the seed context hash of image ``name``'s folder."""
+        """Return image ``name``'s context hash: the seed hash of its folder, or taskgraph's."""
         found = self._context_hashes.get(name)
+        if found is None and self.mode == "taskgraph":
+            from taskgraph_images.taskgraph_tar import context_hash
+
+            found = self._context_hashes[name] = context_hash(self.context(name).taskgraph_files())
         if found is None:
             from taskgraph_images.seedhash import combine_lines
 
@@ -126,6 +139,9 @@ class CatalogKeys:
             return found
         facts = self._facts
         image = facts[name]
+        if self.mode == "taskgraph":
+            found = self._digests[name] = self._taskgraph_digest(image)
+            return found
         parents = []
         for parent in image.parents:
             if not facts[parent].prebuilt:
@@ -143,3 +159,20 @@ class CatalogKeys:
                              args=image.args, run_task=run_task)
         self._digests[name] = found
         return found
+
+
+    def _taskgraph_digest(self, image: Image) -> str:
+        """taskgraph's digest: its context hash, args, image builder, parent and chain of trust."""
+        from taskgraph_images.taskgraph_keys import DigestInputs
+
+        parents = {}
+        parent = image.config_parent
+        if parent is not None:
+            if image.cache and not self._facts[parent].cache:
+                raise CatalogError(
+                    f"image {image.name!r} is cached but its parent {parent!r} has cache: false, "
+                    "which taskgraph refuses (a cached task with an uncached parent)"
+                )
+            parents[parent] = self.digest(parent)
+        return DigestInputs(self.context_hash(image.name), args=dict(image.args),
+                            parents=parents).digest()

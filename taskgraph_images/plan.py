@@ -294,6 +294,12 @@ def plan_images(
 
     params = coerce_params(params)
     config = config if config is not None else BuildConfig()
+    if catalog.cache_keys != config.cache_keys:
+        raise PlanError(
+            f"the catalog has {catalog.cache_keys} cache keys but the build-task config "
+            f"{config.source} says cache-keys: {config.cache_keys}; load the catalog with "
+            f"cache_keys={config.cache_keys!r}"
+        )
     now = now if now is not None else _utcnow()
     if now.tzinfo is None or now.utcoffset() is None:
         raise PlanError(f"invalid now {now!r}: the datetime has no timezone")
@@ -309,6 +315,7 @@ def plan_images(
         on_error=on_error,
         prefix=config.index_prefix,
         artifact=config.artifact_name,
+        search=_taskgraph_search(params, config) if catalog.cache_keys == "taskgraph" else None,
     )
 
     decisions: dict[str, Decision] = {}
@@ -404,10 +411,17 @@ def _index_routes(catalog: ImageCatalog, decision: Decision, params: Params,
     from taskgraph_images.index import index_namespaces
 
     image = catalog[decision.name]
-    if image.cache and image.index is None:
+    taskgraph = catalog.cache_keys == "taskgraph"
+    if image.cache and image.index is None and not taskgraph:
         return None
     routes: list[str] = []
-    if image.cache:
+    if image.cache and taskgraph:
+        from taskgraph_images.taskgraph_keys import index_routes
+
+        routes += index_routes(_trust_domain(config), image.name, decision.digest,
+                               level=params.level, tasks_for=params.tasks_for or _PUSH,
+                               build_date=params.pushdate_epoch)
+    elif image.cache:
         routes += [
             f"index.{ns}"
             for ns in index_namespaces(params.level, image.name, decision.digest,
@@ -422,6 +436,33 @@ def _index_routes(catalog: ImageCatalog, decision: Decision, params: Params,
         routes += kind_index_routes(image.index.product, image.index.job_name, params,
                                     config.trust_domain)
     return tuple(routes)
+
+
+#: What a decision without ``tasks_for`` runs for.
+_PUSH = "hg-push"
+
+
+def _trust_domain(config: BuildConfig) -> str:
+    if config.trust_domain is None:  # the config refuses cache-keys: taskgraph without one
+        raise PlanError("cache-keys: taskgraph needs trust-domain in the build-task config")
+    return config.trust_domain
+
+
+def _taskgraph_search(params: Params, config: BuildConfig) -> Callable[[str, str, int], Any]:
+    """taskgraph's lookup order: the highest level down to the push's, then pull requests'."""
+    from taskgraph_images.index._namespaces import Candidate
+    from taskgraph_images.taskgraph_keys import index_search
+
+    prefix = _trust_domain(config)
+
+    def search(name: str, digest: str, level: int) -> list[Candidate]:
+        found = index_search(prefix, name, digest, level=level,
+                             tasks_for=params.tasks_for or _PUSH)
+        levels = list(range(3, level - 1, -1))
+        return [Candidate(levels[i] if i < len(levels) else level, ns)
+                for i, ns in enumerate(found)]
+
+    return search
 
 
 # -- submitting ------------------------------------------------------------------------

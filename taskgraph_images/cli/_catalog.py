@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from taskgraph_images.cli._common import add_catalog_arguments, load_catalog
+from taskgraph_images.cli._common import add_catalog_arguments, add_config_argument, load_catalog
 
 __all__ = ["register"]
 
@@ -20,15 +20,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="List every image of the images folder.",
     )
     add_catalog_arguments(p)
+    add_config_argument(p)
     p.add_argument("--json", action="store_true", help="one JSON object per image, full hashes")
     p.set_defaults(func=run_list)
 
     p = sub.add_parser(
         "hash",
-        help="print the seed context hash of images",
+        help="print the context hash of images (the seed's, or taskgraph's with --config)",
         description="Print 'NAME CONTEXT_HASH' for each image (all images when none is named).",
     )
     add_catalog_arguments(p)
+    add_config_argument(p)
     p.add_argument("names", nargs="*", metavar="NAME", help="image names (default: all)")
     p.set_defaults(func=run_hash)
 
@@ -53,6 +55,8 @@ def run_list(args: argparse.Namespace) -> int:
                     "args": dict(image.args),
                     "includes": list(image.includes),
                     "symbol": image.symbol,
+                    "cache": image.cache,
+                    "cache_keys": catalog.cache_keys,
                     "reference": catalog.local_tag(name),
                     "context_hash": catalog.context_hash(name),
                     "digest": catalog.digest(name),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "add_catalog_arguments",
+    "add_config_argument",
     "default_root",
     "load_build_config",
     "load_catalog",
@@ -63,12 +64,27 @@ def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config FILE``: the build-task config, whose cache-keys and run-task matter here."""
+    parser.add_argument(
+        "--config", metavar="FILE",
+        help="build-task config YAML: its cache-keys and run-task decide the digests "
+        "(see docs/tasks.rst)",
+    )
+
+
 def load_catalog(args: argparse.Namespace) -> ImageCatalog:
-    """Load the catalog the catalog arguments describe."""
+    """Load the catalog the catalog arguments (and ``--config``, if any) describe."""
     from taskgraph_images.catalog import ImageCatalog
 
     root = args.root or default_root()
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
+    config_path = getattr(args, "config", None)
+    if config_path:
+        config = load_build_config(config_path)
+        kwargs["cache_keys"] = config.cache_keys
+        if config.run_task is not None:
+            kwargs["run_task"] = config.run_task
     if args.images_dir is not None:
         kwargs["images_dir"] = args.images_dir
     if getattr(args, "kind_config", None) is not None:

@@ -7,7 +7,13 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Optional
 
-from taskgraph_images.cli._common import add_catalog_arguments, load_build_config, load_catalog, note
+from taskgraph_images.cli._common import (
+    add_catalog_arguments,
+    add_config_argument,
+    load_build_config,
+    load_catalog,
+    note,
+)
 from taskgraph_images.cli._index import add_index_arguments, open_index
 from taskgraph_images.errors import InvalidValueError, TaskgraphImagesError
 
@@ -43,6 +49,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--compression", choices=("none", "gzip", "zstd"), default=None,
                    help="compression (default: from the file name)")
     add_catalog_arguments(p)
+    add_config_argument(p)
     p.set_defaults(func=_context)
 
     p = subparsers.add_parser(
@@ -61,8 +68,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--level", type=int, default=3,
                    help="with --record: the level to index the build at (default 3)")
     p.add_argument("--config", metavar="FILE",
-                   help="with --record: the build-task config whose index-prefix and "
-                   "artifact-name the plan uses (see docs/tasks.rst)")
+                   help="the build-task config: its cache-keys and run-task decide the "
+                   "digests, and with --record its index-prefix and artifact-name "
+                   "(see docs/tasks.rst)")
     add_catalog_arguments(p)
     add_index_arguments(p)
     p.set_defaults(func=_build)
@@ -124,6 +132,11 @@ def _build(args: argparse.Namespace) -> int:
     catalog = load_catalog(args)
     image = catalog[args.name]
     index = None
+    if args.record and catalog.cache_keys == "taskgraph":
+        raise InvalidValueError(
+            "build --record indexes under this library's namespaces, not taskgraph's: "
+            "it cannot be used with cache-keys: taskgraph"
+        )
     if args.record:
         if args.build_arg:
             # Extra build args are not part of the digest: the recorded image
@@ -215,6 +228,11 @@ def _load(args: argparse.Namespace) -> int:
             catalog = load_catalog(args)
         except TaskgraphImagesError:
             catalog = None  # not in a repository: the source must be a task id
+        if catalog is not None and catalog.cache_keys == "taskgraph" and source in catalog:
+            raise InvalidValueError(
+                f"load {source}: an image name is looked up under this library's namespaces, "
+                "not taskgraph's (cache-keys: taskgraph); give the task id instead"
+            )
         index = open_index(args)
     config = load_build_config(args.config)
     result = load_image(

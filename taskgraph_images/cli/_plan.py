@@ -45,6 +45,7 @@ _PARAM_FLAGS = (
     ("source", "source"),
     ("decision_task_id", "decision_task_id"),
     ("pushlog_id", "pushlog_id"),
+    ("tasks_for", "tasks_for"),
 )
 
 
@@ -75,6 +76,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g.add_argument("--source", metavar="URL", help="URL for the tasks' metadata.source")
     g.add_argument("--decision-task-id", metavar="TASK_ID", help="taskGroupId and a dependency")
     g.add_argument("--pushlog-id", metavar="N", help="pushlog id for treeherder routes")
+    g.add_argument("--tasks-for", metavar="KIND", help="what the decision runs for "
+                   "(hg-push, github-pull-request, ...; cache-keys: taskgraph reads it)")
     p.add_argument("--config", metavar="FILE", help="build-task config YAML (see docs/tasks.rst)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the plan as JSON, not a table")

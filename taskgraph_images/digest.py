@@ -105,6 +105,7 @@ class CatalogKeys:
         self._contexts: dict[str, ImageContext] = {}
         self._context_hashes: dict[str, str] = {}
         self._digests: dict[str, str] = {}
+        self._orjson: Optional[bool] = None
 
     def context(self, name: str) -> ImageContext:
         """Return the members of image ``name``'s context."""
@@ -174,5 +175,11 @@ class CatalogKeys:
                     "which taskgraph refuses (a cached task with an uncached parent)"
                 )
             parents[parent] = self.digest(parent)
+        if self._orjson is None:
+            import importlib.util
+
+            # taskgraph writes args with orjson when it can import it (they differ
+            # on non-ASCII text), so the same environment gives the same digest.
+            self._orjson = importlib.util.find_spec("orjson") is not None
         return DigestInputs(self.context_hash(image.name), args=dict(image.args),
-                            parents=parents).digest()
+                            parents=parents, orjson=self._orjson).digest()

@@ -43,7 +43,7 @@ transforms:
 task-defaults:
   symbol: I(x)
   args: &common
-    COMMON: shared value
+    COMMON: shared välue
 tasks:
   base:
     symbol: I(base)

@@ -48,7 +48,7 @@ __all__ = [
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: The folder name skipped inside ``# %include``d folders (Python bytecode).
+#: The folder name skipped inside folders that ``# %include`` adds (Python bytecode).
 PYCACHE = "__pycache__"
 
 class ContextFile(NamedTuple):
@@ -71,7 +71,7 @@ def list_tree(root: PathLike, rel_dir: str, *, what: str = "context",
     are not descended (they are skipped, as the seed's ``os.walk`` did).
     Symlinks to files are kept (reading follows them) when their target is
     inside ``root``. With ``skip_pycache``, folders named ``__pycache__`` are
-    not descended either (taskgraph's rule for ``# %include``d folders). The
+    not descended either (taskgraph's rule for folders ``# %include`` adds). The
     result is sorted by path bytes.
 
     :raises ContextError: for a missing folder, a broken or looping symlink, a
@@ -425,8 +425,8 @@ def write_context(
     """Write image ``name``'s build context as a tar to ``out``, deterministic to the byte.
 
     The tar holds the image folder's files at its top level (the
-    ``Dockerfile`` as :class:`ImageContext` describes it), each ``# %include``d
-    file under ``topsrcdir/<path from the repository root>`` and the run-task
+    ``Dockerfile`` as :class:`ImageContext` describes it), each file that
+    ``# %include`` adds under ``topsrcdir/<path from the repository root>``, and the run-task
     files under ``run-task/``. Members are sorted, directories listed, mtimes
     fixed, owners 0, modes 0644/0755; symlinks inside the context are kept as
     links.

@@ -29,17 +29,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import TYPE_CHECKING, Optional, Protocol, Sequence
+from typing import Optional, Protocol, Sequence
 
-from taskgraph_images.context import ContextFacts, ImageContext, image_context
+from taskgraph_images.context import ContextFacts, ImageContext, ImageFacts, image_context
 from taskgraph_images.errors import CatalogError
 from taskgraph_images.filehash import FileHasher, file_sha256
 from taskgraph_images.seedhash import hash_many
 
-if TYPE_CHECKING:  # pragma: no cover
-    from taskgraph_images.catalog import Image
-
-__all__ = ["DIGEST_VERSION_LINE", "CatalogKeys", "KeyFacts", "image_digest"]
+__all__ = ["DIGEST_VERSION_LINE", "CatalogKeys", "KeyFacts", "KeyImage", "image_digest"]
 
 DIGEST_VERSION_LINE = b"taskgraph-images-digest-v1\n"
 
@@ -78,10 +75,23 @@ def image_digest(
     return h.hexdigest()
 
 
+class KeyImage(ImageFacts, Protocol):
+    """What the keys need of an image (a :class:`~taskgraph_images.catalog.Image`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def parents(self) -> tuple[str, ...]: ...
+    @property
+    def prebuilt(self) -> bool: ...
+    @property
+    def cache(self) -> bool: ...
+
+
 class KeyFacts(ContextFacts, Protocol):
     """What the keys need of a catalog (an :class:`~taskgraph_images.catalog.ImageCatalog`)."""
 
-    def __getitem__(self, name: str) -> Image: ...
+    def __getitem__(self, name: str) -> KeyImage: ...
 
     def docker_image(self, name: str) -> str: ...
 
@@ -162,7 +172,7 @@ class CatalogKeys:
         return found
 
 
-    def _taskgraph_digest(self, image: Image) -> str:
+    def _taskgraph_digest(self, image: KeyImage) -> str:
         """taskgraph's digest: its context hash, args, image builder, parent and chain of trust."""
         from taskgraph_images.taskgraph_keys import DigestInputs
 

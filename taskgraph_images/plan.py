@@ -31,6 +31,7 @@ from taskgraph_images.tasks import BuildSpec, ImageRef, TaskImage, build_task, k
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
     from taskgraph_images.index import IndexBackend, OnError
+    from taskgraph_images.kindconfig import IndexConfig
 
 __all__ = [
     "PLAN_FORMAT",
@@ -391,6 +392,7 @@ def _build_tasks(
             args=image.args,
             symbol=image.symbol,
             index_routes=_index_routes(catalog, decision, params, config),
+            index_rank=_index_rank(catalog[decision.name].index, params, config),
         )
         tasks[decision.task_id] = build_task(spec, params, config, now)
     return tasks
@@ -427,6 +429,23 @@ def _index_routes(catalog: ImageCatalog, decision: Decision, params: Params,
         routes += kind_index_routes(image.index.product, image.index.job_name, params,
                                     config.trust_domain)
     return tuple(routes)
+
+
+def _index_rank(index: Optional[IndexConfig], params: Params,
+                config: BuildConfig) -> Optional[int]:
+    """The kind config's ``index.rank`` as taskgraph resolves it, or ``None`` without ``index``.
+
+    ``by-tier``: the push date for a tier-1 task, else 0 (a task without
+    Treeherder counts as tier 3); ``build_date``: the push date; a number: itself.
+    """
+    if index is None:
+        return None
+    if index.rank == "by-tier":
+        tier = config.treeherder_tier if config.treeherder else 3
+        return params.pushdate_epoch if tier == 1 else 0
+    if index.rank == "build_date":
+        return params.pushdate_epoch
+    return int(index.rank)
 
 
 #: What a decision without ``tasks_for`` runs for.

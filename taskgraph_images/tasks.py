@@ -67,6 +67,8 @@ class BuildSpec:
     #: The task's index routes (``index.`` and a namespace); ``None``: the three
     #: namespaces of :func:`~taskgraph_images.index.index_namespaces`.
     index_routes: Optional[tuple[str, ...]] = None
+    #: The rank the Index gives the task's entries (``extra.index.rank``), if set.
+    index_rank: Optional[int] = None
 
 
 def treeherder_symbol(name: str, symbol: Optional[str], group: str) -> tuple[str, str]:
@@ -235,6 +237,8 @@ def build_task(
             "machine": {"platform": config.treeherder_platform},
             "collection": {"opt": True},
         }
+    if spec.index_rank is not None:
+        extra["index"] = {"rank": spec.index_rank}
 
     task: dict[str, Any] = {}
     if config.task_queue_id is not None:

@@ -172,6 +172,31 @@ def test_index_gives_taskgraphs_generic_routes(tmp_path: Path) -> None:
     assert {f"queue:route:{r}" for r in ours} <= set(task["scopes"])
 
 
+@pytest.mark.parametrize(("rank", "expected"), [("", 1478546787), ("rank: build_date", 1478546787),
+                                                ("rank: 7", 7)])
+def test_index_rank_is_written_as_taskgraph_resolves_it(tmp_path: Path, rank: str,
+                                                        expected: int) -> None:
+    _repo(tmp_path, f"tasks:\n  a:\n    index: {{product: p, job-name: j, {rank}}}\n",
+          a="FROM scratch\n")
+    config = BuildConfig(image_builder=CONFIG.image_builder, trust_domain="gecko")
+    plan = _plan(ImageCatalog.load(tmp_path), config=config)
+    assert plan.tasks[plan["a"].task_id or ""]["extra"]["index"] == {"rank": expected}
+
+
+def test_index_by_tier_ranks_other_tiers_zero(tmp_path: Path) -> None:
+    _repo(tmp_path, "tasks:\n  a:\n    index: {product: p, job-name: j}\n", a="FROM scratch\n")
+    config = BuildConfig(image_builder=CONFIG.image_builder, trust_domain="gecko",
+                         treeherder_tier=2)
+    plan = _plan(ImageCatalog.load(tmp_path), config=config)
+    assert plan.tasks[plan["a"].task_id or ""]["extra"]["index"] == {"rank": 0}
+
+
+def test_without_index_the_task_has_no_rank(tmp_path: Path) -> None:
+    _repo(tmp_path, "tasks:\n  a: {}\n", a="FROM scratch\n")
+    plan = _plan(ImageCatalog.load(tmp_path))
+    assert "index" not in plan.tasks[plan["a"].task_id or ""]["extra"]
+
+
 def test_index_without_a_trust_domain_is_refused(tmp_path: Path) -> None:
     _repo(tmp_path, "tasks:\n  a:\n    index: {product: images, job-name: a}\n", a="FROM scratch\n")
     with pytest.raises(PlanError, match="set trust-domain in the build-task config"):

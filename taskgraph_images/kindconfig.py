@@ -204,7 +204,9 @@ def _tasks(source: str, key: str, tasks: Any, defaults: Mapping[str, Any],
 
 
 def _defaults(source: str, data: Mapping[str, Any]) -> dict[str, Any]:
-    defaults = data.get("task-defaults") or {}
+    defaults = data.get("task-defaults")
+    if defaults is None:
+        return {}
     if not isinstance(defaults, Mapping):
         raise ConfigError(f"{source}: 'task-defaults' must be a mapping")
     return dict(defaults)

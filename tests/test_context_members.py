@@ -19,7 +19,7 @@ from trees import make_tree
 
 from taskgraph_images.catalog import ImageCatalog
 from taskgraph_images.context import write_context
-from taskgraph_images.errors import DockerfileError
+from taskgraph_images.errors import ContextError, DockerfileError
 
 D = "taskcluster/docker"
 KIND = "taskcluster/kinds/docker-image/kind.yml"
@@ -220,3 +220,21 @@ def test_an_include_of_a_socket_is_refused(tmp_path: Path) -> None:
     finally:
         os.chdir(here)
     assert isinstance(error, DockerfileError) and "is a socket" in str(error)
+
+
+def test_an_include_that_became_a_fifo_after_loading_is_refused_without_hanging(
+        tmp_path: Path) -> None:
+    make_tree(tmp_path, {f"{D}/a/Dockerfile": "FROM scratch\n# %include pipe\n", "pipe": "x"})
+    catalog = ImageCatalog.load(tmp_path)
+    os.unlink(tmp_path / "pipe")
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ContextError, match="%include pipe is a FIFO, not a regular file"):
+        catalog.context("a")
+
+
+def test_an_own_file_in_the_way_of_a_run_task_file_is_named(tmp_path: Path) -> None:
+    folder = _run_task_folder(tmp_path)
+    make_tree(tmp_path, {f"{D}/a/Dockerfile": "FROM scratch\n# %include-run-task\n",
+                         f"{D}/a/run-task/hgrc": "mine\n"})
+    with pytest.raises(ContextError, match=r"a/run-task/hgrc is in the way of the file"):
+        write_context(ImageCatalog.load(tmp_path, run_task=folder), "a", io.BytesIO())

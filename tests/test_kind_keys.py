@@ -110,6 +110,31 @@ def test_a_refused_key_is_one_line_naming_key_and_file(entry: str, message: str)
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(("data", "message"), [
+    ({"tasks": {"a": {"index": "yes"}}}, r"tasks\.a\.index must be a mapping"),
+    ({"tasks": {"a": {"index": {"product": "p", "job-name": "j", "rank": True}}}},
+     r"tasks\.a\.index\.rank must be 'by-tier', 'build_date' or a number"),
+    ({"tasks": {"a": {"packages": "deb"}}}, r"tasks\.a\.packages is not supported"),
+    ({"tasks": {"a": {"packages": {}}}}, r"tasks\.a\.packages must be a list"),
+    ({"task-defaults": [], "tasks": {"a": {}}}, r"'task-defaults' must be a mapping"),
+    ({"tasks-from": "more.yml"}, r"'tasks-from' must be a list of file names"),
+    ({"tasks": {"a": {"args": {1: "x"}}}}, r"tasks\.a\.args has a non-string name 1"),
+    ({"tasks": {1: {}}}, r"tasks has a non-string name 1"),
+])
+def test_malformed_kind_configs_are_one_line_naming_the_file(data: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^kind\.yml: {message}"):
+        parse_kind_config(data, "kind.yml")
+
+
+def test_tasks_from_files_are_checked_too() -> None:
+    with pytest.raises(ConfigError, match=r"^more\.yml: must be a mapping"):
+        parse_kind_config({"tasks-from": ["more.yml"]}, "kind.yml", {"more.yml": [1]})
+    with pytest.raises(ConfigError, match=r"more\.yml: image 'a' is defined twice"):
+        parse_kind_config({"tasks": {"a": {}}, "tasks-from": ["more.yml"]}, "kind.yml",
+                          {"more.yml": {"a": {}}})
+    assert parse_kind_config({"tasks-from": ["empty.yml"]}, "kind.yml", {"empty.yml": None}) == {}
+
+
 def test_an_unknown_key_in_task_defaults_is_refused_too() -> None:
     with pytest.raises(ConfigError, match=r"kind\.yml: tasks\.a has an unknown key 'worker'"):
         parse_kind_config({"task-defaults": {"worker": {}}, "tasks": {"a": {}}}, "kind.yml")

@@ -16,7 +16,9 @@ in the lines below it stand for the configured value (the directive line
 itself is dropped from the processed text). ``# %include-run-task`` is
 followed in the processed text by :data:`RUN_TASK_SNIPPET`, and with a
 ``parent`` reference, ``$DOCKER_IMAGE_PARENT`` in ``FROM`` lines becomes that
-reference. Any other line starting ``# %`` is an unknown directive, an error.
+reference. Any other line starting ``# %`` is an unknown directive, an error,
+and so is a directive that does not start its line (taskgraph would take it
+for a comment).
 Parsing returns plain values and
 raises :class:`~taskgraph_images.errors.DockerfileError` naming the file and
 line; it never touches the file system.
@@ -132,6 +134,11 @@ def parse(
         line = lines[i]
         i += 1
         stripped = line.strip()
+        if stripped.startswith(_DIRECTIVE) and not line.startswith(_DIRECTIVE):
+            raise DockerfileError(
+                f"{source}:{lineno}: a '# %' directive must start its line: an indented one "
+                "is a comment to taskgraph, so the two tools would build different contexts"
+            )
         if stripped.startswith(_ARG_DIRECTIVE) and (
             len(stripped) == len(_ARG_DIRECTIVE) or stripped[len(_ARG_DIRECTIVE)].isspace()
         ):
@@ -262,7 +269,7 @@ def split_reference(reference: str) -> tuple[str, str]:
     return reference, "latest"
 
 
-def taskgraph_text(text: str, args: Mapping[str, str]) -> str:
+def taskgraph_text(text: str, args: Mapping[str, str], *, source: str = "Dockerfile") -> str:
     """Return the Dockerfile taskgraph 24.x puts into its context tar for ``text``.
 
     Its rules, which differ from :func:`parse`'s in small ways: a line
@@ -277,11 +284,13 @@ def taskgraph_text(text: str, args: Mapping[str, str]) -> str:
     out: list[str] = []
     pieces = text.split("\n")
     lines = [p + "\n" for p in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
-    for line in lines:
+    for lineno, line in enumerate(lines, 1):
         if line.startswith(_ARG_DIRECTIVE):
             name = line[len(_ARG_DIRECTIVE) + 1 :].strip()
             if name not in args:
-                raise DockerfileError(f"no value for '# %ARG {name}' in the kind config")
+                raise DockerfileError(
+                    f"{source}:{lineno}: no value for '# %ARG {name}' in the kind config"
+                )
             replace.append((re.compile(rf"\${name}\b"), args[name]))
             continue
         for pattern, value in replace:

@@ -326,7 +326,7 @@ def image_context(facts: ContextFacts, name: str) -> ImageContext:
     written = _dockerfile.parse(
         text, source=image.dockerfile, args=dict(image.args), image=name, parent=parent
     ).text
-    taskgraph = _dockerfile.taskgraph_text(text, dict(image.args))
+    taskgraph = _dockerfile.taskgraph_text(text, dict(image.args), source=image.dockerfile)
     return ImageContext(
         name=name,
         path=image.path,

@@ -109,6 +109,15 @@ def test_an_unknown_directive_is_an_error(tmp_path: Path, line: str) -> None:
         ImageCatalog.load(tmp_path)
 
 
+@pytest.mark.parametrize("line", ["  # %include-run-task", "\t# %ARG A", " # %include x"])
+def test_an_indented_directive_is_an_error(tmp_path: Path, line: str) -> None:
+    # taskgraph reads directives only at the start of a line: refuse what the tools would
+    # read differently.
+    make_tree(tmp_path, {f"{D}/a/Dockerfile": f"FROM scratch\n{line}\n"})
+    with pytest.raises(DockerfileError, match=r"a/Dockerfile:2: a '# %' directive must start"):
+        ImageCatalog.load(tmp_path)
+
+
 def test_plain_comments_are_not_directives(tmp_path: Path) -> None:
     make_tree(tmp_path, {f"{D}/a/Dockerfile": "FROM scratch\n# 100% fine\n#%not one\n"})
     assert ImageCatalog.load(tmp_path).names() == ["a"]

@@ -298,3 +298,25 @@ def test_a_setuid_file_is_refused_as_taskgraph_refuses_it(repo: Path) -> None:
     os.chmod(path, 0o755 | stat.S_ISUID)
     with pytest.raises(ContextError, match="setuid"):
         ImageCatalog.load(repo, cache_keys="taskgraph").digest("base")
+
+
+def test_hash_with_the_config_prints_taskgraphs_context_hashes(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = repo / "images.yml"
+    config.write_text(f"cache-keys: taskgraph\ntrust-domain: {TRUST}\n")
+    assert main(["hash", "--root", str(repo), "--config", str(config), "base", "python"]) == 0
+    catalog = ImageCatalog.load(repo, cache_keys="taskgraph")
+    assert capsys.readouterr().out == "".join(
+        f"{n} {peer_context_hash(str(repo), catalog[n].path, dict(catalog[n].args))}\n"
+        for n in ("base", "python"))
+
+
+def test_build_record_and_load_by_name_refuse_taskgraph_keys(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = repo / "images.yml"
+    config.write_text(f"cache-keys: taskgraph\ntrust-domain: {TRUST}\n")
+    assert main(["build", "base", "--root", str(repo), "--config", str(config), "--record"]) == 1
+    assert "cannot be used with cache-keys: taskgraph" in capsys.readouterr().err
+    assert main(["load", "base", "--root", str(repo), "--config", str(config),
+                 "--index", f"local:{repo / 'i.sqlite'}"]) == 1
+    assert "give the task id instead" in capsys.readouterr().err

@@ -162,6 +162,12 @@ class BuildConfig:
     cache_keys: str = "seed"
     #: The project's trust domain: taskgraph's cache namespaces and index routes.
     trust_domain: Optional[str] = None
+    #: taskgraph's ``taskgraph.cached-task-prefix``: its cache namespaces' first
+    #: words, when not the trust domain.
+    cached_task_prefix: Optional[str] = None
+    #: taskgraph's ``taskgraph.cache-pull-requests``: whether pull requests index
+    #: and find images under their own namespace.
+    cache_pull_requests: bool = True
     #: A folder (from the repository root) holding the run-task files; default:
     #: the installed taskgraph package's.
     run_task: Optional[str] = None
@@ -253,6 +259,8 @@ def _check(c: BuildConfig) -> None:
          f"{c.cache_keys!r} is not one of {', '.join(CACHE_KEYS)}")
     need(c.trust_domain is None or bool(_DOTTED.match(c.trust_domain)), "trust-domain",
          f"invalid trust domain {c.trust_domain!r}")
+    need(c.cached_task_prefix is None or bool(_DOTTED.match(c.cached_task_prefix)),
+         "cached-task-prefix", f"invalid namespace prefix {c.cached_task_prefix!r}")
     need(c.cache_keys != "taskgraph" or c.trust_domain is not None, "cache-keys",
          "'taskgraph' needs trust-domain: NAME (taskgraph's cache namespaces start with it)")
     need(c.run_task is None or (bool(c.run_task) and not os.path.isabs(c.run_task)), "run-task",
@@ -374,6 +382,8 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str, object], Any]]] = {
     "index-prefix": ("index_prefix", _str),
     "cache-keys": ("cache_keys", _str),
     "trust-domain": ("trust_domain", _opt_str),
+    "cached-task-prefix": ("cached_task_prefix", _opt_str),
+    "cache-pull-requests": ("cache_pull_requests", _bool),
     "run-task": ("run_task", _opt_str),
 }
 #: Every key a config file may hold.

@@ -411,9 +411,10 @@ def _index_routes(catalog: ImageCatalog, decision: Decision, params: Params,
     if image.cache and taskgraph:
         from taskgraph_images.taskgraph_keys import index_routes
 
-        routes += index_routes(_trust_domain(config), image.name, decision.digest,
+        routes += index_routes(_cache_prefix(config), image.name, decision.digest,
                                level=params.level, tasks_for=params.tasks_for or _PUSH,
-                               build_date=params.pushdate_epoch)
+                               build_date=params.pushdate_epoch,
+                               cache_pull_requests=config.cache_pull_requests)
     elif image.cache:
         routes += [
             f"index.{ns}"
@@ -452,10 +453,13 @@ def _index_rank(index: Optional[IndexConfig], params: Params,
 _PUSH = "hg-push"
 
 
-def _trust_domain(config: BuildConfig) -> str:
+def _cache_prefix(config: BuildConfig) -> str:
+    """taskgraph's cache namespaces' first words: cached-task-prefix, else the trust domain."""
+    from taskgraph_images.taskgraph_keys import cache_prefix
+
     if config.trust_domain is None:  # the config refuses cache-keys: taskgraph without one
         raise PlanError("cache-keys: taskgraph needs trust-domain in the build-task config")
-    return config.trust_domain
+    return cache_prefix(config.trust_domain, config.cached_task_prefix)
 
 
 def _taskgraph_search(params: Params, config: BuildConfig) -> Callable[[str, str, int], Any]:
@@ -463,11 +467,12 @@ def _taskgraph_search(params: Params, config: BuildConfig) -> Callable[[str, str
     from taskgraph_images.index._namespaces import Candidate
     from taskgraph_images.taskgraph_keys import index_search
 
-    prefix = _trust_domain(config)
+    prefix = _cache_prefix(config)
 
     def search(name: str, digest: str, level: int) -> list[Candidate]:
         found = index_search(prefix, name, digest, level=level,
-                             tasks_for=params.tasks_for or _PUSH)
+                             tasks_for=params.tasks_for or _PUSH,
+                             cache_pull_requests=config.cache_pull_requests)
         levels = list(range(3, level - 1, -1))
         return [Candidate(levels[i] if i < len(levels) else level, ns)
                 for i, ns in enumerate(found)]

@@ -320,3 +320,44 @@ def test_build_record_and_load_by_name_refuse_taskgraph_keys(
     assert main(["load", "base", "--root", str(repo), "--config", str(config),
                  "--index", f"local:{repo / 'i.sqlite'}"]) == 1
     assert "give the task id instead" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("setting", "theirs"), [
+    ({"cached_task_prefix": "other.prefix"}, {"cached-task-prefix": "other.prefix"}),
+    ({"cache_pull_requests": False}, {"cache-pull-requests": False}),
+])
+@pytest.mark.parametrize("tasks_for", ["github-push", "github-pull-request"])
+def test_taskgraphs_graph_config_settings_shape_the_namespaces_alike(
+        repo: Path, setting: dict[str, Any], theirs: dict[str, Any], tasks_for: str) -> None:
+    import attrs
+
+    catalog = ImageCatalog.load(repo, cache_keys="taskgraph")
+    config = attrs.evolve(CONFIG, **setting)
+    p = params(level=1, tasks_for=tasks_for)
+    plan = plan_images(catalog, p, MemoryIndex(), config, task_ids=seeded_task_ids(), now=NOW)
+    peer_run = peer_tasks(repo, level="1", tasks_for=tasks_for, build_date=p.pushdate_epoch,
+                          taskgraph_config=theirs)
+    task = plan.tasks[plan["base"].task_id or ""]
+    expected = peer_run["docker-image-base"].get("routes", [])
+    assert [r for r in task["routes"] if not r.startswith("tc-treeherder")] == expected
+
+
+@pytest.mark.parametrize("cache_pull_requests", [True, False])
+def test_a_pull_request_finds_what_a_pull_request_indexed_unless_switched_off(
+        repo: Path, cache_pull_requests: bool) -> None:
+    import attrs
+
+    catalog = ImageCatalog.load(repo, cache_keys="taskgraph")
+    theirs = peer_tasks(repo, level="1", tasks_for="github-pull-request",
+                        taskgraph_config={"cache-pull-requests": cache_pull_requests})
+    search = theirs["docker-image-base"]["optimization"]["index-search"]
+    pr_namespace = f"{TRUST}.cache.pr.docker-images.v2.base.hash.{catalog.digest('base')}"
+    assert (pr_namespace in search) is cache_pull_requests
+    index = MemoryIndex()
+    index.insert_task(pr_namespace, "C3FW4Vj7RUy83vrdf5LVkw", expires=NOW.replace(year=2099))
+    index.add_artifact("C3FW4Vj7RUy83vrdf5LVkw", expires=NOW.replace(year=2099))
+    index.set_task_state("C3FW4Vj7RUy83vrdf5LVkw", "completed")
+    config = attrs.evolve(CONFIG, cache_pull_requests=cache_pull_requests)
+    plan = plan_images(catalog, params(level=1, tasks_for="github-pull-request"), index, config,
+                       task_ids=seeded_task_ids(), now=NOW)
+    assert (plan["base"].action == "reuse") is cache_pull_requests

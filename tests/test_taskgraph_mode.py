@@ -361,3 +361,20 @@ def test_a_pull_request_finds_what_a_pull_request_indexed_unless_switched_off(
     plan = plan_images(catalog, params(level=1, tasks_for="github-pull-request"), index, config,
                        task_ids=seeded_task_ids(), now=NOW)
     assert (plan["base"].action == "reuse") is cache_pull_requests
+
+
+def test_the_roots_default_config_file_decides_the_keys_of_list_and_plan(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_tree(repo, {"taskcluster/taskgraph-images.yml":
+                     f"cache-keys: taskgraph\ntrust-domain: {TRUST}\n"
+                     "image-builder: taskcluster/image_builder:4.0.0\n"})
+    assert main(["list", "--root", str(repo), "--json"]) == 0
+    listed = {r["name"]: r["digest"] for r in json.loads(capsys.readouterr().out)}
+    assert listed == peer_digests(repo)
+    assert main(["plan", "--root", str(repo), "--index", f"local:{repo / 'i.sqlite'}", "--json",
+                 "--level", "1", "--pushdate", "1478546787"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert {n: d["digest"] for n, d in planned["images"].items()} == listed
+    assert main(["list", "--root", str(repo), "--json", "--config", "none"]) == 0
+    seed = {r["name"]: r["digest"] for r in json.loads(capsys.readouterr().out)}
+    assert seed == {n: ImageCatalog.load(repo).digest(n) for n in seed}

@@ -67,24 +67,30 @@ def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
     """Add ``--config FILE``: the build-task config, whose cache-keys and run-task matter here."""
     parser.add_argument(
-        "--config", metavar="FILE",
+        "--config", metavar="FILE|none",
         help="build-task config YAML: its cache-keys and run-task decide the digests "
-        "(see docs/tasks.rst)",
+        "(see docs/tasks.rst; default: taskcluster/taskgraph-images.yml under the root "
+        "when present; 'none' for the defaults)",
     )
 
 
 def load_catalog(args: argparse.Namespace) -> ImageCatalog:
-    """Load the catalog the catalog arguments (and ``--config``, if any) describe."""
+    """Load the catalog the catalog arguments (and the build-task config, if any) describe."""
     from taskgraph_images.catalog import ImageCatalog
 
     root = args.root or default_root()
     kwargs: dict[str, Any] = {}
-    config_path = getattr(args, "config", None)
-    if config_path:
-        config = load_build_config(config_path)
-        kwargs["cache_keys"] = config.cache_keys
-        if config.run_task is not None:
-            kwargs["run_task"] = config.run_task
+    if hasattr(args, "config"):
+        # The build-task config (given, or the root's default file) says whose
+        # digests the catalog gives and where the run-task files are.
+        from taskgraph_images.config import find_config, load_config
+
+        path = args.config if args.config is not None else find_config(root)
+        if path is not None and path != "none":
+            config = load_config(path)
+            kwargs["cache_keys"] = config.cache_keys
+            if config.run_task is not None:
+                kwargs["run_task"] = config.run_task
     if args.images_dir is not None:
         kwargs["images_dir"] = args.images_dir
     if getattr(args, "kind_config", None) is not None:
@@ -95,11 +101,18 @@ def load_catalog(args: argparse.Namespace) -> ImageCatalog:
     return ImageCatalog.load(root, **kwargs, hasher=hasher)
 
 
-def load_build_config(path: Optional[str]) -> BuildConfig:
-    """Read the build-task config at ``path``, or return the defaults when ``path`` is None."""
-    from taskgraph_images.config import BuildConfig, load_config
+def load_build_config(path: Optional[str], root: Optional[str] = None) -> BuildConfig:
+    """Read the build-task config at ``path``; without one, ``root``'s default file if any.
 
-    return load_config(path) if path else BuildConfig()
+    ``path`` ``none`` (or no path and no default file) gives the defaults.
+    """
+    from taskgraph_images.config import BuildConfig, find_config, load_config
+
+    if path is None and root is not None:
+        path = find_config(root)
+        if path is not None:
+            note(f"using the build-task config {path}")
+    return load_config(path) if path and path != "none" else BuildConfig()
 
 
 def note(message: str) -> None:

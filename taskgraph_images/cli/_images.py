@@ -230,11 +230,6 @@ def _load(args: argparse.Namespace) -> int:
             catalog = load_catalog(args)
         except TaskgraphImagesError:
             catalog = None  # not in a repository: the source must be a task id
-        if catalog is not None and catalog.cache_keys == "taskgraph" and source in catalog:
-            raise InvalidValueError(
-                f"load {source}: an image name is looked up under this library's namespaces, "
-                "not taskgraph's (cache-keys: taskgraph); give the task id instead"
-            )
         index = open_index(args)
     config = load_build_config(args.config, catalog.root if catalog is not None else None)
     result = load_image(

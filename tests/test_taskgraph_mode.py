@@ -311,6 +311,23 @@ def test_hash_with_the_config_prints_taskgraphs_context_hashes(
         for n in ("base", "python"))
 
 
+def test_digest_with_the_config_prints_taskgraphs_digest_the_plan_uses(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = repo / "images.yml"
+    config.write_text(f"cache-keys: taskgraph\ntrust-domain: {TRUST}\n"
+                      "image-builder: taskcluster/image_builder:4.0.0\n")
+    theirs = peer_digests(repo)
+    assert main(["digest", "python", "--root", str(repo), "--config", str(config)]) == 0
+    assert capsys.readouterr().out == f"{theirs['python']}\n"
+    assert main(["digest", "--root", str(repo), "--config", str(config), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == theirs
+    assert main(["plan", "--root", str(repo), "--config", str(config),
+                 "--index", f"local:{repo / 'index.sqlite'}",
+                 "--json", "--level", "1", "--pushdate", "1478546787"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert {n: d["digest"] for n, d in planned["images"].items()} == theirs
+
+
 def test_build_record_and_load_by_name_refuse_taskgraph_keys(
         repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = repo / "images.yml"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import threading
 import tracemalloc
 from pathlib import Path
 from typing import Union
@@ -201,6 +202,23 @@ def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
         context_hash({"s": str(path)})
 
 
+def test_a_file_shorter_than_its_size_is_refused() -> None:
+    # sysfs attributes say 4096 bytes and hold a few: a file that shrank after its stat
+    path = "/sys/kernel/uevent_seqnum"
+    if not os.path.isfile(path) or os.stat(path).st_size <= len(Path(path).read_bytes()):
+        pytest.skip(f"no {path} that is shorter than its size here")
+    with pytest.raises(ContextError, match=f"{path} .* shrank while it was being hashed"):
+        context_hash({"seq": path})
+    files: Files = {"a": b"x" * ((1 << 20) - 600), "seq": path}  # the slow path
+    with pytest.raises(ContextError, match="shrank"):
+        context_hash(files)
+
+
+def test_a_size_no_tar_field_holds_is_refused() -> None:
+    with pytest.raises(ContextError, match="cannot hold"):
+        member_header("x", 0o644, 256 ** 11)
+
+
 def test_a_name_that_cannot_be_encoded_is_named() -> None:
     with pytest.raises(ContextError, match="name 'bad.*' cannot be encoded"):
         context_hash({"bad\ud800": b"x"})
@@ -209,6 +227,17 @@ def test_a_name_that_cannot_be_encoded_is_named() -> None:
 def test_a_value_of_another_type_is_refused() -> None:
     with pytest.raises(ContextError, match="expected a path .* got int"):
         context_hash({"x": 3})  # type: ignore[dict-item]
+
+
+def test_an_error_once_the_hashing_thread_runs_leaves_no_thread_behind(tmp_path: Path) -> None:
+    files: Files = {f"small/{i:04}": b"%d" % i * 700 for i in range(3000)}  # many buffers
+    files["zz-missing"] = str(tmp_path / "missing")
+    before = threading.active_count()
+    with pytest.raises(ContextError, match="zz-missing"):
+        context_hash(files)
+    assert threading.active_count() == before
+    del files["zz-missing"]
+    same_as_taskgraph(files)
 
 
 # -- memory ---------------------------------------------------------------------------

@@ -108,8 +108,9 @@ def member_header(name: str, mode: int, size: int, encoding: Optional[str] = Non
     """The header block(s) :mod:`tarfile` writes for a regular member as taskgraph adds it.
 
     ``mode`` is reduced to its permission bits (``& 0o7777``); ``encoding``
-    defaults to the file-system encoding, as :mod:`tarfile`'s does. A name
-    longer than 100 bytes gives two blocks and the name's own before it.
+    defaults to the file-system encoding, as :mod:`tarfile`'s does. One
+    block, or for a name of more than 100 bytes (encoded) a GNU long-name
+    header and the name's blocks before it.
 
     :raises ContextError: the name cannot be encoded, or the size does not fit.
     """

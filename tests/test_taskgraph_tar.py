@@ -147,10 +147,8 @@ def test_a_whole_context_as_taskgraph_collects_it(tmp_path: Path) -> None:
         "taskcluster/docker/img/é.txt": "accent\n",
     })
     (tmp_path / "taskcluster/docker/img/scripts/setup.sh").chmod(0o755)
-    folder = tmp_path / "taskcluster/docker/img"
-    files: Files = {
-        str(p.relative_to(folder)): str(p) for p in folder.rglob("*") if p.is_file()}
-    files["Dockerfile"] = (folder / "Dockerfile").read_bytes()
+    files = taskgraphs_members(tmp_path / "taskcluster/docker/img")
+    assert len(files) == 4
     assert context_hash(files) == peer_context_hash(str(tmp_path), "taskcluster/docker/img")
 
 
@@ -280,6 +278,58 @@ def test_generated_mappings_hash_as_taskgraph_writes_them(
         path.chmod(mode)
         files[name] = str(path)
     same_as_taskgraph(files)
+
+
+def taskgraphs_members(folder: Path) -> Files:
+    """The members ``stream_context_tar`` collects from an image folder without directives."""
+    files: Files = {}
+    for dirpath, dirs, names in os.walk(folder):
+        if "__pycache__" in dirs:
+            dirs.remove("__pycache__")
+        for n in names:
+            path = os.path.join(dirpath, n)
+            files[path[len(str(folder)) + 1:]] = path
+    files["Dockerfile"] = (folder / "Dockerfile").read_bytes()
+    return files
+
+
+path_part = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/"),
+                    min_size=1, max_size=40).filter(lambda p: p not in (".", ".."))
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tree=st.dictionaries(st.lists(path_part, min_size=1, max_size=4).map(tuple),
+                            st.tuples(st.binary(max_size=2000), st.booleans(), st.booleans()),
+                            max_size=10))
+def test_generated_image_folders_hash_as_generate_context_hash(
+        tmp_path_factory: pytest.TempPathFactory,
+        tree: dict[tuple[str, ...], tuple[bytes, bool, bool]]) -> None:
+    root = tmp_path_factory.mktemp("repo")
+    folder = root / "taskcluster/docker/img"
+    folder.mkdir(parents=True)
+    (folder / "Dockerfile").write_bytes(b"FROM scratch\n")
+    for parts, (data, executable, linked) in tree.items():
+        path = folder.joinpath(*parts)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists() or len(os.fsencode(path.name)) > 255:
+                continue
+        except OSError:  # a file where a folder is wanted, or a name too long
+            continue
+        if linked:  # a symlink to a file outside the folder: taskgraph reads through it
+            target = root / f"target-{len(list(root.iterdir()))}"
+            target.write_bytes(data)
+            target.chmod(0o755 if executable else 0o644)
+            path.symlink_to(target)
+        else:
+            path.write_bytes(data)
+            path.chmod(0o755 if executable else 0o644)
+    pycache = folder / "__pycache__"
+    pycache.mkdir(exist_ok=True)
+    (pycache / "x.cpython-311.pyc").write_bytes(b"skipped by taskgraph since 20.0")
+    ours = context_hash(taskgraphs_members(folder))
+    assert ours == peer_context_hash(str(root), "taskcluster/docker/img")
 
 
 def test_the_encoding_is_the_file_system_ones() -> None:

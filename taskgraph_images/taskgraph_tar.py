@@ -124,11 +124,13 @@ class _Stream:
     buffer is hashed. When buffers fill with many small members, the time
     goes to opening and reading files as much as to hashing: from then on a
     thread hashes each full buffer while the next one fills (three buffers
-    at most). Big files are read and hashed in turn, as one core does best.
+    at most), if ``overlap`` (the process may run on two cores or more).
+    Big files are read and hashed in turn, as one core does best.
     Memory stays flat whatever the context's size.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, overlap: bool) -> None:
+        self.overlap_from = _OVERLAP_FROM if overlap else sys.maxsize
         self.hash = hashlib.sha256()
         self.buf = bytearray(_BATCH)
         self.view = memoryview(self.buf)
@@ -151,7 +153,7 @@ class _Stream:
 
     def _hand_over(self) -> None:
         self.handed += self.pos
-        if self.thread is None and self.members < _OVERLAP_FROM:
+        if self.thread is None and self.members < self.overlap_from:
             self.hash.update(self.view[:self.pos])
         else:
             if self.thread is None:
@@ -267,6 +269,13 @@ def _add_file(stream: _Stream, name: str, raw: bytes, path: str) -> None:
         os.close(fd)
 
 
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def context_hash(files: Mapping[str, Union[str, bytes]]) -> str:
     """The hex sha256 of the tar stream taskgraph writes for ``files``.
 
@@ -282,7 +291,7 @@ def context_hash(files: Mapping[str, Union[str, bytes]]) -> str:
         a path nor bytes.
     """
     encoding = sys.getfilesystemencoding()
-    stream = _Stream()
+    stream = _Stream(overlap=_cores() > 1)
     try:
         for name in sorted(files):
             source = files[name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import sys
 import threading
 import tracemalloc
@@ -236,6 +237,24 @@ def test_an_error_once_the_hashing_thread_runs_leaves_no_thread_behind(tmp_path:
     assert threading.active_count() == before
     del files["zz-missing"]
     same_as_taskgraph(files)
+
+
+def test_on_one_core_the_same_hash_without_the_thread(tmp_path: Path) -> None:
+    many = '{f"small/{i:04}": b"%d" % i * 900 for i in range(2500)}'
+    files: Files = eval(many)
+    code = (
+        "import os, sys, threading\n"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "import taskgraph_images.taskgraph_tar as t\n"
+        "started = []\n"
+        "threading.Thread.start = lambda self: started.append(self)\n"
+        f"print(t.context_hash({many}), len(started))\n")
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity here")
+    # a started thread would never hash here, so the child would hang: a timeout fails it
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    assert out == [same_as_taskgraph(files), "0"]
 
 
 # -- memory ---------------------------------------------------------------------------

@@ -49,13 +49,19 @@ _ZERO8 = b"0000000\0"  # an octal 0 in an 8-byte field
 _ZEROS = bytes(RECORD)
 #: The size of each buffer the stream passes through.
 _BATCH = 1 << 20
+#: A buffer filled by this many members or more starts the hashing thread.
+_OVERLAP_FROM = 16
 #: After the checksum of a regular member's header: its type, no link name,
 #: the GNU magic, no owner names, device numbers 0, no prefix, the block's padding.
 _REG_TAIL = b"0" + bytes(100) + _GNU_MAGIC + bytes(64) + _ZERO8 + _ZERO8 + bytes(167)
-#: Between a regular member's name and its checksum (mode and size to fill in).
-_REG_MIDDLE = b"%07o\0" + _ZERO8 + _ZERO8 + b"%011o\0" + b"%011o\0" % DEFAULT_MTIME
-#: The sum of a regular member's header bytes but its name, mode and size digits.
-_REG_SUM = 8 * 32 + sum(_REG_TAIL) + sum(_REG_MIDDLE % (0, 0)) - 18 * ord("0")
+#: A regular member's uid and gid (0), and its mtime.
+_OWNER = _ZERO8 + _ZERO8
+_MTIME = b"%011o\0" % DEFAULT_MTIME
+#: The sum of a regular member's header bytes but its name, mode and size (the
+#: checksum field counts as eight spaces).
+_REG_SUM = 8 * 32 + sum(_REG_TAIL) + sum(_OWNER) + sum(_MTIME)
+#: NULs that fill a name field after a name of each length.
+_NAME_FILL = [bytes(_NAME - n) for n in range(_NAME + 1)]
 
 
 def _octal(n: int, digits: int, gnu: bool) -> bytes:
@@ -69,7 +75,7 @@ def _octal(n: int, digits: int, gnu: bool) -> bytes:
 
 def _block(name: bytes, type_: bytes, mode: int, size: int, mtime: int, gnu: bool) -> bytes:
     """One header block in full, its checksum filled in (the name already encoded)."""
-    head = (name[:_NAME].ljust(_NAME, b"\0") + _octal(mode, 8, gnu) + _ZERO8 + _ZERO8
+    head = (name[:_NAME].ljust(_NAME, b"\0") + _octal(mode, 8, gnu) + _OWNER
             + _octal(size, 12, gnu) + _octal(mtime, 12, gnu))
     tail = type_ + _REG_TAIL[1:]
     return head + b"%06o\0 " % (sum(head) + sum(tail) + 8 * 32) + tail
@@ -78,10 +84,11 @@ def _block(name: bytes, type_: bytes, mode: int, size: int, mtime: int, gnu: boo
 def _header(raw: bytes, mode: int, size: int) -> bytes:
     """The header block(s) of a regular member named ``raw`` (encoded); ``mode`` & 0o7777."""
     if len(raw) <= _NAME and size < 8 ** 11:
-        middle = _REG_MIDDLE % (mode, size)
-        return b"%b%b%b%06o\0 %b" % (raw, bytes(_NAME - len(raw)), middle,
-                                     _REG_SUM + sum(raw) + sum(middle[:7]) + sum(middle[24:35]),
-                                     _REG_TAIL)
+        mode_field = b"%07o\0" % mode
+        size_field = b"%011o\0" % size
+        checksum = _REG_SUM + sum(raw) + sum(mode_field) + sum(size_field)
+        return b"".join((raw, _NAME_FILL[len(raw)], mode_field, _OWNER, size_field, _MTIME,
+                         b"%06o\0 " % checksum, _REG_TAIL))
     head = b""
     if len(raw) > _NAME:
         payload = raw + b"\0"
@@ -101,8 +108,9 @@ def member_header(name: str, mode: int, size: int, encoding: Optional[str] = Non
     """The header block(s) :mod:`tarfile` writes for a regular member as taskgraph adds it.
 
     ``mode`` is reduced to its permission bits (``& 0o7777``); ``encoding``
-    defaults to the file-system encoding, as :mod:`tarfile`'s does. A name
-    longer than 100 bytes gives two blocks and the name's own before it.
+    defaults to the file-system encoding, as :mod:`tarfile`'s does. One
+    block, or for a name of more than 100 bytes (encoded) a GNU long-name
+    header and the name's blocks before it.
 
     :raises ContextError: the name cannot be encoded, or the size does not fit.
     """
@@ -110,20 +118,25 @@ def member_header(name: str, mode: int, size: int, encoding: Optional[str] = Non
 
 
 class _Stream:
-    """The tar stream on its way into one sha256, in fixed buffers.
+    """The tar stream on its way into one sha256, through a fixed buffer.
 
-    Headers and file content are copied (read) into a buffer; a full buffer
-    goes to a hashing thread, started with the first one, while the next
-    fills, so reading the files and hashing overlap. Three buffers at most:
-    memory stays flat whatever the context's size.
+    Headers and file content are copied (read) into the buffer, and a full
+    buffer is hashed. When buffers fill with many small members, the time
+    goes to opening and reading files as much as to hashing: from then on a
+    thread hashes each full buffer while the next one fills (three buffers
+    at most), if ``overlap`` (the process may run on two cores or more).
+    Big files are read and hashed in turn, as one core does best.
+    Memory stays flat whatever the context's size.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, overlap: bool) -> None:
+        self.overlap_from = _OVERLAP_FROM if overlap else sys.maxsize
         self.hash = hashlib.sha256()
         self.buf = bytearray(_BATCH)
         self.view = memoryview(self.buf)
         self.pos = 0
         self.handed = 0  # bytes already handed to the hash
+        self.members = 0  # members begun in this buffer
         self.full: queue.SimpleQueue[Optional[tuple[bytearray, int]]] = queue.SimpleQueue()
         self.free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self.thread: Optional[threading.Thread] = None
@@ -139,18 +152,22 @@ class _Stream:
             self.free.put(buf)
 
     def _hand_over(self) -> None:
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._hash_full, name="taskgraph-tar-hash",
-                                           daemon=True)
-            self.thread.start()
-            for _ in range(2):
-                self.free.put(bytearray(_BATCH))
-        self.view.release()
-        self.full.put((self.buf, self.pos))
         self.handed += self.pos
-        self.buf = self.free.get()
-        self.view = memoryview(self.buf)
+        if self.thread is None and self.members < self.overlap_from:
+            self.hash.update(self.view[:self.pos])
+        else:
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._hash_full, daemon=True,
+                                               name="taskgraph-tar-hash")
+                self.thread.start()
+                for _ in range(2):
+                    self.free.put(bytearray(_BATCH))
+            self.view.release()
+            self.full.put((self.buf, self.pos))
+            self.buf = self.free.get()
+            self.view = memoryview(self.buf)
         self.pos = 0
+        self.members = 0
 
     def put(self, data: bytes) -> None:
         """Append ``data`` to the stream."""
@@ -222,6 +239,7 @@ def _add_file(stream: _Stream, name: str, raw: bytes, path: str) -> None:
             raise ContextError(f"{path} (context member {name}) has the setuid or setgid "
                                "bit, which taskgraph refuses")
         size = st.st_size
+        stream.members += 1
         header = _header(raw, mode & 0o7777, size)
         pad = -size % BLOCK
         start = stream.pos + len(header)
@@ -251,6 +269,13 @@ def _add_file(stream: _Stream, name: str, raw: bytes, path: str) -> None:
         os.close(fd)
 
 
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def context_hash(files: Mapping[str, Union[str, bytes]]) -> str:
     """The hex sha256 of the tar stream taskgraph writes for ``files``.
 
@@ -266,7 +291,7 @@ def context_hash(files: Mapping[str, Union[str, bytes]]) -> str:
         a path nor bytes.
     """
     encoding = sys.getfilesystemencoding()
-    stream = _Stream()
+    stream = _Stream(overlap=_cores() > 1)
     try:
         for name in sorted(files):
             source = files[name]
@@ -275,6 +300,7 @@ def context_hash(files: Mapping[str, Union[str, bytes]]) -> str:
                 _add_file(stream, name, raw, source)
             elif isinstance(source, (bytes, bytearray, memoryview)):
                 data = bytes(source)
+                stream.members += 1
                 stream.put(_header(raw, 0o644, len(data)))
                 stream.put(data)
                 if len(data) % BLOCK:

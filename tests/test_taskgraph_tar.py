@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import sys
+import threading
 import tracemalloc
 from pathlib import Path
 from typing import Union
@@ -146,10 +148,8 @@ def test_a_whole_context_as_taskgraph_collects_it(tmp_path: Path) -> None:
         "taskcluster/docker/img/é.txt": "accent\n",
     })
     (tmp_path / "taskcluster/docker/img/scripts/setup.sh").chmod(0o755)
-    folder = tmp_path / "taskcluster/docker/img"
-    files: Files = {
-        str(p.relative_to(folder)): str(p) for p in folder.rglob("*") if p.is_file()}
-    files["Dockerfile"] = (folder / "Dockerfile").read_bytes()
+    files = taskgraphs_members(tmp_path / "taskcluster/docker/img")
+    assert len(files) == 4
     assert context_hash(files) == peer_context_hash(str(tmp_path), "taskcluster/docker/img")
 
 
@@ -201,6 +201,23 @@ def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
         context_hash({"s": str(path)})
 
 
+def test_a_file_shorter_than_its_size_is_refused() -> None:
+    # sysfs attributes say 4096 bytes and hold a few: a file that shrank after its stat
+    path = "/sys/kernel/uevent_seqnum"
+    if not os.path.isfile(path) or os.stat(path).st_size <= len(Path(path).read_bytes()):
+        pytest.skip(f"no {path} that is shorter than its size here")
+    with pytest.raises(ContextError, match=f"{path} .* shrank while it was being hashed"):
+        context_hash({"seq": path})
+    files: Files = {"a": b"x" * ((1 << 20) - 600), "seq": path}  # the slow path
+    with pytest.raises(ContextError, match="shrank"):
+        context_hash(files)
+
+
+def test_a_size_no_tar_field_holds_is_refused() -> None:
+    with pytest.raises(ContextError, match="cannot hold"):
+        member_header("x", 0o644, 256 ** 11)
+
+
 def test_a_name_that_cannot_be_encoded_is_named() -> None:
     with pytest.raises(ContextError, match="name 'bad.*' cannot be encoded"):
         context_hash({"bad\ud800": b"x"})
@@ -209,6 +226,35 @@ def test_a_name_that_cannot_be_encoded_is_named() -> None:
 def test_a_value_of_another_type_is_refused() -> None:
     with pytest.raises(ContextError, match="expected a path .* got int"):
         context_hash({"x": 3})  # type: ignore[dict-item]
+
+
+def test_an_error_once_the_hashing_thread_runs_leaves_no_thread_behind(tmp_path: Path) -> None:
+    files: Files = {f"small/{i:04}": b"%d" % i * 700 for i in range(3000)}  # many buffers
+    files["zz-missing"] = str(tmp_path / "missing")
+    before = threading.active_count()
+    with pytest.raises(ContextError, match="zz-missing"):
+        context_hash(files)
+    assert threading.active_count() == before
+    del files["zz-missing"]
+    same_as_taskgraph(files)
+
+
+def test_on_one_core_the_same_hash_without_the_thread(tmp_path: Path) -> None:
+    many = '{f"small/{i:04}": b"%d" % i * 900 for i in range(2500)}'
+    files: Files = eval(many)
+    code = (
+        "import os, sys, threading\n"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "import taskgraph_images.taskgraph_tar as t\n"
+        "started = []\n"
+        "threading.Thread.start = lambda self: started.append(self)\n"
+        f"print(t.context_hash({many}), len(started))\n")
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity here")
+    # a started thread would never hash here, so the child would hang: a timeout fails it
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    assert out == [same_as_taskgraph(files), "0"]
 
 
 # -- memory ---------------------------------------------------------------------------
@@ -251,6 +297,58 @@ def test_generated_mappings_hash_as_taskgraph_writes_them(
         path.chmod(mode)
         files[name] = str(path)
     same_as_taskgraph(files)
+
+
+def taskgraphs_members(folder: Path) -> Files:
+    """The members ``stream_context_tar`` collects from an image folder without directives."""
+    files: Files = {}
+    for dirpath, dirs, names in os.walk(folder):
+        if "__pycache__" in dirs:
+            dirs.remove("__pycache__")
+        for n in names:
+            path = os.path.join(dirpath, n)
+            files[path[len(str(folder)) + 1:]] = path
+    files["Dockerfile"] = (folder / "Dockerfile").read_bytes()
+    return files
+
+
+path_part = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/"),
+                    min_size=1, max_size=40).filter(lambda p: p not in (".", ".."))
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tree=st.dictionaries(st.lists(path_part, min_size=1, max_size=4).map(tuple),
+                            st.tuples(st.binary(max_size=2000), st.booleans(), st.booleans()),
+                            max_size=10))
+def test_generated_image_folders_hash_as_generate_context_hash(
+        tmp_path_factory: pytest.TempPathFactory,
+        tree: dict[tuple[str, ...], tuple[bytes, bool, bool]]) -> None:
+    root = tmp_path_factory.mktemp("repo")
+    folder = root / "taskcluster/docker/img"
+    folder.mkdir(parents=True)
+    (folder / "Dockerfile").write_bytes(b"FROM scratch\n")
+    for parts, (data, executable, linked) in tree.items():
+        path = folder.joinpath(*parts)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists() or len(os.fsencode(path.name)) > 255:
+                continue
+        except OSError:  # a file where a folder is wanted, or a name too long
+            continue
+        if linked:  # a symlink to a file outside the folder: taskgraph reads through it
+            target = root / f"target-{len(list(root.iterdir()))}"
+            target.write_bytes(data)
+            target.chmod(0o755 if executable else 0o644)
+            path.symlink_to(target)
+        else:
+            path.write_bytes(data)
+            path.chmod(0o755 if executable else 0o644)
+    pycache = folder / "__pycache__"
+    pycache.mkdir(exist_ok=True)
+    (pycache / "x.cpython-311.pyc").write_bytes(b"skipped by taskgraph since 20.0")
+    ours = context_hash(taskgraphs_members(folder))
+    assert ours == peer_context_hash(str(root), "taskcluster/docker/img")
 
 
 def test_the_encoding_is_the_file_system_ones() -> None:

@@ -48,6 +48,7 @@ __all__ = [
     "env_names",
     "fetch_parent",
     "images_dir_of",
+    "prebuilt_ancestors",
     "read_env",
 ]
 
@@ -326,6 +327,39 @@ def _extract_context(catalog: ImageCatalog, name: str, dest: str) -> None:
                 tar.extractall(dest)
 
 
+def prebuilt_ancestors(catalog: ImageCatalog, name: str) -> list[str]:
+    """Return the prebuilt images ``name`` is built on directly, parents first.
+
+    They are the image's prebuilt parents and theirs, not those under a task
+    image (a task image's artifact holds its own base).
+    """
+    wanted: list[str] = []
+    queue = [p for p in catalog[name].parents if catalog[p].prebuilt]
+    while queue:
+        current = queue.pop(0)
+        if current not in wanted:
+            wanted.append(current)
+            queue += [p for p in catalog[current].parents if catalog[p].prebuilt]
+    return [n for n in catalog.order() if n in wanted]
+
+
+def _bud(buildah: Buildah, catalog: ImageCatalog, name: str, work: str,
+         labels: Mapping[str, str], on_line: Optional[LineCallback],
+         parent: Optional[str] = None) -> None:
+    image = catalog[name]
+    args = dict(image.args)
+    from_arg = image.config_parent or parent
+    if from_arg is not None:
+        args["DOCKER_IMAGE_PARENT"] = catalog.local_tag(from_arg)
+    context = os.path.join(work, f"context-{name}")
+    _extract_context(catalog, name, context)
+    try:
+        run(buildah.bud_command(context, catalog.local_tag(name), build_args=args, labels=labels),
+            f"building image {name!r}", on_line=on_line)
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+
+
 def build_in_task(
     catalog: ImageCatalog,
     env: TaskEnv,
@@ -334,6 +368,7 @@ def build_in_task(
     environ: Optional[Mapping[str, str]] = None,
     executable: str = "buildah",
     workdir: Optional[str] = None,
+    build_prebuilt: bool = False,
     on_line: Optional[LineCallback] = None,
     on_note: Optional[Callable[[str], None]] = None,
     artifact: str = "public/image.tar.zst",
@@ -348,6 +383,11 @@ def build_in_task(
     streams the image tarball through zstd at ``env.zstd_level``. The
     artifact appears only when complete.
 
+    A prebuilt parent comes from its registry, unless ``build_prebuilt``
+    (the local loop, where it may be pushed nowhere yet): then the prebuilt
+    images the image stands on (:func:`prebuilt_ancestors`) are built from
+    the tree first, into the same storage.
+
     :raises ImageBuildError: when the task does not match the tree or the build fails.
     :raises ArtifactError: for a bad parent artifact or an unwritable artifact path.
     """
@@ -360,13 +400,11 @@ def build_in_task(
 
     name = env.image
     parent = check_task(catalog, env)
-    image = catalog[name]
     tag = catalog.local_tag(name)
     work = tempfile.mkdtemp(prefix="taskgraph-images-build-", dir=workdir)
     try:
         buildah = Buildah(os.path.join(work, "storage"), os.path.join(work, "run"),
                           executable=executable)
-        args = dict(image.args)
         if parent is not None:
             assert env.parent_task is not None
             archive = os.path.join(work, "parent.tar")
@@ -376,16 +414,12 @@ def build_in_task(
             run(buildah.pull_command(archive), f"importing the parent image {parent}",
                 on_line=on_line)
             os.unlink(archive)
-        from_arg = image.config_parent or parent
-        if from_arg is not None:
-            args["DOCKER_IMAGE_PARENT"] = catalog.local_tag(from_arg)
-        context = os.path.join(work, "context")
-        _extract_context(catalog, name, context)
+        if build_prebuilt:
+            for base in prebuilt_ancestors(catalog, name):
+                say(f"building the prebuilt {catalog.local_tag(base)} from the tree")
+                _bud(buildah, catalog, base, work, {}, on_line)
         say(f"building {tag} (digest {env.digest})")
-        run(buildah.bud_command(context, tag, build_args=args,
-                                labels={DIGEST_LABEL: env.digest}),
-            f"building image {name!r}", on_line=on_line)
-        shutil.rmtree(context)
+        _bud(buildah, catalog, name, work, {DIGEST_LABEL: env.digest}, on_line, parent)
         out = env.artifact_path
         try:
             os.makedirs(os.path.dirname(out), exist_ok=True)

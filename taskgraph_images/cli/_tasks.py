@@ -162,9 +162,16 @@ def _read_task(args: argparse.Namespace, root_url: Optional[str]) -> Mapping[str
 
 
 def _write_output(stream: int, data: bytes) -> None:
-    out = sys.stderr if stream == 2 else sys.stdout
-    out.buffer.write(data)
-    out.flush()
+    """The task's log (both its streams) goes to stderr; stdout is for what run-task made."""
+    out = sys.stderr
+    raw = getattr(out, "buffer", None)
+    if raw is not None:
+        out.flush()
+        raw.write(data)
+        raw.flush()
+    else:  # a text stream without bytes underneath (a test's capture)
+        out.write(data.decode("utf-8", "replace"))
+        out.flush()
 
 
 def _run_task(args: argparse.Namespace) -> int:
@@ -173,11 +180,15 @@ def _run_task(args: argparse.Namespace) -> int:
 
     root_url = args.root_url or os.environ.get("TASKCLUSTER_ROOT_URL") or None
     task = _read_task(args, root_url)
-    index = open_index(args)
+    image = (task.get("payload") or {}).get("image")
+    # The index holds recorded runs and the artifacts of task or indexed images.
+    wants_index = args.record or args.index is not None or isinstance(image, dict)
+    index = open_index(args) if wants_index else None
     if args.record:
         from taskgraph_images.index import LocalIndex
 
         if not isinstance(index, LocalIndex):
+            assert index is not None
             raise InvalidValueError(
                 f"run-task --record writes to the local index only, not the {index.description}"
             )
@@ -194,6 +205,7 @@ def _run_task(args: argparse.Namespace) -> int:
             raise DockerError(f"task {args.task_id} {why}"
                               + ("; nothing recorded" if args.record else ""))
         if args.record:
+            assert index is not None
             namespaces = record_run(index, task, run)
             print(f"recorded task {args.task_id} in the {index.description} at "
                   f"{len(namespaces)} namespaces")

@@ -8,11 +8,13 @@ container's command (the image's entrypoint is not overridden),
 ``capabilities.disableSeccomp`` as ``--security-opt seccomp=unconfined``,
 ``capabilities.privileged`` as ``--privileged``.
 
-The ``taskclusterProxy`` feature: a worker's proxy forwards
+The container runs on the host's network (a worker's containers reach the
+network; the host's also reaches what the caller serves on loopback). The
+``taskclusterProxy`` feature: a worker's proxy forwards
 ``$TASKCLUSTER_PROXY_URL/api/...`` to the deployment with the task's
-credentials. Locally there is no proxy: the container runs on the host's
-network and ``TASKCLUSTER_PROXY_URL`` is the caller's Taskcluster root URL,
-so it reaches the same services the caller does, with public access only.
+credentials. Locally there is no proxy: ``TASKCLUSTER_PROXY_URL`` is the
+caller's Taskcluster root URL, so the task reaches the same services the
+caller does, with public access only.
 
 :func:`run_task` makes the image available (a registry tag the engine has,
 or a ``task-image`` / ``indexed-image`` loaded with
@@ -110,7 +112,9 @@ def container_config(
         env["TASKCLUSTER_WORKER_TYPE"] = str(task["workerType"])
     elif "taskQueueId" in task:
         env["TASKCLUSTER_WORKER_TYPE"] = str(task["taskQueueId"]).split("/", 1)[-1]
-    host: dict[str, Any] = {}
+    # The worker's containers reach the network; the host's network is the local
+    # stand-in that also reaches what the caller runs on loopback.
+    host: dict[str, Any] = {"NetworkMode": "host"}
     if root_url:
         env["TASKCLUSTER_ROOT_URL"] = root_url.rstrip("/")
     if "taskclusterProxy" in features:
@@ -120,7 +124,6 @@ def container_config(
                 "URL (--root-url or TASKCLUSTER_ROOT_URL) for the proxy to stand for"
             )
         env["TASKCLUSTER_PROXY_URL"] = root_url.rstrip("/")
-        host["NetworkMode"] = "host"
     if "disableSeccomp" in capabilities:
         host["SecurityOpt"] = ["seccomp=unconfined"]
     if "privileged" in capabilities:

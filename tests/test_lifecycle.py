@@ -367,3 +367,45 @@ def test_run_task_stops_a_task_at_its_max_run_time(
     assert code == 1
     assert err.splitlines()[-1] == ("taskgraph-images: error: task fGfKdQ1hRjq7b9x9XJm1yA ran out "
                                     "of its maxRunTime")
+
+
+def test_run_task_record_indexes_a_contract_task_under_its_routes(
+    docker_engine: DockerEngine, fixture: Fixture, tmp_path: Path
+) -> None:
+    """A build task written by hand as CONTRACTS.md describes it, run and recorded locally."""
+    from taskgraph_images.index import LocalIndex, find_image
+
+    digest = ImageCatalog.load(fixture.root).digest("base")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    task_id = "Hu2sR1YTTbaqAUGxWnzH9A"
+    task = {
+        "taskQueueId": "proj-loopback/images", "created": now.isoformat(),
+        "routes": [f"index.docker.images.v2.level-1.base.hash.{digest}",
+                   "index.docker.images.v2.level-1.base.latest"],
+        "extra": {"imageMeta": {"level": 1, "imageName": "base", "contextHash": digest}},
+        "payload": {
+            "image": fixture.builder, "command": ["taskgraph-images", "build-in-task"],
+            "maxRunTime": 600, "capabilities": {"disableSeccomp": True},
+            "env": {"HASH": digest, "IMAGE_NAME": "base", "CONTEXT_PATH": "taskcluster/docker/base",
+                    "GECKO_HEAD_REPOSITORY": fixture.url, "GECKO_HEAD_REV": fixture.rev,
+                    "GECKO_BASE_REPOSITORY": fixture.url, "PROJECT": "fixture",
+                    "DOCKER_IMAGE_ZSTD_LEVEL": "10",
+                    "IMAGE_ARTIFACT_PATH": "/builds/worker/artifacts/image.tar.zst"},
+            "artifacts": {ARTIFACT: {"type": "file", "expires": now.isoformat(),
+                                     "path": "/builds/worker/artifacts/image.tar.zst"}},
+        },
+    }
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"tasks": {task_id: task}}))
+    index_path = tmp_path / "index" / "index.db"
+    code, out, err = cli("run-task", task_id, "--plan", str(plan), "--record", "--index",
+                         f"local:{index_path}", env={"DOCKER_HOST": docker_engine.host})
+    assert (code, out) == (0, f"recorded task {task_id} in the local index at {index_path} at 2 "
+                              "namespaces\n"), err
+    assert "zstd level 10" in err  # the builder's own lines are the task's log, on stderr
+    found = find_image(LocalIndex(index_path), "base", digest, 1)
+    assert found.reuse and found.found is not None and found.found.task_id == task_id
+    code, out, err = cli("load", task_id, "--index", f"local:{index_path}", "-t", "recorded:1",
+                         env={"DOCKER_HOST": docker_engine.host})
+    assert (code, out) == (0, "Loaded image: recorded:1\n"), err
+    assert docker_engine.run("recorded:1", "/bin/busybox", "cat", "/base.txt") == "base\n"

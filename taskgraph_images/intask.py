@@ -217,7 +217,6 @@ def fetch_parent(
     dest: str,
     *,
     index: Any = None,
-    environ: Optional[Mapping[str, str]] = None,
     artifact: str = "public/image.tar.zst",
 ) -> None:
     """Fetch ``task_id``'s image artifact to ``dest`` (a plain tarball) tagged for ``parent``.
@@ -225,19 +224,19 @@ def fetch_parent(
     The tarball is tagged :meth:`~taskgraph_images.catalog.ImageCatalog.local_tag`
     of ``parent``, the name the child's ``FROM`` uses. It comes from
     ``index``'s artifact store when it has the task, else from the Queue
-    (``TASKCLUSTER_PROXY_URL`` inside a task, else ``TASKCLUSTER_ROOT_URL``).
+    (``TASKCLUSTER_PROXY_URL`` inside a task, else ``TASKCLUSTER_ROOT_URL``:
+    see :mod:`taskgraph_images.tcenv`).
 
     :raises ArtifactError: when the artifact is missing, truncated or corrupt,
         or is not an image the builder made for ``parent`` at its digest.
     """
     from taskgraph_images.artifacts import load_image
 
-    env = dict(os.environ if environ is None else environ)
     expected = catalog.digest(parent)
     what = f"the parent image {parent!r} (task {task_id}, {artifact})"
     try:
         load_image(task_id, output=dest, tag=catalog.local_tag(parent), index=index,
-                   root_url=env.get("TASKCLUSTER_PROXY_URL"), artifact=artifact)
+                   artifact=artifact)
     except ArtifactError as e:
         raise ArtifactError(f"cannot fetch {what}: {e}") from e
     found = archive_labels(dest).get(DIGEST_LABEL)
@@ -365,7 +364,6 @@ def build_in_task(
     env: TaskEnv,
     *,
     index: Any = None,
-    environ: Optional[Mapping[str, str]] = None,
     executable: str = "buildah",
     workdir: Optional[str] = None,
     build_prebuilt: bool = False,
@@ -410,7 +408,7 @@ def build_in_task(
             archive = os.path.join(work, "parent.tar")
             say(f"fetching the parent image {parent} from task {env.parent_task}")
             fetch_parent(catalog, parent, env.parent_task, archive, index=index,
-                         environ=environ, artifact=artifact)
+                         artifact=artifact)
             run(buildah.pull_command(archive), f"importing the parent image {parent}",
                 on_line=on_line)
             os.unlink(archive)

@@ -405,7 +405,7 @@ def test_run_task_record_indexes_a_contract_task_under_its_routes(
     assert "zstd level 10" in err  # the builder's own lines are the task's log, on stderr
     found = find_image(LocalIndex(index_path), "base", digest, 1)
     assert found.reuse and found.found is not None and found.found.task_id == task_id
-    code, out, err = cli("load", task_id, "--index", f"local:{index_path}", "-t", "recorded:1",
-                         env={"DOCKER_HOST": docker_engine.host})
-    assert (code, out) == (0, "Loaded image: recorded:1\n"), err
-    assert docker_engine.run("recorded:1", "/bin/busybox", "cat", "/base.txt") == "base\n"
+    code, out, err = cli("load", task_id, "--index", f"local:{index_path}", "-t",
+                         "lifecycle-base:1", env={"DOCKER_HOST": docker_engine.host})
+    assert (code, out) == (0, "Loaded image: lifecycle-base:1\n"), err
+    assert docker_engine.run("lifecycle-base:1", "/bin/busybox", "cat", "/base.txt") == "base\n"

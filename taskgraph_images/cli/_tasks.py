@@ -147,9 +147,11 @@ def _read_task(args: argparse.Namespace, root_url: Optional[str]) -> Mapping[str
     import taskcluster
 
     from taskgraph_images.errors import IndexUnavailableError
+    from taskgraph_images.tcenv import TaskclusterEnv
 
     try:
-        task = taskcluster.Queue({"rootUrl": root_url}).task(args.task_id)
+        task = taskcluster.Queue(TaskclusterEnv.from_environment().options(root_url)).task(
+            args.task_id)
     except taskcluster.exceptions.TaskclusterRestFailure as e:
         raise IndexUnavailableError(
             f"cannot fetch task {args.task_id} from the Queue at {root_url}: {e}"
@@ -177,8 +179,9 @@ def _write_output(stream: int, data: bytes) -> None:
 def _run_task(args: argparse.Namespace) -> int:
     from taskgraph_images.docker import Engine
     from taskgraph_images.runtask import record_run, run_task
+    from taskgraph_images.tcenv import TaskclusterEnv
 
-    root_url = args.root_url or os.environ.get("TASKCLUSTER_ROOT_URL") or None
+    root_url = TaskclusterEnv.from_environment().root(args.root_url)
     task = _read_task(args, root_url)
     image = (task.get("payload") or {}).get("image")
     # The index holds recorded runs and the artifacts of task or indexed images.

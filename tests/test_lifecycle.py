@@ -53,7 +53,8 @@ def cli(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
         for name in ("TASKCLUSTER_ROOT_URL", "TASKCLUSTER_PROXY_URL", "TASKCLUSTER_CLIENT_ID",
-                     "TASKCLUSTER_ACCESS_TOKEN"):
+                     "TASKCLUSTER_ACCESS_TOKEN", "GECKO_HEAD_REPOSITORY", "GECKO_HEAD_REV",
+                     "TASKGRAPH_IMAGES_CONFIG"):
             mp.delenv(name, raising=False)
         for name, value in (env or {}).items():
             mp.setenv(name, value)
@@ -370,36 +371,46 @@ def test_run_task_stops_a_task_at_its_max_run_time(
 
 
 def test_run_task_record_indexes_a_contract_task_under_its_routes(
-    docker_engine: DockerEngine, fixture: Fixture, tmp_path: Path
+    docker_engine: DockerEngine, tc_server: TCServer, fixture: Fixture, tmp_path: Path
 ) -> None:
-    """A build task written by hand as CONTRACTS.md describes it, run and recorded locally."""
+    """A build task written by hand as CONTRACTS.md describes it, created on the Queue,
+    fetched from it, run and recorded locally."""
+    import taskcluster
+
     from taskgraph_images.index import LocalIndex, find_image
+    from taskgraph_images.tctime import format_time
 
     digest = ImageCatalog.load(fixture.root).digest("base")
     now = datetime.datetime.now(datetime.timezone.utc)
+    later = format_time(now + datetime.timedelta(hours=1))
     task_id = "Hu2sR1YTTbaqAUGxWnzH9A"
     task = {
-        "taskQueueId": "proj-loopback/images", "created": now.isoformat(),
+        "taskQueueId": "proj-loopback/images", "schedulerId": "-", "taskGroupId": task_id,
+        "created": format_time(now), "deadline": later, "expires": later,
+        "metadata": {"name": "base", "description": "build base", "owner": "t@example.com",
+                     "source": "https://example.com/fixture"},
         "routes": [f"index.docker.images.v2.level-1.base.hash.{digest}",
                    "index.docker.images.v2.level-1.base.latest"],
         "extra": {"imageMeta": {"level": 1, "imageName": "base", "contextHash": digest}},
         "payload": {
             "image": fixture.builder, "command": ["taskgraph-images", "build-in-task"],
             "maxRunTime": 600, "capabilities": {"disableSeccomp": True},
+            "features": {"taskclusterProxy": True, "chainOfTrust": True},
             "env": {"HASH": digest, "IMAGE_NAME": "base", "CONTEXT_PATH": "taskcluster/docker/base",
                     "GECKO_HEAD_REPOSITORY": fixture.url, "GECKO_HEAD_REV": fixture.rev,
                     "GECKO_BASE_REPOSITORY": fixture.url, "PROJECT": "fixture",
                     "DOCKER_IMAGE_ZSTD_LEVEL": "10",
+                    "TASKGRAPH_IMAGES_CONFIG": "taskcluster/taskgraph-images.yml",
                     "IMAGE_ARTIFACT_PATH": "/builds/worker/artifacts/image.tar.zst"},
-            "artifacts": {ARTIFACT: {"type": "file", "expires": now.isoformat(),
+            "artifacts": {ARTIFACT: {"type": "file", "expires": later,
                                      "path": "/builds/worker/artifacts/image.tar.zst"}},
         },
     }
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"tasks": {task_id: task}}))
+    taskcluster.Queue({"rootUrl": tc_server.root_url}).createTask(task_id, task)
     index_path = tmp_path / "index" / "index.db"
-    code, out, err = cli("run-task", task_id, "--plan", str(plan), "--record", "--index",
-                         f"local:{index_path}", env={"DOCKER_HOST": docker_engine.host})
+    code, out, err = cli("run-task", task_id, "--record", "--index", f"local:{index_path}",
+                         env={"DOCKER_HOST": docker_engine.host,
+                              "TASKCLUSTER_ROOT_URL": tc_server.root_url})
     assert (code, out) == (0, f"recorded task {task_id} in the local index at {index_path} at 2 "
                               "namespaces\n"), err
     assert "zstd level 10" in err  # the builder's own lines are the task's log, on stderr
@@ -409,3 +420,32 @@ def test_run_task_record_indexes_a_contract_task_under_its_routes(
                          "lifecycle-base:1", env={"DOCKER_HOST": docker_engine.host})
     assert (code, out) == (0, "Loaded image: lifecycle-base:1\n"), err
     assert docker_engine.run("lifecycle-base:1", "/bin/busybox", "cat", "/base.txt") == "base\n"
+
+
+def test_run_task_of_a_task_the_queue_does_not_have(tc_server: TCServer) -> None:
+    code, _, err = cli("run-task", "Hu2sR1YTTbaqAUGxWnzH9A", "--root-url", tc_server.root_url)
+    assert code == 1
+    assert err.startswith("taskgraph-images: error: cannot fetch task Hu2sR1YTTbaqAUGxWnzH9A "
+                          f"from the Queue at {tc_server.root_url}: ")
+    assert err.count("\n") == 1
+
+
+def test_build_in_task_clones_the_push_and_reads_its_config(
+    fixture: Fixture, tmp_path: Path
+) -> None:
+    out = tmp_path / "out" / "image.tar.zst"
+    env = _task_env(fixture, "base", GECKO_HEAD_REPOSITORY=fixture.url,
+                    GECKO_HEAD_REV=fixture.rev, IMAGE_ARTIFACT_PATH=str(out),
+                    TASKGRAPH_IMAGES_CONFIG="taskcluster/taskgraph-images.yml")
+    code, stdout, err = cli("build-in-task", "--workdir", str(tmp_path), env=env)
+    assert code == 0, err
+    assert f"checking out {fixture.rev} of {fixture.url}" in err
+    assert stdout.endswith(f"into {out}\n") and out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the clone went too
+
+
+def test_build_in_task_without_a_checkout_or_a_repository(tmp_path: Path) -> None:
+    code, _, err = cli("build-in-task", env={"IMAGE_NAME": "base", "HASH": "0" * 64})
+    assert code == 1
+    assert err == ("taskgraph-images: error: no checkout: set GECKO_HEAD_REPOSITORY and "
+                   "GECKO_HEAD_REV, or give --checkout DIR\n")

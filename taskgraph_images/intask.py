@@ -240,11 +240,17 @@ def fetch_parent(
     except ArtifactError as e:
         raise ArtifactError(f"cannot fetch {what}: {e}") from e
     found = archive_labels(dest).get(DIGEST_LABEL)
+    if found is None:
+        os.unlink(dest)
+        raise ArtifactError(
+            f"{what} carries no {DIGEST_LABEL} label, so it cannot be checked: it was not "
+            f"made by build-in-task; rebuild {parent}"
+        )
     if found != expected:
         os.unlink(dest)
         raise ArtifactError(
-            f"{what} is not that image: it has digest {found or '(no digest label)'}, "
-            f"the tree's {parent} has {expected}"
+            f"{what} is not that image: it has digest {found}, the tree's {parent} has "
+            f"{expected}"
         )
 
 

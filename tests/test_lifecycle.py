@@ -318,6 +318,22 @@ def test_a_parent_artifact_of_another_image_is_refused(
     assert not out.exists()
 
 
+def test_a_parent_artifact_without_the_digest_label_is_refused(
+    fixture: Fixture, tc_server: TCServer, tmp_path: Path
+) -> None:
+    """An image saved from a Docker engine (not made by build-in-task) cannot be checked."""
+    import zstandard
+
+    saved = (fixture.root.parent / "base.tar").read_bytes()  # the engine's docker save
+    code, err, out, parent = _child_with_parent_artifact(
+        fixture, tc_server, tmp_path, zstandard.ZstdCompressor().compress(saved))
+    assert code == 1
+    assert err == (f"taskgraph-images: error: the parent image 'app' (task {parent}, {ARTIFACT}) "
+                   "carries no org.taskgraph-images.digest label, so it cannot be checked: it "
+                   "was not made by build-in-task; rebuild app\n")
+    assert not out.exists()
+
+
 def test_an_interrupted_build_leaves_no_artifact(
     fixture: Fixture, built_app: bytes, tc_server: TCServer, tmp_path: Path
 ) -> None:

@@ -10,7 +10,7 @@ it is that parent (:func:`fetch_parent`), builds with buildah on top of it
 artifact path, which appears only when complete (:func:`build_in_task`).
 
 The variables have the names of :data:`~taskgraph_images.config.DEFAULT_ENV_NAMES`
-(:data:`ENV_DEFAULTS` for the roles the config may not know yet); a config
+(:data:`ENV_DEFAULTS`); a config
 file that renames them is read first, from the variable
 ``TASKGRAPH_IMAGES_CONFIG`` (the name of the ``config`` role is not itself
 configurable, nor are the repository and revision, read before the checkout).
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 import attrs
 
 from taskgraph_images.buildah import DIGEST_LABEL, Buildah, LineCallback, push_archive, run
+from taskgraph_images.config import DEFAULT_ENV_NAMES
 from taskgraph_images.errors import ArtifactError, ImageBuildError, InvalidValueError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,20 +57,7 @@ __all__ = [
 DEFAULT_ARTIFACT_PATH = "/builds/worker/artifacts/image.tar.zst"
 
 #: Default variable names of the roles the builder reads (the config's win).
-ENV_DEFAULTS: Mapping[str, str] = {
-    "hash": "HASH",
-    "project": "PROJECT",
-    "image-name": "IMAGE_NAME",
-    "context-path": "CONTEXT_PATH",
-    "base-repository": "GECKO_BASE_REPOSITORY",
-    "head-repository": "GECKO_HEAD_REPOSITORY",
-    "head-rev": "GECKO_HEAD_REV",
-    "parent-task": "DOCKER_IMAGE_PARENT_TASK",
-    "build-args": "DOCKER_BUILD_ARGS",
-    "zstd-level": "DOCKER_IMAGE_ZSTD_LEVEL",
-    "config": "TASKGRAPH_IMAGES_CONFIG",
-    "artifact-path": "IMAGE_ARTIFACT_PATH",
-}
+ENV_DEFAULTS: Mapping[str, str] = DEFAULT_ENV_NAMES
 
 
 @attrs.frozen

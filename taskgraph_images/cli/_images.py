@@ -62,7 +62,8 @@ def register(subparsers: Any) -> None:
                    help="with --record: the level to index the build at (default 3)")
     p.add_argument("--config", metavar="FILE",
                    help="with --record: the build-task config whose index-prefix and "
-                   "artifact-name the plan uses (see docs/tasks.rst)")
+                   "artifact-name the plan uses (see docs/tasks.rst; default: "
+                   "taskcluster/taskgraph-images.yml under the root when present)")
     add_catalog_arguments(p)
     add_index_arguments(p)
     p.set_defaults(func=_build)
@@ -96,7 +97,8 @@ def register(subparsers: Any) -> None:
                    help="for an image name: the level to look it up at (default 3)")
     p.add_argument("--config", metavar="FILE",
                    help="the build-task config whose index-prefix and artifact-name the plan "
-                   "uses (see docs/tasks.rst)")
+                   "uses (see docs/tasks.rst; default: taskcluster/taskgraph-images.yml under "
+                   "the root when present)")
     p.add_argument("--root-url", default=None,
                    help="Taskcluster root URL for a task id (default: TASKCLUSTER_ROOT_URL)")
     add_catalog_arguments(p)
@@ -162,8 +164,8 @@ def _build_record(args: argparse.Namespace) -> int:
             "the digest the image would be indexed under"
         )
     index = _local_index(args)
-    config = load_build_config(args.config)
     catalog = load_catalog(args)
+    config = load_build_config(args.config, catalog.root)
     if catalog[args.name].prebuilt:
         raise InvalidValueError(
             f"build --record has nothing to record for {args.name!r}: a prebuilt image is "
@@ -187,6 +189,7 @@ def _build_record(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix=".record-", dir=store) as tmp:
             env = TaskEnv(image=name, digest=digest,
                           parent_task=recorded[parents[0]] if parents else None,
+                          zstd_level=config.at(args.level).zstd_level,
                           artifact_path=os.path.join(tmp, "image.tar.zst"))
             check_task(catalog, env)
             build_in_task(catalog, env, index=index, build_prebuilt=True, on_line=_print,
@@ -237,7 +240,7 @@ def _load(args: argparse.Namespace) -> int:
         except TaskgraphImagesError:
             catalog = None  # not in a repository: the source must be a task id
         index = open_index(args)
-    config = load_build_config(args.config)
+    config = load_build_config(args.config, catalog.root if catalog is not None else None)
     result = load_image(
         source, tag=args.tag, output=args.output, max_size=max_size, index=index,
         catalog=catalog, level=args.level, root_url=args.root_url,

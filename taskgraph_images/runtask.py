@@ -6,7 +6,9 @@ container's command (the image's entrypoint is not overridden),
 ``payload.env`` and the variables every docker-worker task gets
 (``TASK_ID``, ``RUN_ID``, ``TASKCLUSTER_ROOT_URL``, ``TASKCLUSTER_WORKER_TYPE``),
 ``capabilities.disableSeccomp`` as ``--security-opt seccomp=unconfined``,
-``capabilities.privileged`` as ``--privileged``.
+``capabilities.privileged`` as ``--privileged``, each ``payload.cache`` as
+a Docker volume (``taskgraph-images-cache-NAME``, kept between runs as a
+worker keeps its caches) mounted where the task asks.
 
 The container runs on the host's network (a worker's containers reach the
 network; the host's also reaches what the caller serves on loopback). The
@@ -51,6 +53,11 @@ __all__ = [
 #: What docker-worker features a local run reproduces; any other is refused.
 SUPPORTED_FEATURES = frozenset({"taskclusterProxy", "chainOfTrust"})
 SUPPORTED_CAPABILITIES = frozenset({"disableSeccomp", "privileged"})
+#: The payload keys a local run gives a meaning to; any other is refused.
+SUPPORTED_PAYLOAD = frozenset({"image", "command", "env", "maxRunTime", "artifacts",
+                               "capabilities", "features", "cache"})
+#: Prefix of the Docker volume that stands for a worker cache of a given name.
+CACHE_VOLUME_PREFIX = "taskgraph-images-cache-"
 
 
 def _payload(task: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -97,6 +104,11 @@ def container_config(
         run cannot give, or a proxy without a root URL.
     """
     payload = _payload(task)
+    extra = sorted(set(payload) - SUPPORTED_PAYLOAD)
+    if extra:
+        raise InvalidValueError(
+            f"task {task_id}: a local run cannot give payload.{', payload.'.join(extra)}"
+        )
     features = {k for k, v in (payload.get("features") or {}).items() if v}
     capabilities = {k for k, v in (payload.get("capabilities") or {}).items() if v}
     unknown = sorted((features - SUPPORTED_FEATURES) | (capabilities - SUPPORTED_CAPABILITIES))
@@ -128,6 +140,12 @@ def container_config(
         host["SecurityOpt"] = ["seccomp=unconfined"]
     if "privileged" in capabilities:
         host["Privileged"] = True
+    caches = payload.get("cache") or {}
+    if caches:
+        host["Mounts"] = [
+            {"Type": "volume", "Source": f"{CACHE_VOLUME_PREFIX}{name}", "Target": str(path)}
+            for name, path in sorted(caches.items())
+        ]
     command = payload.get("command")
     config: dict[str, Any] = {
         "Image": image,

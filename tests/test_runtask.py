@@ -69,6 +69,20 @@ def test_what_a_local_run_cannot_give_is_refused() -> None:
     assert str(e.value).startswith(f"task {TASK_ID}: a local run cannot give devices, dind (")
 
 
+def test_caches_are_docker_volumes_kept_between_runs() -> None:
+    task = _task(cache={"gecko-level-1-checkouts": "/builds/worker/checkouts"})
+    assert container_config(task, TASK_ID, "b")["HostConfig"]["Mounts"] == [
+        {"Type": "volume", "Source": "taskgraph-images-cache-gecko-level-1-checkouts",
+         "Target": "/builds/worker/checkouts"}]
+
+
+def test_payload_keys_a_local_run_cannot_give_are_refused() -> None:
+    with pytest.raises(InvalidValueError) as e:
+        container_config(_task(onExitStatus={"retry": [1]}, supersederUrl="x"), TASK_ID, "b")
+    assert str(e.value) == (f"task {TASK_ID}: a local run cannot give payload.onExitStatus, "
+                            "payload.supersederUrl")
+
+
 def test_a_bad_command_or_payload() -> None:
     with pytest.raises(InvalidValueError, match="payload.command must be a list of strings"):
         container_config(_task(command="build"), TASK_ID, "b")

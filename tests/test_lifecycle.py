@@ -465,3 +465,62 @@ def test_build_in_task_without_a_checkout_or_a_repository(tmp_path: Path) -> Non
     assert code == 1
     assert err == ("taskgraph-images: error: no checkout: set GECKO_HEAD_REPOSITORY and "
                    "GECKO_HEAD_REV, or give --checkout DIR\n")
+
+
+def _consumer(image: Any, artifact_path: str = "/app.txt") -> dict[str, Any]:
+    """A task that runs in an image the plan built, as the tasks of a push do."""
+    return {"taskQueueId": "proj-loopback/tests", "payload": {
+        "image": image, "maxRunTime": 60, "command": ["/bin/busybox", "cat", "/app.txt"],
+        "artifacts": {"public/out.txt": {"type": "file", "path": artifact_path}}}}
+
+
+def _run_consumer(engine: DockerEngine, server: TCServer, task: dict[str, Any], tmp_path: Path,
+                  *extra: str) -> tuple[int, str, str]:
+    plan = tmp_path / "consumer.json"
+    plan.write_text(json.dumps({"tasks": {"KQ3wTfIbSrKnJ1yBvOJOsQ": task}}))
+    return cli("run-task", "KQ3wTfIbSrKnJ1yBvOJOsQ", "--plan", str(plan), "--root-url",
+               server.root_url, "-o", str(tmp_path / "out"), *extra,
+               env={"DOCKER_HOST": engine.host})
+
+
+def test_run_task_runs_a_consumer_in_a_task_image_or_an_indexed_one(
+    docker_engine: DockerEngine, tc_server: TCServer, built_app: bytes, tmp_path: Path
+) -> None:
+    app = tc_server.add_task(artifacts={ARTIFACT: built_app})
+    tc_server.index_task("proj.images.app.latest", app)
+    for image, extra in (
+        ({"type": "task-image", "taskId": app, "path": ARTIFACT}, ()),
+        ({"type": "indexed-image", "namespace": "proj.images.app.latest", "path": ARTIFACT},
+         ("--index", f"taskcluster:{tc_server.root_url}")),
+    ):
+        code, out, err = _run_consumer(docker_engine, tc_server, _consumer(image), tmp_path, *extra)
+        assert code == 0, err
+        assert f"loading the task's image from task {app}" in err
+        assert "app on base\n" in err  # the task's own output, its log
+        assert out == f"public/out.txt -> {tmp_path / 'out' / 'public' / 'out.txt'}\n"
+        assert (tmp_path / "out" / "public" / "out.txt").read_text() == "app on base\n"
+
+
+def test_run_task_refuses_a_missing_artifact_or_image(
+    docker_engine: DockerEngine, tc_server: TCServer, built_app: bytes, tmp_path: Path
+) -> None:
+    app = tc_server.add_task(artifacts={ARTIFACT: built_app})
+    code, _, err = _run_consumer(docker_engine, tc_server, _consumer(
+        {"type": "task-image", "taskId": app, "path": ARTIFACT}, "/nothing.txt"), tmp_path)
+    assert code == 1
+    assert err.splitlines()[-1].startswith(
+        "taskgraph-images: error: task KQ3wTfIbSrKnJ1yBvOJOsQ: artifact public/out.txt: no "
+        "/nothing.txt in container ")
+    assert not (tmp_path / "out" / "public" / "out.txt").exists()
+    code, _, err = _run_consumer(docker_engine, tc_server, _consumer("nowhere/none:1"), tmp_path)
+    assert code == 1
+    assert err == ("taskgraph-images: error: task KQ3wTfIbSrKnJ1yBvOJOsQ: the Docker engine has "
+                   "no image nowhere/none:1 (pull or build it first; a local run does not "
+                   "pull)\n")
+    task = _consumer({"type": "task-image", "taskId": app, "path": ARTIFACT})
+    task["payload"]["command"] = ["/bin/busybox", "sh", "-c", "exit 3"]
+    code, _, err = _run_consumer(docker_engine, tc_server, task, tmp_path)
+    assert code == 1
+    lines = err.splitlines()
+    assert lines[-1] == "taskgraph-images: error: task KQ3wTfIbSrKnJ1yBvOJOsQ failed (exit 3)"
+    assert lines[-2].startswith("taskgraph-images: task KQ3wTfIbSrKnJ1yBvOJOsQ exited 3 after ")

@@ -128,7 +128,8 @@ def built(docker_engine: DockerEngine, repo: Path) -> Built6:
 def test_cli_build_builds_the_in_tree_parents_first(built: Built6) -> None:
     code, out, err = built.cli
     assert code == 0, err
-    assert re.findall(r"building (\S+)", err) == ["base:latest", "run-task:latest", "python:latest"]
+    sent = re.findall(r"building (\S+): sending context \(\d+\.\d [KM]iB\)", err)
+    assert sent == ["base:latest", "run-task:latest", "python:latest"]
     assert "Successfully tagged python:latest" in out
 
 

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from typing import Any, Iterator, Mapping, Optional
 
-from taskgraph_images.cli._common import load_build_config, note
+from taskgraph_images.cli._common import load_build_config, load_catalog, note
 from taskgraph_images.cli._index import add_index_arguments, open_index
 from taskgraph_images.errors import DockerError, InvalidValueError, PlanError
 
@@ -78,7 +78,6 @@ def _print_line(line: str) -> None:
 
 
 def _build_in_task(args: argparse.Namespace) -> int:
-    from taskgraph_images.catalog import ImageCatalog
     from taskgraph_images.intask import (
         ENV_DEFAULTS,
         build_in_task,
@@ -107,13 +106,12 @@ def _build_in_task(args: argparse.Namespace) -> int:
         config_path = environ.get(ENV_DEFAULTS["config"])
         config = load_build_config(os.path.join(root, config_path) if config_path else None)
         task_env = read_env(environ, env_names(config), artifact_path=config.artifact_path)
-        options: dict[str, Any] = {}
-        images_dir = args.images_dir or images_dir_of(task_env.context_path)
-        if images_dir is not None:
-            options["images_dir"] = images_dir
-        if args.kind_config is not None:
-            options["kind_config"] = args.kind_config
-        catalog = ImageCatalog.load(root, **options)
+        # Loaded as plan loads it (the digests must be the plan's); no file-hash
+        # cache: a task hashes its checkout once.
+        catalog = load_catalog(argparse.Namespace(
+            root=root, images_dir=args.images_dir or images_dir_of(task_env.context_path),
+            kind_config=args.kind_config, hash_cache="none",
+        ))
         built = build_in_task(
             catalog, task_env, executable=args.buildah, workdir=args.workdir,
             on_line=_print_line, on_note=note, artifact=config.artifact_name,

@@ -104,13 +104,15 @@ def _build_in_task(args: argparse.Namespace) -> int:
             note(f"checking out {rev} of {repo}")
             checkout(repo, rev, root)
         config_path = environ.get(ENV_DEFAULTS["config"])
-        config = load_build_config(os.path.join(root, config_path) if config_path else None)
+        # Without the variable, the plan used the defaults (not the root's default file).
+        config_file = os.path.join(root, config_path) if config_path else "none"
+        config = load_build_config(config_file)
         task_env = read_env(environ, env_names(config), artifact_path=config.artifact_path)
         # Loaded as plan loads it (the digests must be the plan's); no file-hash
         # cache: a task hashes its checkout once.
         catalog = load_catalog(argparse.Namespace(
             root=root, images_dir=args.images_dir or images_dir_of(task_env.context_path),
-            kind_config=args.kind_config, hash_cache="none",
+            kind_config=args.kind_config, hash_cache="none", config=config_file,
         ))
         built = build_in_task(
             catalog, task_env, executable=args.buildah, workdir=args.workdir,

@@ -11,9 +11,12 @@ command shown without output must print nothing, and one shown failing
 (``taskgraph-images: error:``) must exit 1.
 
 The Docker steps run against the tests' own engine (tests/dockerd.py; with
-``CI=true`` they fail rather than skip without one). No registry is
-reachable there, so the engine gets a stand-in ``ubuntu:22.04`` first: busybox
-with an ``apt-get`` that does nothing and a ``useradd`` that adds the user.
+``CI=true`` they fail rather than skip without one), and ``build --record``
+runs buildah, as a build task does. No registry is reachable there, so the
+engine gets a stand-in ``ubuntu:22.04`` first (busybox with an ``apt-get``
+that does nothing and a ``useradd`` that adds the user), and buildah pulls
+the same image from a loopback registry (tests/registry.py) that stands in
+for Docker Hub.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import attrs
 import pytest
 from docblocks import Block, Step, console_steps, page_blocks, rst_blocks
 from dockerd import BUSYBOX, DockerEngine, require_or_skip
+from registry import Registry
 
 from taskgraph_images.plan import Plan
 
@@ -279,8 +283,10 @@ _STANDIN = {
 
 
 @pytest.fixture
-def ubuntu_standin(docker_engine: DockerEngine) -> Iterator[None]:
-    """``ubuntu:22.04`` in the test engine: busybox, a no-op apt-get and a useradd."""
+def ubuntu_standin(docker_engine: DockerEngine, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """``ubuntu:22.04`` (busybox, a no-op apt-get and a useradd) in the test engine and,
+    for buildah (``build --record``), from a loopback registry standing in for Docker
+    Hub; yields the environment that points buildah at it."""
     if not os.path.exists(BUSYBOX):
         require_or_skip(f"{BUSYBOX} is missing (apt-get install busybox-static)")
     context = io.BytesIO()
@@ -294,14 +300,32 @@ def ubuntu_standin(docker_engine: DockerEngine) -> Iterator[None]:
             tar.addfile(info, io.BytesIO(data))
     context.seek(0)
     docker_engine.engine.build(context, ["ubuntu:22.04"])
-    yield
-    docker_engine.docker("image", "rm", "-f", "ubuntu:22.04", "tester:try", check=False)
+    archive = tmp_path / "ubuntu.tar"
+    with open(archive, "wb") as f:
+        for chunk in docker_engine.engine.save("ubuntu:22.04"):
+            f.write(chunk)
+    conf = tmp_path / "registries.conf"
+    try:
+        with Registry() as registry:
+            registry.add("library/ubuntu", "22.04", str(archive))
+            conf.write_text(
+                'unqualified-search-registries = ["docker.io"]\n'
+                "[[registry]]\n"
+                'prefix = "docker.io"\n'
+                f'location = "{registry.address}"\n'
+                "insecure = true\n"
+            )
+            yield {"CONTAINERS_REGISTRIES_CONF": str(conf)}
+    finally:
+        docker_engine.docker("image", "rm", "-f", "ubuntu:22.04", "tester:try", check=False)
 
 
 def test_the_whole_tutorial_runs_with_a_docker_engine(
-    scratch: Scratch, docker_engine: DockerEngine, ubuntu_standin: None
+    scratch: Scratch, docker_engine: DockerEngine, ubuntu_standin: dict[str, str]
 ) -> None:
-    env = dict(scratch.env, DOCKER_HOST=docker_engine.host)
+    if shutil.which("buildah") is None:
+        require_or_skip("buildah is missing (apt-get install buildah): build --record needs it")
+    env = dict(scratch.env, DOCKER_HOST=docker_engine.host, **ubuntu_standin)
     ran = run_page(attrs.evolve(scratch, env=env), docker=True)
     assert ran[-1] == "taskgraph-images plan --root examples/gecko"
     assert (scratch.cwd / "tester.tar.zst").stat().st_size > 0

@@ -38,6 +38,7 @@ from typing import (
 import attrs
 
 from taskgraph_images._dockerfile import split_reference
+from taskgraph_images._floors import require
 from taskgraph_images._tarball import TarRewriter
 from taskgraph_images.compression import BUFFER, ZSTD_MAGIC, Buffer, ZstdFrameChecker, compress_stream
 from taskgraph_images.errors import ArtifactError, InvalidValueError
@@ -534,6 +535,8 @@ class FileSink:
         from taskgraph_images._atomic import atomic_output
 
         self.path = os.fspath(path)
+        if self.path.endswith(".zst"):
+            require("zstandard")  # before anything is written
         self._context = atomic_output(path)
         self._file = self._context.__enter__()
         self._zstd: Any = None
@@ -641,6 +644,7 @@ def stream_image(
     total = 0
     try:
         if compressed:
+            require("zstandard")
             import zstandard
 
             reader: Any = zstandard.ZstdDecompressor().stream_reader(

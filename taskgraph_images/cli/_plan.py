@@ -206,9 +206,7 @@ def _table(plan: Plan) -> str:
 
 
 def _queue_create(args: argparse.Namespace, index: Any) -> Callable[[str, Any], object]:
-    import taskcluster
-
-    from taskgraph_images.tcenv import TaskclusterEnv
+    from taskgraph_images.tcenv import TaskclusterEnv, client
 
     tc_env = TaskclusterEnv.from_environment()
     root_url = tc_env.root(args.taskcluster_root_url or getattr(index, "root_url", None))
@@ -217,7 +215,7 @@ def _queue_create(args: argparse.Namespace, index: Any) -> Callable[[str, Any], 
             "--submit needs a Queue: pass --taskcluster-root-url or --index taskcluster:URL, or "
             "set TASKCLUSTER_ROOT_URL or TASKCLUSTER_PROXY_URL"
         )
-    queue = taskcluster.Queue(tc_env.options(root_url, maxRetries=5))
+    queue = client("Queue", tc_env.options(root_url, maxRetries=5))
     create: Callable[[str, Any], object] = queue.createTask
     return create
 

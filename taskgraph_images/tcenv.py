@@ -28,11 +28,9 @@ import attrs
 from taskgraph_images._floors import require
 from taskgraph_images.errors import ConfigError
 
-__all__ = ["PROXY_URL_VARIABLE", "ROOT_URL_VARIABLE", "Credentials", "TaskclusterEnv",
+__all__ = ["PROXY_URL_VARIABLE", "Credentials", "TaskclusterEnv",
            "artifact_url", "client", "normalize_root_url"]
 
-#: The variable that names the deployment outside a task.
-ROOT_URL_VARIABLE = "TASKCLUSTER_ROOT_URL"
 #: The variable a task with the ``taskclusterProxy`` feature gets.
 PROXY_URL_VARIABLE = "TASKCLUSTER_PROXY_URL"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import os
 import re
 import subprocess
 import sys
@@ -52,6 +53,18 @@ def test_release_numbers(version: str, release: tuple[int, ...]) -> None:
 def test_the_installed_dependencies_are_at_their_floors_or_later() -> None:
     for distribution in FLOORS:
         require(distribution)
+
+
+@pytest.mark.skipif(
+    Path(os.environ.get("PIP_CONSTRAINT") or "/").resolve() != ROOT / "tests" / "floors.txt",
+    reason="only in a floors run (tox -e floors, .ci/run), with PIP_CONSTRAINT=tests/floors.txt",
+)
+def test_a_floors_run_has_every_dependency_exactly_at_its_floor() -> None:
+    from importlib import metadata
+
+    installed = {name: metadata.version(name) for name in FLOORS}
+    print("floors:", ", ".join(f"{name} {version}" for name, version in sorted(installed.items())))
+    assert installed == dict(FLOORS)
 
 
 def _fake_distribution(where: Path, name: str, version: str) -> Path:

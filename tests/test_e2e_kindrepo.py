@@ -128,7 +128,8 @@ def built(docker_engine: DockerEngine, repo: Path) -> Built6:
 def test_cli_build_builds_the_in_tree_parents_first(built: Built6) -> None:
     code, out, err = built.cli
     assert code == 0, err
-    assert re.findall(r"building (\S+)", err) == ["base:latest", "run-task:latest", "python:latest"]
+    sent = re.findall(r"building (\S+): sending context \(\d+\.\d [KM]iB\)", err)
+    assert sent == ["base:latest", "run-task:latest", "python:latest"]
     assert "Successfully tagged python:latest" in out
 
 
@@ -388,9 +389,12 @@ def recorded(
 
 
 @pytest.fixture(scope="module")
-def config_file(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A build-task config naming a registry image builder (the kindrepo has none in tree)."""
-    path = tmp_path_factory.mktemp("config") / "build.yml"
+def config_file(repo: Path) -> str:
+    """A build-task config naming a registry image builder (the kindrepo has none in tree).
+
+    It lives in the repository, as the build tasks read it from their checkout.
+    """
+    path = repo / "taskcluster" / "build.yml"
     path.write_text(f"image-builder: {BUILDER}\n")
     return str(path)
 
@@ -453,7 +457,7 @@ def test_build_record_at_level_1_is_not_reused_by_a_level_3_plan(
 def test_build_record_and_load_follow_the_configs_index_prefix_and_artifact_name(
     docker_engine: DockerEngine, repo: Path, tmp_path: Path
 ) -> None:
-    config = tmp_path / "custom.yml"
+    config = repo / "taskcluster" / "custom.yml"
     config.write_text(f"image-builder: {BUILDER}\nindex-prefix: project.images.v9\n"
                       "artifact-name: public/build/image.tar.zst\n")
     index = _index_arg(tmp_path)

@@ -55,6 +55,8 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> ImageCatalog:
             f"{D}/gamma/Dockerfile": "FROM debian:12\nRUN echo gamma\n",
             f"{D}/delta/Dockerfile": "FROM debian:12\nRUN echo delta\n",
             f"{D}/epsilon/Dockerfile": "FROM delta\nRUN echo epsilon\n",
+            # A plan for a real Taskcluster needs a queue; the CLI reads this file by default.
+            "taskcluster/taskgraph-images.yml": "task-queue-id: proj-faults-{level}/images\n",
         },
     )
     return ImageCatalog.load(root)
@@ -332,7 +334,9 @@ def test_cli_build_policy_writes_a_plan_that_builds_the_affected_images(
     assert all(plan[n].action == "build" for n in fault.affected)
     for name in unknown:
         row = next(line for line in out.splitlines() if line.startswith(name + " "))
-        assert "build" in row and "index unavailable: Taskcluster" in row
+        assert "build: index unavailable: T" in row and len(row) <= 80
+    warnings = [line for line in err.splitlines() if "warning:" in line]
+    assert len(warnings) == 1 and f"building {len(fault.affected)} image" in warnings[0]
 
 
 def test_cli_rejects_a_negative_retry_count(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import configparser
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from floorsrun import FLOORS_FILE, is_floors_run
 
 from taskgraph_images._floors import FLOORS, _release, require
 from taskgraph_images.errors import DependencyError
@@ -31,7 +31,7 @@ def _declared() -> dict[str, str]:
 
 def _pinned() -> dict[str, str]:
     found = {}
-    for line in (ROOT / "tests" / "floors.txt").read_text().splitlines():
+    for line in FLOORS_FILE.read_text().splitlines():
         match = re.fullmatch(r"([A-Za-z0-9_.-]+)==([0-9.]+)", line.strip())
         if match:
             found[match.group(1).lower()] = match.group(2)
@@ -56,7 +56,7 @@ def test_the_installed_dependencies_are_at_their_floors_or_later() -> None:
 
 
 @pytest.mark.skipif(
-    Path(os.environ.get("PIP_CONSTRAINT") or "/").resolve() != ROOT / "tests" / "floors.txt",
+    not is_floors_run(),
     reason="only in a floors run (tox -e floors, .ci/run), with PIP_CONSTRAINT=tests/floors.txt",
 )
 def test_a_floors_run_has_every_dependency_exactly_at_its_floor() -> None:

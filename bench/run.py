@@ -503,7 +503,7 @@ def bench_others(table: Table, which: list[str], quick: bool, runs: int,
 # -- report ------------------------------------------------------------------------
 def _kernel_text() -> str:
     done = subprocess.run(
-        [sys.executable, "-c", "from taskgraph_images.context import lane_kernel as k; "
+        [sys.executable, "-c", "from taskgraph_images.filehash import lane_kernel as k; "
          "m = k(); print(m.widths()[0] if m else 0)"],
         capture_output=True, text=True, check=False)
     width = done.stdout.strip()

@@ -499,6 +499,11 @@ def _open_source(
     elif catalog is not None and source in catalog:
         if index is None:
             raise ArtifactError(f"cannot look image {source!r} up: no index")
+        if getattr(catalog, "cache_keys", "seed") != "seed":
+            raise ArtifactError(
+                f"cannot look image {source!r} up by name: its digest is taskgraph's "
+                "(cache-keys: taskgraph), indexed under taskgraph's namespaces; give the task id"
+            )
         from taskgraph_images.index import find_image
 
         options: dict[str, Any] = {"artifact": artifact}

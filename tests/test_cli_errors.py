@@ -179,6 +179,18 @@ def test_options_that_do_not_apply_are_refused(
     assert code == 1 and out == "" and _error(err) == message
 
 
+def test_build_reads_its_config_without_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The config's run-task and cache-keys shape the context built, so
+    # --config applies to every build, not only to --record.
+    missing = tmp_path / "missing.yml"
+    code, out, err = _run(capsys, "build", "builder", "--root", str(GECKO),
+                          "--config", str(missing))
+    assert code == 1 and out == ""
+    assert str(missing) in _error(err) and "applies only" not in err
+
+
 @pytest.mark.parametrize("option", [["--level", "1"], ["--index", "local"],
                                     ["--root-url", "http://x"], ["--config", "c.yml"]])
 def test_load_of_a_file_refuses_the_lookup_options(

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from taskgraph_images.cli._common import (
     add_catalog_arguments,
+    add_config_argument,
     add_json_argument,
     load_catalog,
     print_json,
@@ -24,20 +25,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="List every image of the images folder.",
     )
     add_catalog_arguments(p)
+    add_config_argument(p)
     add_json_argument(p, "one JSON object per image, full hashes")
     p.set_defaults(func=run_list)
 
     for name, func, what, description in (
         ("hash", run_hash, "context hash",
-         "Print 'NAME CONTEXT_HASH' for each image (all images when none is named). The "
+         "Print 'NAME CONTEXT_HASH' for each image (all images when none is named): the "
+         "seed's, or taskgraph's with cache-keys: taskgraph in the --config file. The "
          "index uses the digest, which `digest` prints."),
         ("digest", run_digest, "digest",
          "Print the digest (what the index is searched by) of image NAME alone, as "
          "taskgraph's `image-digest NAME` does; with several names or none (all images), "
-         "'NAME DIGEST' lines."),
+         "'NAME DIGEST' lines. With cache-keys: taskgraph in the --config file, "
+         "taskgraph's digest, the one the plan looks up."),
     ):
         p = sub.add_parser(name, help=f"print the {what} of images", description=description)
         add_catalog_arguments(p)
+        add_config_argument(p)
         p.add_argument("names", nargs="*", metavar="NAME", help="image names (default: all)")
         add_json_argument(p, f"a JSON object of name to {what}")
         p.set_defaults(func=func)
@@ -63,6 +68,8 @@ def run_list(args: argparse.Namespace) -> int:
                     "args": dict(image.args),
                     "includes": list(image.includes),
                     "symbol": image.symbol,
+                    "cache": image.cache,
+                    "cache_keys": catalog.cache_keys,
                     "reference": catalog.local_tag(name),
                     "context_hash": catalog.context_hash(name),
                     "digest": catalog.digest(name),

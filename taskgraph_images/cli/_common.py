@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "CommandParser",
     "add_catalog_arguments",
+    "add_config_argument",
     "add_json_argument",
     "add_output_argument",
     "binary_stdout",
@@ -219,8 +220,18 @@ def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config FILE``: the build-task config, whose cache-keys and run-task matter here."""
+    parser.add_argument(
+        "--config", metavar="FILE|none",
+        help="build-task config YAML: its cache-keys and run-task decide the digests "
+        "(see docs/tasks.rst; default: taskcluster/taskgraph-images.yml under the root "
+        "when present; 'none' for the defaults)",
+    )
+
+
 def load_catalog(args: argparse.Namespace) -> ImageCatalog:
-    """Load the catalog the catalog arguments describe.
+    """Load the catalog the catalog arguments (and the build-task config, if any) describe.
 
     :raises CatalogError: for a ``--root`` that does not exist, with a hint
         when it looks like taskgraph's ``--root`` (the ``taskcluster`` folder).
@@ -229,7 +240,18 @@ def load_catalog(args: argparse.Namespace) -> ImageCatalog:
 
     root = args.root or default_root()
     _check_root(root, args.root is not None, args.images_dir or DEFAULT_IMAGES_DIR)
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
+    if hasattr(args, "config"):
+        # The build-task config (given, or the root's default file) says whose
+        # digests the catalog gives and where the run-task files are.
+        from taskgraph_images.config import find_config, load_config
+
+        path = args.config if args.config is not None else find_config(root)
+        if path is not None and path != "none":
+            config = load_config(path)
+            kwargs["cache_keys"] = config.cache_keys
+            if config.run_task is not None:
+                kwargs["run_task"] = config.run_task
     if args.images_dir is not None:
         kwargs["images_dir"] = args.images_dir
     if getattr(args, "kind_config", None) is not None:

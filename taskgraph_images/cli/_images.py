@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from taskgraph_images.cli._common import (
     add_catalog_arguments,
+    add_config_argument,
     add_json_argument,
     add_output_argument,
     binary_stdout,
@@ -62,6 +63,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--compression", choices=("none", "gzip", "zstd"), default=None,
                    help="compression (default: from the file name)")
     add_catalog_arguments(p)
+    add_config_argument(p)
     p.set_defaults(func=_context)
 
     p = subparsers.add_parser(
@@ -81,9 +83,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--level", type=int, default=None,
                    help="with --record: the level to index the build at (default 3)")
     p.add_argument("--config", metavar="FILE",
-                   help="with --record: the build-task config whose index-prefix and "
-                   "artifact-name the plan uses (see docs/tasks.rst; default: "
-                   "taskcluster/taskgraph-images.yml under the root when present)")
+                   help="the build-task config: its cache-keys and run-task decide the "
+                   "digests, and with --record its index-prefix and artifact-name "
+                   "(see docs/tasks.rst; default: taskcluster/taskgraph-images.yml under "
+                   "the root when present)")
     add_json_argument(p, "print what was built (and recorded) as JSON; the engine's log "
                       "goes to stderr")
     add_catalog_arguments(p)
@@ -163,6 +166,11 @@ def _build(args: argparse.Namespace) -> int:
     catalog = load_catalog(args)
     image = catalog[args.name]
     index = None
+    if args.record and catalog.cache_keys == "taskgraph":
+        raise InvalidValueError(
+            "build --record indexes under this library's namespaces, not taskgraph's: "
+            "it cannot be used with cache-keys: taskgraph"
+        )
     if args.record:
         if args.build_arg:
             # Extra build args are not part of the digest: the recorded image
@@ -210,8 +218,9 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-#: ``build`` options that only ``--record`` uses.
-_RECORD_ONLY = ("level", "config", "index", "index_timeout", "index_retries")
+#: ``build`` options that only ``--record`` uses (``--config`` is not one: its
+#: run-task and cache-keys shape the context that is built).
+_RECORD_ONLY = ("level", "index", "index_timeout", "index_retries")
 
 
 #: ``load`` options that only a task id or an image name (not a file or URL) uses.

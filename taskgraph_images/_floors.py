@@ -10,7 +10,7 @@ the floors; a test holds the three together. How each floor was found is in
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from typing import Mapping, Optional
 
 from taskgraph_images.errors import DependencyError
 
@@ -37,26 +37,46 @@ def _release(version: str) -> tuple[int, ...]:
     return tuple(numbers + [0] * (4 - len(numbers)))
 
 
+#: Distribution name -> module name, where they differ.
+_MODULES: Mapping[str, str] = {"pyyaml": "yaml", "taskcluster-urls": "taskcluster_urls"}
+
+
+def _installed_version(distribution: str, fix: str) -> Optional[str]:
+    """The installed version: from the distribution's metadata, else (a copy of
+    the module without metadata, as in a vendored tree) from the module's
+    ``__version__``; ``None`` when the module imports but says no version."""
+    import importlib
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        pass
+    try:
+        module = importlib.import_module(_MODULES.get(distribution, distribution))
+    except ImportError:
+        raise DependencyError(
+            f"{distribution} is not installed: taskgraph-images needs "
+            f"{distribution}>={FLOORS[distribution]} ({fix})"
+        ) from None
+    version = getattr(module, "__version__", None)
+    return version if isinstance(version, str) else None
+
+
 def require(distribution: str) -> None:
     """Check that the installed ``distribution`` is at least its floor.
 
-    Reads the installed version from the distribution's metadata (no import).
+    Reads the installed version from the distribution's metadata, without
+    importing it; a module without metadata is judged by its ``__version__``,
+    and passes when it has none (there is nothing to compare).
 
     :raises DependencyError: naming the package, the version found and the
         version needed, when it is missing or older than :data:`FLOORS` says.
     """
-    from importlib import metadata
-
     floor = FLOORS[distribution]
     fix = f"pip install '{distribution}>={floor}'"
-    try:
-        installed = metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        raise DependencyError(
-            f"{distribution} is not installed: taskgraph-images needs {distribution}>={floor} "
-            f"({fix})"
-        ) from None
-    if _release(installed) < _release(floor):
+    installed = _installed_version(distribution, fix)
+    if installed is not None and _release(installed) < _release(floor):
         raise DependencyError(
             f"{distribution} {installed} is too old: taskgraph-images needs "
             f"{distribution}>={floor} ({fix})"

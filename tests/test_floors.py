@@ -94,6 +94,29 @@ def test_a_missing_package_is_one_line_too(monkeypatch: pytest.MonkeyPatch) -> N
         require("no-such-package-i12")
 
 
+def _module_without_metadata(where: Path, name: str, version: object) -> Path:
+    where.mkdir(parents=True)
+    line = "" if version is None else f"__version__ = {version!r}\n"
+    (where / f"{name}.py").write_text(line)
+    return where
+
+
+@pytest.mark.parametrize(("version", "passes"), [("0.1", False), ("9.0", True), (None, True),
+                                                 (7, True)])
+def test_a_module_without_metadata_is_judged_by_its_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: object, passes: bool
+) -> None:
+    monkeypatch.syspath_prepend(str(_module_without_metadata(tmp_path / "lib", "vendored_i12",
+                                                                version)))
+    monkeypatch.setitem(FLOORS, "vendored_i12", "1.0")  # type: ignore[index]
+    monkeypatch.delitem(sys.modules, "vendored_i12", raising=False)
+    if passes:
+        require("vendored_i12")
+    else:
+        with pytest.raises(DependencyError, match=r"^vendored_i12 0\.1 is too old"):
+            require("vendored_i12")
+
+
 def test_plan_with_an_old_client_says_so_in_one_line(tmp_path: Path) -> None:
     fake = _fake_distribution(tmp_path / "old", "taskcluster", "44.0.0")
     env = {"PYTHONPATH": f"{fake}:{ROOT}", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}

@@ -110,6 +110,7 @@ def run(images: int = 300, latency: float = 0.020) -> dict[str, dict[str, float]
     from taskgraph_images.catalog import ImageCatalog
     from taskgraph_images.index import TaskclusterIndex
     from taskgraph_images.plan import plan_images
+    from taskgraph_images.tcenv import TaskclusterEnv
 
     with tempfile.TemporaryDirectory(prefix="bench-plan-") as tmp:
         root = Path(tmp)
@@ -120,7 +121,7 @@ def run(images: int = 300, latency: float = 0.020) -> dict[str, dict[str, float]
         plants = [(i % 3 + 1, n, probe.digest(n)) for i, n in enumerate(names) if i % 3 != 2]
         with serving(_serve, plants, latency) as parent:
             root_url = parent.recv()
-            TaskclusterIndex(root_url, environ={})  # import the client outside the timings
+            TaskclusterIndex(root_url, env=TaskclusterEnv())  # import the client outside the timings
             now = datetime.datetime.now(datetime.timezone.utc)
 
             def ask(command: str) -> int:
@@ -130,7 +131,7 @@ def run(images: int = 300, latency: float = 0.020) -> dict[str, dict[str, float]
             ask("clear")
             start = time.perf_counter()
             catalog = ImageCatalog.load(root)
-            index = TaskclusterIndex(root_url, max_retries=2, environ={})
+            index = TaskclusterIndex(root_url, max_retries=2, env=TaskclusterEnv())
             plan = plan_images(catalog, _PARAMS, index, now=now)
             plan_wall = time.perf_counter() - start
             plan_requests = ask("count")
@@ -138,7 +139,7 @@ def run(images: int = 300, latency: float = 0.020) -> dict[str, dict[str, float]
 
             start = time.perf_counter()
             catalog = ImageCatalog.load(root)
-            index = TaskclusterIndex(root_url, max_retries=2, environ={})
+            index = TaskclusterIndex(root_url, max_retries=2, env=TaskclusterEnv())
             found = _sequential(index, catalog)
             seq_wall = time.perf_counter() - start
             seq_requests = ask("count")

@@ -138,6 +138,8 @@ class BuildConfig:
     command: Optional[tuple[str, ...]] = None
     artifact_name: str = "public/image.tar.zst"
     artifact_path: str = "/builds/worker/artifacts/image.tar.zst"
+    #: The artifact a build publishes its context manifest as (see :mod:`~taskgraph_images.manifest`).
+    manifest_artifact: str = "public/context-manifest.json"
     cache_name: Optional[str] = "level-{level}-imagebuilder-v1"
     cache_mount: str = "/builds/worker/checkouts"
     privileged: bool = True
@@ -211,6 +213,11 @@ def _check(c: BuildConfig) -> None:
          and not any(p in (".", "..") for p in c.artifact_name.split("/")),
          "artifact-name", f"invalid artifact name {c.artifact_name!r}")
     need(c.artifact_path.startswith("/"), "artifact-path", "expected an absolute path")
+    need(bool(_ARTIFACT.match(c.manifest_artifact))
+         and not any(p in (".", "..") for p in c.manifest_artifact.split("/"))
+         and c.manifest_artifact != c.artifact_name,
+         "manifest-artifact", f"invalid manifest artifact name {c.manifest_artifact!r} "
+         "(a relative artifact name other than artifact-name)")
     if c.cache_name is not None:
         need(bool(c.cache_name) and bool(_CACHE_NAME.match(c.cache_name)), "cache-name",
              f"invalid cache name {c.cache_name!r} (letters, digits, '.', '-', '_' and {{level}})")
@@ -337,6 +344,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str, object], Any]]] = {
     "command": ("command", _opt_str_list),
     "artifact-name": ("artifact_name", _str),
     "artifact-path": ("artifact_path", _str),
+    "manifest-artifact": ("manifest_artifact", _str),
     "cache-name": ("cache_name", _opt_str),
     "cache-mount": ("cache_mount", _str),
     "privileged": ("privileged", _bool),

@@ -24,6 +24,7 @@ __all__ = [
     "IndexStoreError",
     "IndexUnavailableError",
     "InvalidValueError",
+    "ManifestError",
     "ParamsError",
     "PlanError",
     "SubmitError",
@@ -105,3 +106,7 @@ class ImageBuildError(DockerError):
 class ArtifactError(TaskgraphImagesError):
     """An image artifact is corrupt, truncated, unsafe or too large."""
 
+
+
+class ManifestError(TaskgraphImagesError, ValueError):
+    """A context manifest is malformed, too large or of an unknown format version."""

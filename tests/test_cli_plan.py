@@ -61,7 +61,7 @@ def test_plan_on_a_fresh_machine_prints_a_table(capsys: pytest.CaptureFixture[st
         "BUILT",
     ]
     assert lines[2].split()[:3] == ["builder", lines[2].split()[1], "build"]
-    assert lines[2].endswith("not indexed")
+    assert lines[2].endswith("not indexed; first build of this image")
     assert "default parameters: level=1" in err and "project=gecko" in err
     assert "using the local index" in err
 

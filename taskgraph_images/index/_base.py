@@ -25,6 +25,7 @@ from taskgraph_images.errors import InvalidValueError
 
 __all__ = [
     "DEFAULT_ARTIFACT",
+    "ArtifactRead",
     "Clock",
     "Found",
     "IndexBackend",
@@ -114,6 +115,14 @@ class IndexedTask:
             "data": dict(self.data),
             "expires": format_time(self.expires),
         }
+
+
+@attrs.frozen
+class ArtifactRead:
+    """The content of a small artifact, or why it could not be read (``problem``)."""
+
+    data: Optional[bytes] = None
+    problem: str = ""
 
 
 @attrs.frozen

@@ -28,6 +28,7 @@ __all__ = [
     "PushDate",
     "hash_namespace",
     "index_namespaces",
+    "latest_namespace",
     "pushdate_path",
     "search_order",
     "validate_digest",
@@ -158,6 +159,14 @@ def hash_namespace(
     :raises InvalidValueError: for an invalid level, name, digest or prefix.
     """
     return f"{_base(level, name, prefix)}.hash.{validate_digest(digest)}"
+
+
+def latest_namespace(level: int, name: str, *, prefix: str = DEFAULT_PREFIX) -> str:
+    """Return ``{prefix}.level-{level}.{name}.latest``: the last build of ``name`` at ``level``.
+
+    :raises InvalidValueError: for an invalid level, name or prefix.
+    """
+    return f"{_base(level, name, prefix)}.latest"
 
 
 def index_namespaces(

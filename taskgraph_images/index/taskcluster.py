@@ -31,6 +31,7 @@ from taskgraph_images.errors import (
     InvalidValueError,
 )
 from taskgraph_images.index._base import (
+    ArtifactRead,
     Clock,
     IndexedTask,
     Usability,
@@ -455,6 +456,58 @@ class TaskclusterIndex:
             return parse_time(answer.get("expires"), "artifact expiry")
         except InvalidValueError as e:
             raise self._malformed("queue", "latestArtifactInfo", e) from e
+
+    def _read_artifact(self, task_id: str, name: str, limit: int) -> ArtifactRead:
+        """Fetch ``task_id``'s latest ``name`` (following the Queue's redirect), bounded."""
+        import time
+
+        import requests
+
+        what = f"task {task_id}'s {name}"
+        try:
+            build = self._queue.buildUrl if name.startswith("public/") else (
+                self._queue.buildSignedUrl)
+            url = str(build("getLatestArtifact", task_id, name))
+        except Exception as e:  # the client raises several kinds for unsignable requests
+            return ArtifactRead(problem=f"{what} cannot be asked for: {_short(e)}")
+        problem = ""
+        for attempt in range(self._max_retries + 1):
+            if attempt:
+                time.sleep(min(0.1 * 2 ** (attempt - 1), 2.0))
+            try:
+                with requests.get(url, stream=True, timeout=self._timeout) as response:
+                    if response.status_code == 404:
+                        return ArtifactRead(problem=f"task {task_id} has no {name}")
+                    if response.status_code >= 500:
+                        problem = f"{what}: the Queue answered {response.status_code}"
+                        continue
+                    if response.status_code != 200:
+                        return ArtifactRead(
+                            problem=f"{what}: the Queue answered {response.status_code}"
+                        )
+                    data = bytearray()
+                    for chunk in response.iter_content(1 << 16):
+                        data += chunk
+                        if len(data) > limit:
+                            return ArtifactRead(problem=f"{what} is more than {limit} bytes")
+                    return ArtifactRead(bytes(data))
+            except requests.RequestException as e:
+                problem = f"{what} cannot be fetched: {type(e).__name__}: {_short(e)}"
+        return ArtifactRead(problem=problem)
+
+    def read_artifacts(
+        self, task_ids: Sequence[str], name: str, *, limit: int
+    ) -> dict[str, ArtifactRead]:
+        """Fetch each task's small artifact ``name`` (at most ``limit`` bytes), concurrently.
+
+        Requests run on at most ``max_workers`` threads; a 5xx answer or a
+        connection error is retried ``max_retries`` times. A task whose
+        artifact is missing, larger than ``limit`` or cannot be fetched gets
+        a ``problem`` instead of content; this never raises for one task.
+        """
+        validate_artifact_name(name)
+        ids = list(dict.fromkeys(task_ids))
+        return dict(zip(ids, self._map(lambda t: self._read_artifact(t, name, limit), ids)))
 
     def usable_artifacts(self, task_ids: Sequence[str], artifact: str) -> dict[str, Usability]:
         """Return a verdict for each task: its state (batched), then its artifact.

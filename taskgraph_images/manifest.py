@@ -61,6 +61,7 @@ __all__ = [
     "diff_manifests",
     "manifest_file_path",
     "parse_manifest",
+    "write_build_manifest",
     "write_manifest",
 ]
 
@@ -307,6 +308,38 @@ def build_manifest(catalog: ImageCatalog, name: str) -> ContextManifest:
         args=image.args,
         parents=parents,
     )
+
+
+def write_build_manifest(
+    catalog: ImageCatalog,
+    name: str,
+    artifact_path: str,
+    *,
+    artifact: str = DEFAULT_MANIFEST_ARTIFACT,
+    digest: Optional[str] = None,
+) -> str:
+    """Write image ``name``'s manifest beside its image artifact; return the file's path.
+
+    What a build calls once the image is saved at ``artifact_path``: the
+    manifest goes to :func:`manifest_file_path` (``artifact`` is the
+    artifact name the task publishes it as, the config's
+    ``manifest-artifact``). ``digest``, when given, is the digest the task
+    was created for: a tree that hashes differently is refused, so no
+    manifest ever describes another image than the one indexed.
+
+    :raises ManifestError: when the digest differs, or the file cannot be written.
+    :raises CatalogError: for an unknown image.
+    :raises ContextError: when a member cannot be read.
+    """
+    manifest = build_manifest(catalog, name)
+    if digest is not None and manifest.digest != digest:
+        raise ManifestError(
+            f"image {name!r} hashes to {manifest.digest} here, not {digest} as its task says; "
+            "no manifest written"
+        )
+    path = manifest_file_path(artifact_path, artifact)
+    write_manifest(manifest, path)
+    return path
 
 
 # -- differences ------------------------------------------------------------------------

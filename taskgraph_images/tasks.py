@@ -19,6 +19,7 @@ import attrs
 from taskgraph_images.config import BuildConfig
 from taskgraph_images.errors import InvalidValueError
 from taskgraph_images.index import index_namespaces
+from taskgraph_images.manifest import manifest_file_path
 from taskgraph_images.params import Params
 
 __all__ = ["BuildSpec", "TaskImage", "build_task", "format_time", "treeherder_symbol"]
@@ -162,7 +163,13 @@ def _payload(
                 "type": "file",
                 "path": config.artifact_path,
                 "expires": artifact_expires,
-            }
+            },
+            # Written by the builder beside the image (taskgraph_images.manifest).
+            config.manifest_artifact: {
+                "type": "file",
+                "path": manifest_file_path(config.artifact_path, config.manifest_artifact),
+                "expires": artifact_expires,
+            },
         },
     }
     if config.command is not None:

@@ -178,7 +178,9 @@ def _record(
     import time
 
     from taskgraph_images.artifacts import save_image
+    from taskgraph_images.manifest import build_manifest
 
+    manifest = build_manifest(catalog, name)
     store = os.fspath(index.path.parent)
     os.makedirs(store, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".record-", dir=store) as tmp:
@@ -187,6 +189,7 @@ def _record(
         task_id: str = index.record_build(
             level, name, catalog.digest(name), int(time.time()), path, move=True,
             prefix=config.index_prefix, artifact=config.artifact_name,
+            manifest=manifest, manifest_artifact=config.manifest_artifact,
         )
     return task_id
 

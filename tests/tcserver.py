@@ -507,7 +507,10 @@ def _make_handler(server: TCServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except ConnectionError:  # a client that read enough (a size bound) and left
+                    self.close_connection = True
 
         def _json(self, status: int, body: Any, headers: Mapping[str, str] = {}) -> None:
             data = json.dumps(body).encode()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
 import attrs
 import pytest
+from manifest_helpers import BUILDER, KIND, PUSHDATE, TREE, Backend
 from plan_helpers import NOW, params, seeded_task_ids
 from tcserver import TCServer, make_index
 from trees import make_tree
@@ -22,90 +23,13 @@ from taskgraph_images.explain import (
     explain_builds,
     latest_candidates,
 )
-from taskgraph_images.index import LocalIndex, MemoryIndex, index_namespaces
+from taskgraph_images.index import MemoryIndex
 from taskgraph_images.index._common import new_task_id
 from taskgraph_images.manifest import (
-    DEFAULT_MANIFEST_ARTIFACT,
     MAX_MANIFEST_BYTES,
-    ContextManifest,
     build_manifest,
 )
 from taskgraph_images.plan import Plan, plan_images
-
-PUSHDATE = 1478546787
-BUILDER = "taskcluster/docker/builder"
-KIND = """\
-tasks:
-    image_builder: {{}}
-    base: {{}}
-    builder:
-        parent: base
-        args:
-            PYTHON_VERSIONS: "{versions}"
-"""
-TREE = {
-    "taskcluster/kinds/docker-image/kind.yml": KIND.format(versions="3.11 3.12"),
-    "taskcluster/docker/image_builder/Dockerfile": "FROM debian:12\n",
-    "taskcluster/docker/image_builder/VERSION": "1.0\n",
-    "taskcluster/docker/base/Dockerfile": "FROM debian:12\n",
-    "taskcluster/docker/base/setup.sh": "echo setup\n",
-    f"{BUILDER}/Dockerfile":
-        "ARG DOCKER_IMAGE_PARENT\nFROM $DOCKER_IMAGE_PARENT\n# %ARG PYTHON_VERSIONS\n",
-    f"{BUILDER}/build.sh": "echo build\n",
-    f"{BUILDER}/lib.sh": "echo lib\n",
-}
-
-#: Plants an earlier build: (level, name, digest, manifest bytes or None, rank) -> task id.
-Record = Callable[..., str]
-
-
-class Backend:
-    """An index of one kind and a way to record earlier builds in it."""
-
-    def __init__(self, kind: str, tmp_path: Path, server: Optional[TCServer]) -> None:
-        self.kind = kind
-        self.tmp_path = tmp_path
-        self.server = server
-        if kind == "memory":
-            self.index: Any = MemoryIndex()
-        elif kind == "local":
-            self.index = LocalIndex(tmp_path / "index" / "index.sqlite")
-        else:
-            assert server is not None
-            self.index = make_index(server)
-
-    def record(self, level: int, manifest: ContextManifest, data: Union[bytes, str, None] = "",
-               *, rank: float = 0, state: str = "completed") -> str:
-        """Record a build of ``manifest``'s image; ``data`` is its manifest artifact
-        (``""``: the manifest itself; ``None``: no manifest artifact)."""
-        body = manifest.dumps() if data == "" else data
-        assert body is None or isinstance(body, bytes)
-        name, digest = manifest.image, manifest.digest
-        if self.kind == "memory":
-            task_id: str = self.index.record_build(level, name, digest, PUSHDATE, rank=rank,
-                                                   state=state)
-            if body is not None:
-                self.index.add_manifest(task_id, body)
-        elif self.kind == "local":
-            image = self.tmp_path / "image.tar.zst"
-            image.write_bytes(b"image")
-            real = data == ""
-            task_id = self.index.record_build(level, name, digest, PUSHDATE, image, rank=rank,
-                                              manifest=manifest if real else None)
-            if body is not None and not real:  # as an artifact file, as a builder would
-                raw = self.tmp_path / "raw.json"
-                raw.write_bytes(body)
-                self.index.store_artifact(task_id, DEFAULT_MANIFEST_ARTIFACT, raw)
-            self.index.set_task_state(task_id, state)
-        else:
-            assert self.server is not None
-            artifacts = {"public/image.tar.zst": b"image"}
-            if body is not None:
-                artifacts[DEFAULT_MANIFEST_ARTIFACT] = body
-            task_id = self.server.add_task(artifacts=artifacts, state=state)
-            for namespace in index_namespaces(level, name, digest, PUSHDATE):
-                self.server.index_task(namespace, task_id, rank=rank)
-        return task_id
 
 
 @pytest.fixture(params=["memory", "local", "taskcluster"])

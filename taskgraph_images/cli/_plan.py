@@ -248,6 +248,8 @@ def run_plan(args: argparse.Namespace) -> int:
         on_error="build" if on_error(args) == "build" else "raise",
         now=now,
     )
+    for warning in plan.warnings:
+        note(f"warning: {warning}")
     if args.json:
         write_output(None, plan.to_json())
     else:

@@ -189,7 +189,7 @@ def test_plan_prints_one_warning_line_for_unreadable_manifests(
     assert main(["plan", "--root", str(repo), "--index", f"local:{index}", "--params",
                  str(params)]) == 0
     out, err = capsys.readouterr()
-    warnings = [line for line in err.splitlines() if "warning" in line]
+    warnings = [line for line in err.splitlines() if "warning:" in line]
     assert warnings == [
         "taskgraph-images: warning: no earlier manifest could be read for 2 images "
         f"(base: task {tasks[0]} has no public/context-manifest.json; "

@@ -18,6 +18,7 @@ raises.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 import attrs
@@ -106,18 +107,41 @@ class Explanations:
 
 
 class Prefetch:
-    """An index backend that asks for ``extra`` namespaces along with the first lookup.
+    """An index backend that asks for the ``latest`` namespaces along with the first lookup.
 
-    A plan hands this to :func:`~taskgraph_images.index.find_images`, so the
-    ``latest`` namespaces travel in the same batched request as the ``hash``
-    ones; :attr:`extra` then holds what the index answered for them (``None``
-    until a first :meth:`find_tasks` call succeeded).
+    A plan hands this to :func:`~taskgraph_images.index.find_images` in
+    place of ``index``, so the ``latest`` namespaces of ``images`` (``(name,
+    digest, in-tree task-image parents)``, parents first) travel in the
+    same batched request as the ``hash`` ones. As soon as that answer is
+    in, the manifests of the images that will surely be built (no ``hash``
+    entry at a trusted level, or such an ancestor) start downloading on
+    another thread, while the lookup goes on checking the indexed tasks;
+    :meth:`explain` then waits for them. :attr:`extra` holds what the index
+    answered for the ``latest`` namespaces (``None`` until a first
+    :meth:`find_tasks` call succeeded).
     """
 
-    def __init__(self, index: IndexBackend, extra: Sequence[str]) -> None:
+    def __init__(
+        self,
+        index: IndexBackend,
+        images: Sequence[tuple[str, str, Sequence[str]]],
+        level: int,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        artifact: str = DEFAULT_MANIFEST_ARTIFACT,
+    ) -> None:
         self.index = index
-        self._wanted = list(dict.fromkeys(extra))
+        self._images = list(images)
+        self._level = level
+        self._prefix = prefix
+        self._artifact = artifact
+        self._wanted = [ns for name, _, _ in self._images
+                        for ns in latest_candidates(name, level, prefix=prefix)]
         self.extra: Optional[dict[str, IndexedTask]] = None
+        self._fetch: Optional[threading.Thread] = None
+        self._fetched: dict[str, Any] = {}
+        self._fetch_problem = ""
+        self._error = "it was not asked"
 
     @property
     def description(self) -> str:
@@ -125,17 +149,64 @@ class Prefetch:
         return self.index.description
 
     def find_tasks(self, namespaces: Sequence[str]) -> dict[str, IndexedTask]:
-        """Answer ``namespaces``; the first call also asks for the extra namespaces."""
+        """Answer ``namespaces``; the first call also asks for the ``latest`` namespaces."""
         if self.extra is not None or not self._wanted:
             return self.index.find_tasks(namespaces)
         asked = set(namespaces)
-        answer = self.index.find_tasks([*namespaces, *(n for n in self._wanted if n not in asked)])
+        try:
+            answer = self.index.find_tasks(
+                [*namespaces, *(n for n in self._wanted if n not in asked)])
+        except IndexBackendError as e:
+            self._error = str(e)
+            raise
         self.extra = {n: answer[n] for n in self._wanted if n in answer}
-        return {n: e for n, e in answer.items() if n in asked}
+        found = {n: e for n, e in answer.items() if n in asked}
+        self._start_fetch(found)
+        return found
 
     def usable_artifacts(self, task_ids: Sequence[str], artifact: str) -> dict[str, Usability]:
         """The wrapped backend's verdicts."""
         return self.index.usable_artifacts(task_ids, artifact)
+
+    def _start_fetch(self, found: Mapping[str, IndexedTask]) -> None:
+        from taskgraph_images.index._namespaces import search_order
+
+        assert self.extra is not None
+        built: set[str] = set()
+        for name, digest, parents in self._images:
+            candidates = search_order(name, digest, self._level, prefix=self._prefix)
+            if not any(c.namespace in found for c in candidates) or built.intersection(parents):
+                built.add(name)
+        task_ids = sorted({
+            pick[1].task_id for name in built
+            for pick in [_choose(name, self._level, self._prefix, self.extra)] if pick
+        })
+        if not task_ids:
+            return
+
+        def fetch() -> None:
+            self._fetched, self._fetch_problem = _read_manifests(
+                self.index, task_ids, self._artifact)
+
+        self._fetch = threading.Thread(target=fetch, name="manifests", daemon=True)
+        self._fetch.start()
+
+    def explain(self, manifests: Mapping[str, ContextManifest]) -> Explanations:
+        """Explain the builds of ``manifests`` (see :func:`explain_builds`), with what was fetched.
+
+        When the lookup could not ask the index, every image gets :data:`NO_MANIFEST`.
+        """
+        if self._fetch is not None:
+            self._fetch.join()
+        if self.extra is None:
+            return Explanations({
+                n: Explanation(n, NO_MANIFEST, problem=f"the index cannot answer: {self._error}")
+                for n in manifests
+            })
+        return explain_builds(
+            self.index, manifests, self._level, prefix=self._prefix, artifact=self._artifact,
+            latest=self.extra, fetched=self._fetched, fetch_problem=self._fetch_problem,
+        )
 
 
 def _choose(
@@ -149,6 +220,19 @@ def _choose(
     return best
 
 
+def _read_manifests(
+    index: IndexBackend, task_ids: Sequence[str], artifact: str
+) -> tuple[dict[str, Any], str]:
+    """Return ``({task id: ArtifactRead}, problem)``: what the index gave, and why not all."""
+    reader = getattr(index, "read_artifacts", None)
+    if reader is None:
+        return {}, f"the {index.description} cannot serve artifacts"
+    try:
+        return dict(reader(task_ids, artifact, limit=MAX_MANIFEST_BYTES)), ""
+    except IndexBackendError as e:
+        return {}, f"the index cannot answer: {e}"
+
+
 def explain_builds(
     index: IndexBackend,
     manifests: Mapping[str, ContextManifest],
@@ -157,12 +241,15 @@ def explain_builds(
     prefix: str = DEFAULT_PREFIX,
     artifact: str = DEFAULT_MANIFEST_ARTIFACT,
     latest: Optional[Mapping[str, IndexedTask]] = None,
+    fetched: Optional[Mapping[str, Any]] = None,
+    fetch_problem: str = "",
 ) -> Explanations:
     """Explain each image of ``manifests`` (name -> the tree's manifest) for a push at ``level``.
 
-    ``latest`` is what the index answered for the images' candidates, when
-    the caller already asked (see :class:`Prefetch`); otherwise this asks.
-    ``artifact`` is the name the builds publish their manifests as.
+    ``latest`` is what the index answered for the images' candidates, and
+    ``fetched`` the manifests already read (task id -> ``ArtifactRead``),
+    when the caller has them (see :class:`Prefetch`); the rest is asked
+    here. ``artifact`` is the name the builds publish their manifests as.
     """
     validate_level(level)
     names = list(manifests)
@@ -183,22 +270,17 @@ def explain_builds(
             result[name] = Explanation(name, FIRST_BUILD)
         else:
             chosen[name] = pick
-    task_ids = sorted({entry.task_id for _, entry in chosen.values()})
-    reads: dict[str, Any] = {}
+    reads: dict[str, Any] = dict(fetched or {})
+    missing = sorted({e.task_id for _, e in chosen.values() if e.task_id not in reads})
     problem = ""
-    reader = getattr(index, "read_artifacts", None)
-    if reader is None:
-        problem = f"the {index.description} cannot serve artifacts"
-    elif task_ids:
-        try:
-            reads = reader(task_ids, artifact, limit=MAX_MANIFEST_BYTES)
-        except IndexBackendError as e:
-            problem = f"the index cannot answer: {e}"
+    if missing:
+        more, problem = _read_manifests(index, missing, artifact)
+        reads.update(more)
     for name, (lv, entry) in chosen.items():
         base = Explanation(name, NO_MANIFEST, earlier_task=entry.task_id, earlier_level=lv)
         read = reads.get(entry.task_id)
         if read is None or read.data is None:
-            why = problem or (read.problem if read is not None else "no answer")
+            why = read.problem if read is not None else (problem or fetch_problem or "no answer")
             result[name] = attrs.evolve(base, problem=why)
             continue
         try:

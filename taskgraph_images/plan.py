@@ -326,12 +326,14 @@ def plan_images(
     digests = {name: catalog.digest(name) for name in order}
     prefetch: Optional[Prefetch] = None
     if explain:
-        from taskgraph_images.explain import Prefetch, latest_candidates
+        from taskgraph_images.explain import Prefetch
 
-        prefetch = Prefetch(index, [
-            ns for name in task_images
-            for ns in latest_candidates(name, params.level, prefix=config.index_prefix)
-        ])
+        prefetch = Prefetch(
+            index,
+            [(name, digests[name], [p for p in catalog[name].parents if p in task_images])
+             for name in task_images],
+            params.level, prefix=config.index_prefix, artifact=config.manifest_artifact,
+        )
     lookups = find_images(
         prefetch if prefetch is not None else index,
         [(name, digests[name]) for name in task_images],
@@ -378,44 +380,21 @@ def plan_images(
 
     warnings: tuple[str, ...] = ()
     if prefetch is not None:
-        warnings = _explain(catalog, params, index, config, decisions, prefetch)
+        warnings = _explain(catalog, decisions, prefetch)
     tasks = _build_tasks(catalog, params, config, decisions, now)
     return Plan(decisions, tasks, params, config.artifact_name, warnings)
 
 
 def _explain(
-    catalog: ImageCatalog,
-    params: Params,
-    index: IndexBackend,
-    config: BuildConfig,
-    decisions: dict[str, Decision],
-    prefetch: Prefetch,
+    catalog: ImageCatalog, decisions: dict[str, Decision], prefetch: Prefetch
 ) -> tuple[str, ...]:
     """Put each build's explanation in its decision; return the warning, if any."""
-    from taskgraph_images.explain import (
-        NO_MANIFEST,
-        Explanation,
-        Explanations,
-        explain_builds,
-        link_parents,
-    )
+    from taskgraph_images.explain import link_parents
     from taskgraph_images.manifest import build_manifest
 
     built = [name for name, d in decisions.items() if d.action == "build"]
-    if not built:
-        return ()
     manifests = {name: build_manifest(catalog, name) for name in built}
-    if prefetch.extra is None:  # the index could not answer the lookups either
-        errors = [d.index_error for d in decisions.values() if d.index_error]
-        why = f"the index cannot answer: {errors[0] if errors else 'unknown error'}"
-        explanations = Explanations(
-            {name: Explanation(name, NO_MANIFEST, problem=why) for name in built}
-        )
-    else:
-        explanations = explain_builds(
-            index, manifests, params.level, prefix=config.index_prefix,
-            artifact=config.manifest_artifact, latest=prefetch.extra,
-        )
+    explanations = prefetch.explain(manifests)
     explanations = link_parents(explanations, built)
     for name in built:
         e = explanations.by_name[name]

@@ -487,6 +487,10 @@ class TCServer:
 def _make_handler(server: TCServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: without TCP_NODELAY, a client
+        # that keeps its connection alive waits for a delayed ACK (40 ms) on
+        # every answer after the first, which no real service makes it do.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -23,10 +23,10 @@ from taskgraph_images.explain import (
     explain_builds,
     latest_candidates,
 )
-from taskgraph_images.index import MemoryIndex
-from taskgraph_images.index._common import new_task_id
+from taskgraph_images.index import MemoryIndex, index_namespaces
 from taskgraph_images.manifest import (
     MAX_MANIFEST_BYTES,
+    ContextManifest,
     build_manifest,
 )
 from taskgraph_images.plan import Plan, plan_images
@@ -316,15 +316,38 @@ def test_a_plan_whose_index_fails_builds_and_explains_why_not(
     assert "the index cannot answer: Taskcluster index service" in plan.warnings[0]
 
 
-def test_prefetch_asks_once_then_passes_through() -> None:
+def test_prefetch_asks_once_then_passes_through(repo: Path) -> None:
     index = MemoryIndex()
-    task = new_task_id()
-    index.insert_task("a.b", task)
-    index.insert_task("x.y", task)
-    prefetch = Prefetch(index, ["x.y", "x.z"])
+    catalog = load(repo)
+    m = build_manifest(catalog, "base")
+    task = index.record_build(3, "base", "e" * 64, PUSHDATE, manifest=m)
+    prefetch = Prefetch(index, [("base", m.digest, []), ("builder", "f" * 64, ["base"])], 3)
     assert prefetch.description == "in-memory index"
     assert prefetch.extra is None
-    assert set(prefetch.find_tasks(["a.b"])) == {"a.b"}
-    assert prefetch.extra is not None and set(prefetch.extra) == {"x.y"}
-    assert set(prefetch.find_tasks(["x.y"])) == {"x.y"}
-    assert prefetch.usable_artifacts([task], "public/image.tar.zst")[task].usable is False
+    hash_ns = index_namespaces(3, "base", m.digest, PUSHDATE)[2]
+    assert prefetch.find_tasks([hash_ns]) == {}
+    assert prefetch.extra is not None
+    assert {e.task_id for e in prefetch.extra.values()} == {task}
+    assert prefetch.find_tasks([hash_ns]) == {}  # no second ride-along
+    assert prefetch.usable_artifacts([task], "public/image.tar.zst")[task].usable is True
+    explained = prefetch.explain({"base": m})
+    assert explained.by_name["base"].text == "unchanged since the earlier build"
+
+
+def test_prefetch_without_an_answer_explains_nothing() -> None:
+    prefetch = Prefetch(MemoryIndex(), [("base", "e" * 64, [])], 3)
+    explained = prefetch.explain({"base": ContextManifest("base", "e" * 64, "seed", {})})
+    assert explained.by_name["base"].text == NO_MANIFEST
+    assert explained.warning == ("no earlier manifest could be read for 1 image (base: the index "
+                                 "cannot answer: it was not asked)")
+
+
+def test_a_build_the_prefetch_did_not_foresee_is_fetched_then(backend: Backend, repo: Path) -> None:
+    catalog = load(repo)
+    record_tree(backend, repo)
+    # builder's hash entry is there but unusable: only the lookup finds out it is built.
+    backend.record(3, build_manifest(catalog, "builder"), state="failed", rank=1)
+    edit(repo, f"{BUILDER}/build.sh", "echo new\n")
+    backend.record(3, build_manifest(load(repo), "builder"), state="failed", rank=2)
+    plan = make_plan(repo, backend)
+    assert reasons(plan) == {"builder": "task failed at level 3; unchanged since the earlier build"}

@@ -22,7 +22,7 @@ import concurrent.futures
 import datetime
 import os
 import threading
-from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, TypeVar
 
 from taskgraph_images.errors import (
     ConfigError,
@@ -43,6 +43,9 @@ from taskgraph_images.index._base import (
 )
 from taskgraph_images.index._common import DEFAULT_EXPIRY, validate_data, validate_rank
 from taskgraph_images.index._namespaces import validate_namespace, validate_task_id
+
+if TYPE_CHECKING:  # pragma: no cover
+    import requests
 
 __all__ = ["TaskclusterIndex"]
 
@@ -457,7 +460,9 @@ class TaskclusterIndex:
         except InvalidValueError as e:
             raise self._malformed("queue", "latestArtifactInfo", e) from e
 
-    def _read_artifact(self, task_id: str, name: str, limit: int) -> ArtifactRead:
+    def _read_artifact(
+        self, session: requests.Session, task_id: str, name: str, limit: int
+    ) -> ArtifactRead:
         """Fetch ``task_id``'s latest ``name`` (following the Queue's redirect), bounded."""
         import time
 
@@ -475,7 +480,7 @@ class TaskclusterIndex:
             if attempt:
                 time.sleep(min(0.1 * 2 ** (attempt - 1), 2.0))
             try:
-                with requests.get(url, stream=True, timeout=self._timeout) as response:
+                with session.get(url, stream=True, timeout=self._timeout) as response:
                     if response.status_code == 404:
                         return ArtifactRead(problem=f"task {task_id} has no {name}")
                     if response.status_code >= 500:
@@ -505,9 +510,17 @@ class TaskclusterIndex:
         artifact is missing, larger than ``limit`` or cannot be fetched gets
         a ``problem`` instead of content; this never raises for one task.
         """
+        import requests
+
         validate_artifact_name(name)
         ids = list(dict.fromkeys(task_ids))
-        return dict(zip(ids, self._map(lambda t: self._read_artifact(t, name, limit), ids)))
+        with requests.Session() as session:
+            # Connections are kept alive and shared: one per worker thread.
+            adapter = requests.adapters.HTTPAdapter(pool_maxsize=self._max_workers)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            return dict(zip(ids, self._map(
+                lambda t: self._read_artifact(session, t, name, limit), ids)))
 
     def usable_artifacts(self, task_ids: Sequence[str], artifact: str) -> dict[str, Usability]:
         """Return a verdict for each task: its state (batched), then its artifact.

@@ -196,3 +196,13 @@ def test_plan_prints_one_warning_line_for_unreadable_manifests(
         f"builder: task {tasks[1]} has no public/context-manifest.json)"
     ]
     assert "no earlier manifest to compare (built before manifests were recorded)" in out
+
+
+def test_a_recipe_change_is_the_first_line_of_the_difference() -> None:
+    from taskgraph_images.cli._why import format_diff
+    from taskgraph_images.manifest import ContextManifest, diff_manifests
+
+    old = ContextManifest("a", "0" * 64, "seed", {})
+    new = ContextManifest("a", "1" * 64, "taskgraph", {})
+    assert format_diff(diff_manifests(old, new)) == [
+        "recipe   seed -> taskgraph", f"digest   {'0' * 64} -> {'1' * 64}"]

@@ -23,8 +23,9 @@ from taskgraph_images.explain import (
     explain_builds,
     latest_candidates,
 )
-from taskgraph_images.index import MemoryIndex, index_namespaces
+from taskgraph_images.index import LocalIndex, MemoryIndex, index_namespaces
 from taskgraph_images.manifest import (
+    DEFAULT_MANIFEST_ARTIFACT,
     MAX_MANIFEST_BYTES,
     ContextManifest,
     build_manifest,
@@ -351,3 +352,38 @@ def test_a_build_the_prefetch_did_not_foresee_is_fetched_then(backend: Backend, 
     backend.record(3, build_manifest(load(repo), "builder"), state="failed", rank=2)
     plan = make_plan(repo, backend)
     assert reasons(plan) == {"builder": "task failed at level 3; unchanged since the earlier build"}
+
+
+# -- reading manifests from Taskcluster: every way it can fail ------------------------------------
+
+
+def test_taskcluster_reads_report_each_failure_as_a_problem(
+    tc_server: TCServer, repo: Path
+) -> None:
+    m = build_manifest(load(repo), "base")
+    ok = tc_server.add_task(artifacts={DEFAULT_MANIFEST_ARTIFACT: m.dumps()})
+    index = make_index(tc_server, max_retries=1)
+    assert index.read_artifacts([ok], DEFAULT_MANIFEST_ARTIFACT, limit=1 << 20)[ok].data == \
+        m.dumps()
+    tc_server.inject("getLatestArtifact", status=403, count=1)
+    problem = index.read_artifacts([ok], DEFAULT_MANIFEST_ARTIFACT, limit=1 << 20)[ok].problem
+    assert problem == f"task {ok}'s {DEFAULT_MANIFEST_ARTIFACT}: the Queue answered 403"
+    tc_server.inject("blob", drop=True)
+    problem = index.read_artifacts([ok], DEFAULT_MANIFEST_ARTIFACT, limit=1 << 20)[ok].problem
+    assert problem.startswith(f"task {ok}'s {DEFAULT_MANIFEST_ARTIFACT} cannot be fetched: ")
+    tc_server.reset()
+    private = index.read_artifacts([ok], "private/m.json", limit=10)[ok].problem
+    assert private.startswith(f"task {ok}'s private/m.json cannot be asked for: ")
+
+
+def test_a_broken_local_index_gives_no_earlier_manifest(repo: Path, tmp_path: Path) -> None:
+    m = build_manifest(load(repo), "base")
+    index = LocalIndex(tmp_path / "index.sqlite")
+    image = tmp_path / "image"
+    image.write_bytes(b"image")
+    index.record_build(3, "base", "e" * 64, PUSHDATE, image, manifest=m)
+    latest = index.find_tasks(latest_candidates("base", 3))
+    (tmp_path / "index.sqlite").write_bytes(b"garbage" * 1000)
+    result = explain_builds(index, {"base": m}, 3, latest=latest)
+    assert result.by_name["base"].text == NO_MANIFEST
+    assert "the index cannot answer: local index" in str(result.warning)

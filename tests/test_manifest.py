@@ -319,3 +319,16 @@ def test_a_difference_reads_back_from_its_json() -> None:
     for broken in ({}, [], {**doc, "changed": [{"path": 1}]}, {**doc, "parents": [{}]}):
         with pytest.raises(ManifestError, match="not a manifest difference"):
             ManifestDiff.from_json(broken)
+
+
+def test_a_prebuilt_parent_named_by_the_kind_config_is_its_registry_tag(tmp_path: Path) -> None:
+    repo = make_tree(tmp_path, {
+        "taskcluster/kinds/docker-image/kind.yml":
+            "tasks:\n    base: {}\n    app:\n        parent: base\n",
+        "taskcluster/docker/base/Dockerfile": "FROM debian:12\n",
+        "taskcluster/docker/base/VERSION": "1.2\n",
+        "taskcluster/docker/base/REGISTRY": "example\n",
+        "taskcluster/docker/app/Dockerfile": "ARG DOCKER_IMAGE_PARENT\nFROM $DOCKER_IMAGE_PARENT\n",
+    })
+    m = build_manifest(ImageCatalog.load(repo), "app")
+    assert m.parents == (("base", "example/base:1.2"),)

@@ -30,7 +30,6 @@ from typing import (
     Callable,
     Iterable,
     Iterator,
-    Mapping,
     Optional,
     Protocol,
     Union,
@@ -42,6 +41,7 @@ from taskgraph_images._dockerfile import split_reference
 from taskgraph_images._tarball import TarRewriter
 from taskgraph_images.compression import BUFFER, ZSTD_MAGIC, Buffer, ZstdFrameChecker, compress_stream
 from taskgraph_images.errors import ArtifactError, InvalidValueError
+from taskgraph_images.tcenv import TaskclusterEnv, artifact_url
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
@@ -58,7 +58,6 @@ __all__ = [
     "Progress",
     "Sink",
     "ZstdFrameChecker",
-    "artifact_url",
     "compress_stream",
     "load_image",
     "open_source",
@@ -439,7 +438,7 @@ def open_source(
     catalog: Any = None,
     level: int = 3,
     root_url: Optional[str] = None,
-    environ: Optional[dict[str, str]] = None,
+    env: Optional[TaskclusterEnv] = None,
     artifact: str = ARTIFACT_NAME,
     prefix: Optional[str] = None,
 ) -> IO[bytes]:
@@ -448,7 +447,8 @@ def open_source(
     ``source`` is a file path, an ``http(s)://`` URL, a Taskcluster task id
     (the task's ``artifact``, by default ``public/image.tar.zst``: from
     ``index``'s local artifact store when it has it, else from the Queue at
-    ``root_url`` or ``TASKCLUSTER_ROOT_URL``) or an image name of ``catalog``
+    ``root_url``, ``index``'s root URL or the one ``env`` names, signed with
+    ``env``'s credentials: see :mod:`taskgraph_images.tcenv`) or an image name of ``catalog``
     (looked up in ``index`` by its digest at ``level``, under the index
     ``prefix`` when given, as the plan does).
 
@@ -488,37 +488,14 @@ def open_source(
         path = local(task_id, artifact)
         if path is not None:
             return open(path, "rb")
-    env = os.environ if environ is None else environ
-    root = (root_url or getattr(index, "root_url", None) or env.get("TASKCLUSTER_PROXY_URL")
-            or env.get("TASKCLUSTER_ROOT_URL"))
+    tc_env = TaskclusterEnv.from_environment() if env is None else env
+    root = tc_env.root(root_url or getattr(index, "root_url", None))
     if not root:
         raise ArtifactError(
             f"task {task_id} has no {artifact} in the local artifact store, and no "
             "Taskcluster root URL is set (TASKCLUSTER_ROOT_URL or --index taskcluster:URL)"
         )
-    return HttpReader(artifact_url(root, task_id, artifact, env))  # type: ignore[return-value]
-
-
-def artifact_url(root_url: str, task_id: str, artifact: str, environ: Mapping[str, str]) -> str:
-    """Return the Queue URL of ``task_id``'s latest ``artifact``, built by the client.
-
-    A ``public/`` artifact needs no credentials and gets a plain URL. Any
-    other is signed (a ``bewit``) with ``TASKCLUSTER_CLIENT_ID`` and
-    ``TASKCLUSTER_ACCESS_TOKEN`` (and ``TASKCLUSTER_CERTIFICATE``) when they
-    are set; inside a task, a ``TASKCLUSTER_PROXY_URL`` root needs none either.
-    """
-    import taskcluster
-
-    options: dict[str, Any] = {"rootUrl": root_url.rstrip("/")}
-    client_id = environ.get("TASKCLUSTER_CLIENT_ID")
-    token = environ.get("TASKCLUSTER_ACCESS_TOKEN")
-    if artifact.startswith("public/") or not (client_id and token):
-        return str(taskcluster.Queue(options).buildUrl("getLatestArtifact", task_id, artifact))
-    credentials = {"clientId": client_id, "accessToken": token}
-    if environ.get("TASKCLUSTER_CERTIFICATE"):
-        credentials["certificate"] = environ["TASKCLUSTER_CERTIFICATE"]
-    options["credentials"] = credentials
-    return str(taskcluster.Queue(options).buildSignedUrl("getLatestArtifact", task_id, artifact))
+    return HttpReader(artifact_url(tc_env.options(root), task_id, artifact))  # type: ignore[return-value]
 
 
 # -- sinks ----------------------------------------------------------------------------

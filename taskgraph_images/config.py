@@ -16,7 +16,8 @@ from typing import Any, Callable, Mapping, Optional, Union
 
 import attrs
 
-from taskgraph_images.errors import ConfigError
+from taskgraph_images.errors import ConfigError, InvalidValueError
+from taskgraph_images.tctime import parse_offset
 
 __all__ = [
     "DEFAULT_ENV_NAMES",
@@ -73,40 +74,40 @@ _ARTIFACT = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*\Z")
 _CACHE_NAME = re.compile(r"[A-Za-z0-9_.-]*(?:\{level\}[A-Za-z0-9_.-]*)*\Z")
 _SCOPE = re.compile(r"[ -~]*\Z")
 _TREEHERDER_GROUP = re.compile(r"[A-Za-z0-9_-]{1,25}\Z")
-_DURATION = re.compile(r"\s*([0-9]+)\s*([a-z]+)\s*\Z")
-_UNITS = {
-    "second": 1,
-    "minute": 60,
-    "hour": 3600,
-    "day": 86400,
-    "week": 7 * 86400,
-    "month": 30 * 86400,
-    "year": 365 * 86400,
-}
 # The Queue refuses deadlines more than five days ahead.
 MAX_DEADLINE = datetime.timedelta(days=5)
 
 
 def parse_duration(value: object, key: str = "duration") -> datetime.timedelta:
-    """Return ``value`` (``"24 hours"``, ``"1 year"``, or whole seconds) as a timedelta.
+    """Return ``value`` as a timedelta: a time offset as ``taskcluster.fromNow``
+    reads it (``"24 hours"``, ``"1 day 12 hours"``, ``"2d"``: see
+    :mod:`taskgraph_images.tctime`) or a whole number of seconds; a build
+    task's durations are positive.
 
-    >>> parse_duration("24 hours")
-    datetime.timedelta(days=1)
+    >>> parse_duration("1 day 12 hours")
+    datetime.timedelta(days=1, seconds=43200)
 
     :raises ConfigError: naming ``key``.
     """
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return datetime.timedelta(seconds=value)
-    if isinstance(value, str):
-        m = _DURATION.match(value.lower())
-        if m:
-            count, unit = int(m.group(1)), m.group(2)
-            unit = unit[:-1] if unit.endswith("s") and unit[:-1] in _UNITS else unit
-            if unit in _UNITS and count > 0:
-                return datetime.timedelta(seconds=count * _UNITS[unit])
-    raise ConfigError(
-        f"{key}: invalid duration {value!r}: expected e.g. '24 hours', '1 year' or seconds"
-    )
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            delta = datetime.timedelta(seconds=value)
+        except OverflowError:
+            raise ConfigError(f"{key}: invalid duration {value!r}: too large") from None
+    elif isinstance(value, str):
+        try:
+            delta = parse_offset(value)
+        except InvalidValueError as e:
+            raise ConfigError(f"{key}: {e}") from None
+    else:
+        raise ConfigError(
+            f"{key}: invalid duration {value!r}: expected a time offset such as "
+            "'1 day 12 hours' or '2d', or whole seconds"
+        )
+    if delta <= datetime.timedelta(0):
+        raise ConfigError(f"{key}: invalid duration {value!r}: a build task's durations "
+                          "must be positive")
+    return delta
 
 
 def _nonempty_str(value: object) -> bool:

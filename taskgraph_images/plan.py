@@ -24,6 +24,7 @@ import attrs
 
 from taskgraph_images.config import BuildConfig
 from taskgraph_images.errors import PlanError, SubmitError, TaskgraphImagesError
+from taskgraph_images.index._common import new_task_id as fresh_task_id
 from taskgraph_images.params import Params, ParamsLike, coerce_params
 from taskgraph_images.tasks import BuildSpec, ImageRef, TaskImage, build_task
 
@@ -245,16 +246,6 @@ def _decision(name: object, value: object) -> Decision:
 # -- planning ------------------------------------------------------------------------
 
 
-def _default_task_ids() -> TaskIdSource:
-    import slugid
-
-    def nice() -> str:
-        value = slugid.nice()
-        return value if isinstance(value, str) else value.decode("ascii")
-
-    return nice
-
-
 def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
@@ -319,7 +310,7 @@ def plan_images(
     now = now if now is not None else _utcnow()
     if now.tzinfo is None or now.utcoffset() is None:
         raise PlanError(f"invalid now {now!r}: the datetime has no timezone")
-    new_task_id = task_ids if task_ids is not None else _default_task_ids()
+    new_task_id = task_ids if task_ids is not None else fresh_task_id
 
     order = catalog.order()
     task_images = [name for name in order if not catalog[name].prebuilt]

@@ -17,12 +17,12 @@ from typing import Any, Optional, Union
 import attrs
 
 from taskgraph_images.config import BuildConfig
-from taskgraph_images.errors import InvalidValueError
 from taskgraph_images.index import index_namespaces
 from taskgraph_images.manifest import manifest_file_path
 from taskgraph_images.params import Params
+from taskgraph_images.tctime import format_time
 
-__all__ = ["BuildSpec", "TaskImage", "build_task", "format_time", "treeherder_symbol"]
+__all__ = ["BuildSpec", "TaskImage", "build_task", "treeherder_symbol"]
 
 _SYMBOL = re.compile(r"\A([A-Za-z0-9_-]{1,25})\(([^()]{1,25})\)\Z")
 
@@ -65,17 +65,6 @@ class BuildSpec:
     args: tuple[tuple[str, str], ...] = ()
     #: Treeherder symbol from the kind config (``I(py)`` or ``py``), if any.
     symbol: Optional[str] = None
-
-
-def format_time(when: datetime.datetime) -> str:
-    """Return ``when`` as the Queue writes times: ``2016-11-07T19:26:27.000Z``.
-
-    :raises InvalidValueError: for a naive datetime.
-    """
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise InvalidValueError(f"invalid time {when!r}: the datetime has no timezone")
-    when = when.astimezone(datetime.timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 def treeherder_symbol(name: str, symbol: Optional[str], group: str) -> tuple[str, str]:

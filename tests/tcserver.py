@@ -27,7 +27,6 @@ with small retries and timeout).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime
 import json
@@ -36,13 +35,13 @@ import socket
 import threading
 import time
 import urllib.parse
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
 import attrs
 import pytest
+import slugid
 from tcschemas import TASKCLUSTER_DATA, Schemas
 
 __all__ = [
@@ -71,9 +70,7 @@ DEFAULT_ARTIFACT = "public/image.tar.zst"
 
 def new_task_id() -> str:
     """Return a fresh "nice" slugid."""
-    raw = bytearray(uuid.uuid4().bytes)
-    raw[0] &= 0x7F
-    return base64.urlsafe_b64encode(bytes(raw)).decode("ascii").rstrip("=")
+    return str(slugid.nice())
 
 
 def _now() -> datetime.datetime:
@@ -642,15 +639,17 @@ def tc_server(tc_server_session: TCServer) -> Iterator[TCServer]:
 def tc_index(tc_server: TCServer) -> Any:
     """A ``TaskclusterIndex`` on ``tc_server``: 2 retries, 5 s timeout, no env."""
     from taskgraph_images.index import TaskclusterIndex
+    from taskgraph_images.tcenv import TaskclusterEnv
 
-    return TaskclusterIndex(tc_server.root_url, max_retries=2, timeout=5.0, environ={})
+    return TaskclusterIndex(tc_server.root_url, max_retries=2, timeout=5.0, env=TaskclusterEnv())
 
 
 def make_index(server: TCServer, **kwargs: Any) -> Any:
     """A ``TaskclusterIndex`` on ``server`` with test-friendly defaults (overridable)."""
     from taskgraph_images.index import TaskclusterIndex
+    from taskgraph_images.tcenv import TaskclusterEnv
 
-    options: dict[str, Any] = {"max_retries": 2, "timeout": 5.0, "environ": {}}
+    options: dict[str, Any] = {"max_retries": 2, "timeout": 5.0, "env": TaskclusterEnv()}
     options.update(kwargs)
     return TaskclusterIndex(server.root_url, **options)
 

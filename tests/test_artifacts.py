@@ -35,6 +35,7 @@ from taskgraph_images.artifacts import (
     stream_image,
 )
 from taskgraph_images.errors import ArtifactError, DockerError
+from taskgraph_images.tcenv import Credentials, TaskclusterEnv
 
 
 def docker_save_tar(layers: list[bytes], tag: str = "old/name:1") -> bytes:
@@ -467,33 +468,7 @@ def test_compress_stream_to_a_file_is_valid_for_the_checker_and_the_cli(tmp_path
     assert done.returncode == 0, done.stderr
 
 
-# -- artifact URLs ---------------------------------------------------------------------------
-
-_TASK = "fN1qC0gXRb2-6q3tXv2cAw"
-_CREDS = {"TASKCLUSTER_CLIENT_ID": "me", "TASKCLUSTER_ACCESS_TOKEN": "secret-token"}
-
-
-def test_public_artifact_url_is_plain_even_with_credentials() -> None:
-    from taskgraph_images.artifacts import artifact_url
-
-    url = artifact_url("https://tc.example.com/", _TASK, "public/image.tar.zst", _CREDS)
-    assert url == (f"https://tc.example.com/api/queue/v1/task/{_TASK}/artifacts/"
-                   "public%2Fimage.tar.zst")
-
-
-def test_private_artifact_url_is_signed_with_the_environments_credentials() -> None:
-    from taskgraph_images.artifacts import artifact_url
-
-    url = artifact_url("https://tc.example.com", _TASK, "private/image.tar.zst", _CREDS)
-    assert url.startswith(f"https://tc.example.com/api/queue/v1/task/{_TASK}/artifacts/private")
-    assert "bewit=" in url and "secret-token" not in url
-
-
-def test_private_artifact_url_without_credentials_is_plain() -> None:
-    from taskgraph_images.artifacts import artifact_url
-
-    url = artifact_url("http://taskcluster", _TASK, "private/image.tar.zst", {})
-    assert "bewit=" not in url and url.startswith("http://taskcluster/api/queue/v1/")
+# -- artifacts of a task ---------------------------------------------------------------------
 
 
 def test_load_by_task_id_inside_a_task_goes_through_the_proxy(tc_server: Any) -> None:
@@ -501,6 +476,7 @@ def test_load_by_task_id_inside_a_task_goes_through_the_proxy(tc_server: Any) ->
 
     original = docker_save_tar([b"P" * 1000])
     task_id = tc_server.add_task(artifacts={"public/image.tar.zst": zst(original)})
-    env = {"TASKCLUSTER_PROXY_URL": tc_server.root_url}
-    with open_source(task_id, environ=env) as raw:
+    env = TaskclusterEnv(root_url="https://tc.invalid", proxy_url=tc_server.root_url,
+                         credentials=Credentials("me", "secret"))
+    with open_source(task_id, env=env) as raw:
         assert zstandard.ZstdDecompressor().stream_reader(raw).read() == original

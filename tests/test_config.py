@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import re
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
+import taskcluster
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -123,17 +125,58 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
         load_config(tmp_path / "absent.yml")
 
 
-@pytest.mark.parametrize(
-    ("text", "seconds"), [("24 hours", 86400), ("1 year", 365 * 86400), (90, 90), ("2 Days", 172800)]
-)
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("24 hours", 86400), ("1 year", 365 * 86400), (90, 90), ("1 day 12 hours", 129600),
+    ("2d", 172800), ("+90 min", 5400), ("1w", 604800),
+])
 def test_durations(text: Any, seconds: int) -> None:
     assert parse_duration(text) == datetime.timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("text", ["soon", "0 hours", -3, "1 fortnight", True])
-def test_bad_duration_is_refused(text: Any) -> None:
-    with pytest.raises(ConfigError, match="duration"):
-        parse_duration(text)
+@given(st.text(max_size=20))
+def test_a_string_duration_is_what_fromnow_reads_when_positive(text: str) -> None:
+    reference = datetime.datetime(5000, 1, 1)
+    try:
+        expected = taskcluster.fromNow(text, reference) - reference
+    except (ValueError, OverflowError):
+        expected = None
+    if expected is not None and expected > datetime.timedelta(0):
+        assert parse_duration(text, "deadline-after") == expected
+    else:
+        with pytest.raises(ConfigError, match="^deadline-after: invalid"):
+            parse_duration(text, "deadline-after")
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("soon", "expected one like"), ("1 fortnight", "expected one like"),
+    ("2 Days", "expected one like"), (True, "or whole seconds"), (None, "or whole seconds"),
+    ("99999999999 years", "too large"), (10**20, "too large"),
+])
+def test_bad_duration_is_refused(text: Any, why: str) -> None:
+    with pytest.raises(ConfigError, match=f"^expires-after: invalid .*{why}"):
+        parse_duration(text, "expires-after")
+
+
+@pytest.mark.parametrize("text", ["0 hours", "", "-1h", "- 2 days", -3, 0])
+def test_a_duration_must_be_positive(text: Any) -> None:
+    with pytest.raises(ConfigError, match="durations must be positive"):
+        parse_duration(text, "deadline-after")
+
+
+def test_a_config_file_takes_the_clients_durations(tmp_path: Path) -> None:
+    path = tmp_path / "images.yml"
+    path.write_text("deadline-after: 1 day 12 hours\nexpires-after: 2w\n")
+    config = load_config(path)
+    assert config.deadline_after == datetime.timedelta(hours=36)
+    assert config.expires_after == datetime.timedelta(weeks=2)
+
+
+def test_a_bad_duration_in_a_file_names_the_file_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "images.yml"
+    path.write_text("deadline-after: -1h\n")
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(path))}: deadline-after: invalid "
+                                          "duration '-1h'"):
+        load_config(path)
 
 
 def test_cache_name_gets_the_level() -> None:

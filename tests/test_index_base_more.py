@@ -1,4 +1,4 @@
-"""The values lookups pass around: dates as the services write them, artifact names, verdicts."""
+"""The values lookups pass around: artifact names, verdicts."""
 
 from __future__ import annotations
 
@@ -7,32 +7,10 @@ import datetime
 import pytest
 
 from taskgraph_images.errors import InvalidValueError
-from taskgraph_images.index._base import (
-    Usability,
-    format_time,
-    parse_time,
-    validate_artifact_name,
-    verdict,
-)
+from taskgraph_images.index._base import Usability, validate_artifact_name, verdict
 
 UTC = datetime.timezone.utc
-WHEN = datetime.datetime(2016, 11, 7, 19, 26, 27, 123000, tzinfo=UTC)
 NOW = datetime.datetime(2020, 1, 1, tzinfo=UTC)
-
-
-@pytest.mark.parametrize("text", [
-    "2016-11-07T19:26:27.123Z", "2016-11-07T19:26:27.123z", "2016-11-07T20:26:27.123+01:00",
-    "2016-11-07T19:26:27.123", " 2016-11-07T19:26:27.123Z ",
-], ids=["Z", "lower-z", "offset", "naive-is-utc", "spaces"])
-def test_parse_time_reads_every_spelling_of_one_instant(text: str) -> None:
-    assert parse_time(text) == WHEN
-    assert format_time(parse_time(text)) == "2016-11-07T19:26:27.123Z"
-
-
-@pytest.mark.parametrize("value", ["tomorrow", "", None, 1478546787, "2016-13-01T00:00:00Z"])
-def test_parse_time_refuses_anything_else_naming_what_it_is(value: object) -> None:
-    with pytest.raises(InvalidValueError, match=f"invalid artifact expiry {value!r}: expected an ISO"):
-        parse_time(value, "artifact expiry")
 
 
 @pytest.mark.parametrize("name", [

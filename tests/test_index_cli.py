@@ -12,6 +12,7 @@ from tcserver import TCServer
 from taskgraph_images.cli import main
 from taskgraph_images.cli._index import add_index_arguments, on_error, open_index
 from taskgraph_images.index import LocalIndex, TaskclusterIndex
+from taskgraph_images.tcenv import TaskclusterEnv
 
 T1 = "KD5yPlwqQtS7t4ieeFU-mA"
 
@@ -85,12 +86,12 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 def test_default_index_is_taskcluster_when_the_root_url_is_set() -> None:
-    backend = open_index(_args(), {"TASKCLUSTER_ROOT_URL": "https://tc.example.com"})
+    backend = open_index(_args(), TaskclusterEnv(root_url="https://tc.example.com"))
     assert isinstance(backend, TaskclusterIndex)
 
 
 def test_default_index_is_local_otherwise(capsys: pytest.CaptureFixture[str]) -> None:
-    assert isinstance(open_index(_args(), {}), LocalIndex)
+    assert isinstance(open_index(_args(), TaskclusterEnv()), LocalIndex)
     assert "using the local index at" in capsys.readouterr().err
 
 

@@ -17,6 +17,7 @@ from taskgraph_images.errors import (
     InvalidValueError,
 )
 from taskgraph_images.index import TaskclusterIndex, find_images, hash_namespace
+from taskgraph_images.tcenv import Credentials, TaskclusterEnv
 
 NAMES = [f"img{i}" for i in range(9)]
 
@@ -188,26 +189,25 @@ def test_list_tasks_lists_direct_children(tc_server: TCServer, tc_index: Any) ->
 
 
 def test_root_url_comes_from_the_proxy_inside_a_task() -> None:
-    env = {"TASKCLUSTER_ROOT_URL": "https://tc.example.com",
-           "TASKCLUSTER_PROXY_URL": "http://taskcluster"}
-    assert TaskclusterIndex(environ=env).root_url == "http://taskcluster"
+    env = TaskclusterEnv(root_url="https://tc.example.com", proxy_url="http://taskcluster")
+    assert TaskclusterIndex(env=env).root_url == "http://taskcluster"
 
 
 def test_root_url_comes_from_the_environment() -> None:
-    env = {"TASKCLUSTER_ROOT_URL": "https://tc.example.com/"}
-    assert TaskclusterIndex(environ=env).root_url == "https://tc.example.com"
+    env = TaskclusterEnv(root_url="https://tc.example.com/")
+    assert TaskclusterIndex(env=env).root_url == "https://tc.example.com"
 
 
 def test_root_url_argument_wins() -> None:
-    env = {"TASKCLUSTER_ROOT_URL": "https://tc.example.com"}
-    assert TaskclusterIndex("https://other.example.com", environ=env).root_url == (
+    env = TaskclusterEnv(root_url="https://tc.example.com")
+    assert TaskclusterIndex("https://other.example.com", env=env).root_url == (
         "https://other.example.com"
     )
 
 
 def test_missing_root_url_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="TASKCLUSTER_ROOT_URL"):
-        TaskclusterIndex(environ={})
+        TaskclusterIndex(env=TaskclusterEnv())
 
 
 def test_forbidden_answer_is_a_backend_error(tc_server: TCServer) -> None:
@@ -375,25 +375,44 @@ def _credentials(client: Any) -> dict[str, str]:
             for k, v in client.options["credentials"].items() if v}
 
 
+_ME = Credentials("me", "secret")
+
+
 def test_credentials_come_from_the_environment_outside_a_task() -> None:
-    env = {"TASKCLUSTER_ROOT_URL": "https://tc.example.com", "TASKCLUSTER_CLIENT_ID": "me",
-           "TASKCLUSTER_ACCESS_TOKEN": "secret"}
-    index = TaskclusterIndex(environ=env)
+    env = TaskclusterEnv(root_url="https://tc.example.com", credentials=_ME)
+    index = TaskclusterIndex(env=env)
     assert _credentials(index._index) == {"clientId": "me", "accessToken": "secret"}
 
 
 def test_inside_a_task_the_proxy_signs_and_environment_credentials_are_dropped() -> None:
-    env = {"TASKCLUSTER_PROXY_URL": "http://taskcluster", "TASKCLUSTER_CLIENT_ID": "me",
-           "TASKCLUSTER_ACCESS_TOKEN": "secret"}
-    index = TaskclusterIndex(environ=env)
+    env = TaskclusterEnv(proxy_url="http://taskcluster", credentials=_ME)
+    index = TaskclusterIndex(env=env)
     assert not index._index._hasCredentials()
 
 
 def test_explicit_credentials_win() -> None:
     index = TaskclusterIndex("https://tc.example.com", {"clientId": "x", "accessToken": "y"},
-                             environ={"TASKCLUSTER_CLIENT_ID": "me",
-                                      "TASKCLUSTER_ACCESS_TOKEN": "secret"})
+                             env=TaskclusterEnv(credentials=_ME))
     assert _credentials(index._queue) == {"clientId": "x", "accessToken": "y"}
+
+
+def test_explicit_empty_credentials_mean_none() -> None:
+    index = TaskclusterIndex("https://tc.example.com", {}, env=TaskclusterEnv(credentials=_ME))
+    assert not index._queue._hasCredentials()
+
+
+def test_options_give_the_root_url_and_credentials() -> None:
+    index = TaskclusterIndex(options={"rootUrl": "https://tc.example.com/",
+                                      "credentials": {"clientId": "x", "accessToken": "y"}},
+                             env=TaskclusterEnv(credentials=_ME))
+    assert index.root_url == "https://tc.example.com"
+    assert _credentials(index._index) == {"clientId": "x", "accessToken": "y"}
+
+
+def test_the_environment_is_read_when_none_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKCLUSTER_ROOT_URL", "https://tc.example.com/")
+    monkeypatch.delenv("TASKCLUSTER_PROXY_URL", raising=False)
+    assert TaskclusterIndex().root_url == "https://tc.example.com"
 
 
 @pytest.mark.parametrize("setting", [
@@ -402,11 +421,11 @@ def test_explicit_credentials_win() -> None:
 ])
 def test_invalid_settings_are_refused(setting: dict[str, Any]) -> None:
     with pytest.raises(InvalidValueError, match="invalid TaskclusterIndex settings"):
-        TaskclusterIndex("https://tc.example.com", environ={}, **setting)
+        TaskclusterIndex("https://tc.example.com", env=TaskclusterEnv(), **setting)
 
 
 def test_description_and_repr_name_the_root_url() -> None:
-    index = TaskclusterIndex("https://tc.example.com/", environ={})
+    index = TaskclusterIndex("https://tc.example.com/", env=TaskclusterEnv())
     assert index.description == "Taskcluster index at https://tc.example.com"
     assert repr(index) == "TaskclusterIndex('https://tc.example.com')"
 

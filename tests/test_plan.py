@@ -167,9 +167,17 @@ def test_task_ids_come_from_the_injected_source(gecko: ImageCatalog) -> None:
     assert list(p.tasks) == ["Q2vWBHd8Rgu1dIUEtEfJ0Q", "aWqMYsuhQ6yvvKr-5DXpkw"]
 
 
-def test_default_task_ids_are_slugids(gecko: ImageCatalog) -> None:
+def test_default_task_ids_are_nice_slugids(gecko: ImageCatalog) -> None:
+    import uuid
+
+    import slugid
+
     p = plan_images(gecko, params(), MemoryIndex(), now=NOW)
-    assert all(len(t) == 22 for t in p.tasks)
+    assert p.tasks and len(set(p.tasks)) == len(p.tasks)
+    for task_id in p.tasks:
+        assert len(task_id) == 22 and not task_id.startswith("-")
+        assert slugid.decode(task_id).version == 4
+        assert isinstance(slugid.decode(task_id), uuid.UUID)
 
 
 def test_repeated_task_id_is_a_plan_error(gecko: ImageCatalog) -> None:

@@ -6,6 +6,7 @@ import datetime
 
 import pytest
 import requests
+import taskcluster_urls
 from tcschemas import errors, validate
 from tcserver import TCServer
 
@@ -47,7 +48,7 @@ def test_create_task_rejects_a_bad_payload_with_input_validation_error(
 
 
 def test_errors_have_the_services_shape(tc_server: TCServer) -> None:
-    r = requests.get(f"{tc_server.root_url}/api/index/v1/task/a.b", timeout=5)
+    r = requests.get(taskcluster_urls.api(tc_server.root_url, "index", "v1", "task/a.b"), timeout=5)
     assert r.status_code == 404
     assert set(r.json()) == {"code", "message", "requestInfo"}
     assert r.json()["code"] == "ResourceNotFound"
@@ -55,7 +56,8 @@ def test_errors_have_the_services_shape(tc_server: TCServer) -> None:
 
 def test_get_latest_artifact_redirects_to_a_blob_with_range_support(tc_server: TCServer) -> None:
     task_id = tc_server.add_task(artifacts={"public/image.tar.zst": b"0123456789"})
-    url = f"{tc_server.root_url}/api/queue/v1/task/{task_id}/artifacts/public%2Fimage.tar.zst"
+    url = taskcluster_urls.api(tc_server.root_url, "queue", "v1",
+                               f"task/{task_id}/artifacts/public%2Fimage.tar.zst")
     r = requests.get(url, allow_redirects=False, timeout=5)
     assert r.status_code == 303
     blob = requests.get(r.headers["Location"], headers={"Range": "bytes=2-4"}, timeout=5)

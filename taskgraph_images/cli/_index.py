@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from taskgraph_images.cli._common import note
 from taskgraph_images.errors import InvalidValueError
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.index import LocalIndex, MemoryIndex, TaskclusterIndex
+    from taskgraph_images.tcenv import TaskclusterEnv
 
     Backend = Union[LocalIndex, MemoryIndex, TaskclusterIndex]
 
@@ -62,9 +62,7 @@ def on_error(args: argparse.Namespace) -> str:
     return "build" if getattr(args, "on_index_error", "stop") == "build" else "raise"
 
 
-def open_index(
-    args: argparse.Namespace, environ: Optional[Mapping[str, str]] = None
-) -> Backend:
+def open_index(args: argparse.Namespace, env: Optional[TaskclusterEnv] = None) -> Backend:
     """Open the index that ``--index`` names (or the default) and say which on stderr.
 
     :raises InvalidValueError: for an ``--index`` value of another kind, or a
@@ -72,14 +70,13 @@ def open_index(
     :raises ConfigError: for ``taskcluster`` without a root URL.
     """
     from taskgraph_images.index import LocalIndex, TaskclusterIndex
+    from taskgraph_images.tcenv import TaskclusterEnv
 
-    env = os.environ if environ is None else environ
     spec: Optional[str] = getattr(args, "index", None)
+    if spec is None or spec.partition(":")[0] == "taskcluster":
+        env = TaskclusterEnv.from_environment() if env is None else env
     if spec is None:
-        if env.get("TASKCLUSTER_ROOT_URL") or env.get("TASKCLUSTER_PROXY_URL"):
-            spec = "taskcluster"
-        else:
-            spec = "local"
+        spec = "taskcluster" if env is not None and env.configured else "local"
     kind, _, where = spec.partition(":")
     backend: Backend
     if kind == "local":
@@ -90,7 +87,7 @@ def open_index(
             limits["timeout"] = args.index_timeout
         if getattr(args, "index_retries", None) is not None:
             limits["max_retries"] = args.index_retries
-        backend = TaskclusterIndex(where or None, environ=env, **limits)
+        backend = TaskclusterIndex(where or None, env=env, **limits)
     else:
         raise InvalidValueError(
             f"invalid --index {spec!r}: expected local[:PATH] or taskcluster[:ROOT_URL]"
@@ -130,7 +127,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _insert(args: argparse.Namespace) -> int:
     from taskgraph_images.index import LocalIndex
-    from taskgraph_images.index._base import parse_time
+    from taskgraph_images.tctime import parse_time
 
     index = open_index(args)
     if not isinstance(index, LocalIndex):

@@ -208,23 +208,16 @@ def _table(plan: Plan) -> str:
 def _queue_create(args: argparse.Namespace, index: Any) -> Callable[[str, Any], object]:
     import taskcluster
 
-    options: dict[str, Any] = {}
-    env = os.environ
-    if env.get("TASKCLUSTER_ROOT_URL"):
-        options = dict(taskcluster.optionsFromEnvironment())
-    root_url = args.taskcluster_root_url or getattr(index, "root_url", None)
-    if not root_url and env.get("TASKCLUSTER_PROXY_URL"):
-        root_url = env["TASKCLUSTER_PROXY_URL"]
-        options.pop("credentials", None)
-    root_url = root_url or options.get("rootUrl")
+    from taskgraph_images.tcenv import TaskclusterEnv
+
+    tc_env = TaskclusterEnv.from_environment()
+    root_url = tc_env.root(args.taskcluster_root_url or getattr(index, "root_url", None))
     if not root_url:
         raise SubmitError(
             "--submit needs a Queue: pass --taskcluster-root-url or --index taskcluster:URL, or "
             "set TASKCLUSTER_ROOT_URL or TASKCLUSTER_PROXY_URL"
         )
-    options["rootUrl"] = str(root_url).rstrip("/")
-    options.setdefault("maxRetries", 5)
-    queue = taskcluster.Queue(options)
+    queue = taskcluster.Queue(tc_env.options(root_url, maxRetries=5))
     create: Callable[[str, Any], object] = queue.createTask
     return create
 

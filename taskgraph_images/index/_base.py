@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 import attrs
 
 from taskgraph_images.errors import InvalidValueError
+from taskgraph_images.tctime import format_time
 
 __all__ = [
     "DEFAULT_ARTIFACT",
@@ -32,8 +33,6 @@ __all__ = [
     "IndexedTask",
     "Lookup",
     "Usability",
-    "format_time",
-    "parse_time",
     "utcnow",
     "validate_artifact_name",
     "verdict",
@@ -49,31 +48,6 @@ _ARTIFACT_NAME = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*\Z")
 def utcnow() -> datetime.datetime:
     """Return the current time as an aware UTC datetime."""
     return datetime.datetime.now(datetime.timezone.utc)
-
-
-def format_time(when: datetime.datetime) -> str:
-    """Return ``when`` as the services write it: ``2016-11-07T19:26:27.000Z``."""
-    when = when.astimezone(datetime.timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-
-
-def parse_time(text: object, what: str = "date") -> datetime.datetime:
-    """Parse an ISO 8601 date-time (``Z`` or an offset; naive means UTC).
-
-    :raises InvalidValueError: naming ``what`` and the text.
-    """
-    if not isinstance(text, str):
-        raise InvalidValueError(f"invalid {what} {text!r}: expected an ISO 8601 date-time")
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
-    try:
-        when = datetime.datetime.fromisoformat(value)
-    except ValueError as e:
-        raise InvalidValueError(f"invalid {what} {text!r}: expected an ISO 8601 date-time") from e
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    return when
 
 
 def validate_artifact_name(name: object) -> str:

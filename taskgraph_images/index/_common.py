@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import datetime
-import uuid
 from typing import Any, Iterable, Mapping, NamedTuple, Optional
 
 from taskgraph_images.errors import InvalidValueError
@@ -54,10 +52,11 @@ def build_record(
 
 
 def new_task_id() -> str:
-    """Return a fresh task id in Taskcluster's form (a "nice" v4 slugid)."""
-    raw = bytearray(uuid.uuid4().bytes)
-    raw[0] &= 0x7F  # nice slugids never start with '-'
-    return base64.urlsafe_b64encode(bytes(raw)).decode("ascii").rstrip("=")
+    """Return a fresh task id in Taskcluster's form: ``slugid.nice()``, a v4
+    slugid that never starts with ``-``."""
+    import slugid
+
+    return str(slugid.nice())
 
 
 def replaces(old: Optional[IndexedTask], rank: float, now: datetime.datetime) -> bool:

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
-import os
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, TypeVar
+
+import attrs
 
 from taskgraph_images.errors import (
     ConfigError,
@@ -35,14 +36,14 @@ from taskgraph_images.index._base import (
     Clock,
     IndexedTask,
     Usability,
-    format_time,
-    parse_time,
     utcnow,
     validate_artifact_name,
     verdict,
 )
 from taskgraph_images.index._common import DEFAULT_EXPIRY, validate_data, validate_rank
 from taskgraph_images.index._namespaces import validate_namespace, validate_task_id
+from taskgraph_images.tcenv import Credentials, TaskclusterEnv
+from taskgraph_images.tctime import format_time, parse_time
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
@@ -97,10 +98,12 @@ class TaskclusterIndex:
     """Look images up in a Taskcluster deployment's Index and Queue.
 
     The root URL is, first found: ``root_url``, ``options["rootUrl"]``,
-    ``$TASKCLUSTER_PROXY_URL`` (inside a task, through the proxy, which adds
-    the task's credentials), ``$TASKCLUSTER_ROOT_URL``. Credentials come from
-    ``credentials``, ``options`` or ``TASKCLUSTER_CLIENT_ID`` /
-    ``TASKCLUSTER_ACCESS_TOKEN``; lookups need none on a public deployment.
+    the proxy (inside a task; it adds the task's credentials), the
+    environment's root URL; credentials come from ``credentials``,
+    ``options["credentials"]`` or the environment; lookups need none on a
+    public deployment. ``env`` is what the environment says
+    (:meth:`TaskclusterEnv.from_environment <taskgraph_images.tcenv.TaskclusterEnv.from_environment>`
+    when not given).
 
     ``max_workers`` bounds concurrent requests; ``max_retries`` is the
     client's retry count for 5xx answers and connection errors;
@@ -119,36 +122,17 @@ class TaskclusterIndex:
         max_retries: int = 5,
         timeout: float = 120.0,
         batch_size: int = 1000,
-        environ: Optional[Mapping[str, str]] = None,
+        env: Optional[TaskclusterEnv] = None,
         clock: Clock = utcnow,
     ) -> None:
         import taskcluster
 
-        env = os.environ if environ is None else environ
-        opts: dict[str, Any] = {}
-        if env.get("TASKCLUSTER_ROOT_URL"):
-            opts["rootUrl"] = env["TASKCLUSTER_ROOT_URL"].rstrip("/")
-        creds = {
-            key: env[var]
-            for key, var in (
-                ("clientId", "TASKCLUSTER_CLIENT_ID"),
-                ("accessToken", "TASKCLUSTER_ACCESS_TOKEN"),
-                ("certificate", "TASKCLUSTER_CERTIFICATE"),
-            )
-            if env.get(var)
-        }
-        proxy = env.get("TASKCLUSTER_PROXY_URL")
-        if proxy:
-            opts["rootUrl"] = proxy.rstrip("/")
-            creds = {}  # the proxy signs requests with the task's credentials
-        if creds:
-            opts["credentials"] = creds
-        opts.update(dict(options or {}))
-        if root_url:
-            opts["rootUrl"] = root_url.rstrip("/")
-        if credentials is not None:
-            opts["credentials"] = dict(credentials)
-        if not opts.get("rootUrl"):
+        tc_env = TaskclusterEnv.from_environment() if env is None else env
+        extra = dict(options or {})
+        root = tc_env.root(root_url or extra.pop("rootUrl", None))
+        if credentials is None and "credentials" in extra:
+            credentials = extra.pop("credentials")
+        if not root:
             raise ConfigError(
                 "no Taskcluster root URL: pass one (--index taskcluster:URL) or set "
                 "TASKCLUSTER_ROOT_URL or TASKCLUSTER_PROXY_URL"
@@ -158,7 +142,10 @@ class TaskclusterIndex:
                 "invalid TaskclusterIndex settings: max_workers >= 1, max_retries >= 0, "
                 "timeout > 0 and 1 <= batch_size <= 1000 are required"
             )
-        opts["maxRetries"] = max_retries
+        extra["maxRetries"] = max_retries
+        if credentials is not None:  # given, they replace the environment's, even by none
+            tc_env = attrs.evolve(tc_env, credentials=Credentials.from_options(credentials))
+        opts = tc_env.options(root, **extra)
         self.root_url: str = opts["rootUrl"]
         self._index = taskcluster.Index(opts)
         self._queue = taskcluster.Queue(opts)

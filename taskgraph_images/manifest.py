@@ -509,7 +509,8 @@ class ManifestDiff:
         :raises ManifestError: when ``doc`` is not such an object.
         """
         try:
-            assert isinstance(doc, dict)
+            if not isinstance(doc, dict):
+                raise TypeError(f"expected an object, got {type(doc).__name__}")
             return cls(
                 image=_s(doc["image"]),
                 old_digest=_s(doc["old_digest"]),
@@ -530,12 +531,13 @@ class ManifestDiff:
                     for p in doc["parents"]
                 ),
             )
-        except (AssertionError, KeyError, TypeError) as e:
+        except (KeyError, TypeError) as e:
             raise ManifestError(f"not a manifest difference ({type(e).__name__}: {e})") from None
 
 
 def _s(value: object) -> str:
-    assert isinstance(value, str), f"expected a string, got {value!r}"
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
     return value
 
 
@@ -544,7 +546,8 @@ def _o(value: object) -> Optional[str]:
 
 
 def _b(value: object) -> bool:
-    assert isinstance(value, bool), f"expected true or false, got {value!r}"
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
     return value
 
 

@@ -316,7 +316,9 @@ def test_a_difference_reads_back_from_its_json() -> None:
     doc = json.loads(json.dumps(diff.to_json()))
     assert doc["summary"] == diff.summary()
     assert ManifestDiff.from_json(doc) == diff
-    for broken in ({}, [], {**doc, "changed": [{"path": 1}]}, {**doc, "parents": [{}]}):
+    bad_parent = {**doc["parents"][0], "rebuilt": "yes"}
+    for broken in ({}, [], {**doc, "changed": [{"path": 1}]}, {**doc, "parents": [{}]},
+                   {**doc, "parents": [bad_parent]}):
         with pytest.raises(ManifestError, match="not a manifest difference"):
             ManifestDiff.from_json(broken)
 

@@ -334,3 +334,35 @@ def test_a_prebuilt_parent_named_by_the_kind_config_is_its_registry_tag(tmp_path
     })
     m = build_manifest(ImageCatalog.load(repo), "app")
     assert m.parents == (("base", "example/base:1.2"),)
+
+
+contents = st.sampled_from([A, B, C, D])
+trees = st.dictionaries(st.sampled_from([f"d/{c}" for c in "pqrstuvw"]), contents, max_size=8)
+
+
+@given(old=trees, new=trees)
+def test_a_difference_is_complete_and_its_counts_add_up(
+    old: dict[str, str], new: dict[str, str]
+) -> None:
+    diff = diff_manifests(manifest(old), manifest(new, digest=NEW_DIGEST))
+    # Applying the difference to the old members gives the new ones.
+    rebuilt = dict(old)
+    for c in diff.changed:
+        assert rebuilt[c.path] == c.old
+        rebuilt[c.path] = c.new
+    for path, _ in diff.removed:
+        del rebuilt[path]
+    for m in diff.moved:
+        assert rebuilt.pop(m.old_path) == m.sha256
+        rebuilt[m.new_path] = m.sha256
+    for path, sha in diff.added:
+        assert path not in rebuilt
+        rebuilt[path] = sha
+    assert rebuilt == new
+    # Nothing is both added and removed with one content: that is a move.
+    assert not {h for _, h in diff.added} & {h for _, h in diff.removed}
+    if diff.files:
+        assert diff.summary().startswith(f"{diff.files} file")
+    else:
+        assert diff.summary() == \
+            "same members, args and parents as the earlier build; only the digest differs"

@@ -8,7 +8,9 @@ at ``level`` on ``pushdate``, is indexed under three namespaces::
     {prefix}.level-{level}.{name}.hash.{digest}
 
 A lookup only ever reads the ``hash`` namespaces, starting at the push's own
-level and going *up* to level 3, never down (see ``docs/index-lookup.rst``).
+level and going *up* to level 3, never down (see ``docs/index-lookup.rst``);
+a plan's explanations read the ``latest`` ones under the same rule
+(:mod:`taskgraph_images.explain`).
 """
 
 from __future__ import annotations

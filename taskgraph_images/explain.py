@@ -231,6 +231,8 @@ def _read_manifests(
         return dict(reader(task_ids, artifact, limit=MAX_MANIFEST_BYTES)), ""
     except IndexBackendError as e:
         return {}, f"the index cannot answer: {e}"
+    except Exception as e:  # a backend's own failure: an explanation never stops a plan
+        return {}, f"the {index.description} failed to read manifests: {type(e).__name__}: {e}"
 
 
 def explain_builds(

@@ -194,7 +194,8 @@ def test_the_warning_names_three_images_and_counts_the_rest() -> None:
     assert Explanations({"f": e["f"]}).warning is None
 
 
-def test_an_index_without_artifacts_explains_nothing_but_plans(repo: Path) -> None:
+@pytest.mark.parametrize("broken", [False, True], ids=["no-reader", "reader-raises"])
+def test_an_index_without_artifacts_explains_nothing_but_plans(repo: Path, broken: bool) -> None:
     class Bare:
         def __init__(self) -> None:
             self.memory = MemoryIndex()
@@ -206,14 +207,20 @@ def test_an_index_without_artifacts_explains_nothing_but_plans(repo: Path) -> No
         def usable_artifacts(self, task_ids: Any, artifact: str) -> Any:
             return self.memory.usable_artifacts(task_ids, artifact)
 
-    bare = Bare()
+    class Broken(Bare):
+        def read_artifacts(self, task_ids: Any, name: str, *, limit: int) -> Any:
+            raise OSError("disk on fire")
+
+    bare = Broken() if broken else Bare()
     catalog = load(repo)
     for n in ("base", "builder"):
         bare.memory.record_build(3, n, catalog.digest(n), PUSHDATE)
     edit(repo, f"{BUILDER}/build.sh", "echo new\n")
     plan = plan_images(load(repo), params(), bare, now=NOW)
     assert reasons(plan) == {"builder": f"not indexed; {NO_MANIFEST}"}
-    assert "the bare index cannot serve artifacts" in plan.warnings[0]
+    says = ("the bare index failed to read manifests: OSError: disk on fire" if broken
+            else "the bare index cannot serve artifacts")
+    assert says in plan.warnings[0]
 
 
 # -- the trust rule ----------------------------------------------------------------------------

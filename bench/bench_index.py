@@ -24,6 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from loopback import serving
 from tcserver import TCServer
 
 from taskgraph_images.index import (
@@ -94,14 +95,7 @@ def run(images: int = 300, latency: float = 0.020, *,
     The server runs in a child process, as a real index would be remote, so
     that its CPU time does not compete with the client's for one interpreter.
     """
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_serve, args=(child, images, latency), daemon=True)
-    proc.start()
-    child.close()  # ours is the server's: if it dies, recv() ends instead of waiting
-    try:
+    with serving(_serve, images, latency) as parent:
         root_url, requests = parent.recv()
 
         def ask(command: str, arg: Any = None) -> int:
@@ -129,12 +123,6 @@ def run(images: int = 300, latency: float = 0.020, *,
             index = TaskclusterIndex(root_url, max_retries=2, environ={})
             runs.append(measure("sequential", lambda: sequential_lookup(index, requests)))
         parent.send(("stop", None))
-    finally:
-        proc.join(10)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-        parent.close()
     reference = runs[0]["result"]
     for r in runs[1:]:
         assert r["result"] == reference, f"{r['label']} found different images"

@@ -37,6 +37,8 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from loopback import serving
+
 __all__ = ["EXPLAIN_TARGET", "GENERATIONS", "TARGET", "main", "make_repository", "run"]
 
 GENERATIONS = 5
@@ -135,8 +137,6 @@ def run(images: int = 300, latency: float = 0.020) -> dict[str, dict[str, float]
 
     ``ratio`` is how many times faster than the sequential approach.
     """
-    import multiprocessing
-
     from taskgraph_images.catalog import ImageCatalog
     from taskgraph_images.index import TaskclusterIndex
     from taskgraph_images.plan import plan_images
@@ -149,13 +149,7 @@ def run(images: int = 300, latency: float = 0.020) -> dict[str, dict[str, float]
         # Every third root image (and so its whole line) is missing; the rest
         # are indexed at level 1, 2 or 3.
         plants = [(i % 3 + 1, n, probe.digest(n)) for i, n in enumerate(names) if i % 3 != 2]
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        earlier = _earlier(probe, names)
-        proc = ctx.Process(target=_serve, args=(child, plants, latency, earlier), daemon=True)
-        proc.start()
-        child.close()  # ours is the server's: if it dies, recv() ends instead of waiting
-        try:
+        with serving(_serve, plants, latency, _earlier(probe, names)) as parent:
             root_url = parent.recv()
             TaskclusterIndex(root_url, env=TaskclusterEnv())  # import the client outside the timings
             now = datetime.datetime.now(datetime.timezone.utc)
@@ -185,12 +179,6 @@ def run(images: int = 300, latency: float = 0.020) -> dict[str, dict[str, float]
             seq_wall = time.perf_counter() - start
             seq_requests = ask("count")
             parent.send("stop")
-        finally:
-            proc.join(10)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-            parent.close()
     reused = {n: d.task_id for n, d in plan.decisions.items() if d.action == "reuse"}
     # Both ways find the same builds (the plan also rebuilds children of built parents).
     assert all(found[n] == t for n, t in reused.items()), "the two approaches disagree"

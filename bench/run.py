@@ -14,7 +14,8 @@ core, two hashlib processes, two processes reading the files without
 hashing them, and ``openssl dgst``), ``cache`` (cold and warm
 :class:`~taskgraph_images._hashcache.HashCache`), ``startup``, and the other
 benchmarks' ``run()`` when present: ``index`` (``bench_index.py``), ``plan``
-(``bench_plan.py``), ``artifacts`` (``bench_artifacts.py``).
+(``bench_plan.py``), ``artifacts`` (``bench_artifacts.py``), ``submit``
+(``bench_submit.py``).
 
 Usage: ``python bench/run.py [--quick] [--only CASE] [--big-mb 800] [--runs 5]``.
 The peer runs in the interpreter given by ``--peer-python`` (default:
@@ -46,7 +47,7 @@ __all__ = ["main", "make_contexts"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-CASES = ("hash", "cache", "startup", "index", "plan", "artifacts")
+CASES = ("hash", "cache", "startup", "index", "plan", "artifacts", "submit")
 #: The issue's targets: ratio name -> (bound, "min" or "max").
 TARGETS: dict[str, tuple[float, str]] = {
     "many: peer / ours": (5.0, "min"),
@@ -392,6 +393,7 @@ def bench_others(table: Table, which: list[str], quick: bool, runs: int,
     kwargs_for: dict[str, dict[str, Any]] = {
         "index": {"images": 60} if quick else {},
         "plan": {"images": 60} if quick else {},
+        "submit": {"tasks": 96} if quick else {},
         "artifacts": dict({"size": 64 << 20, "repeat": 3} if quick else {"repeat": max(3, runs)},
                           peer_python=peer),
     }
@@ -416,6 +418,11 @@ def bench_others(table: Table, which: list[str], quick: bool, runs: int,
             continue
         if case == "plan" and "explained" in numbers:
             table.ratios["plan explained cost"] = float(numbers["explained"]["cost"])
+        if case == "submit":
+            table.ratios["submit: one at a time / concurrent"] = float(numbers["ratio"])
+            table.ratios["submit: concurrent / physical limit"] = float(numbers["over_limit"])
+            if numbers["tasks"] == 300:
+                table.ratios["submit 300 tasks s"] = float(numbers["concurrent"]["wall"])
         if case == "artifacts":
             for key in ("save_ratio", "save_zstd_self_ratio", "load_ratio", "peer_load_ratio"):
                 if key in numbers:
@@ -508,6 +515,10 @@ def _verdicts(table: Table) -> list[str]:
             if label in WHY:
                 line += f"; why: {WHY[label]}"
         lines.append(line)
+    if "submit 300 tasks s" in table.ratios:
+        v = table.ratios["submit 300 tasks s"]
+        lines.append(f"- submit of 300 tasks at 50 ms a request: {v:.2f} s (target < 2 s): "
+                     + ("met" if v < 2 else "MISSED"))
     if "import ms over bare" in table.ratios:
         v = table.ratios["import ms over bare"]
         lines.append(f"- import adds {v:.1f} ms (target <= 30 ms): "
@@ -607,7 +618,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 bench_cache(table, os.path.join(tmp, "src"), rels, args.runs, tmp)
         if "startup" in cases:
             bench_startup(table, args.runs, peer)
-        others = [c for c in ("index", "plan", "artifacts") if c in cases]
+        others = [c for c in ("index", "plan", "artifacts", "submit") if c in cases]
         if others:
             bench_others(table, others, args.quick, args.runs, peer)
     finally:

@@ -1,10 +1,13 @@
 """The build-task configuration: everything about an image build task that is not per image.
 
-Defaults follow the image build task of the 2016 decision task that the seed
-describes; a YAML file (``kind.yml`` style: kebab-case keys, durations such
-as ``24 hours``) overrides any of them. See ``docs/tasks.rst`` for every key.
-Unknown keys and wrong types are :class:`~taskgraph_images.errors.ConfigError`
-naming the key and the file.
+The defaults serve the local loop (a local index, ``run-task``): they name
+no Taskcluster queue, and a plan meant for a real Taskcluster must set
+``task-queue-id``. A YAML file (``kind.yml`` style: kebab-case keys,
+durations such as ``24 hours``) overrides any default; the values that
+differ per trust level (queue, scheduler, expiry, zstd level, cache name...)
+take ``{level}`` (and ``{trust-domain}``) in a string, or a ``by-level``
+mapping. See ``docs/tasks.rst`` for every key. Unknown keys and wrong types
+are :class:`~taskgraph_images.errors.ConfigError` naming the key and the file.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Generic, Mapping, Optional, TypeVar, Union
 
 import attrs
 
@@ -20,13 +23,22 @@ from taskgraph_images.errors import ConfigError, InvalidValueError
 from taskgraph_images.tctime import parse_offset
 
 __all__ = [
+    "DEFAULT_COMMAND",
+    "DEFAULT_CONFIG_PATH",
     "DEFAULT_ENV_NAMES",
+    "DEFAULT_FEATURES",
     "ENV_ROLES",
     "FEATURES",
     "KEYS",
+    "LEVELS",
+    "LOCAL_TASK_QUEUE",
     "MAX_DEADLINE",
+    "PER_LEVEL_KEYS",
     "PRIORITIES",
     "BuildConfig",
+    "ByLevel",
+    "LevelConfig",
+    "find_config",
     "load_config",
     "parse_config",
     "parse_duration",
@@ -45,8 +57,23 @@ DEFAULT_ENV_NAMES: Mapping[str, str] = {
     "head-rev": "GECKO_HEAD_REV",
     "parent-task": "DOCKER_IMAGE_PARENT_TASK",
     "build-args": "DOCKER_BUILD_ARGS",
+    "zstd-level": "DOCKER_IMAGE_ZSTD_LEVEL",
+    "config": "TASKGRAPH_IMAGES_CONFIG",
+    "artifact-path": "IMAGE_ARTIFACT_PATH",
 }
 ENV_ROLES = tuple(DEFAULT_ENV_NAMES)
+
+#: Where :func:`find_config` looks for the build-task config, from the repository root.
+DEFAULT_CONFIG_PATH = "taskcluster/taskgraph-images.yml"
+#: The trust levels a push can have.
+LEVELS = (1, 2, 3)
+#: The ``taskQueueId`` of a task made without ``task-queue-id``: no Taskcluster
+#: deployment has it; such tasks are for ``run-task`` only and are never submitted.
+LOCAL_TASK_QUEUE = "taskgraph-images-local/run-task"
+#: The command a build task runs in the image builder (the in-task builder).
+DEFAULT_COMMAND = ("taskgraph-images", "build-in-task")
+#: docker-worker features every build task asks for unless ``features`` turns them off.
+DEFAULT_FEATURES: Mapping[str, bool] = {"chainOfTrust": True, "taskclusterProxy": True}
 
 #: Task priorities the Queue accepts.
 PRIORITIES = ("highest", "very-high", "high", "medium", "low", "very-low", "lowest")
@@ -61,8 +88,6 @@ FEATURES = (
     "taskclusterProxy",
 )
 
-_PROVISIONER = re.compile(r"[a-zA-Z0-9_-]{1,38}\Z")
-_WORKER_TYPE = re.compile(r"[a-z](?:[-a-z0-9]{0,36}[a-z0-9])?\Z")
 _TASK_QUEUE = re.compile(r"[a-zA-Z0-9_-]{1,38}/[a-z](?:[-a-z0-9]{0,36}[a-z0-9])?\Z")
 _SCHEDULER = re.compile(r"[a-zA-Z0-9_-]{1,38}\Z")
 _PROJECT_ID = re.compile(r"[a-zA-Z0-9._/-]{1,500}\Z")
@@ -71,7 +96,9 @@ _WORD = r"[A-Za-z0-9_-]+"
 _DOTTED = re.compile(rf"{_WORD}(?:\.{_WORD})*\Z")
 _IMAGE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _ARTIFACT = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*\Z")
-_CACHE_NAME = re.compile(r"[A-Za-z0-9_.-]*(?:\{level\}[A-Za-z0-9_.-]*)*\Z")
+_CACHE_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_COLLECTION = re.compile(r"[a-z0-9]{1,25}\Z")
 _SCOPE = re.compile(r"[ -~]*\Z")
 _TREEHERDER_GROUP = re.compile(r"[A-Za-z0-9_-]{1,25}\Z")
 # The Queue refuses deadlines more than five days ahead.
@@ -114,37 +141,84 @@ def _nonempty_str(value: object) -> bool:
     return isinstance(value, str) and bool(value)
 
 
+T = TypeVar("T")
+
+
+@attrs.frozen
+class ByLevel(Generic[T]):
+    """A value that differs per trust level: ``values[0]`` at level 1, up to level 3.
+
+    >>> ByLevel((3, 10, 10)).at(1)
+    3
+    """
+
+    values: tuple[T, T, T]
+
+    def at(self, level: int) -> T:
+        """Return the value at ``level`` (1, 2 or 3)."""
+        return self.values[level - 1]
+
+
+#: A value that is the same at every level, or one per level.
+PerLevel = Union[T, ByLevel[T]]
+
+
+def _at(value: PerLevel[T], level: int) -> T:
+    return value.at(level) if isinstance(value, ByLevel) else value
+
+
+@attrs.frozen
+class LevelConfig:
+    """The per-level values of a :class:`BuildConfig` at one level, placeholders replaced."""
+
+    level: int
+    #: ``None`` when no queue is configured (the local loop).
+    task_queue_id: Optional[str]
+    scheduler_id: str
+    priority: Optional[str]
+    deadline_after: datetime.timedelta
+    expires_after: datetime.timedelta
+    #: Resolved: ``expires-after`` when not set.
+    artifact_expires_after: datetime.timedelta
+    max_run_time: int
+    zstd_level: int
+    cache_name: Optional[str]
+
+
 @attrs.frozen
 class BuildConfig:
     """How image build tasks are made; every field has a default (see ``docs/tasks.rst``).
 
     Build one from YAML with :func:`load_config` / :func:`parse_config`, or
-    directly (``BuildConfig(worker_type="images")``); change one with
-    :func:`attrs.evolve`. Field names are the YAML keys with ``_`` for ``-``.
+    directly (``BuildConfig(task_queue_id="proj-{level}/images")``); change
+    one with :func:`attrs.evolve`. Field names are the YAML keys with ``_``
+    for ``-``. The fields of :data:`PER_LEVEL_KEYS` hold a plain value or a
+    :class:`ByLevel`; :meth:`at` gives them at one level.
     """
 
-    provisioner_id: Optional[str] = "aws-provisioner-v1"
-    worker_type: Optional[str] = "taskcluster-images"
-    task_queue_id: Optional[str] = None
-    scheduler_id: str = "task-graph-scheduler"
+    task_queue_id: PerLevel[Optional[str]] = None
+    scheduler_id: PerLevel[str] = "-"
+    trust_domain: Optional[str] = None
     project_id: Optional[str] = None
-    priority: Optional[str] = None
+    priority: PerLevel[Optional[str]] = None
     retries: int = 5
-    deadline_after: datetime.timedelta = datetime.timedelta(hours=24)
-    expires_after: datetime.timedelta = datetime.timedelta(days=365)
-    artifact_expires_after: Optional[datetime.timedelta] = None
-    max_run_time: int = 3600
+    deadline_after: PerLevel[datetime.timedelta] = datetime.timedelta(hours=24)
+    expires_after: PerLevel[datetime.timedelta] = ByLevel(
+        (datetime.timedelta(days=28), datetime.timedelta(days=365), datetime.timedelta(days=365))
+    )
+    artifact_expires_after: PerLevel[Optional[datetime.timedelta]] = None
+    max_run_time: PerLevel[int] = 3600
+    zstd_level: PerLevel[int] = ByLevel((3, 10, 10))
     image_builder: str = "image_builder"
     image_builder_bootstrap: Optional[str] = None
-    command: Optional[tuple[str, ...]] = None
+    command: tuple[str, ...] = DEFAULT_COMMAND
     artifact_name: str = "public/image.tar.zst"
     artifact_path: str = "/builds/worker/artifacts/image.tar.zst"
     #: The artifact a build publishes its context manifest as (see :mod:`~taskgraph_images.manifest`).
     manifest_artifact: str = "public/context-manifest.json"
-    cache_name: Optional[str] = "level-{level}-imagebuilder-v1"
+    cache_name: PerLevel[Optional[str]] = "level-{level}-imagebuilder-v1"
     cache_mount: str = "/builds/worker/checkouts"
-    privileged: bool = True
-    features: tuple[tuple[str, bool], ...] = ()
+    features: tuple[tuple[str, bool], ...] = tuple(sorted(DEFAULT_FEATURES.items()))
     env_names: tuple[tuple[str, str], ...] = tuple(DEFAULT_ENV_NAMES.items())
     env: tuple[tuple[str, str], ...] = ()
     scopes: tuple[str, ...] = ()
@@ -152,11 +226,15 @@ class BuildConfig:
     treeherder: bool = True
     treeherder_group: str = "I"
     treeherder_group_name: str = "Docker images"
-    treeherder_platform: str = "taskcluster-images/opt"
+    treeherder_platform: str = "taskcluster-images"
+    treeherder_collection: str = "opt"
     treeherder_routes: tuple[str, ...] = ("tc-treeherder.v2",)
     treeherder_tier: int = 1
     index_prefix: str = "docker.images.v2"
+    #: Names the config in messages: its file, or ``<defaults>``.
     source: str = "<defaults>"
+    #: The file the config was read from (:func:`load_config`), if any.
+    path: Optional[str] = None
 
     def __attrs_post_init__(self) -> None:
         _check(self)
@@ -165,11 +243,64 @@ class BuildConfig:
         """Return the environment variable name configured for ``role`` (see :data:`ENV_ROLES`)."""
         return dict(self.env_names)[role]
 
+    def at(self, level: int) -> LevelConfig:
+        """Return the per-level values at ``level``, with ``{level}`` and ``{trust-domain}`` replaced.
+
+        :raises ConfigError: for a level other than 1, 2 or 3, or a placeholder
+            that cannot be replaced (naming the key).
+        """
+        if level not in LEVELS:
+            raise ConfigError(f"{self.source}: there is no level {level!r} (levels: 1, 2, 3)")
+
+        expires = _at(self.expires_after, level)
+        scheduler = _substitute(self, "scheduler-id", _at(self.scheduler_id, level), level)
+        assert scheduler is not None
+        return LevelConfig(
+            level=level,
+            task_queue_id=_substitute(
+                self, "task-queue-id", _at(self.task_queue_id, level), level
+            ),
+            scheduler_id=scheduler,
+            priority=_at(self.priority, level),
+            deadline_after=_at(self.deadline_after, level),
+            expires_after=expires,
+            artifact_expires_after=_at(self.artifact_expires_after, level) or expires,
+            max_run_time=_at(self.max_run_time, level),
+            zstd_level=_at(self.zstd_level, level),
+            cache_name=_substitute(self, "cache-name", _at(self.cache_name, level), level),
+        )
+
     def cache_for(self, level: int) -> Optional[str]:
         """Return the checkout cache's name at ``level``, or ``None`` without a cache."""
-        if self.cache_name is None:
-            return None
-        return self.cache_name.replace("{level}", str(level))
+        return self.at(level).cache_name
+
+    def require_queue(self, level: int, why: str) -> None:
+        """Refuse a plan for a real Taskcluster (``why`` says what makes it one) without a queue.
+
+        :raises ConfigError: when ``task-queue-id`` is not set at ``level``.
+        """
+        if self.at(level).task_queue_id is None:
+            raise ConfigError(
+                f"{self.source}: task-queue-id is not set (at level {level}), but {why}: set "
+                "task-queue-id in the build-task config, e.g. '{trust-domain}-{level}/images'"
+            )
+
+
+def _substitute(c: BuildConfig, key: str, value: Optional[str], level: int) -> Optional[str]:
+    if value is None:
+        return None
+
+    def replace(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name == "level":
+            return str(level)
+        if name == "trust-domain":
+            if c.trust_domain is None:
+                raise _fail(c, key, "{trust-domain} needs trust-domain to be set")
+            return c.trust_domain
+        raise _fail(c, key, f"unknown placeholder {m.group(0)} (known: {{level}}, {{trust-domain}})")
+
+    return _PLACEHOLDER.sub(replace, value)
 
 
 def _fail(config: BuildConfig, key: str, message: str) -> ConfigError:
@@ -181,34 +312,18 @@ def _check(c: BuildConfig) -> None:
         if not ok:
             raise _fail(c, key, message)
 
-    if c.task_queue_id is not None:
-        need(bool(_TASK_QUEUE.match(c.task_queue_id)), "task-queue-id",
-             f"{c.task_queue_id!r} is not PROVISIONER/WORKER-TYPE")
-    else:
-        need(c.provisioner_id is not None and bool(_PROVISIONER.match(c.provisioner_id)),
-             "provisioner-id", f"invalid provisioner id {c.provisioner_id!r}")
-        need(c.worker_type is not None and bool(_WORKER_TYPE.match(c.worker_type)),
-             "worker-type", f"invalid worker type {c.worker_type!r}")
-    need(bool(_SCHEDULER.match(c.scheduler_id)), "scheduler-id",
-         f"invalid scheduler id {c.scheduler_id!r}")
+    need(c.trust_domain is None or bool(_DOTTED.match(c.trust_domain)), "trust-domain",
+         f"invalid trust domain {c.trust_domain!r}")
+    for level in LEVELS:
+        _check_level(c, c.at(level))
     need(c.project_id is None or bool(_PROJECT_ID.match(c.project_id)), "project-id",
          f"invalid project id {c.project_id!r}")
-    need(c.priority is None or c.priority in PRIORITIES, "priority",
-         f"{c.priority!r} is not one of {', '.join(PRIORITIES)}")
     need(0 <= c.retries <= 49, "retries", f"{c.retries} is not between 0 and 49")
-    need(c.deadline_after <= MAX_DEADLINE, "deadline-after",
-         "the Queue refuses deadlines more than 5 days ahead")
-    need(c.expires_after >= c.deadline_after, "expires-after",
-         "a task cannot expire before its deadline")
-    if c.artifact_expires_after is not None:
-        need(c.artifact_expires_after <= c.expires_after, "artifact-expires-after",
-             "an artifact cannot outlive its task (expires-after)")
-    need(c.max_run_time >= 1, "max-run-time", f"{c.max_run_time} is not a positive number of seconds")
     need(bool(_IMAGE_NAME.match(c.image_builder)) or ":" in c.image_builder,
          "image-builder", f"{c.image_builder!r} is neither an image name nor a registry tag")
     need(c.image_builder_bootstrap is None or _nonempty_str(c.image_builder_bootstrap),
          "image-builder-bootstrap", "expected a registry tag")
-    need(c.command is None or (len(c.command) > 0 and all(_nonempty_str(a) for a in c.command)),
+    need(len(c.command) > 0 and all(_nonempty_str(a) for a in c.command),
          "command", "expected a non-empty list of strings")
     need(bool(_ARTIFACT.match(c.artifact_name))
          and not any(p in (".", "..") for p in c.artifact_name.split("/")),
@@ -219,9 +334,6 @@ def _check(c: BuildConfig) -> None:
          and c.manifest_artifact != c.artifact_name,
          "manifest-artifact", f"invalid manifest artifact name {c.manifest_artifact!r} "
          "(a relative artifact name other than artifact-name)")
-    if c.cache_name is not None:
-        need(bool(c.cache_name) and bool(_CACHE_NAME.match(c.cache_name)), "cache-name",
-             f"invalid cache name {c.cache_name!r} (letters, digits, '.', '-', '_' and {{level}})")
     need(c.cache_mount.startswith("/"), "cache-mount", "expected an absolute path")
     for name, _ in c.features:
         need(name in FEATURES, f"features.{name}",
@@ -239,12 +351,45 @@ def _check(c: BuildConfig) -> None:
              f"invalid scope {scope!r}")
     need(bool(_TREEHERDER_GROUP.match(c.treeherder_group)), "treeherder-group",
          f"invalid treeherder group symbol {c.treeherder_group!r}")
-    need(bool(c.treeherder_platform), "treeherder-platform", "expected a platform name")
+    need(bool(c.treeherder_platform) and "/" not in c.treeherder_platform, "treeherder-platform",
+         f"{c.treeherder_platform!r}: expected a platform name without '/' "
+         "(the collection is treeherder-collection)")
+    need(bool(_COLLECTION.match(c.treeherder_collection)), "treeherder-collection",
+         f"invalid collection {c.treeherder_collection!r} (e.g. opt, debug)")
     for route in c.treeherder_routes:
         need(bool(_DOTTED.match(route)), "treeherder-routes", f"invalid route prefix {route!r}")
     need(1 <= c.treeherder_tier <= 3, "treeherder-tier", "expected 1, 2 or 3")
     need(bool(_DOTTED.match(c.index_prefix)), "index-prefix",
          f"invalid index prefix {c.index_prefix!r}")
+
+
+def _check_level(c: BuildConfig, lc: LevelConfig) -> None:
+    def need(ok: bool, key: str, message: str) -> None:
+        if not ok:
+            field = getattr(c, key.replace("-", "_"))
+            where = f" (at level {lc.level})" if isinstance(field, ByLevel) else ""
+            raise _fail(c, key, message + where)
+
+    if lc.task_queue_id is not None:
+        need(bool(_TASK_QUEUE.match(lc.task_queue_id)), "task-queue-id",
+             f"{lc.task_queue_id!r} is not PROVISIONER/WORKER-TYPE")
+    need(bool(_SCHEDULER.match(lc.scheduler_id)), "scheduler-id",
+         f"invalid scheduler id {lc.scheduler_id!r}")
+    need(lc.priority is None or lc.priority in PRIORITIES, "priority",
+         f"{lc.priority!r} is not one of {', '.join(PRIORITIES)}")
+    need(lc.deadline_after <= MAX_DEADLINE, "deadline-after",
+         "the Queue refuses deadlines more than 5 days ahead")
+    need(lc.expires_after >= lc.deadline_after, "expires-after",
+         "a task cannot expire before its deadline")
+    need(lc.artifact_expires_after <= lc.expires_after, "artifact-expires-after",
+         "an artifact cannot outlive its task (expires-after)")
+    need(lc.max_run_time >= 1, "max-run-time",
+         f"{lc.max_run_time} is not a positive number of seconds")
+    need(1 <= lc.zstd_level <= 22, "zstd-level", f"{lc.zstd_level} is not between 1 and 22")
+    if lc.cache_name is not None:
+        need(bool(_CACHE_NAME.match(lc.cache_name)), "cache-name",
+             f"invalid cache name {lc.cache_name!r} "
+             "(letters, digits, '.', '-', '_', {level} and {trust-domain})")
 
 
 # -- parsing ---------------------------------------------------------------------
@@ -282,10 +427,6 @@ def _str_list(source: str, key: str, value: object) -> tuple[str, ...]:
     return tuple(_str(source, f"{key}[{i}]", v) for i, v in enumerate(value))
 
 
-def _opt_str_list(source: str, key: str, value: object) -> Optional[tuple[str, ...]]:
-    return None if value is None else _str_list(source, key, value)
-
-
 def _mapping(source: str, key: str, value: object) -> Mapping[Any, Any]:
     if not isinstance(value, Mapping):
         raise _type_error(source, key, "a mapping", value)
@@ -297,7 +438,9 @@ def _mapping(source: str, key: str, value: object) -> Mapping[Any, Any]:
 
 def _features(source: str, key: str, value: object) -> tuple[tuple[str, bool], ...]:
     items = _mapping(source, key, value)
-    return tuple(sorted((k, _bool(source, f"{key}.{k}", v)) for k, v in items.items()))
+    features = dict(DEFAULT_FEATURES)
+    features.update({k: _bool(source, f"{key}.{k}", v) for k, v in items.items()})
+    return tuple(sorted(features.items()))
 
 
 def _env(source: str, key: str, value: object) -> tuple[tuple[str, str], ...]:
@@ -328,11 +471,11 @@ def _opt_duration(source: str, key: str, value: object) -> Optional[datetime.tim
     return None if value is None else _duration(source, key, value)
 
 
-_PARSERS: dict[str, tuple[str, Callable[[str, str, object], Any]]] = {
-    "provisioner-id": ("provisioner_id", _opt_str),
-    "worker-type": ("worker_type", _opt_str),
+_Parser = Callable[[str, str, object], Any]
+_PARSERS: dict[str, tuple[str, _Parser]] = {
     "task-queue-id": ("task_queue_id", _opt_str),
     "scheduler-id": ("scheduler_id", _str),
+    "trust-domain": ("trust_domain", _opt_str),
     "project-id": ("project_id", _opt_str),
     "priority": ("priority", _opt_str),
     "retries": ("retries", _int),
@@ -340,15 +483,15 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str, object], Any]]] = {
     "expires-after": ("expires_after", _duration),
     "artifact-expires-after": ("artifact_expires_after", _opt_duration),
     "max-run-time": ("max_run_time", _int),
+    "zstd-level": ("zstd_level", _int),
     "image-builder": ("image_builder", _str),
     "image-builder-bootstrap": ("image_builder_bootstrap", _opt_str),
-    "command": ("command", _opt_str_list),
+    "command": ("command", _str_list),
     "artifact-name": ("artifact_name", _str),
     "artifact-path": ("artifact_path", _str),
     "manifest-artifact": ("manifest_artifact", _str),
     "cache-name": ("cache_name", _opt_str),
     "cache-mount": ("cache_mount", _str),
-    "privileged": ("privileged", _bool),
     "features": ("features", _features),
     "env-names": ("env_names", _env_names),
     "env": ("env", _env),
@@ -358,20 +501,71 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str, object], Any]]] = {
     "treeherder-group": ("treeherder_group", _str),
     "treeherder-group-name": ("treeherder_group_name", _str),
     "treeherder-platform": ("treeherder_platform", _str),
+    "treeherder-collection": ("treeherder_collection", _str),
     "treeherder-routes": ("treeherder_routes", _str_list),
     "treeherder-tier": ("treeherder_tier", _int),
     "index-prefix": ("index_prefix", _str),
 }
 #: Every key a config file may hold.
 KEYS = tuple(_PARSERS)
+#: The keys whose value may differ per level (``by-level``).
+PER_LEVEL_KEYS = (
+    "task-queue-id",
+    "scheduler-id",
+    "priority",
+    "deadline-after",
+    "expires-after",
+    "artifact-expires-after",
+    "max-run-time",
+    "zstd-level",
+    "cache-name",
+)
+# Keys of older releases, refused with what replaced them.
+_RETIRED = {
+    "provisioner-id": "replaced by task-queue-id (PROVISIONER/WORKER-TYPE)",
+    "worker-type": "replaced by task-queue-id (PROVISIONER/WORKER-TYPE)",
+    "privileged": "no longer offered: build tasks run buildah with "
+    "capabilities.disableSeccomp, never a privileged container",
+}
+
+
+def _level_key(source: str, key: str, name: object) -> Union[int, str]:
+    if name == "default":
+        return "default"
+    if isinstance(name, str) and name.isdigit():
+        name = int(name)
+    if isinstance(name, int) and not isinstance(name, bool) and name in LEVELS:
+        return name
+    raise ConfigError(f"{source}: {key}.by-level: unknown level {name!r} (known: 1, 2, 3, default)")
+
+
+def _by_level(source: str, key: str, field: str, parse: _Parser, value: object) -> Any:
+    """Parse ``value``, or ``{by-level: {1: ..., 3: ..., default: ...}}``, for ``key``."""
+    if not isinstance(value, Mapping):
+        return parse(source, key, value)
+    if set(value) != {"by-level"} or not isinstance(value["by-level"], Mapping):
+        raise ConfigError(
+            f"{source}: {key}: expected a value or by-level: {{1: ..., 3: ..., default: ...}}"
+        )
+    given: dict[Union[int, str], Any] = {}
+    for name, item in value["by-level"].items():
+        level = _level_key(source, key, name)
+        given[level] = parse(source, f"{key}.by-level.{level}", item)
+    builtin = attrs.fields_dict(BuildConfig)[field].default
+    return ByLevel(tuple(
+        given[level] if level in given
+        else given["default"] if "default" in given
+        else _at(builtin, level)
+        for level in LEVELS
+    ))
 
 
 def parse_config(data: object, source: str = "<config>") -> BuildConfig:
     """Validate parsed YAML ``data`` (a mapping of the keys in ``docs/tasks.rst``).
 
-    An empty document (``None``) gives the defaults. Setting ``task-queue-id``
-    replaces the default ``provisioner-id``/``worker-type``; setting both
-    kinds is an error.
+    An empty document (``None``) gives the defaults. A key of
+    :data:`PER_LEVEL_KEYS` may hold ``{by-level: {LEVEL: value, default: value}}``;
+    levels left out take ``default``, else the built-in default.
 
     :raises ConfigError: naming ``source`` and the key at fault.
     """
@@ -381,19 +575,18 @@ def parse_config(data: object, source: str = "<config>") -> BuildConfig:
         raise ConfigError(f"{source}: the build-task config must be a mapping of keys to values")
     fields: dict[str, Any] = {"source": source}
     for key, value in data.items():
+        if isinstance(key, str) and key in _RETIRED:
+            raise ConfigError(f"{source}: {key}: {_RETIRED[key]}")
         entry = _PARSERS.get(key) if isinstance(key, str) else None
         if entry is None:
             raise ConfigError(
                 f"{source}: unknown key {key!r} (known keys: {', '.join(sorted(KEYS))})"
             )
         field, parse = entry
-        fields[field] = parse(source, key, value)
-    if fields.get("task_queue_id") is not None:
-        for key in ("provisioner-id", "worker-type"):
-            if data.get(key) is not None:
-                raise ConfigError(f"{source}: {key}: set either task-queue-id or {key}, not both")
-        fields["provisioner_id"] = None
-        fields["worker_type"] = None
+        if key in PER_LEVEL_KEYS:
+            fields[field] = _by_level(source, key, field, parse, value)
+        else:
+            fields[field] = parse(source, key, value)
     return BuildConfig(**fields)
 
 
@@ -406,4 +599,11 @@ def load_config(path: PathLike) -> BuildConfig:
     from taskgraph_images._yamlfile import load_yaml_file
 
     data = load_yaml_file(path, "build-task config", ConfigError)
-    return parse_config(data, os.fspath(path))
+    source = os.fspath(path)
+    return attrs.evolve(parse_config(data, source), path=os.path.abspath(source))
+
+
+def find_config(root: PathLike) -> Optional[str]:
+    """Return the path of ``root``'s :data:`DEFAULT_CONFIG_PATH` when that file exists."""
+    path = os.path.join(os.fspath(root), DEFAULT_CONFIG_PATH)
+    return path if os.path.isfile(path) else None

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import types
-from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional, Union
 
 import attrs
 
 from taskgraph_images.config import BuildConfig
-from taskgraph_images.errors import PlanError, SubmitError, TaskgraphImagesError
+from taskgraph_images.errors import PlanError, TaskgraphImagesError
 from taskgraph_images.index._common import new_task_id as fresh_task_id
 from taskgraph_images.params import Params, ParamsLike, coerce_params
 from taskgraph_images.tasks import BuildSpec, ImageRef, TaskImage, build_task
@@ -41,7 +42,6 @@ __all__ = [
     "Plan",
     "TaskIdSource",
     "plan_images",
-    "submit_plan",
 ]
 
 #: The ``format`` marker of a plan file.
@@ -403,6 +403,19 @@ def _explained(reason: str, text: str) -> str:
     return f"{reason}; {text}"
 
 
+def _config_path(root: str, config: BuildConfig) -> Optional[str]:
+    """Return the config file's path from ``root`` (``/``-separated), as the build task sees it."""
+    if config.path is None:
+        return None
+    relative = os.path.relpath(os.path.realpath(config.path), os.path.realpath(root))
+    if relative == os.pardir or relative.startswith(os.pardir + os.sep) or os.path.isabs(relative):
+        raise PlanError(
+            f"the build-task config {config.source} is outside the repository {root}: the build "
+            "tasks could not read it; move it into the repository"
+        )
+    return relative.replace(os.sep, "/")
+
+
 def _build_tasks(
     catalog: ImageCatalog,
     params: Params,
@@ -414,6 +427,7 @@ def _build_tasks(
     if not builds:
         return {}
     builder, builder_task = _builder_reference(catalog, config, decisions)
+    config_path = _config_path(catalog.root, config)
     # The image builder's own build (if any) goes first: every other build needs it.
     builds.sort(key=lambda d: d.name != config.image_builder)
     tasks: dict[str, dict[str, Any]] = {}
@@ -444,56 +458,7 @@ def _build_tasks(
             dependencies=tuple(t for t in dependencies if t is not None),
             args=image.args,
             symbol=image.symbol,
+            config_path=config_path,
         )
         tasks[decision.task_id] = build_task(spec, params, config, now)
     return tasks
-
-
-# -- submitting ------------------------------------------------------------------------
-
-
-def submit_plan(
-    plan: Plan, create_task: Callable[[str, Mapping[str, Any]], object]
-) -> list[str]:
-    """Create the plan's build tasks with ``create_task(task_id, definition)``, parents first.
-
-    ``create_task`` is typically ``taskcluster.Queue(...).createTask``.
-    Returns the task ids created, in order.
-
-    :raises SubmitError: naming the image and task when ``create_task`` fails;
-        the tasks before it stay created.
-    """
-    names = {d.task_id: d.name for d in plan.decisions.values() if d.action == "build"}
-    created: list[str] = []
-    for task_id, definition in _submission_order(plan.tasks):
-        try:
-            create_task(task_id, dict(definition))
-        except Exception as e:  # the client raises many kinds; report each as one line
-            raise SubmitError(
-                f"creating the build task {task_id} of image {names.get(task_id, '?')!r} "
-                f"failed after {len(created)} created: {type(e).__name__}: {e}"
-            ) from e
-        created.append(task_id)
-    return created
-
-
-def _submission_order(
-    tasks: Mapping[str, Mapping[str, Any]],
-) -> Sequence[tuple[str, Mapping[str, Any]]]:
-    """Every task after the tasks of the plan it depends on (stable otherwise)."""
-    done: set[str] = set()
-    result: list[tuple[str, Mapping[str, Any]]] = []
-    pending = list(tasks.items())
-    while pending:
-        rest = []
-        for task_id, task in pending:
-            deps = [d for d in task.get("dependencies", []) if d in tasks]
-            if all(d in done for d in deps):
-                result.append((task_id, task))
-                done.add(task_id)
-            else:
-                rest.append((task_id, task))
-        if len(rest) == len(pending):
-            raise SubmitError(f"the plan's tasks depend on each other in a cycle: {rest[0][0]}")
-        pending = rest
-    return result

@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 
 import attrs
 
-from taskgraph_images.config import BuildConfig
+from taskgraph_images.config import LOCAL_TASK_QUEUE, BuildConfig, LevelConfig
 from taskgraph_images.index import index_namespaces
 from taskgraph_images.manifest import manifest_file_path
 from taskgraph_images.params import Params
@@ -65,6 +65,9 @@ class BuildSpec:
     args: tuple[tuple[str, str], ...] = ()
     #: Treeherder symbol from the kind config (``I(py)`` or ``py``), if any.
     symbol: Optional[str] = None
+    #: The build-task config file the plan was made with, relative to the
+    #: repository root (the in-task builder reads it); ``None`` for the defaults.
+    config_path: Optional[str] = None
 
 
 def treeherder_symbol(name: str, symbol: Optional[str], group: str) -> tuple[str, str]:
@@ -84,7 +87,9 @@ def treeherder_symbol(name: str, symbol: Optional[str], group: str) -> tuple[str
     return group, name[:25]
 
 
-def _env(spec: BuildSpec, params: Params, config: BuildConfig) -> dict[str, str]:
+def _env(
+    spec: BuildSpec, params: Params, config: BuildConfig, at: LevelConfig
+) -> dict[str, str]:
     names = dict(config.env_names)
     env = dict(config.env)
     env.update(
@@ -96,8 +101,12 @@ def _env(spec: BuildSpec, params: Params, config: BuildConfig) -> dict[str, str]
             names["base-repository"]: params.base_repository,
             names["head-repository"]: params.head_repository,
             names["head-rev"]: params.head_rev,
+            names["zstd-level"]: str(at.zstd_level),
+            names["artifact-path"]: config.artifact_path,
         }
     )
+    if spec.config_path is not None:
+        env[names["config"]] = spec.config_path
     if spec.parent_task_id is not None:
         env[names["parent-task"]] = spec.parent_task_id
     if spec.args:
@@ -121,7 +130,9 @@ def _routes(spec: BuildSpec, params: Params, config: BuildConfig) -> list[str]:
     return routes
 
 
-def _scopes(routes: list[str], params: Params, config: BuildConfig) -> list[str]:
+def _scopes(
+    routes: list[str], params: Params, config: BuildConfig, at: LevelConfig
+) -> list[str]:
     scopes = set(config.scopes)
     if config.exact_route_scopes:
         scopes.update(f"queue:route:{route}" for route in routes)
@@ -131,22 +142,21 @@ def _scopes(routes: list[str], params: Params, config: BuildConfig) -> list[str]
             scopes.update(
                 f"queue:route:{prefix}.{params.project}.*" for prefix in config.treeherder_routes
             )
-    cache = config.cache_for(params.level)
-    if cache is not None:
-        scopes.add(f"docker-worker:cache:{cache}")
-    if config.privileged:
-        scopes.add("docker-worker:capability:privileged")
+    if at.cache_name is not None:
+        scopes.add(f"docker-worker:cache:{at.cache_name}")
+    scopes.add("docker-worker:capability:disableSeccomp")
     return sorted(scopes)
 
 
 def _payload(
-    spec: BuildSpec, params: Params, config: BuildConfig, artifact_expires: str
+    spec: BuildSpec, params: Params, config: BuildConfig, at: LevelConfig, artifact_expires: str
 ) -> dict[str, Any]:
     builder = spec.builder.to_json() if isinstance(spec.builder, TaskImage) else spec.builder
     payload: dict[str, Any] = {
         "image": builder,
-        "env": _env(spec, params, config),
-        "maxRunTime": config.max_run_time,
+        "command": list(config.command),
+        "env": _env(spec, params, config, at),
+        "maxRunTime": at.max_run_time,
         "artifacts": {
             config.artifact_name: {
                 "type": "file",
@@ -161,15 +171,13 @@ def _payload(
             },
         },
     }
-    if config.command is not None:
-        payload["command"] = list(config.command)
-    cache = config.cache_for(params.level)
-    if cache is not None:
-        payload["cache"] = {cache: config.cache_mount}
-    if config.features:
-        payload["features"] = dict(config.features)
-    if config.privileged:
-        payload["capabilities"] = {"privileged": True}
+    if at.cache_name is not None:
+        payload["cache"] = {at.cache_name: config.cache_mount}
+    features = {name: True for name, on in config.features if on}
+    if features:
+        payload["features"] = features
+    # buildah needs no privileges, only seccomp off (it unshares a user namespace).
+    payload["capabilities"] = {"disableSeccomp": True}
     return payload
 
 
@@ -185,7 +193,7 @@ def build_task(
         an index namespace.
     """
     created = format_time(now)
-    artifact_after = config.artifact_expires_after or config.expires_after
+    at = config.at(params.level)
     routes = _routes(spec, params, config)
     group, symbol = treeherder_symbol(spec.name, spec.symbol, config.treeherder_group)
     dependencies = list(dict.fromkeys(spec.dependencies))
@@ -203,16 +211,16 @@ def build_task(
             "jobKind": "other",
             "tier": config.treeherder_tier,
             "machine": {"platform": config.treeherder_platform},
-            "collection": {"opt": True},
+            "collection": {config.treeherder_collection: True},
         }
+    if isinstance(spec.builder, TaskImage) and dict(config.features).get("chainOfTrust"):
+        # Chain of trust verifies the image the task ran in against the task that built it.
+        extra["chainOfTrust"] = {"inputs": {"docker-image": spec.builder.task_id}}
 
-    task: dict[str, Any] = {}
-    if config.task_queue_id is not None:
-        task["taskQueueId"] = config.task_queue_id
-    else:
-        task["provisionerId"] = config.provisioner_id
-        task["workerType"] = config.worker_type
-    task["schedulerId"] = config.scheduler_id
+    task: dict[str, Any] = {
+        "taskQueueId": at.task_queue_id or LOCAL_TASK_QUEUE,
+        "schedulerId": at.scheduler_id,
+    }
     if params.decision_task_id is not None:
         task["taskGroupId"] = params.decision_task_id
     if config.project_id is not None:
@@ -220,14 +228,16 @@ def build_task(
     task.update(
         {
             "created": created,
-            "deadline": format_time(now + config.deadline_after),
-            "expires": format_time(now + config.expires_after),
+            "deadline": format_time(now + at.deadline_after),
+            "expires": format_time(now + at.expires_after),
             "retries": config.retries,
             "dependencies": dependencies,
             "requires": "all-completed",
             "routes": routes,
-            "scopes": _scopes(routes, params, config),
-            "payload": _payload(spec, params, config, format_time(now + artifact_after)),
+            "scopes": _scopes(routes, params, config, at),
+            "payload": _payload(
+                spec, params, config, at, format_time(now + at.artifact_expires_after)
+            ),
             "metadata": {
                 "name": f"Docker image build: {spec.name}",
                 "description": (
@@ -245,6 +255,6 @@ def build_task(
             "extra": extra,
         }
     )
-    if config.priority is not None:
-        task["priority"] = config.priority
+    if at.priority is not None:
+        task["priority"] = at.priority
     return task

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from taskgraph_images.params import Params
 
-__all__ = ["GECKO", "NOW", "PARAMS", "params", "seeded_task_ids"]
+__all__ = ["GECKO", "NOW", "PARAMS", "params", "seeded_task_ids", "synthetic_plan"]
 
 GECKO = Path(__file__).resolve().parent.parent / "examples" / "gecko"
 NOW = datetime.datetime(2016, 11, 7, 19, 30, tzinfo=datetime.timezone.utc)
@@ -47,3 +47,41 @@ def seeded_task_ids(seed: int = 0) -> Callable[[], str]:
         return base64.urlsafe_b64encode(bytes(raw)).decode("ascii").rstrip("=")
 
     return next_id
+
+
+def synthetic_plan(count: int, depth: int = 3, *, seed: int = 0) -> Any:
+    """A plan of ``count`` valid build tasks in ``depth`` layers.
+
+    Task ``i`` of a layer depends on task ``i % len(previous layer)`` of the
+    layer before (a forest, as images and their parents are).
+    """
+    from taskgraph_images.config import BuildConfig
+    from taskgraph_images.plan import Decision, Plan
+    from taskgraph_images.tasks import BuildSpec, build_task
+
+    config = BuildConfig(task_queue_id="proj-{level}/images")
+    new_id = seeded_task_ids(seed)
+    p = params()
+    layers: list[list[str]] = [[] for _ in range(depth)]
+    decisions = {}
+    tasks = {}
+    for i in range(count):
+        layer = i * depth // count
+        name = f"image-{i:04d}"
+        task_id = new_id()
+        below = layers[layer - 1] if layer else []
+        parent = below[len(layers[layer]) % len(below)] if below else None
+        layers[layer].append(task_id)
+        digest = f"{i:064x}"
+        decisions[name] = Decision(name, "build", digest, task_id=task_id)
+        spec = BuildSpec(
+            task_id=task_id,
+            name=name,
+            digest=digest,
+            context_path=f"taskcluster/docker/{name}",
+            builder="taskcluster/image_builder:0.2.0",
+            parent_task_id=parent,
+            dependencies=(parent,) if parent else (),
+        )
+        tasks[task_id] = build_task(spec, p, config, NOW)
+    return Plan(decisions, tasks, p)

@@ -5,9 +5,10 @@ serves, under the real routes of ``tests/data/taskcluster/references/*/v1/api.js
 (``/api/index/v1/...``, ``/api/queue/v1/...``):
 
 - Index: ``findTask``, ``findTasksAtIndex``, ``insertTask``, ``listTasks``;
-- Queue: ``status``, ``statuses``, ``latestArtifactInfo``,
+- Queue: ``ping``, ``status``, ``statuses``, ``latestArtifactInfo``,
   ``listLatestArtifacts``, ``getLatestArtifact`` (303 to ``/blobs/...``,
-  which it also serves, with ``Range``), ``createTask``.
+  which it also serves, with ``Range``), ``createTask`` (idempotent for the
+  same body, 409 for another, 400 when a dependency does not exist).
 
 Request and response bodies are validated against the schemas (a bad request
 gets the services' 400 ``InputValidationError``; a bad response is recorded
@@ -17,7 +18,12 @@ shape ``{"code": ..., "message": ..., "requestInfo": ...}``.
 Faults, per test: :attr:`TCServer.latency` (seconds added to every request),
 :meth:`TCServer.inject` (an HTTP status, a dropped connection, a slow answer,
 a malformed JSON body or a continuation token that never ends, for ``count``
-requests or forever, on one endpoint or all) and :meth:`TCServer.disable` (an endpoint answers 404 or 405).
+requests or forever, after ``after`` requests, on one endpoint or all) and
+:meth:`TCServer.disable` (an endpoint answers 404 or 405).
+:attr:`TCServer.peak` is the most requests ever handled at once. Benchmarks
+may turn off :attr:`TCServer.validate_requests` and
+:attr:`TCServer.validate_responses` (the tests keep both on): a real service's
+CPU is not the client's machine's.
 
 Fixtures (pulled into ``conftest.py``): ``tc_server_session`` (one server per
 session), ``tc_server`` (the same server, reset before and after each test)
@@ -56,6 +62,7 @@ __all__ = [
 IMPLEMENTED = {
     "index": ("findTask", "findTasksAtIndex", "insertTask", "listTasks"),
     "queue": (
+        "ping",
         "status",
         "statuses",
         "latestArtifactInfo",
@@ -95,6 +102,8 @@ class Fault:
     status: int = 503
     delay: float = 0.0
     count: Optional[int] = None
+    #: Matching requests let through before the fault starts.
+    after: int = 0
 
 
 @attrs.define
@@ -115,6 +124,12 @@ class _Reply(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    # socketserver's backlog of 5 resets connections when a client opens dozens at
+    # once (a concurrent submit does); a real service accepts them.
+    request_queue_size = 128
+
+
 class TCServer:
     """The loopback Index and Queue. Use :meth:`start` / :meth:`stop`, or the fixtures."""
 
@@ -123,7 +138,7 @@ class TCServer:
         self.schemas = Schemas(self.data)
         self.routes = self._load_routes()
         self._lock = threading.Lock()
-        self._httpd: Optional[ThreadingHTTPServer] = None
+        self._httpd: Optional[_HTTPServer] = None
         self._thread: Optional[threading.Thread] = None
         self.reset()
 
@@ -132,7 +147,7 @@ class TCServer:
     def start(self) -> TCServer:
         """Start serving on 127.0.0.1 at an ephemeral port."""
         handler = _make_handler(self)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = _HTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -174,8 +189,12 @@ class TCServer:
             self.disabled: dict[str, int] = {}
             self.latency = 0.0
             self.requests: list[str] = []
+            # Requests being answered right now (live, so not forgotten) and the most at once.
+            self.active = getattr(self, "active", 0)
+            self.peak = self.active
             self.schema_errors: list[str] = []
             self.validate_responses = True
+            self.validate_requests = True
 
     # -- planting state -----------------------------------------------------------
 
@@ -277,6 +296,7 @@ class TCServer:
         malformed: bool = False,
         stuck: bool = False,
         count: Optional[int] = None,
+        after: int = 0,
     ) -> Fault:
         """Add a fault on ``endpoint`` (an API method name, ``"blob"``, or all when None).
 
@@ -284,7 +304,8 @@ class TCServer:
         connection without answering), ``delay`` (answer normally after that
         many seconds), ``malformed`` (answer 200 with broken JSON) or
         ``stuck`` (answer normally, but always with ``continuationToken`` "0",
-        so a client that follows it blindly never ends).
+        so a client that follows it blindly never ends). The first ``after``
+        matching requests pass untouched.
         """
         kinds = (status, drop, delay, malformed, stuck)
         if sum(x is not None and x is not False for x in kinds) != 1:
@@ -299,6 +320,7 @@ class TCServer:
             fault = Fault("malformed", endpoint, count=count)
         else:
             fault = Fault("stuck", endpoint, count=count)
+        fault.after = after
         with self._lock:
             self.faults.append(fault)
         return fault
@@ -317,6 +339,9 @@ class TCServer:
         with self._lock:
             for fault in self.faults:
                 if fault.endpoint not in (None, endpoint):
+                    continue
+                if fault.after > 0:
+                    fault.after -= 1
                     continue
                 if fault.count is not None:
                     if fault.count <= 0:
@@ -387,6 +412,8 @@ class TCServer:
         """Answer one API call: (status, JSON body, extra headers)."""
         name = route.name
         with self._lock:
+            if name == "ping":
+                return 200, {"alive": True, "uptime": 1}, {}
             if name == "findTask":
                 entry = self._live(params["indexPath"])
                 if entry is None:
@@ -445,19 +472,26 @@ class TCServer:
         raise _Reply(404, "ResourceNotFound", f"{name} is not implemented")  # pragma: no cover
 
     def _create_task(self, task_id: str, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
-        problems = self.schemas.errors(body.get("payload"), "docker-worker/v1/payload.json")
+        problems = self.schemas.errors(body.get("payload"), "docker-worker/v1/payload.json") if (
+            self.validate_requests) else []
         if problems:
             raise _Reply(400, "InputValidationError", "payload: " + "; ".join(problems))
         old = self.definitions.get(task_id)
         if old is not None and old != body:
             raise _Reply(409, "RequestConflict", f"task {task_id} exists with another definition")
+        missing = [d for d in body.get("dependencies", []) if d not in self.tasks and d != task_id]
+        if missing:
+            raise _Reply(400, "InputError", f"the dependencies {', '.join(missing)} do not exist")
         self.definitions[task_id] = body
         if task_id not in self.tasks:
+            queue = body.get("taskQueueId") or (
+                f"{body.get('provisionerId', 'proj-loopback')}/{body.get('workerType', 'images')}"
+            )
             status = {
                 "taskId": task_id,
-                "provisionerId": body.get("provisionerId", "proj-loopback"),
-                "workerType": body.get("workerType", "images"),
-                "taskQueueId": body.get("taskQueueId", "proj-loopback/images"),
+                "provisionerId": queue.split("/")[0],
+                "workerType": queue.split("/")[1],
+                "taskQueueId": queue,
                 "schedulerId": body.get("schedulerId", "-"),
                 "projectId": body.get("projectId", "none"),
                 "taskGroupId": body.get("taskGroupId", task_id),
@@ -530,6 +564,24 @@ def _make_handler(server: TCServer) -> type[BaseHTTPRequestHandler]:
             endpoint = found[0].name if found else ("blob" if blob else "unknown")
             with server._lock:
                 server.requests.append(endpoint)
+                server.active += 1
+                server.peak = max(server.peak, server.active)
+            try:
+                self._answer(method, split, query, raw, found, blob, endpoint)
+            finally:
+                with server._lock:
+                    server.active -= 1
+
+        def _answer(
+            self,
+            method: str,
+            split: urllib.parse.SplitResult,
+            query: dict[str, str],
+            raw: bytes,
+            found: Optional[tuple[_Route, dict[str, str]]],
+            blob: bool,
+            endpoint: str,
+        ) -> None:
             info: dict[str, Any] = {"method": endpoint, "params": found[1] if found else {},
                                     "payload": {}, "time": _iso(_now())}
             fault = server._take_fault(endpoint)
@@ -571,7 +623,8 @@ def _make_handler(server: TCServer) -> type[BaseHTTPRequestHandler]:
                     self._error(400, "MalformedPayload", "body is not JSON", info)
                     return
                 info["payload"] = body
-                problems = server.schemas.errors(body, server.schema_path(route, route.input))
+                problems = server.schemas.errors(body, server.schema_path(route, route.input)) if (
+                    server.validate_requests) else []
                 if problems:
                     self._error(400, "InputValidationError", "; ".join(problems), info)
                     return

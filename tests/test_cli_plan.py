@@ -195,21 +195,68 @@ def test_submit_without_a_queue_is_an_error(capsys: pytest.CaptureFixture[str]) 
     assert code == 1 and "--submit needs a Queue" in err
 
 
+def _tc_plan(tc_server: Any, params_file: Path, *extra: str, root: Path = CHAIN) -> list[str]:
+    return ["plan", "--root", str(root), "--params", str(params_file),
+            "--index", f"taskcluster:{tc_server.root_url}", *extra]
+
+
+@pytest.mark.parametrize(
+    ("extra", "why"),
+    [(("--submit",), "--submit creates the build tasks"),
+     ((), "the plan is for the Taskcluster of its index")],
+)
+def test_a_plan_for_taskcluster_without_a_queue_stops_before_any_lookup(
+    capsys: pytest.CaptureFixture[str], tc_server: Any, params_file: Path,
+    extra: tuple[str, ...], why: str,
+) -> None:
+    code, out, err = run(capsys, *_tc_plan(tc_server, params_file, "--config", "none", *extra))
+    assert code == 1 and out == ""
+    assert err.splitlines()[-1] == (
+        f"taskgraph-images: error: <defaults>: task-queue-id is not set (at level 3), but {why}: "
+        "set task-queue-id in the build-task config, e.g. '{trust-domain}-{level}/images'"
+    )
+    assert tc_server.requests == []
+
+
+def test_submit_to_a_queue_that_does_not_answer_stops_before_any_lookup(
+    capsys: pytest.CaptureFixture[str], tc_server: Any, params_file: Path
+) -> None:
+    tc_server.disable("ping", 404)
+    code, _, err = run(capsys, *_tc_plan(tc_server, params_file, "--submit"))
+    assert code == 1 and "does not answer ping" in err.splitlines()[-1]
+    assert tc_server.requests == ["ping"]
+
+
+def test_the_repositorys_config_is_used_by_default(
+    capsys: pytest.CaptureFixture[str], params_file: Path
+) -> None:
+    code, out, err = run(capsys, "plan", "--root", str(GECKO), "--params", str(params_file), "--json")
+    assert code == 0 and "using the build-task config" in err
+    task = next(iter(Plan.from_json(out).tasks.values()))
+    assert (task["taskQueueId"], task["schedulerId"]) == ("gecko-3/images", "gecko-level-3")
+    env = task["payload"]["env"]
+    assert (env["TASKGRAPH_IMAGES_CONFIG"], env["DOCKER_IMAGE_ZSTD_LEVEL"]) == (
+        "taskcluster/taskgraph-images.yml", "10")
+    _, out, _ = run(capsys, "plan", "--root", str(GECKO), "--params", str(params_file), "--json",
+                    "--config", "none")
+    task = next(iter(Plan.from_json(out).tasks.values()))
+    assert task["taskQueueId"] == "taskgraph-images-local/run-task"
+    assert "TASKGRAPH_IMAGES_CONFIG" not in task["payload"]["env"]
+
+
+def test_a_config_outside_the_repository_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "build.yml"
+    config.write_text("zstd-level: 4\n")
+    code, _, err = run(capsys, "plan", "--root", str(GECKO), "--config", str(config))
+    assert code == 1 and "is outside the repository" in err.splitlines()[-1]
+
+
 def test_submit_creates_build_tasks_parents_first(
     capsys: pytest.CaptureFixture[str], tc_server: Any, params_file: Path
 ) -> None:
-    code, out, err = run(
-        capsys,
-        "plan",
-        "--root",
-        str(CHAIN),
-        "--params",
-        str(params_file),
-        "--index",
-        f"taskcluster:{tc_server.root_url}",
-        "--submit",
-        "--json",
-    )
+    code, out, err = run(capsys, *_tc_plan(tc_server, params_file, "--submit", "--json"))
     assert code == 0, err
     plan = Plan.from_json(out)
     assert tc_server.schema_errors == []
@@ -217,25 +264,74 @@ def test_submit_creates_build_tasks_parents_first(
     created = [r for r in tc_server.requests if r == "createTask"]
     assert len(created) == 3
     assert list(tc_server.definitions) == [plan[n].task_id for n in ("base", "python", "tools")]
+    assert all(t["taskQueueId"] == "proj-loopback-3/images" for t in plan.tasks.values())
+    assert f"submitting 3 build tasks to {tc_server.root_url} (16 at a time)" in err
+    assert "submitting 3 build tasks... 3/3" in err
     assert "created 3 build tasks" in err
+    assert tc_server.requests.index("ping") < tc_server.requests.index("findTasksAtIndex")
 
 
 def test_submit_refused_by_the_queue_is_a_submit_error(
     capsys: pytest.CaptureFixture[str], tc_server: Any, params_file: Path
 ) -> None:
     tc_server.inject("createTask", status=403)
-    code, _, err = run(
-        capsys,
-        "plan",
-        "--root",
-        str(CHAIN),
-        "--params",
-        str(params_file),
-        "--index",
-        f"taskcluster:{tc_server.root_url}",
-        "--submit",
-    )
-    assert code == 1 and "creating the build task" in err and "'base'" in err
+    code, _, err = run(capsys, *_tc_plan(tc_server, params_file, "--submit"))
+    assert code == 1 and "creating" in err and "'base'" in err
+    assert "not created: base, python, tools" in err.splitlines()[-1]
+
+
+def test_a_submit_failing_midway_is_resumed_from_the_plan_file(
+    capsys: pytest.CaptureFixture[str], tc_server: Any, params_file: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "plan.json"
+    tc_server.inject("createTask", status=403, after=1)
+    code, _, err = run(capsys, *_tc_plan(tc_server, params_file, "--submit", "--output",
+                                         str(target)))
+    last = err.splitlines()[-1]
+    assert code == 1 and last.startswith("taskgraph-images: error: created 1 of 3 build tasks; ")
+    assert last.endswith(f"not created: python, tools; `taskgraph-images submit {target}` "
+                         "creates the rest")
+    tc_server.faults.clear()
+    tc_server.requests.clear()
+    code, _, err = run(capsys, "submit", str(target), "--taskcluster-root-url", tc_server.root_url)
+    assert code == 0, err
+    assert "created 2 build tasks (1 existed already)" in err
+    assert tc_server.requests == ["ping", "statuses", "createTask", "createTask"]
+    assert set(tc_server.definitions) == set(Plan.from_json(target.read_text()).tasks)
+    tc_server.requests.clear()
+    code, _, err = run(capsys, "submit", str(target), "--taskcluster-root-url", tc_server.root_url,
+                       "--jobs", "1")
+    assert code == 0 and "created 0 build tasks (3 existed already)" in err
+    assert tc_server.requests == ["ping", "statuses"]
+
+
+def test_submit_of_a_plan_without_tasks_asks_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    target = tmp_path / "plan.json"
+    target.write_text(Plan({}, {}, Plan.from_json(
+        run(capsys, "plan", "--root", str(GECKO), "--json")[1]).params).to_json())
+    code, _, err = run(capsys, "submit", str(target))
+    assert code == 0 and "has no build tasks" in err
+
+
+@pytest.mark.parametrize("flag", [("--jobs", "4"), ("--taskcluster-root-url", "http://tc")])
+def test_submit_options_without_submit_are_refused(
+    capsys: pytest.CaptureFixture[str], flag: tuple[str, str]
+) -> None:
+    code, out, err = run(capsys, "plan", "--root", str(GECKO), *flag)
+    assert (code, out) == (1, "") and err.splitlines()[-1] == (
+        f"taskgraph-images: error: {flag[0]} goes with --submit")
+
+
+def test_submit_jobs_below_one_is_refused(
+    capsys: pytest.CaptureFixture[str], tc_server: Any, tmp_path: Path
+) -> None:
+    target = tmp_path / "plan.json"
+    run(capsys, "plan", "--root", str(CHAIN), "--output", str(target))
+    code, _, err = run(capsys, "submit", str(target), "--taskcluster-root-url",
+                       tc_server.root_url, "--jobs", "0")
+    assert code == 1 and "invalid --jobs 0" in err
 
 
 def test_default_params_without_git(tmp_path: Path) -> None:

@@ -13,58 +13,163 @@ import taskcluster
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskgraph_images.config import KEYS, BuildConfig, load_config, parse_config, parse_duration
+from taskgraph_images.config import (
+    DEFAULT_CONFIG_PATH,
+    KEYS,
+    BuildConfig,
+    find_config,
+    load_config,
+    parse_config,
+    parse_duration,
+)
 from taskgraph_images.errors import ConfigError
 
 
-def test_defaults_follow_the_seed_decision_task() -> None:
+def test_defaults_serve_the_local_loop_and_name_no_real_queue() -> None:
     c = BuildConfig()
-    assert (c.provisioner_id, c.worker_type, c.scheduler_id) == (
-        "aws-provisioner-v1",
-        "taskcluster-images",
-        "task-graph-scheduler",
+    at1, at3 = c.at(1), c.at(3)
+    assert (at1.task_queue_id, at1.scheduler_id) == (None, "-")
+    assert at1.deadline_after == datetime.timedelta(hours=24)
+    assert (at1.expires_after, at3.expires_after) == (
+        datetime.timedelta(days=28),
+        datetime.timedelta(days=365),
     )
-    assert c.deadline_after == datetime.timedelta(hours=24)
-    assert c.expires_after == datetime.timedelta(days=365)
+    assert (at1.zstd_level, c.at(2).zstd_level, at3.zstd_level) == (3, 10, 10)
+    assert at3.artifact_expires_after == at3.expires_after
+    assert c.command == ("taskgraph-images", "build-in-task")
+    assert dict(c.features) == {"chainOfTrust": True, "taskclusterProxy": True}
+    assert (c.treeherder_platform, c.treeherder_collection) == ("taskcluster-images", "opt")
     assert (c.image_builder, c.index_prefix) == ("image_builder", "docker.images.v2")
+
+
+def test_no_default_is_a_2016_value() -> None:
+    text = repr(BuildConfig())
+    for old in ("aws-provisioner-v1", "task-graph-scheduler", "taskcluster-images/"):
+        assert old not in text
 
 
 def test_empty_file_gives_defaults(tmp_path: Path) -> None:
     path = tmp_path / "build.yml"
     path.write_text("")
-    assert attrs.evolve(load_config(path), source="<defaults>") == BuildConfig()
+    c = load_config(path)
+    assert c.path == str(path)
+    assert attrs.evolve(c, source="<defaults>", path=None) == BuildConfig()
 
 
 def test_yaml_keys_override_defaults(tmp_path: Path) -> None:
     path = tmp_path / "build.yml"
     path.write_text(
-        "worker-type: images\nretries: 2\ndeadline-after: 2 hours\npriority: low\n"
-        "env-names:\n  head-rev: HEAD_REV\nfeatures:\n  chainOfTrust: true\n"
+        "task-queue-id: proj-images/builder\nretries: 2\ndeadline-after: 2 hours\npriority: low\n"
+        "env-names:\n  head-rev: HEAD_REV\nfeatures:\n  allowPtrace: true\n"
         "command: [/bin/build]\ntreeherder: false\n"
     )
     c = load_config(path)
-    assert (c.worker_type, c.retries, c.priority, c.treeherder) == ("images", 2, "low", False)
+    assert (c.task_queue_id, c.retries, c.priority, c.treeherder) == (
+        "proj-images/builder", 2, "low", False)
     assert c.deadline_after == datetime.timedelta(hours=2)
     assert c.env_name("head-rev") == "HEAD_REV"
     assert c.env_name("hash") == "HASH"
-    assert c.features == (("chainOfTrust", True),)
+    assert c.env_name("zstd-level") == "DOCKER_IMAGE_ZSTD_LEVEL"
+    assert dict(c.features) == {"allowPtrace": True, "chainOfTrust": True, "taskclusterProxy": True}
     assert c.command == ("/bin/build",)
 
 
-def test_task_queue_id_replaces_provisioner_and_worker_type() -> None:
-    c = parse_config({"task-queue-id": "proj-images/builder"})
-    assert (c.task_queue_id, c.provisioner_id, c.worker_type) == ("proj-images/builder", None, None)
+@pytest.mark.parametrize(
+    ("key", "replacement"),
+    [
+        ("provisioner-id", "replaced by task-queue-id"),
+        ("worker-type", "replaced by task-queue-id"),
+        ("privileged", "disableSeccomp"),
+    ],
+)
+def test_retired_keys_say_what_replaced_them(key: str, replacement: str) -> None:
+    with pytest.raises(ConfigError, match=rf"cfg: {key}: .*{replacement}"):
+        parse_config({key: "x"}, "cfg")
 
 
-def test_task_queue_id_with_worker_type_is_an_error() -> None:
-    with pytest.raises(ConfigError, match="worker-type"):
-        parse_config({"task-queue-id": "p/w", "worker-type": "x"})
+def test_placeholders_take_the_level_and_trust_domain() -> None:
+    c = parse_config(
+        {
+            "trust-domain": "gecko",
+            "task-queue-id": "{trust-domain}-{level}/images",
+            "scheduler-id": "{trust-domain}-level-{level}",
+            "cache-name": "{trust-domain}-level-{level}-imagebuilder-v1",
+        }
+    )
+    assert (c.at(1).task_queue_id, c.at(3).task_queue_id) == ("gecko-1/images", "gecko-3/images")
+    assert c.at(2).scheduler_id == "gecko-level-2"
+    assert c.cache_for(3) == "gecko-level-3-imagebuilder-v1"
+
+
+def test_by_level_gives_each_level_its_value_then_default_then_builtin() -> None:
+    c = parse_config(
+        {
+            "task-queue-id": {"by-level": {3: "proj-3/images", "default": "proj-1/images"}},
+            "zstd-level": {"by-level": {"1": 1}},
+            "expires-after": {"by-level": {2: "3 days"}},
+        }
+    )
+    assert [c.at(n).task_queue_id for n in (1, 2, 3)] == [
+        "proj-1/images", "proj-1/images", "proj-3/images"]
+    assert [c.at(n).zstd_level for n in (1, 2, 3)] == [1, 10, 10]
+    assert [c.at(n).expires_after.days for n in (1, 2, 3)] == [28, 3, 365]
+
+
+def test_a_plain_value_is_the_same_at_every_level() -> None:
+    c = parse_config({"expires-after": "2 years", "zstd-level": 19})
+    assert {c.at(n).expires_after.days for n in (1, 2, 3)} == {730}
+    assert {c.at(n).zstd_level for n in (1, 2, 3)} == {19}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"zstd-level": {"by-level": {4: 3}}}, r"zstd-level.by-level: unknown level 4"),
+        ({"zstd-level": {"by-level": {True: 3}}}, r"zstd-level.by-level: unknown level True"),
+        ({"zstd-level": {"by-level": {"level-3": 3}}}, r"zstd-level.by-level: unknown level 'level-3'"),
+        ({"zstd-level": {"by-project": {1: 3}}}, r"zstd-level: expected a value or by-level"),
+        ({"zstd-level": {"by-level": [1]}}, r"zstd-level: expected a value or by-level"),
+        ({"zstd-level": {"by-level": {3: 23}}}, r"zstd-level: 23 is not between 1 and 22 \(at level 3\)"),
+        ({"zstd-level": {"by-level": {3: "high"}}}, r"zstd-level.by-level.3: expected an integer"),
+        ({"zstd-level": 0}, r"zstd-level: 0 is not between 1 and 22$"),
+        ({"task-queue-id": "{trust-domain}/images"}, r"task-queue-id: \{trust-domain\} needs trust-domain"),
+        ({"task-queue-id": "{project}-{level}/images"}, r"task-queue-id: unknown placeholder \{project\}"),
+        ({"task-queue-id": "p/w", "trust-domain": "a..b"}, r"trust-domain: invalid trust domain"),
+        ({"task-queue-id": {"by-level": {1: "no-slash"}}}, r"task-queue-id: 'no-slash' is not"),
+        ({"expires-after": {"by-level": {1: "1 hour"}}}, r"expires-after: a task cannot expire"),
+        ({"treeherder-platform": "taskcluster-images/opt"}, r"treeherder-platform: .*treeherder-collection"),
+        ({"treeherder-collection": "Opt!"}, r"treeherder-collection: invalid collection"),
+        ({"command": None}, r"command: expected a list of strings"),
+    ],
+)
+def test_bad_per_level_values_name_key_and_file(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^cfg: {message}"):
+        parse_config(data, "cfg")
+
+
+def test_level_outside_1_to_3_is_refused() -> None:
+    with pytest.raises(ConfigError, match="there is no level 4"):
+        BuildConfig().at(4)
+
+
+def test_require_queue_names_the_key_to_set() -> None:
+    with pytest.raises(ConfigError, match=r"cfg: task-queue-id is not set \(at level 3\), but x: set"):
+        parse_config({"task-queue-id": {"by-level": {1: "p-1/images"}}}, "cfg").require_queue(3, "x")
+    BuildConfig(task_queue_id="p-1/images").require_queue(3, "x")
+
+
+def test_find_config_looks_at_the_default_path(tmp_path: Path) -> None:
+    assert find_config(tmp_path) is None
+    path = tmp_path / DEFAULT_CONFIG_PATH
+    path.parent.mkdir(parents=True)
+    path.write_text("zstd-level: 5\n")
+    assert find_config(tmp_path) == str(path)
 
 
 def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
     path = tmp_path / "build.yml"
-    path.write_text("worker_type: images\n")
-    with pytest.raises(ConfigError, match=rf"{path}: unknown key 'worker_type'"):
+    path.write_text("task_queue_id: p/w\n")
+    with pytest.raises(ConfigError, match=rf"{path}: unknown key 'task_queue_id'"):
         load_config(path)
 
 
@@ -78,7 +183,9 @@ def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
         ("env", {"A": 1}),
         ("features", []),
         ("command", "build"),
-        ("worker-type", 3),
+        ("task-queue-id", 3),
+        ("zstd-level", "3"),
+        ("trust-domain", 1),
     ],
 )
 def test_wrong_type_names_the_key(key: str, value: Any) -> None:
@@ -92,7 +199,7 @@ def test_wrong_type_names_the_key(key: str, value: Any) -> None:
         ({"retries": 50}, "retries"),
         ({"priority": "urgent"}, "priority"),
         ({"deadline-after": "6 days"}, "deadline-after"),
-        ({"worker-type": "Bad_Type"}, "worker-type"),
+        ({"task-queue-id": "p/Bad_Type"}, "task-queue-id"),
         ({"features": {"dind": True}}, "features.dind"),
         ({"env": {"HASH": "x"}}, "env.HASH"),
         ({"env-names": {"hash": "PROJECT"}}, "env-names"),

@@ -388,9 +388,12 @@ def recorded(
 
 
 @pytest.fixture(scope="module")
-def config_file(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A build-task config naming a registry image builder (the kindrepo has none in tree)."""
-    path = tmp_path_factory.mktemp("config") / "build.yml"
+def config_file(repo: Path) -> str:
+    """A build-task config naming a registry image builder (the kindrepo has none in tree).
+
+    It lives in the repository, as the build tasks read it from their checkout.
+    """
+    path = repo / "taskcluster" / "build.yml"
     path.write_text(f"image-builder: {BUILDER}\n")
     return str(path)
 
@@ -477,7 +480,7 @@ def test_build_record_at_level_1_is_not_reused_by_a_level_3_plan(
 def test_build_record_and_load_follow_the_configs_index_prefix_and_artifact_name(
     docker_engine: DockerEngine, repo: Path, tmp_path: Path
 ) -> None:
-    config = tmp_path / "custom.yml"
+    config = repo / "taskcluster" / "custom.yml"
     config.write_text(f"image-builder: {BUILDER}\nindex-prefix: project.images.v9\n"
                       "artifact-name: public/build/image.tar.zst\n")
     index = _index_arg(tmp_path)

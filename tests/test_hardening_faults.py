@@ -55,6 +55,8 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> ImageCatalog:
             f"{D}/gamma/Dockerfile": "FROM debian:12\nRUN echo gamma\n",
             f"{D}/delta/Dockerfile": "FROM debian:12\nRUN echo delta\n",
             f"{D}/epsilon/Dockerfile": "FROM delta\nRUN echo epsilon\n",
+            # A plan for a real Taskcluster needs a queue; the CLI reads this file by default.
+            "taskcluster/taskgraph-images.yml": "task-queue-id: proj-faults-{level}/images\n",
         },
     )
     return ImageCatalog.load(root)

@@ -15,9 +15,9 @@ from trees import make_tree
 
 from taskgraph_images.catalog import ImageCatalog
 from taskgraph_images.config import BuildConfig
-from taskgraph_images.errors import IndexUnavailableError, PlanError, SubmitError
+from taskgraph_images.errors import IndexUnavailableError, PlanError
 from taskgraph_images.index import IndexedTask, MemoryIndex, Usability, hash_namespace
-from taskgraph_images.plan import Decision, Plan, plan_images, submit_plan
+from taskgraph_images.plan import Decision, Plan, plan_images
 
 CHAIN = Path(__file__).resolve().parent / "data" / "plan_chain"
 
@@ -340,26 +340,6 @@ def test_malformed_plan_file_is_a_plan_error(
 def test_non_plan_text_is_a_plan_error(text: Any) -> None:
     with pytest.raises(PlanError, match="not a plan"):
         Plan.from_json(text)
-
-
-def test_submit_creates_parents_first(chain: ImageCatalog) -> None:
-    p = plan(chain, MemoryIndex())
-    created: list[str] = []
-    assert submit_plan(p, lambda task_id, task: created.append(task_id)) == created
-    assert created == [p[n].task_id for n in ("base", "python", "tools")]
-
-
-def test_submit_failure_names_image_and_count(chain: ImageCatalog) -> None:
-    p = plan(chain, MemoryIndex())
-    calls = []
-
-    def create(task_id: str, task: Any) -> None:
-        calls.append(task_id)
-        if len(calls) == 2:
-            raise RuntimeError("403 insufficient scopes")
-
-    with pytest.raises(SubmitError, match=r"image 'python' failed after 1 created: RuntimeError"):
-        submit_plan(p, create)
 
 
 def test_decision_json_leaves_out_empty_fields() -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from plan_helpers import NOW, params
 from tcschemas import errors
 
-from taskgraph_images.config import BuildConfig, parse_config
+from taskgraph_images.config import LOCAL_TASK_QUEUE, BuildConfig, parse_config
 from taskgraph_images.errors import InvalidValueError
 from taskgraph_images.tasks import BuildSpec, TaskImage, build_task, treeherder_symbol
 
@@ -56,17 +56,17 @@ def test_pushlog_id_joins_the_treeherder_route() -> None:
     assert task(pushlog_id="42")["routes"][-1].endswith(".42")
 
 
-def test_scopes_cover_the_level_index_routes_cache_and_privileged() -> None:
+def test_scopes_cover_the_level_index_routes_cache_and_disable_seccomp() -> None:
     assert task()["scopes"] == [
         "docker-worker:cache:level-3-imagebuilder-v1",
-        "docker-worker:capability:privileged",
+        "docker-worker:capability:disableSeccomp",
         "queue:route:index.docker.images.v2.level-3.*",
         "queue:route:tc-treeherder.v2.mozilla-central.*",
     ]
 
 
 def test_exact_route_scopes_name_each_route() -> None:
-    t = task(config=BuildConfig(exact_route_scopes=True, treeherder=False, privileged=False))
+    t = task(config=BuildConfig(exact_route_scopes=True, treeherder=False))
     assert [s for s in t["scopes"] if s.startswith("queue:route:")] == [
         f"queue:route:{r}" for r in sorted(t["routes"])
     ]
@@ -95,7 +95,90 @@ def test_env_carries_digest_project_image_and_repositories() -> None:
         "HASH": DIGEST,
         "IMAGE_NAME": "tester",
         "PROJECT": "mozilla-central",
+        "DOCKER_IMAGE_ZSTD_LEVEL": "10",
+        "IMAGE_ARTIFACT_PATH": "/builds/worker/artifacts/image.tar.zst",
     }
+
+
+def test_config_path_goes_to_the_env_when_the_plan_used_a_file() -> None:
+    env = task(attrs.evolve(SPEC, config_path="taskcluster/taskgraph-images.yml"))["payload"]["env"]
+    assert env["TASKGRAPH_IMAGES_CONFIG"] == "taskcluster/taskgraph-images.yml"
+    assert "TASKGRAPH_IMAGES_CONFIG" not in task()["payload"]["env"]
+
+
+def test_payload_runs_the_in_task_builder_with_seccomp_off_and_never_privileged() -> None:
+    payload = task()["payload"]
+    assert payload["command"] == ["taskgraph-images", "build-in-task"]
+    assert payload["capabilities"] == {"disableSeccomp": True}
+    assert payload["features"] == {"chainOfTrust": True, "taskclusterProxy": True}
+    assert payload["artifacts"]["public/image.tar.zst"]["path"] == payload["env"][
+        "IMAGE_ARTIFACT_PATH"
+    ]
+
+
+def test_features_can_be_turned_off_and_others_on() -> None:
+    config = parse_config({"features": {"taskclusterProxy": False, "allowPtrace": True}})
+    assert task(config=config)["payload"]["features"] == {"allowPtrace": True, "chainOfTrust": True}
+    off = parse_config({"features": {"taskclusterProxy": False, "chainOfTrust": False}})
+    assert "features" not in task(config=off)["payload"]
+
+
+@pytest.mark.parametrize(("level", "zstd", "days"), [(1, "3", 28), (2, "10", 365), (3, "10", 365)])
+def test_zstd_level_and_expiry_follow_the_level(level: int, zstd: str, days: int) -> None:
+    t = task(level=level)
+    assert t["payload"]["env"]["DOCKER_IMAGE_ZSTD_LEVEL"] == zstd
+    expires = NOW + datetime.timedelta(days=days)
+    assert t["expires"] == t["payload"]["artifacts"]["public/image.tar.zst"]["expires"]
+    assert t["expires"] == expires.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def test_default_queue_is_the_local_placeholder_and_the_scheduler_the_queues_default() -> None:
+    t = task()
+    assert (t["taskQueueId"], t["schedulerId"]) == (LOCAL_TASK_QUEUE, "-")
+    assert "provisionerId" not in t and "workerType" not in t
+
+
+def test_per_level_values_reach_the_task() -> None:
+    config = parse_config(
+        {
+            "trust-domain": "gecko",
+            "task-queue-id": "{trust-domain}-{level}/images",
+            "scheduler-id": {"by-level": {3: "gecko-level-3", "default": "gecko-level-{level}"}},
+            "priority": {"by-level": {1: "low"}},
+            "cache-name": "{trust-domain}-level-{level}-checkouts",
+            "max-run-time": {"by-level": {3: 7200, "default": 1800}},
+            "zstd-level": {"by-level": {3: 19}},
+        }
+    )
+    one, three = task(config=config, level=1), task(config=config, level=3)
+    assert (one["taskQueueId"], three["taskQueueId"]) == ("gecko-1/images", "gecko-3/images")
+    assert (one["schedulerId"], three["schedulerId"]) == ("gecko-level-1", "gecko-level-3")
+    assert (one.get("priority"), three.get("priority")) == ("low", None)
+    assert list(three["payload"]["cache"]) == ["gecko-level-3-checkouts"]
+    assert "docker-worker:cache:gecko-level-1-checkouts" in one["scopes"]
+    assert (one["payload"]["maxRunTime"], three["payload"]["maxRunTime"]) == (1800, 7200)
+    zstd = [t["payload"]["env"]["DOCKER_IMAGE_ZSTD_LEVEL"] for t in (one, three)]
+    assert zstd == ["3", "19"]
+    assert_valid(one)
+    assert_valid(three)
+
+
+def test_treeherder_platform_and_collection_are_apart() -> None:
+    th = task()["extra"]["treeherder"]
+    assert (th["machine"], th["collection"]) == ({"platform": "taskcluster-images"}, {"opt": True})
+    config = parse_config({"treeherder-platform": "linux64", "treeherder-collection": "debug"})
+    th = task(config=config)["extra"]["treeherder"]
+    assert (th["machine"], th["collection"]) == ({"platform": "linux64"}, {"debug": True})
+
+
+def test_chain_of_trust_names_the_task_that_built_the_image_builder() -> None:
+    t = task(attrs.evolve(SPEC, builder=TaskImage(BUILDER_TASK)))
+    assert t["extra"]["chainOfTrust"] == {"inputs": {"docker-image": BUILDER_TASK}}
+    assert "chainOfTrust" not in task()["extra"]  # a registry image: nothing to verify
+    off = parse_config({"features": {"chainOfTrust": False}})
+    assert "chainOfTrust" not in task(attrs.evolve(SPEC, builder=TaskImage(BUILDER_TASK)), off)[
+        "extra"
+    ]
 
 
 def test_parent_task_and_build_args_go_to_the_env() -> None:
@@ -158,7 +241,7 @@ def test_treeherder_symbols(symbol: str | None, expected: tuple[str, str]) -> No
     assert treeherder_symbol("tester", symbol, "I") == expected
 
 
-def test_task_queue_id_and_priority_and_command() -> None:
+def test_task_queue_id_and_priority_and_command_from_the_config() -> None:
     config = parse_config(
         {
             "task-queue-id": "proj-images/builder",
@@ -168,7 +251,7 @@ def test_task_queue_id_and_priority_and_command() -> None:
         }
     )
     t = task(config=config)
-    assert "provisionerId" not in t and t["taskQueueId"] == "proj-images/builder"
+    assert t["taskQueueId"] == "proj-images/builder"
     assert (t["priority"], t["projectId"]) == ("high", "images")
     assert t["payload"]["command"] == ["/bin/sh", "-c", "build"]
     assert_valid(t)
@@ -185,19 +268,38 @@ def test_naive_now_is_refused() -> None:
         build_task(SPEC, params(), BuildConfig(), datetime.datetime(2016, 1, 1))
 
 
+def _by_level(values: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.dictionaries(st.sampled_from([1, 2, 3, "2", "default"]), values, max_size=3).map(
+        lambda levels: {"by-level": levels}
+    )
+
+
 _configs = st.fixed_dictionaries(
-    {},
+    {"trust-domain": st.sampled_from(["gecko", "app-services"])},
     optional={
-        "task-queue-id": st.sampled_from(["p-1/w-1", "proj_x/images"]),
-        "priority": st.sampled_from(["lowest", "high"]),
+        "task-queue-id": st.one_of(
+            st.sampled_from(["p-1/w-1", "proj_x/images", "{trust-domain}-{level}/images"]),
+            _by_level(st.sampled_from(["p-1/w-1", "d-{level}/b-{level}"])),
+        ),
+        "scheduler-id": st.one_of(
+            st.sampled_from(["-", "{trust-domain}-level-{level}"]),
+            _by_level(st.sampled_from(["x", "y-{level}"])),
+        ),
+        "priority": st.one_of(st.sampled_from(["lowest", "high"]),
+                              _by_level(st.sampled_from(["low", "very-high"]))),
         "retries": st.integers(0, 49),
-        "max-run-time": st.integers(1, 86400),
+        "max-run-time": st.one_of(st.integers(1, 86400), _by_level(st.integers(1, 86400))),
+        "zstd-level": st.one_of(st.integers(1, 22), _by_level(st.integers(1, 22))),
+        "expires-after": _by_level(st.sampled_from(["2 days", "28 days", "1 year"])),
         "treeherder": st.booleans(),
-        "privileged": st.booleans(),
+        "treeherder-collection": st.sampled_from(["opt", "debug"]),
         "exact-route-scopes": st.booleans(),
-        "cache-name": st.one_of(st.none(), st.just("images-{level}")),
+        "cache-name": st.one_of(
+            st.none(), st.just("images-{level}"), _by_level(st.sampled_from(["a", "{trust-domain}"]))
+        ),
         "features": st.dictionaries(
-            st.sampled_from(["chainOfTrust", "taskclusterProxy"]), st.booleans(), max_size=2
+            st.sampled_from(["chainOfTrust", "taskclusterProxy", "allowPtrace"]), st.booleans(),
+            max_size=3,
         ),
         "command": st.lists(st.text("abc/-", min_size=1, max_size=5), min_size=1, max_size=3),
         "env": st.dictionaries(st.sampled_from(["X", "MOZ_Y"]), st.text(max_size=5), max_size=2),
@@ -206,12 +308,14 @@ _configs = st.fixed_dictionaries(
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_configs, st.sampled_from([1, 2, 3]), st.booleans(), st.booleans())
+@given(_configs, st.sampled_from([1, 2, 3]), st.booleans(), st.booleans(), st.booleans())
 def test_every_generated_task_validates(
-    data: dict[str, Any], level: int, with_parent: bool, with_decision: bool
+    data: dict[str, Any], level: int, with_parent: bool, with_decision: bool, task_builder: bool
 ) -> None:
     spec = attrs.evolve(
         SPEC,
+        builder=TaskImage(BUILDER_TASK) if task_builder else SPEC.builder,
+        config_path="taskcluster/taskgraph-images.yml",
         parent_task_id=PARENT_TASK if with_parent else None,
         dependencies=(PARENT_TASK,) if with_parent else (),
         args=(("V", "1"),),

@@ -67,3 +67,43 @@ def test_get_latest_artifact_redirects_to_a_blob_with_range_support(tc_server: T
 
 def test_tcschemas_errors_lists_problems() -> None:
     assert errors({"image": 5}, "docker-worker/v1/payload.json")
+
+
+def test_create_task_is_idempotent_refuses_another_body_and_unknown_dependencies(
+    tc_server: TCServer,
+) -> None:
+    import taskcluster
+
+    queue = taskcluster.Queue({"rootUrl": tc_server.root_url, "maxRetries": 0})
+    task = _task({"image": "ubuntu:22.04", "maxRunTime": 600})
+    first = queue.createTask("KD5yPlwqQtS7t4ieeFU-mA", task)
+    assert queue.createTask("KD5yPlwqQtS7t4ieeFU-mA", task) == first
+    with pytest.raises(taskcluster.TaskclusterRestFailure) as conflict:
+        queue.createTask("KD5yPlwqQtS7t4ieeFU-mA", {**task, "retries": 1})
+    assert conflict.value.status_code == 409
+    with pytest.raises(taskcluster.TaskclusterRestFailure) as missing:
+        queue.createTask("Zm9vYmFyYmF6cXV4cXV1eA", {**task, "dependencies": ["nope"]})
+    assert missing.value.status_code == 400 and "nope" in str(missing.value)
+    assert first["status"]["taskQueueId"] == "proj/images"
+    assert first["status"]["provisionerId"] == "proj"
+
+
+def test_ping_answers_alive(tc_server: TCServer) -> None:
+    import taskcluster
+
+    queue = taskcluster.Queue({"rootUrl": tc_server.root_url, "maxRetries": 0})
+    assert queue.ping()["alive"] is True
+    assert tc_server.schema_errors == []
+
+
+def test_a_fault_after_n_requests_lets_them_through_first(tc_server: TCServer) -> None:
+    import taskcluster
+
+    queue = taskcluster.Queue({"rootUrl": tc_server.root_url, "maxRetries": 0})
+    tc_server.inject("ping", status=500, after=2, count=1)
+    queue.ping()
+    queue.ping()
+    with pytest.raises(taskcluster.TaskclusterRestFailure):
+        queue.ping()
+    queue.ping()
+    assert tc_server.peak == 1

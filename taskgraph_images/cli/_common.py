@@ -79,11 +79,18 @@ def load_catalog(args: argparse.Namespace) -> ImageCatalog:
     return ImageCatalog.load(root, **kwargs, hasher=hasher)
 
 
-def load_build_config(path: Optional[str]) -> BuildConfig:
-    """Read the build-task config at ``path``, or return the defaults when ``path`` is None."""
-    from taskgraph_images.config import BuildConfig, load_config
+def load_build_config(path: Optional[str], root: Optional[str] = None) -> BuildConfig:
+    """Read the build-task config at ``path``; without one, ``root``'s default file if any.
 
-    return load_config(path) if path else BuildConfig()
+    ``path`` ``none`` (or no path and no default file) gives the defaults.
+    """
+    from taskgraph_images.config import BuildConfig, find_config, load_config
+
+    if path is None and root is not None:
+        path = find_config(root)
+        if path is not None:
+            note(f"using the build-task config {path}")
+    return load_config(path) if path and path != "none" else BuildConfig()
 
 
 def note(message: str) -> None:

@@ -62,7 +62,8 @@ def register(subparsers: Any) -> None:
                    help="with --record: the level to index the build at (default 3)")
     p.add_argument("--config", metavar="FILE",
                    help="with --record: the build-task config whose index-prefix and "
-                   "artifact-name the plan uses (see docs/tasks.rst)")
+                   "artifact-name the plan uses (see docs/tasks.rst; default: "
+                   "taskcluster/taskgraph-images.yml under the root when present)")
     add_catalog_arguments(p)
     add_index_arguments(p)
     p.set_defaults(func=_build)
@@ -96,7 +97,8 @@ def register(subparsers: Any) -> None:
                    help="for an image name: the level to look it up at (default 3)")
     p.add_argument("--config", metavar="FILE",
                    help="the build-task config whose index-prefix and artifact-name the plan "
-                   "uses (see docs/tasks.rst)")
+                   "uses (see docs/tasks.rst; default: taskcluster/taskgraph-images.yml under "
+                   "the root when present)")
     p.add_argument("--root-url", default=None,
                    help="Taskcluster root URL for a task id (default: TASKCLUSTER_ROOT_URL)")
     add_catalog_arguments(p)
@@ -133,7 +135,7 @@ def _build(args: argparse.Namespace) -> int:
                 "the digest the image would be indexed under"
             )
         index = _local_index(args)
-    config = load_build_config(args.config) if args.record else None
+    config = load_build_config(args.config, catalog.root) if args.record else None
     engine = Engine.from_env()
     engine.ping()
     # With --record, ancestors are built from the tree too (not taken from
@@ -219,7 +221,7 @@ def _load(args: argparse.Namespace) -> int:
         except TaskgraphImagesError:
             catalog = None  # not in a repository: the source must be a task id
         index = open_index(args)
-    config = load_build_config(args.config)
+    config = load_build_config(args.config, catalog.root if catalog is not None else None)
     result = load_image(
         source, tag=args.tag, output=args.output, max_size=max_size, index=index,
         catalog=catalog, level=args.level, root_url=args.root_url,

@@ -23,12 +23,12 @@ from taskgraph_images.cli._common import (
     note,
     write_output,
 )
-from taskgraph_images.errors import ParamsError, PlanError, SubmitError
+from taskgraph_images.errors import InvalidValueError, ParamsError, PlanError, SubmitError
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.plan import Plan
 
-__all__ = ["default_params", "register", "run_plan", "run_render"]
+__all__ = ["default_params", "register", "run_plan", "run_render", "run_submit"]
 
 _GIT_SOURCE = re.compile(r"(?:https?://|ssh://|git@)\S+\Z")
 _HEX_REV = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?\Z")
@@ -75,22 +75,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g.add_argument("--source", metavar="URL", help="URL for the tasks' metadata.source")
     g.add_argument("--decision-task-id", metavar="TASK_ID", help="taskGroupId and a dependency")
     g.add_argument("--pushlog-id", metavar="N", help="pushlog id for treeherder routes")
-    p.add_argument("--config", metavar="FILE", help="build-task config YAML (see docs/tasks.rst)")
+    p.add_argument(
+        "--config",
+        metavar="FILE|none",
+        help="build-task config YAML (see docs/tasks.rst; default: taskcluster/"
+        "taskgraph-images.yml under the root when present; 'none' for the defaults)",
+    )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the plan as JSON, not a table")
     out.add_argument("--output", metavar="FILE", help="also write the plan JSON to FILE")
     p.add_argument(
         "--submit",
         action="store_true",
-        help="create the build tasks with the Queue (parents first)",
+        help="create the build tasks with the Queue (each after its dependencies)",
     )
-    p.add_argument(
-        "--taskcluster-root-url",
-        metavar="URL",
-        help="Queue for --submit (default: the --index root URL, TASKCLUSTER_PROXY_URL or "
-        "TASKCLUSTER_ROOT_URL)",
-    )
+    _add_queue_arguments(p)
     p.set_defaults(func=run_plan)
+
+    p = sub.add_parser(
+        "submit",
+        help="create the build tasks of a plan file (again: only the missing ones)",
+        description="Create the build tasks of PLAN (plan --output) with the Queue, each after "
+        "its dependencies, several at once. Tasks the Queue already has are not created "
+        "again, so after a failure the same command creates the rest.",
+    )
+    p.add_argument("plan", metavar="PLAN", help="a plan file (plan --output)")
+    _add_queue_arguments(p)
+    p.set_defaults(func=run_submit)
 
     p = sub.add_parser(
         "render",
@@ -205,7 +216,32 @@ def _table(plan: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _queue_create(args: argparse.Namespace, index: Any) -> Callable[[str, Any], object]:
+def _add_queue_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--taskcluster-root-url",
+        metavar="URL",
+        help="the Queue to submit to (default: the --index root URL, TASKCLUSTER_PROXY_URL or "
+        "TASKCLUSTER_ROOT_URL)",
+    )
+    p.add_argument(
+        "--jobs",
+        metavar="N",
+        type=int,
+        help="createTask calls in flight at once (default: 16, submit.DEFAULT_JOBS)",
+    )
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from taskgraph_images.submit import DEFAULT_JOBS
+
+    jobs: int = DEFAULT_JOBS if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise SubmitError(f"invalid --jobs {jobs}: expected at least 1")
+    return jobs
+
+
+def _open_queue(args: argparse.Namespace, index: Any) -> Any:
+    """Return a ``taskcluster.Queue`` for submitting, after checking that it answers."""
     import taskcluster
 
     from taskgraph_images.tcenv import TaskclusterEnv
@@ -217,22 +253,72 @@ def _queue_create(args: argparse.Namespace, index: Any) -> Callable[[str, Any], 
             "--submit needs a Queue: pass --taskcluster-root-url or --index taskcluster:URL, or "
             "set TASKCLUSTER_ROOT_URL or TASKCLUSTER_PROXY_URL"
         )
-    queue = taskcluster.Queue(tc_env.options(root_url, maxRetries=5))
-    create: Callable[[str, Any], object] = queue.createTask
-    return create
+    options = tc_env.options(root_url, maxRetries=5)
+    _jobs(args)  # a bad --jobs is found out before any lookup too
+    queue = taskcluster.Queue(options)
+    try:
+        queue.ping()
+    except Exception as e:  # the client raises many kinds; report each as one line
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise SubmitError(
+            f"the Queue at {options['rootUrl']} does not answer ping: {type(e).__name__}: {first}"
+        ) from e
+    return queue
+
+
+def _submit(args: argparse.Namespace, plan: Plan, queue: Any, *, resume: bool, hint: str) -> str:
+    """Submit ``plan``'s tasks with progress on stderr; return what was done, for the summary."""
+    import time
+
+    from taskgraph_images.submit import queue_existing, submit_plan
+
+    total, jobs = len(plan.tasks), _jobs(args)
+    note(f"submitting {total} build tasks to {queue.options['rootUrl']} ({jobs} at a time)")
+    last = [time.monotonic()]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] >= 1.0:
+            last[0] = now
+            note(f"submitting {total} build tasks... {done}/{total}")
+
+    try:
+        result = submit_plan(
+            plan,
+            queue.createTask,
+            jobs=jobs,
+            existing=queue_existing(queue) if resume else None,
+            progress=progress,
+        )
+    except SubmitError as e:
+        raise SubmitError(f"{e}{hint}") from e
+    existed = f" ({len(result.existing)} existed already)" if result.existing else ""
+    return f"created {len(result.created)} build tasks{existed}"
 
 
 def run_plan(args: argparse.Namespace) -> int:
     """Make the plan; print it; write, submit as asked."""
     from taskgraph_images.cli._index import on_error, open_index
+    from taskgraph_images.index import TaskclusterIndex
     from taskgraph_images.params import Params
-    from taskgraph_images.plan import plan_images, submit_plan
+    from taskgraph_images.plan import plan_images
 
+    if not args.submit:
+        given = [f for f, v in (("--jobs", args.jobs),
+                                ("--taskcluster-root-url", args.taskcluster_root_url)) if v]
+        if given:
+            raise InvalidValueError(f"{given[0]} goes with --submit")
     now = datetime.datetime.now(datetime.timezone.utc)
     catalog = load_catalog(args)
     params = Params.from_mapping(_params(args, catalog.root, now))
-    config = load_build_config(args.config)
+    config = load_build_config(args.config, catalog.root)
     index = open_index(args)
+    # Found out before any lookup: a plan for a real Taskcluster needs a real queue.
+    if args.submit:
+        config.require_queue(params.level, "--submit creates the build tasks")
+    elif isinstance(index, TaskclusterIndex):
+        config.require_queue(params.level, "the plan is for the Taskcluster of its index")
+    queue = _open_queue(args, index) if args.submit else None
     plan = plan_images(
         catalog,
         params,
@@ -251,11 +337,25 @@ def run_plan(args: argparse.Namespace) -> int:
         write_output(args.output, plan.to_json())
     counts = {a: sum(d.action == a for d in plan.decisions.values()) for a in ("build", "reuse")}
     summary = f"{counts['build']} to build, {counts['reuse']} reused, {len(plan.tasks)} tasks"
-    if args.submit and plan.tasks:
-        created = submit_plan(plan, _queue_create(args, index))
-        note(f"{summary}; created {len(created)} build tasks")
+    if queue is not None and plan.tasks:
+        hint = (
+            f"; `taskgraph-images submit {args.output}` creates the rest" if args.output else ""
+        )
+        note(f"{summary}; {_submit(args, plan, queue, resume=False, hint=hint)}")
     else:
         note(summary)
+    return 0
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    """Create the build tasks of a plan file that the Queue does not have yet."""
+    plan = _read_plan(args.plan)
+    if not plan.tasks:
+        note(f"{args.plan} has no build tasks")
+        return 0
+    queue = _open_queue(args, None)
+    hint = "; run the same command again to create the rest"
+    note(_submit(args, plan, queue, resume=True, hint=hint))
     return 0
 
 

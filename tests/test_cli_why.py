@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from manifest_helpers import BUILDER, PUSHDATE, TREE
@@ -206,3 +207,21 @@ def test_a_recipe_change_is_the_first_line_of_the_difference() -> None:
     new = ContextManifest("a", "1" * 64, "taskgraph", {})
     assert format_diff(diff_manifests(old, new)) == [
         "recipe   seed -> taskgraph", f"digest   {'0' * 64} -> {'1' * 64}"]
+
+
+def test_why_asks_a_taskcluster_index_too(
+    capsys: pytest.CaptureFixture[str], repo: Path, tmp_path: Path, tc_server: Any
+) -> None:
+    from manifest_helpers import Backend
+
+    backend = Backend("taskcluster", tmp_path, tc_server)
+    catalog = ImageCatalog.load(repo)
+    earlier = backend.record(2, build_manifest(catalog, "base"))
+    make_tree(repo, {"taskcluster/docker/base/new.sh": "echo new\n"})
+    code, out, err = why(capsys, "base", "--root", str(repo), "--index",
+                         f"taskcluster:{tc_server.root_url}", "--level", "2")
+    assert code == 0, err
+    assert out.splitlines()[:2] == ["base: 1 file changed, 1 added, 0 removed",
+                                    f"compared with task {earlier} (level 2)"]
+    assert out.splitlines()[3] == \
+        f"added    taskcluster/docker/base/new.sh  {sha(b'echo new' + bytes([10]))}"

@@ -24,21 +24,24 @@ import io
 import os
 import posixpath
 import tarfile
-from typing import IO, Callable, Optional, Sequence
+from typing import IO, Callable, Optional, Sequence, Union
 
 import attrs
 
 from taskgraph_images.compression import Buffer
-from taskgraph_images.errors import ArtifactError
+from taskgraph_images.errors import ArtifactError, ContextError
 
 __all__ = [
     "BLOCK",
+    "COMPRESSIONS",
     "DEFAULT_MTIME",
     "Member",
     "TarRewriter",
     "check_member",
+    "compression_for",
     "parse_header",
     "write_tar",
+    "write_tar_to",
 ]
 
 #: The fixed modification time of every written member (2001-09-09T01:46:40Z).
@@ -113,6 +116,71 @@ def write_tar(members: Sequence[Member], out: IO[bytes]) -> None:
                     st = os.fstat(f.fileno())
                     executable = bool(st.st_mode & 0o111) if m.executable is None else m.executable
                     tar.addfile(_info(m, st.st_size, executable), _Exact(f, st.st_size, m.source))
+
+
+#: Compression of a context tarball, by file suffix.
+COMPRESSIONS = {".tar": "none", ".tar.gz": "gzip", ".tgz": "gzip", ".tar.zst": "zstd"}
+
+
+def compression_for(out: object, compression: Optional[str]) -> str:
+    """Return ``"none"``, ``"gzip"`` or ``"zstd"``: ``compression`` spelled out, else
+    from the suffix of the path ``out``, else ``"none"`` for a file object.
+
+    :raises ContextError: for an unknown compression or a path with no known suffix.
+    """
+    if compression is not None:
+        value = {"gz": "gzip", "zst": "zstd", "": "none"}.get(compression, compression)
+        if value not in ("none", "gzip", "zstd"):
+            raise ContextError(
+                f"unknown compression {compression!r}: use 'none', 'gzip' or 'zstd'"
+            )
+        return value
+    if isinstance(out, (str, os.PathLike)):
+        name = os.fspath(out)
+        for suffix, value in COMPRESSIONS.items():
+            if name.endswith(suffix):
+                return value
+        raise ContextError(
+            f"cannot tell the compression of {name!r} from its name: "
+            "use .tar, .tar.gz or .tar.zst, or pass compression="
+        )
+    return "none"
+
+
+
+def write_tar_to(members: Sequence[Member], out: Union[str, os.PathLike[str], IO[bytes]],
+                 compression: str = "none") -> None:
+    """Write ``members`` with :func:`write_tar` to ``out``, compressed with ``compression``.
+
+    ``out`` is a path (written atomically) or a binary file object;
+    ``compression`` is ``"none"``, ``"gzip"`` (no name, mtime 0) or ``"zstd"``
+    (level 3, with a checksum).
+
+    :raises OSError: when a source cannot be read or ``out`` written.
+    """
+
+    def emit(raw: IO[bytes]) -> None:
+        if compression == "gzip":
+            import gzip
+
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+                write_tar(members, gz)  # type: ignore[arg-type]
+        elif compression == "zstd":
+            import zstandard
+
+            cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
+            with cctx.stream_writer(raw, closefd=False) as zw:
+                write_tar(members, zw)
+        else:
+            write_tar(members, raw)
+
+    if isinstance(out, (str, os.PathLike)):
+        from taskgraph_images._atomic import atomic_output
+
+        with atomic_output(out) as f:
+            emit(f)
+    else:
+        emit(out)
 
 
 class _Exact:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import time
 from typing import (
     IO,
@@ -40,7 +39,8 @@ import attrs
 from taskgraph_images._dockerfile import split_reference
 from taskgraph_images._tarball import TarRewriter
 from taskgraph_images.compression import BUFFER, ZSTD_MAGIC, Buffer, ZstdFrameChecker, compress_stream
-from taskgraph_images.errors import ArtifactError, InvalidValueError
+from taskgraph_images.errors import ArtifactError, DockerError, InvalidValueError
+from taskgraph_images.progress import Meter, Reporter, Wait, announcing, format_size
 from taskgraph_images.tcenv import TaskclusterEnv, artifact_url
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,11 +55,11 @@ __all__ = [
     "HttpReader",
     "LoadResult",
     "NullSink",
-    "Progress",
     "Sink",
     "ZstdFrameChecker",
     "compress_stream",
     "load_image",
+    "looks_like_file",
     "open_source",
     "parse_size",
     "retag_index",
@@ -177,56 +177,6 @@ def retagger(reference: str) -> Callable[[str], Optional[Callable[[bytes], bytes
     return choose
 
 
-# -- progress -------------------------------------------------------------------------
-
-
-class Progress:
-    """A one-line progress display (bytes and speed) on a terminal; silent otherwise."""
-
-    def __init__(
-        self, label: str, stream: Optional[IO[str]] = None, *, enabled: Optional[bool] = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
-        self.label = label
-        self._clock = clock
-        self._start = clock()
-        self._last = 0.0
-        self.done = 0
-
-    def update(self, n: int) -> None:
-        """Count ``n`` more bytes (redrawing at most four times a second)."""
-        self.done += n
-        if not self.enabled:
-            return
-        now = self._clock()
-        if now - self._last >= 0.25:
-            self._last = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        elapsed = max(now - self._start, 1e-6)
-        rate = self.done / elapsed
-        self.stream.write(f"\r{self.label}: {_human(self.done)} at {_human(rate)}/s   ")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        """End the line."""
-        if self.enabled:
-            self._draw(self._clock())
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} GiB"  # pragma: no cover
-
-
 def parse_size(text: str) -> int:
     """Parse a size such as ``64G``, ``512MiB`` or ``1000000``.
 
@@ -246,15 +196,20 @@ def parse_size(text: str) -> int:
 def save_image(
     engine: Engine,
     tag: str,
-    out: PathLike,
+    out: Union[PathLike, IO[bytes]],
     *,
     level: int = 3,
     threads: int = 0,
-    progress: Optional[Progress] = None,
+    reporter: Optional[Reporter] = None,
+    compression: str = "zstd",
 ) -> int:
-    """Save image ``tag`` from ``engine`` as a zstd-compressed tarball at ``out``.
+    """Save image ``tag`` from ``engine`` as a tarball (zstd-compressed by default) at ``out``.
 
-    Returns the uncompressed size. The file appears only when complete.
+    ``out`` is a path (the file appears only when complete) or a binary
+    file object (stdout, say). ``compression`` is ``"zstd"`` or ``"none"``
+    (the plain tar ``docker save`` writes). The bytes read from the engine
+    are reported to ``reporter`` as a transfer labelled ``saving TAG``.
+    Returns the uncompressed size.
 
     :raises DockerError: for an unknown image or a broken engine stream.
     :raises ArtifactError: when ``out`` cannot be written (the partial file is removed).
@@ -263,23 +218,45 @@ def save_image(
 
     if not 1 <= level <= 22:
         raise ArtifactError(f"invalid zstd level {level}: use 1 to 22")
+    if compression not in ("zstd", "none"):
+        raise ArtifactError(f"invalid compression {compression!r}: use zstd or none")
     chunks: Iterator[bytes] = engine.save(tag)
-    if progress is not None:
-        chunks = _counting(chunks, progress)
+    meter = None
+    if reporter is not None:
+        meter = Meter(reporter, f"saving {tag}")
+        chunks = _counting(chunks, meter)
+    where = out if isinstance(out, (str, os.PathLike)) else "stdout"
     try:
-        with atomic_output(out) as f:
-            size = compress_stream(chunks, f, level=level, threads=threads)
+        if isinstance(out, (str, os.PathLike)):
+            from taskgraph_images._atomic import atomic_output
+
+            with atomic_output(out) as f:
+                size = _write_saved(chunks, f, compression, level, threads)
+        else:
+            size = _write_saved(chunks, out, compression, level, threads)
     except OSError as e:
-        raise ArtifactError(f"cannot write {os.fspath(out)}: {e.strerror or e}") from e
+        raise ArtifactError(f"cannot write {os.fspath(where)}: {e.strerror or e}") from e
     finally:
-        if progress is not None:
-            progress.finish()
+        if meter is not None:
+            meter.finish()
     return size
 
 
-def _counting(chunks: Iterable[bytes], progress: Progress) -> Iterator[bytes]:
+def _write_saved(
+    chunks: Iterable[bytes], f: IO[bytes], compression: str, level: int, threads: int
+) -> int:
+    if compression == "zstd":
+        return compress_stream(chunks, f, level=level, threads=threads)
+    size = 0
     for chunk in chunks:
-        progress.update(len(chunk))
+        f.write(chunk)
+        size += len(chunk)
+    return size
+
+
+def _counting(chunks: Iterable[bytes], meter: Meter) -> Iterator[bytes]:
+    for chunk in chunks:
+        meter.update(len(chunk))
         yield chunk
 
 
@@ -289,9 +266,10 @@ def _counting(chunks: Iterable[bytes], progress: Progress) -> Iterator[bytes]:
 class HttpReader:
     """A file-like reader of an HTTP(S) URL that survives transient failures.
 
-    Errors 429/5xx and connection failures are retried with backoff; a body
-    that breaks off is resumed with ``Range`` (or, when the server ignores
-    ranges, fetched again with the bytes already read skipped).
+    Errors 429/5xx and connection failures are retried with backoff, each
+    retry told to ``reporter``; a body that breaks off is resumed with
+    ``Range`` (or, when the server ignores ranges, fetched again with the
+    bytes already read skipped).
     """
 
     def __init__(
@@ -303,10 +281,12 @@ class HttpReader:
         timeout: float = 60.0,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        reporter: Optional[Reporter] = None,
     ) -> None:
         import requests
 
         self.url = url
+        self._reporter = reporter
         self._own_session = session is None
         self._session = session if session is not None else requests.Session()
         self._attempts = attempts
@@ -321,6 +301,11 @@ class HttpReader:
         self._failures = 0
         self._eof = False
         self.requests = 0  #: how many requests were made (for tests)
+
+    @property
+    def total(self) -> Optional[int]:
+        """The body's size, once the server has said it (``Content-Length``)."""
+        return self._total
 
     def __enter__(self) -> HttpReader:
         return self
@@ -346,6 +331,14 @@ class HttpReader:
         if self._failures >= self._attempts:
             raise ArtifactError(f"cannot download {self.url}: {why} (gave up after "
                                 f"{self._attempts} attempts)")
+        if self._reporter is not None:
+            import posixpath
+            import urllib.parse
+
+            path = urllib.parse.unquote(urllib.parse.urlsplit(self.url).path)
+            name = posixpath.basename(path) or self.url
+            self._reporter.waiting(Wait("the download", name, self._failures + 1,
+                                        self._attempts, reason=why))
         self._sleep(self._backoff * (2 ** (self._failures - 1)))
 
     def _connect(self) -> None:
@@ -360,7 +353,9 @@ class HttpReader:
                 self.url, stream=True, headers=headers, timeout=(30.0, self._timeout)
             )
         except (requests.ConnectionError, requests.Timeout) as e:
-            self._fail(type(e).__name__)
+            from taskgraph_images._neterrors import describe
+
+            self._fail(describe(e))
             return
         status = response.status_code
         if status == 429 or status >= 500:
@@ -412,7 +407,9 @@ class HttpReader:
                 chunk = next(self._chunks, b"")
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as e:
-                self._fail(f"connection dropped ({type(e).__name__})")
+                from taskgraph_images._neterrors import describe
+
+                self._fail(f"connection dropped ({describe(e)})")
                 continue
             if not chunk:
                 if self._total is not None and self._pos < self._total:
@@ -454,19 +451,58 @@ def open_source(
 
     :raises ArtifactError: when the source cannot be found or opened.
     """
+    return _open_source(source, index=index, catalog=catalog, level=level, root_url=root_url,
+                        env=env, artifact=artifact, prefix=prefix)[0]
+
+
+#: Names that can only mean a file: a path separator or an image archive's suffix.
+_FILE_LIKE = re.compile(r"(?:.*/.*|.*\.(?:tar|zst|tzst|gz|tgz))\Z", re.DOTALL)
+
+
+def looks_like_file(source: str) -> bool:
+    """Whether ``source`` can only be meant as a file (``./x``, ``a.tar.zst``).
+
+    >>> looks_like_file("image.tar.zst"), looks_like_file("builder")
+    (True, False)
+    """
+    return not source.startswith(("https://", "http://")) and bool(_FILE_LIKE.match(source))
+
+
+def _open_source(
+    source: str,
+    *,
+    index: Any,
+    catalog: Any,
+    level: int,
+    root_url: Optional[str],
+    env: Optional[TaskclusterEnv],
+    artifact: str,
+    prefix: Optional[str],
+    reporter: Optional[Reporter] = None,
+) -> tuple[IO[bytes], str]:
+    """Open ``source`` and return it with the words that name it in messages."""
     if os.path.exists(source):
         try:
-            return open(source, "rb")
+            return open(source, "rb"), source
         except OSError as e:
             raise ArtifactError(f"cannot read {source}: {e.strerror}") from e
     if source.startswith(("https://", "http://")):
-        return HttpReader(source)  # type: ignore[return-value]
+        return HttpReader(source, reporter=reporter), source  # type: ignore[return-value]
+    if looks_like_file(source):
+        raise ArtifactError(f"{source}: no such file")
     task_id: Optional[str] = None
+    what = ""
     if _is_task_id(source) and not (catalog is not None and source in catalog):
         task_id = source
+        what = f"{artifact} of task {task_id}"
     elif catalog is not None and source in catalog:
         if index is None:
             raise ArtifactError(f"cannot look image {source!r} up: no index")
+        if getattr(catalog, "cache_keys", "seed") != "seed":
+            raise ArtifactError(
+                f"cannot look image {source!r} up by name: its digest is taskgraph's "
+                "(cache-keys: taskgraph), indexed under taskgraph's namespaces; give the task id"
+            )
         from taskgraph_images.index import find_image
 
         options: dict[str, Any] = {"artifact": artifact}
@@ -479,6 +515,7 @@ def open_source(
                 f"{index.description} at level {level}: {lookup.reason}"
             )
         task_id = lookup.found.task_id
+        what = f"image {source} ({artifact} of task {task_id})"
     if task_id is None:
         raise ArtifactError(
             f"{source!r} is not a file, a URL, a task id or an image of the catalog"
@@ -487,7 +524,7 @@ def open_source(
     if local is not None:
         path = local(task_id, artifact)
         if path is not None:
-            return open(path, "rb")
+            return open(path, "rb"), what
     tc_env = TaskclusterEnv.from_environment() if env is None else env
     root = tc_env.root(root_url or getattr(index, "root_url", None))
     if not root:
@@ -495,14 +532,19 @@ def open_source(
             f"task {task_id} has no {artifact} in the local artifact store, and no "
             "Taskcluster root URL is set (TASKCLUSTER_ROOT_URL or --index taskcluster:URL)"
         )
-    return HttpReader(artifact_url(tc_env.options(root), task_id, artifact))  # type: ignore[return-value]
+    reader = HttpReader(artifact_url(tc_env.options(root), task_id, artifact), reporter=reporter)
+    return reader, what  # type: ignore[return-value]
 
 
 # -- sinks ----------------------------------------------------------------------------
 
 
 class Sink(Protocol):
-    """Where a loaded tarball goes: the engine's load, a file, or nowhere."""
+    """Where a loaded tarball goes: the engine's load, a file, or nowhere.
+
+    A sink whose :meth:`finish` may take long says what it waits for in a
+    ``finish_waits_for`` attribute, ``(subject, call)``, for progress messages.
+    """
 
     def write(self, data: Buffer) -> None: ...
 
@@ -528,16 +570,35 @@ class NullSink:
 
 
 class FileSink:
-    """Writes the tarball to ``path`` (plain, or zstd when it ends in ``.zst``), atomically."""
+    """Writes the tarball to a file, atomically, or to a binary file object.
 
-    def __init__(self, path: PathLike, *, level: int = 3, threads: int = 0) -> None:
+    ``compression`` is ``"zstd"`` or ``"none"``; by default it follows the
+    file's name (``.tar`` plain, ``.tar.zst`` zstd; other names are
+    refused), and a file object gets the plain tar.
+    """
+
+    #: What :meth:`finish` waits for, and the call, in progress messages.
+    finish_waits_for = ("the disk", "fsync")
+
+    def __init__(
+        self, out: Union[PathLike, IO[bytes]], *, compression: Optional[str] = None,
+        level: int = 3, threads: int = 0,
+    ) -> None:
         from taskgraph_images._atomic import atomic_output
+        from taskgraph_images.compression import compression_for_name
 
-        self.path = os.fspath(path)
-        self._context = atomic_output(path)
-        self._file = self._context.__enter__()
+        self._context: Any = None
+        if isinstance(out, (str, os.PathLike)):
+            self.path = os.fspath(out)
+            kind = compression or compression_for_name(self.path)
+            self._context = atomic_output(out)
+            self._file: IO[bytes] = self._context.__enter__()
+        else:
+            self.path = "stdout"
+            kind = compression or "none"
+            self._file = out
         self._zstd: Any = None
-        if self.path.endswith(".zst"):
+        if kind == "zstd":
             import zstandard
 
             workers = threads if threads > 0 else (os.cpu_count() or 1)
@@ -550,7 +611,10 @@ class FileSink:
     def finish(self) -> list[str]:
         if self._zstd is not None:
             self._zstd.close()
-        self._context.__exit__(None, None, None)
+        if self._context is not None:
+            self._context.__exit__(None, None, None)
+        else:
+            self._file.flush()
         return [f"Wrote {self.path}"]
 
     def abort(self) -> None:
@@ -559,6 +623,8 @@ class FileSink:
         with contextlib.suppress(Exception):
             if self._zstd is not None:
                 self._zstd.close()
+        if self._context is None:
+            return  # a stream cannot be taken back: the reader sees it end early
         err = ArtifactError(f"aborted writing {self.path}")
         with contextlib.suppress(ArtifactError):
             self._context.__exit__(ArtifactError, err, None)
@@ -581,15 +647,15 @@ class _Tracked:
     """Reads the source for the decompressor, following zstd frames and counting."""
 
     def __init__(self, raw: IO[bytes], head: bytes, checker: Optional[ZstdFrameChecker],
-                 progress: Optional[Progress]) -> None:
+                 meter: Optional[Meter]) -> None:
         self._raw = raw
         self._head = head
         self._checker = checker
-        self._progress = progress
+        self._meter = meter
         if checker is not None and head:
             checker.feed(head)
-        if progress is not None and head:
-            progress.update(len(head))
+        if meter is not None and head:
+            meter.update(len(head))
 
     def read(self, n: int = -1) -> bytes:
         if self._head:
@@ -598,13 +664,26 @@ class _Tracked:
         try:
             data = self._raw.read(n)
         except OSError as e:
-            raise ArtifactError(f"cannot read the image artifact: {e}") from e
+            raise ArtifactError(f"cannot read it: {e}") from e
         if data:
             if self._checker is not None:
                 self._checker.feed(data)
-            if self._progress is not None:
-                self._progress.update(len(data))
+            if self._meter is not None:
+                if self._meter.total is None:
+                    self._meter.total = _size_of(self._raw)
+                self._meter.update(len(data))
         return data
+
+
+def _size_of(raw: IO[bytes]) -> Optional[int]:
+    """The size of what ``raw`` reads, when it can tell (a file; an HTTP body)."""
+    total = getattr(raw, "total", None)
+    if isinstance(total, int):
+        return total
+    try:
+        return os.fstat(raw.fileno()).st_size or None
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def _read_head(raw: IO[bytes]) -> bytes:
@@ -623,80 +702,129 @@ def stream_image(
     *,
     tag: Optional[str] = None,
     max_size: int = DEFAULT_MAX_SIZE,
-    progress: Optional[Progress] = None,
+    reporter: Optional[Reporter] = None,
+    name: str = "the image artifact",
 ) -> LoadResult:
     """Decompress (when zstd), check and retag the tarball read from ``raw`` into ``sink``.
 
     Plain tar input is accepted too. On any error the sink is aborted (the
-    engine loads nothing, a file is not created) and the error raised.
+    engine loads nothing, a file is not created) and the error raised, its
+    message starting with ``name`` (the file, URL or task the bytes come
+    from). The compressed bytes read are reported to ``reporter`` as a
+    transfer labelled ``loading NAME``.
 
-    :raises ArtifactError: for a corrupt, truncated, unsafe or too large artifact.
+    :raises ArtifactError: for a corrupt, truncated, unsafe or too large
+        artifact, one that is neither zstd nor tar, or one with nothing to
+        retag (no ``manifest.json``) when ``tag`` is given.
     :raises DockerError: when the engine refuses the image.
     """
+    meter = None
+    if reporter is not None:
+        meter = Meter(reporter, f"loading {name}")
+    try:
+        try:
+            result = _stream(raw, sink, tag, max_size, meter)
+        except BaseException:
+            sink.abort()
+            raise
+    except ArtifactError as e:
+        raise ArtifactError(f"{name}: {e}") from e
+    except DockerError as e:
+        raise type(e)(f"{name}: {e}") from e
+    finally:
+        if meter is not None:
+            meter.finish()
+    return result
+
+
+def _stream(
+    raw: IO[bytes], sink: Sink, tag: Optional[str], max_size: int, meter: Optional[Meter]
+) -> LoadResult:
     rewriter = TarRewriter(retagger(tag) if tag else None)
     head = _read_head(raw)
     compressed = head == ZSTD_MAGIC
     checker = ZstdFrameChecker() if compressed else None
-    source = _Tracked(raw, head, checker, progress)
+    source = _Tracked(raw, head, checker, meter)
     total = 0
-    try:
-        if compressed:
-            import zstandard
+    if compressed:
+        import zstandard
 
-            reader: Any = zstandard.ZstdDecompressor().stream_reader(
-                source,  # type: ignore[arg-type]
-                read_size=BUFFER, read_across_frames=True, closefd=False
-            )
-        else:
-            reader = source
-        buf = bytearray(BUFFER)
-        view = memoryview(buf)
-        try:
-            while True:
-                if compressed:
-                    n = reader.readinto(buf)
-                else:
-                    chunk = reader.read(BUFFER)
-                    n = len(chunk)
-                    view_n = memoryview(chunk)
-                if not n:
-                    break
-                total += n
-                if total > max_size:
-                    raise ArtifactError(
-                        f"the image artifact decompresses to more than {max_size} bytes "
-                        "(the limit; raise it with --max-size if the image is that large)"
-                    )
-                for piece in rewriter.feed(view[:n] if compressed else view_n):
-                    sink.write(piece)
-        except ArtifactError:
-            raise
-        except Exception as e:
-            if compressed and type(e).__name__ == "ZstdError":
-                raise ArtifactError(f"corrupt zstd data in the image artifact: {e}") from e
-            raise
-        finally:
+        reader: Any = zstandard.ZstdDecompressor().stream_reader(
+            source,  # type: ignore[arg-type]
+            read_size=BUFFER, read_across_frames=True, closefd=False
+        )
+    else:
+        reader = source
+    buf = bytearray(BUFFER)
+    view = memoryview(buf)
+    try:
+        while True:
             if compressed:
-                reader.close()
-        if compressed:
-            while source.read(BUFFER):  # anything after the last frame the reader left
-                pass
-            assert checker is not None
-            if not checker.complete:
+                n = reader.readinto(buf)
+            else:
+                chunk = reader.read(BUFFER)
+                n = len(chunk)
+                view_n = memoryview(chunk)
+            if not n:
+                break
+            total += n
+            if total > max_size:
                 raise ArtifactError(
-                    "truncated zstd stream: the image artifact ends inside a frame"
+                    f"it decompresses to more than {format_size(max_size)} "
+                    "(the limit; raise it with --max-size if the image is that large)"
                 )
-        tail = rewriter.close()
-        sink.write(tail)
-    except BaseException:
-        sink.abort()
-        if progress is not None:
-            progress.finish()
+            try:
+                pieces = rewriter.feed(view[:n] if compressed else view_n)
+            except ArtifactError as e:
+                raise _tar_error(e, rewriter, compressed, total) from e
+            for piece in pieces:
+                sink.write(piece)
+    except ArtifactError:
         raise
-    messages = sink.finish()
-    if progress is not None:
-        progress.finish()
+    except Exception as e:
+        if compressed and type(e).__name__ == "ZstdError":
+            raise ArtifactError(f"corrupt zstd data: {e}") from e
+        raise
+    finally:
+        if compressed:
+            reader.close()
+    if compressed:
+        while source.read(BUFFER):  # anything after the last frame the reader left
+            pass
+        assert checker is not None
+        if not checker.complete:
+            raise ArtifactError("truncated zstd stream: it ends inside a frame")
+    try:
+        tail = rewriter.close()
+    except ArtifactError as e:
+        raise _tar_error(e, rewriter, compressed, total) from e
+    if tag is not None and not rewriter.rewritten:
+        raise ArtifactError(
+            f"nothing to retag as {tag}: the archive has no manifest.json (nor repositories or "
+            "index.json); it is not an image saved by docker save"
+        )
+    sink.write(tail)
+    if meter is None:
+        messages = sink.finish()
+    else:
+        # The engine answers a load only once it has unpacked the image.
+        subject, call = getattr(sink, "finish_waits_for", ("the output", "finish"))
+        with announcing(meter.reporter, subject, call):
+            messages = sink.finish()
     return LoadResult(tuple(messages), compressed, total, tuple(rewriter.rewritten))
+
+
+def _tar_error(
+    error: ArtifactError, rewriter: TarRewriter, compressed: bool, size: int
+) -> ArtifactError:
+    """The error to raise for a tar that does not parse: plain bytes that never
+    began a tar are not a damaged tar but something else altogether."""
+    if compressed or rewriter.members:
+        return error
+    return ArtifactError(
+        "not zstd-compressed (it does not start with the zstd magic number) "
+        f"and not a tar archive either ({format_size(size)})"
+    )
 
 
 def load_image(
@@ -704,41 +832,47 @@ def load_image(
     *,
     engine: Optional[Engine] = None,
     tag: Optional[str] = None,
-    output: Optional[PathLike] = None,
+    output: Optional[Union[PathLike, IO[bytes]]] = None,
     max_size: int = DEFAULT_MAX_SIZE,
     index: Any = None,
     catalog: Any = None,
     level: int = 3,
     root_url: Optional[str] = None,
-    progress: Optional[Progress] = None,
+    reporter: Optional[Reporter] = None,
     artifact: str = ARTIFACT_NAME,
     prefix: Optional[str] = None,
+    compression: Optional[str] = None,
 ) -> LoadResult:
     """Load the image artifact ``source`` (see :func:`open_source`) into ``engine`` or ``output``.
 
     With ``tag`` (``name:tag``) the image is retagged on the fly. With
-    ``output`` the (retagged) tarball is written there instead of loaded.
+    ``output`` (a path, or a binary file object such as stdout) the
+    (retagged) tarball is written there instead of loaded, compressed as
+    :class:`FileSink` says (``compression``: ``"zstd"`` or ``"none"``, by
+    default from the name). Every error names the artifact: the file, URL
+    or task id.
 
     :raises ArtifactError: for a missing, corrupt, truncated or unsafe artifact.
     :raises DockerError: when the engine refuses it.
     """
     if tag is not None:
         _check_reference(tag)
-    raw = open_source(source, index=index, catalog=catalog, level=level, root_url=root_url,
-                      artifact=artifact, prefix=prefix)
+    raw, name = _open_source(source, index=index, catalog=catalog, level=level,
+                             root_url=root_url, env=None, artifact=artifact, prefix=prefix,
+                             reporter=reporter)
     try:
         sink: Sink
         if output is not None:
-            sink = FileSink(output)
+            sink = FileSink(output, compression=compression)
         else:
             if engine is None:
                 from taskgraph_images.docker import Engine
 
                 engine = Engine.from_env()
             sink = engine.start_load()
-        return stream_image(raw, sink, tag=tag, max_size=max_size, progress=progress)
+        return stream_image(raw, sink, tag=tag, max_size=max_size, reporter=reporter, name=name)
     except OSError as e:
-        raise ArtifactError(f"loading {source}: {e}") from e
+        raise ArtifactError(f"loading {name}: {e}") from e
     finally:
         raw.close()
 

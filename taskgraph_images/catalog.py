@@ -12,23 +12,25 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterator, Mapping, Optional, Union
+import stat
+from typing import TYPE_CHECKING, Iterator, Mapping, Optional, Union
 
 import attrs
 
 from taskgraph_images import _dockerfile
-from taskgraph_images.context import (
-    ContextFile,
-    FileHasher,
-    file_sha256,
-    hash_files,
-    list_context,
-    list_tree,
-    sort_by_bytes,
-)
-from taskgraph_images.digest import image_digest
 from taskgraph_images.errors import CatalogError, DockerfileError
-from taskgraph_images.kindconfig import ImageConfig, find_kind_config, load_kind_config
+from taskgraph_images.kindconfig import (
+    KIND_CONFIG_PATHS,
+    ImageConfig,
+    IndexConfig,
+    find_kind_config,
+    load_kind_config,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from taskgraph_images.context import ContextFile, ImageContext
+    from taskgraph_images.digest import CatalogKeys
+    from taskgraph_images.filehash import FileHasher
 
 __all__ = ["DEFAULT_IMAGES_DIR", "Image", "ImageCatalog", "validate_image_name"]
 
@@ -94,6 +96,14 @@ class Image:
     symbol: Optional[str] = None
     #: The parent the kind config names (``FROM $DOCKER_IMAGE_PARENT``), if any.
     config_parent: Optional[str] = None
+    #: The ``# %include`` paths as the Dockerfile writes them (same order as ``includes``).
+    include_lines: tuple[str, ...] = ()
+    #: The folder of the run-task files, when the Dockerfile has ``# %include-run-task``.
+    run_task: Optional[str] = None
+    #: ``False`` when the kind config says ``cache: false``: never reused, built every push.
+    cache: bool = True
+    #: The kind config's ``index`` (routes for the build task), if any.
+    index: Optional[IndexConfig] = None
 
     @property
     def prebuilt(self) -> bool:
@@ -159,8 +169,9 @@ def _read_registry(path: str) -> Optional[str]:
 class ImageCatalog:
     """The images of one repository; load it with :meth:`load`.
 
-    A catalog is a snapshot of the tree at load time. Context hashes and
-    digests are computed on first use and kept for the catalog's lifetime.
+    A catalog is a snapshot of the tree's facts at load time. Context members,
+    context hashes and digests come from :class:`~taskgraph_images.digest.CatalogKeys`,
+    computed on first use and kept for the catalog's lifetime.
     """
 
     def __init__(
@@ -170,15 +181,17 @@ class ImageCatalog:
         images: Mapping[str, Image],
         *,
         kind_config: Optional[str] = None,
-        hasher: FileHasher = file_sha256,
+        hasher: Optional[FileHasher] = None,
+        cache_keys: str = "seed",
     ) -> None:
         self.root = root
         self.images_dir = images_dir
         self.kind_config = kind_config
+        #: ``"seed"`` or ``"taskgraph"``: whose digests :meth:`digest` gives.
+        self.cache_keys = cache_keys
         self._images = dict(sorted(images.items()))
         self._hasher = hasher
-        self._context_hashes: dict[str, str] = {}
-        self._digests: dict[str, str] = {}
+        self._keys: Optional[CatalogKeys] = None
         self._order = _topological_order(self._images)
 
     # -- loading -------------------------------------------------------------
@@ -190,7 +203,9 @@ class ImageCatalog:
         images_dir: str = DEFAULT_IMAGES_DIR,
         *,
         kind_config: Optional[PathLike] = _AUTO,
-        hasher: FileHasher = file_sha256,
+        hasher: Optional[FileHasher] = None,
+        run_task: Optional[PathLike] = None,
+        cache_keys: str = "seed",
     ) -> ImageCatalog:
         """Read every image folder directly under ``root/images_dir``.
 
@@ -198,7 +213,14 @@ class ImageCatalog:
         ``root``), ``"auto"`` (look at :data:`~taskgraph_images.kindconfig.KIND_CONFIG_PATHS`)
         or ``None``/``"none"`` (ignore any). With a kind config, the catalog
         holds exactly its tasks; without one, every folder that has a
-        ``Dockerfile`` (others are skipped quietly).
+        ``Dockerfile`` (others are skipped quietly). ``hasher`` hashes one
+        file (default :func:`~taskgraph_images.filehash.file_sha256`; a cache
+        of file hashes fits). ``run_task`` is the folder holding the files
+        ``# %include-run-task`` adds (relative paths are taken from ``root``);
+        by default, the installed ``taskgraph`` package's ``run-task`` folder.
+        ``cache_keys`` is ``"seed"`` or ``"taskgraph"`` (taskgraph's context
+        hashes and digests; the kind config, which is then required, lists the
+        images built per push, and ``VERSION`` files make no image prebuilt).
 
         :raises CatalogError: naming the folder, file or value at fault.
         """
@@ -217,9 +239,16 @@ class ImageCatalog:
                 config_path = os.path.join(root_s, os.fspath(kind_config))
                 if not os.path.isfile(config_path):
                     raise CatalogError(f"kind config {os.fspath(kind_config)} does not exist")
+        if cache_keys not in ("seed", "taskgraph"):
+            raise CatalogError(f"unknown cache keys {cache_keys!r}: use 'seed' or 'taskgraph'")
         configs: Optional[dict[str, ImageConfig]] = None
         if config_path is not None:
             configs = load_kind_config(config_path)
+        elif cache_keys == "taskgraph":
+            raise CatalogError(
+                f"cache-keys: taskgraph needs the docker-image kind config "
+                f"({' or '.join(KIND_CONFIG_PATHS)}), which lists the images taskgraph builds"
+            )
 
         entries: list[tuple[str, str, Optional[ImageConfig]]] = []
         if configs is None:
@@ -241,15 +270,18 @@ class ImageCatalog:
                     )
                 entries.append((name, cfg.definition, cfg))
 
+        run_task_dir = _RunTask(root_s, run_task)
         drafts = {
-            name: _draft(root_s, images_dir, name, definition, cfg, default_registry)
+            name: _draft(root_s, images_dir, name, definition, cfg, default_registry,
+                         run_task_dir, prebuilt=cache_keys == "seed")
             for name, definition, cfg in entries
         }
         images = _resolve_parents(drafts, config_path)
         rel_config = (
             os.path.relpath(config_path, root_s).replace(os.sep, "/") if config_path else None
         )
-        return cls(root_s, images_dir, images, kind_config=rel_config, hasher=hasher)
+        return cls(root_s, images_dir, images, kind_config=rel_config, hasher=hasher,
+                   cache_keys=cache_keys)
 
     # -- mapping protocol -----------------------------------------------------
 
@@ -316,60 +348,37 @@ class ImageCatalog:
                 queue.extend(self._images[current].parents)
         return seen
 
-    # -- hashes -----------------------------------------------------------------
+    # -- contexts and keys ---------------------------------------------------------
+
+    @property
+    def keys(self) -> CatalogKeys:
+        """The context members, context hashes and digests of the images."""
+        if self._keys is None:
+            from taskgraph_images.digest import CatalogKeys
+
+            self._keys = CatalogKeys(self, hasher=self._hasher, mode=self.cache_keys)
+        return self._keys
+
+    def context(self, name: str) -> ImageContext:
+        """Return the members of the image's build context (computed once)."""
+        return self.keys.context(name)
 
     def context_files(self, name: str) -> list[ContextFile]:
         """Return the files of the image's folder, sorted as the hash sorts them."""
-        return list_context(self.root, self[name].path)
+        return list(self.context(name).own)
 
     def include_files(self, name: str) -> list[ContextFile]:
         """Return the files the image's ``# %include`` lines add, sorted, without repeats."""
-        files: dict[str, ContextFile] = {}
-        for rel in self[name].includes:
-            full = os.path.join(self.root, *rel.split("/"))
-            if os.path.isdir(full):
-                for f in list_tree(self.root, rel, what=f"%include {rel}"):
-                    files[f.relpath] = f
-            else:
-                link = os.readlink(full) if os.path.islink(full) else None
-                files[rel] = ContextFile(rel, full, link)
-        result = list(files.values())
-        sort_by_bytes(result)
-        return result
+        return list(self.context(name).included)
 
     def context_hash(self, name: str) -> str:
-        """Return the seed context hash of the image's folder."""
-        cached = self._context_hashes.get(name)
-        if cached is None:
-            cached = hash_files(self.context_files(name), hasher=self._hasher)
-            self._context_hashes[name] = cached
-        return cached
+        """Return the image's context hash: the seed's of its folder, or taskgraph's
+        of its context tar (``cache_keys="taskgraph"``)."""
+        return self.keys.context_hash(name)
 
     def digest(self, name: str) -> str:
-        """Return the key the index uses for ``name`` (see :mod:`taskgraph_images.digest`).
-
-        The seed context hash for an image with no in-tree task-image parent,
-        no includes and no args; otherwise a sha256 that folds in the
-        parents' digests, the included files and the args.
-        """
-        cached = self._digests.get(name)
-        if cached is not None:
-            return cached
-        image = self[name]
-        parents = []
-        for parent in image.parents:
-            parent_image = self._images[parent]
-            if not parent_image.prebuilt:
-                parents.append((parent, self.digest(parent)))
-            elif parent == image.config_parent:
-                # FROM $DOCKER_IMAGE_PARENT: the reference is not in the Dockerfile.
-                parents.append((parent, self.docker_image(parent)))
-        includes = [(f.relpath, self._hasher(f.abspath)) for f in self.include_files(name)]
-        digest = image_digest(
-            self.context_hash(name), parents=parents, includes=includes, args=image.args
-        )
-        self._digests[name] = digest
-        return digest
+        """Return the key the index uses for ``name`` (see :mod:`taskgraph_images.digest`)."""
+        return self.keys.digest(name)
 
 
 # -- loading helpers ------------------------------------------------------------
@@ -382,6 +391,53 @@ class _Draft:
     dockerfile: str
 
 
+class _RunTask:
+    """Finds the run-task folder once, when a Dockerfile first asks for it."""
+
+    def __init__(self, root: str, configured: Optional[PathLike]) -> None:
+        self._root = root
+        self._configured = configured
+        self._found: Optional[Optional[str]] = None
+        self._looked = False
+
+    def folder(self, where: str) -> str:
+        """Return the folder, or raise :class:`DockerfileError` naming ``where``."""
+        if self._configured is not None:
+            folder = os.path.join(self._root, os.fspath(self._configured))
+            what = f"run-task folder {os.fspath(self._configured)}"
+        else:
+            if not self._looked:
+                self._found, self._looked = _installed_run_task(), True
+            if self._found is None:
+                raise DockerfileError(
+                    f"{where}: '# %include-run-task' needs taskgraph's run-task files: "
+                    "install taskcluster-taskgraph, or name a folder holding them with "
+                    "run-task: in the build-task config"
+                )
+            folder, what = self._found, f"run-task folder {self._found}"
+        for entry in _dockerfile.RUN_TASK_FILES:
+            if not os.path.isfile(os.path.join(folder, entry)):
+                raise DockerfileError(f"{where}: '# %include-run-task': {what} has no file {entry}")
+        return os.path.abspath(folder)
+
+
+def _installed_run_task() -> Optional[str]:
+    """The ``run-task`` folder of the installed ``taskgraph`` package, without importing it."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("taskgraph")
+    except (ImportError, ValueError):  # pragma: no cover - a broken installation
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        folder = os.path.join(location, "run-task")
+        if os.path.isdir(folder):
+            return folder
+    return None
+
+
 def _draft(
     root: str,
     images_dir: str,
@@ -389,10 +445,13 @@ def _draft(
     definition: str,
     cfg: Optional[ImageConfig],
     default_registry: Optional[str],
+    run_task: _RunTask,
+    *,
+    prebuilt: bool = True,
 ) -> _Draft:
     rel = f"{images_dir}/{definition}" if images_dir else definition
     folder = os.path.join(root, *rel.split("/"))
-    version = _read_version(os.path.join(folder, "VERSION"))
+    version = _read_version(os.path.join(folder, "VERSION")) if prebuilt else None
     registry = _read_registry(os.path.join(folder, "REGISTRY")) or default_registry
     dockerfile = os.path.join(folder, "Dockerfile")
     text = _read_text(dockerfile, "Dockerfile")
@@ -407,6 +466,9 @@ def _draft(
     includes = tuple(
         _check_include(root, f"{rel}/Dockerfile", lineno, path) for lineno, path in parsed.includes
     )
+    run_task_dir = None
+    if parsed.run_task is not None:
+        run_task_dir = run_task.folder(f"{rel}/Dockerfile:{parsed.run_task}")
     image = Image(
         name=name,
         path=rel,
@@ -421,6 +483,10 @@ def _draft(
         includes=includes,
         symbol=cfg.symbol if cfg else None,
         config_parent=cfg.parent if cfg else None,
+        include_lines=tuple(path for _, path in parsed.includes),
+        run_task=run_task_dir,
+        cache=cfg.cache if cfg else True,
+        index=cfg.index if cfg else None,
     )
     return _Draft(image=image, froms=parsed.froms, dockerfile=f"{rel}/Dockerfile")
 
@@ -443,6 +509,11 @@ def _check_include(root: str, source: str, lineno: int, path: str) -> str:
         raise DockerfileError(f"{where} is a broken symlink")
     if real == real_root:
         raise DockerfileError(f"{where} includes the whole repository")
+    mode = os.stat(full).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device file")
+        raise DockerfileError(f"{where} is {kind}: include a regular file or a folder")
     return norm
 
 
@@ -477,6 +548,10 @@ def _resolve_parents(drafts: Mapping[str, _Draft], config_path: Optional[str]) -
                 parent = None
             else:
                 parent = by_reference.get(line.ref)
+                if parent == name and line.ref == name:
+                    # A bare 'FROM hello-world' in folder hello-world names the
+                    # registry's image; 'FROM hello-world:latest' names its own tag.
+                    parent = None
             if parent is not None and parent not in parents:
                 parents.append(parent)
             if line.stage:

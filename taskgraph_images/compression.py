@@ -12,7 +12,14 @@ from typing import IO, Iterable, Union
 
 from taskgraph_images.errors import ArtifactError
 
-__all__ = ["BUFFER", "ZSTD_MAGIC", "Buffer", "ZstdFrameChecker", "compress_stream"]
+__all__ = [
+    "BUFFER",
+    "ZSTD_MAGIC",
+    "Buffer",
+    "ZstdFrameChecker",
+    "compress_stream",
+    "compression_for_name",
+]
 
 #: Read and write size for streaming (1 MiB).
 BUFFER = 1 << 20
@@ -20,6 +27,27 @@ BUFFER = 1 << 20
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 Buffer = Union[bytes, bytearray, memoryview]
+
+
+#: How an image tarball is stored, by the end of its file name.
+_SUFFIXES = ((".tar.zst", "zstd"), (".tzst", "zstd"), (".zst", "zstd"), (".tar", "none"))
+
+
+def compression_for_name(name: str) -> str:
+    """Return ``"zstd"`` or ``"none"`` (plain tar) for an image tarball's file name.
+
+    >>> compression_for_name("image.tar.zst"), compression_for_name("image.tar")
+    ('zstd', 'none')
+
+    :raises ArtifactError: for a name with another ending.
+    """
+    for suffix, kind in _SUFFIXES:
+        if name.endswith(suffix):
+            return kind
+    raise ArtifactError(
+        f"cannot tell the format of {name!r} from its name: use .tar (plain) or "
+        ".tar.zst (zstd-compressed)"
+    )
 
 
 # -- pure: zstd frame boundaries ----------------------------------------------------

@@ -23,6 +23,7 @@ from taskgraph_images.errors import ConfigError, InvalidValueError
 from taskgraph_images.tctime import parse_offset
 
 __all__ = [
+    "CACHE_KEYS",
     "DEFAULT_COMMAND",
     "DEFAULT_CONFIG_PATH",
     "DEFAULT_ENV_NAMES",
@@ -101,6 +102,8 @@ _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _COLLECTION = re.compile(r"[a-z0-9]{1,25}\Z")
 _SCOPE = re.compile(r"[ -~]*\Z")
 _TREEHERDER_GROUP = re.compile(r"[A-Za-z0-9_-]{1,25}\Z")
+#: The cache-key modes: whose digests and index namespaces the plan uses.
+CACHE_KEYS = ("seed", "taskgraph")
 # The Queue refuses deadlines more than five days ahead.
 MAX_DEADLINE = datetime.timedelta(days=5)
 
@@ -231,6 +234,18 @@ class BuildConfig:
     treeherder_routes: tuple[str, ...] = ("tc-treeherder.v2",)
     treeherder_tier: int = 1
     index_prefix: str = "docker.images.v2"
+    #: ``"seed"`` (this library's digests and namespaces) or ``"taskgraph"``
+    #: (taskcluster-taskgraph's, shared with it; see ``docs/hash.rst``).
+    cache_keys: str = "seed"
+    #: taskgraph's ``taskgraph.cached-task-prefix``: its cache namespaces' first
+    #: words, when not the trust domain.
+    cached_task_prefix: Optional[str] = None
+    #: taskgraph's ``taskgraph.cache-pull-requests``: whether pull requests index
+    #: and find images under their own namespace.
+    cache_pull_requests: bool = True
+    #: A folder (from the repository root) holding the run-task files; default:
+    #: the installed taskgraph package's.
+    run_task: Optional[str] = None
     #: Names the config in messages: its file, or ``<defaults>``.
     source: str = "<defaults>"
     #: The file the config was read from (:func:`load_config`), if any.
@@ -361,6 +376,14 @@ def _check(c: BuildConfig) -> None:
     need(1 <= c.treeherder_tier <= 3, "treeherder-tier", "expected 1, 2 or 3")
     need(bool(_DOTTED.match(c.index_prefix)), "index-prefix",
          f"invalid index prefix {c.index_prefix!r}")
+    need(c.cache_keys in CACHE_KEYS, "cache-keys",
+         f"{c.cache_keys!r} is not one of {', '.join(CACHE_KEYS)}")
+    need(c.cached_task_prefix is None or bool(_DOTTED.match(c.cached_task_prefix)),
+         "cached-task-prefix", f"invalid namespace prefix {c.cached_task_prefix!r}")
+    need(c.cache_keys != "taskgraph" or c.trust_domain is not None, "cache-keys",
+         "'taskgraph' needs trust-domain: NAME (taskgraph's cache namespaces start with it)")
+    need(c.run_task is None or (bool(c.run_task) and not os.path.isabs(c.run_task)), "run-task",
+         "expected a folder relative to the repository root")
 
 
 def _check_level(c: BuildConfig, lc: LevelConfig) -> None:
@@ -505,6 +528,10 @@ _PARSERS: dict[str, tuple[str, _Parser]] = {
     "treeherder-routes": ("treeherder_routes", _str_list),
     "treeherder-tier": ("treeherder_tier", _int),
     "index-prefix": ("index_prefix", _str),
+    "cache-keys": ("cache_keys", _str),
+    "cached-task-prefix": ("cached_task_prefix", _opt_str),
+    "cache-pull-requests": ("cache_pull_requests", _bool),
+    "run-task": ("run_task", _opt_str),
 }
 #: Every key a config file may hold.
 KEYS = tuple(_PARSERS)

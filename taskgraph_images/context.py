@@ -1,59 +1,55 @@
-"""An image's build context: list its files and compute the seed context hash.
+"""What is in an image's build context: its members, computed once from the catalog's facts.
 
-The context hash is the one the seed README describes and the 2016 decision
-task computed, bit for bit::
+An image's context has four parts (:class:`ImageContext`): the files of its
+own folder, the files its ``# %include`` lines add, the run-task files
+``# %include-run-task`` adds, and the Dockerfile as written into the context
+(``# %ARG`` values applied, the run-task ``COPY`` lines added, ``FROM
+$DOCKER_IMAGE_PARENT`` resolved to the parent's tag). The recipes that key an
+image read these members: the seed hash (:mod:`taskgraph_images.seedhash`)
+and taskgraph's tar stream; :func:`write_context` writes them as a tarball.
 
-    outer = sha256()
-    for path in sorted(every file below root/image_path):   # by path bytes
-        outer.update(f"{sha256(file bytes).hexdigest()}\\t/{path relative to root}\\n")
-    context_hash = outer.hexdigest()
-
-Listing (which files, and which are refused) is kept apart from hashing, and
-both apart from writing a tarball, so each can be tested on its own.
+Listing (which files, and which are refused) reads the file system and
+nothing else; hashing is done elsewhere (:mod:`taskgraph_images.filehash`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
+import posixpath
 import stat
-from typing import (
-    Callable,
-    Iterable,
-    Iterator,
-    NamedTuple,
-    Optional,
-    Protocol,
-    Sequence,
-    TypeVar,
-    Union,
-)
+from typing import IO, TYPE_CHECKING, NamedTuple, Optional, Protocol, Union
 
+import attrs
+
+from taskgraph_images import _dockerfile
 from taskgraph_images.errors import ContextError
+from taskgraph_images.filehash import FileHasher, file_sha256
+from taskgraph_images.seedhash import hash_files
+
+if TYPE_CHECKING:  # pragma: no cover
+    from taskgraph_images._tarball import Member
 
 __all__ = [
+    "PYCACHE",
+    "ContextFacts",
     "ContextFile",
-    "FileHasher",
-    "combine_lines",
+    "ImageContext",
+    "ImageFacts",
+    "Include",
+    "context_members",
     "file_sha256",
     "hash_context",
-    "hash_files",
-    "hash_paths",
-    "lane_kernel",
+    "image_context",
     "list_context",
     "list_tree",
     "sort_by_bytes",
+    "write_context",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: Maps a file's path to its sha256 hexdigest (:func:`file_sha256`, or a cache).
-FileHasher = Callable[[str], str]
-
-#: Read size for streaming a file through sha256.
-CHUNK = 1 << 20
-
+#: The folder name skipped inside folders that ``# %include`` adds (Python bytecode).
+PYCACHE = "__pycache__"
 
 class ContextFile(NamedTuple):
     """One file of a context, as the hash and the tarball see it."""
@@ -67,13 +63,16 @@ def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def list_tree(root: PathLike, rel_dir: str, *, what: str = "context") -> list[ContextFile]:
+def list_tree(root: PathLike, rel_dir: str, *, what: str = "context",
+              skip_pycache: bool = False) -> list[ContextFile]:
     """List every file below ``root/rel_dir`` the way the seed's walk found them.
 
     Directories are walked recursively; directories reached through a symlink
     are not descended (they are skipped, as the seed's ``os.walk`` did).
     Symlinks to files are kept (reading follows them) when their target is
-    inside ``root``. The result is sorted by path bytes.
+    inside ``root``. With ``skip_pycache``, folders named ``__pycache__`` are
+    not descended either (taskgraph's rule for folders ``# %include`` adds). The
+    result is sorted by path bytes.
 
     :raises ContextError: for a missing folder, a broken or looping symlink, a
         symlink to a place outside ``root``, a FIFO, socket or device file, or
@@ -107,7 +106,8 @@ def list_tree(root: PathLike, rel_dir: str, *, what: str = "context") -> list[Co
                 if entry.is_file(follow_symlinks=False):
                     found.append(ContextFile(rel, entry.path, None))
                 elif entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
+                    if not (skip_pycache and entry.name == PYCACHE):
+                        stack.append(entry.path)
                 elif entry.is_symlink():
                     found.extend(_symlink(entry.path, rel, real_root, stack))
                 else:
@@ -169,392 +169,6 @@ def list_context(root: PathLike, image_path: str) -> list[ContextFile]:
     return list_tree(root, image_path, what="context")
 
 
-def file_sha256(path: str) -> str:
-    """Return the sha256 hexdigest of the file at ``path``, read in chunks.
-
-    :raises ContextError: when the file cannot be read.
-    """
-    return _sha256_files((path,))[0]
-
-
-#: How every context file is opened for reading.
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-
-
-def _sha256_files(paths: Iterable[str]) -> list[str]:
-    """Return :func:`file_sha256` of each path, in one loop (no call per file to it).
-
-    :raises ContextError: naming the first file that cannot be read.
-    """
-    digests = []
-    for path in paths:
-        try:
-            fd = os.open(path, _OPEN_FLAGS)
-        except OSError as e:
-            raise ContextError(f"cannot read {path}: {e.strerror}") from e
-        try:
-            digests.append(sha256_fd(fd, os.fstat(fd).st_size))
-        except OSError as e:
-            raise ContextError(f"cannot read {path}: {e.strerror}") from e
-        finally:
-            os.close(fd)
-    return digests
-
-
-def sha256_fd(fd: int, size: int) -> str:
-    """Return the sha256 hexdigest of what remains to read from ``fd``.
-
-    ``size`` is the file's size from ``fstat``: a file smaller than
-    :data:`CHUNK` is read with one ``read`` (no read buffer, no second read
-    when the read returns exactly ``size`` bytes); larger files stream through
-    one reused buffer, so memory stays flat for any size. Reading past
-    ``size`` continues to the end of the file, so a file that grows while it
-    is read is hashed to wherever its end is then.
-
-    :raises OSError: when reading fails.
-    """
-    h = hashlib.sha256()
-    if size < CHUNK:
-        data = os.read(fd, size + 1)
-        h.update(data)
-        if len(data) == size:
-            return h.hexdigest()  # all of it, as fstat said; nothing more to read
-        if not data:
-            return h.hexdigest()
-    elif hasattr(os, "posix_fadvise"):
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-    if not hasattr(os, "readv"):  # pragma: no cover - Windows
-        for block in iter(lambda: os.read(fd, CHUNK), b""):
-            h.update(block)
-        return h.hexdigest()
-    buf = bytearray(CHUNK)
-    with memoryview(buf) as view:
-        while True:
-            n = os.readv(fd, (buf,))
-            if not n:
-                break
-            h.update(view[:n])
-    return h.hexdigest()
-
-
-def combine_lines(pairs: Iterable[tuple[str, str]]) -> str:
-    """Fold ``(relpath, file hexdigest)`` pairs, already sorted, into the seed hash."""
-    import itertools
-
-    outer = hashlib.sha256()
-    pairs = iter(pairs)
-    while True:  # a few thousand lines at a time: one encode each, memory stays flat
-        lines = [f"{digest}\t/{relpath}\n" for relpath, digest in itertools.islice(pairs, 4096)]
-        if not lines:
-            return outer.hexdigest()
-        outer.update(os.fsencode("".join(lines)))
-
-
-def _hash_all(files: Sequence[ContextFile], jobs: Optional[int],
-              hasher: FileHasher) -> Iterator[str]:
-    """Hash every file with ``hasher``, in order: in one batch when ``hasher``
-    has a ``sha256_many`` method (a cache does), else with :func:`hash_paths`."""
-    paths = [f.abspath for f in files]
-    batch = getattr(hasher, "sha256_many", None)
-    if batch is not None:
-        return iter(batch(paths, jobs=jobs))
-    return iter(hash_paths(paths, jobs=jobs, hasher=hasher))
-
-
-def hash_paths(paths: Sequence[str], *, jobs: Optional[int] = None,
-               hasher: FileHasher = file_sha256) -> list[str]:
-    """Return ``hasher(path)`` for every path, in order, on up to ``jobs`` cores.
-
-    ``jobs`` defaults to one per core (at most eight). With the default
-    hasher, files go through the multi-buffer kernel (:func:`lane_kernel`)
-    when this machine has one: see :func:`_hash_in_lanes`. Otherwise, or with
-    another hasher, see :func:`_hash_one_by_one`.
-
-    :raises ContextError: when a file cannot be read.
-    """
-    if jobs is None:
-        jobs = _default_jobs()
-    jobs = max(1, min(jobs, len(paths)))
-    if hasher is file_sha256 and paths:
-        kernel = lane_kernel()
-        if kernel is not None:
-            return _hash_in_lanes(kernel, paths, jobs)
-    return _hash_one_by_one(paths, jobs, hasher)
-
-
-#: The environment variable that turns the multi-buffer kernel off when ``0``.
-SIMD_ENV = "TASKGRAPH_IMAGES_SIMD"
-
-
-class LaneKernel(Protocol):
-    """The interface of the compiled module ``taskgraph_images._sha256mb``."""
-
-    def widths(self) -> tuple[int, ...]: ...
-
-    def hash_files(self, paths: Sequence[str], width: int = 0,
-                   limit: int = -1) -> list[Union[str, int, None]]: ...
-
-
-def lane_kernel() -> Optional[LaneKernel]:
-    """The multi-buffer SHA-256 module, or ``None``.
-
-    ``None`` when the extension was not built (no compiler at install time,
-    or not x86), when the CPU has neither AVX2 nor AVX-512, or when the
-    environment sets :data:`SIMD_ENV` to ``0``. The digests are the same
-    either way; only the speed differs.
-    """
-    if os.environ.get(SIMD_ENV, "1").strip() == "0":
-        return None
-    try:
-        from taskgraph_images import _sha256mb
-    except ImportError:
-        return None
-    kernel: LaneKernel = _sha256mb
-    return kernel if kernel.widths() else None
-
-
-#: Files up to this size go through the lanes in the first pass; larger ones
-#: wait for the second, which knows their sizes.
-_LANE_SMALL = 1 << 20
-
-
-def _hash_in_lanes(kernel: LaneKernel, paths: Sequence[str], jobs: int) -> list[str]:
-    """Hash ``paths`` with the multi-buffer kernel, on ``jobs`` threads.
-
-    The kernel hashes 8 or 16 files at once on one core, one file per vector
-    lane, reading and hashing with the GIL released, so threads share the
-    cores with no per-file Python work. A lane hashes one file at 1/16 of the
-    kernel's speed, so one large file would keep a whole run waiting:
-
-    1. Files up to :data:`_LANE_SMALL` are hashed in runs of neighbouring
-       files; each thread takes the next run until none is left. The kernel
-       skips larger files without reading them.
-    2. The skipped files are stat'ed. They go through the lanes (largest
-       first, dealt round-robin to the threads) when enough of them are alike:
-       a file does when at least ``jobs * lanes / 2`` files are at least half
-       its size. Every other one is hashed with :mod:`hashlib`, which is
-       faster for a few large files.
-    """
-    count = len(paths)
-    width = kernel.widths()[0]
-    out: list[Union[str, int, None]] = [None] * count
-    size = max(4 * width, -(-count // (8 * jobs)))  # files per run
-    runs = [(lo, min(count, lo + size)) for lo in range(0, count, size)]
-
-    def first(run: tuple[int, int]) -> None:
-        lo, hi = run
-        out[lo:hi] = kernel.hash_files(paths[lo:hi], limit=_LANE_SMALL)
-
-    _on_threads(first, runs, jobs)
-    left = [i for i in range(count) if out[i] is None]
-    if left:
-        sizes = {i: _size(paths[i]) for i in left}
-        left.sort(key=sizes.__getitem__, reverse=True)
-        enough = jobs * width // 2
-        bound = 2 * sizes[left[enough - 1]] if len(left) >= enough else -1
-        cut = next((k for k, i in enumerate(left) if sizes[i] <= bound), len(left))
-        alone, wide = left[:cut], left[cut:]  # largest first: the alike ones are a tail
-        shares = [wide[k::jobs] for k in range(jobs) if wide[k::jobs]]
-
-        def second(share: list[int]) -> None:
-            for i, digest in zip(share, kernel.hash_files([paths[i] for i in share])):
-                out[i] = digest
-
-        _on_threads(second, shares, jobs)
-        hashed = _hash_one_by_one([paths[i] for i in alone], jobs, file_sha256,
-                                  sizes=[sizes[i] for i in alone])
-        for i, text in zip(alone, hashed):
-            out[i] = text
-    digests: list[str] = []
-    for path, digest in zip(paths, out):
-        if not isinstance(digest, str):  # an errno (None cannot be left here)
-            raise ContextError(f"cannot read {path}: {os.strerror(digest or 0)}")
-        digests.append(digest)
-    return digests
-
-
-_Item = TypeVar("_Item")
-
-
-def _on_threads(work: Callable[[_Item], None], items: Sequence[_Item], jobs: int) -> None:
-    """Call ``work`` on every item, on up to ``jobs`` threads (this one among
-    them), each taking the next item until none is left; re-raise the first
-    error once they stop."""
-    if jobs <= 1 or len(items) <= 1:
-        for item in items:
-            work(item)
-        return
-    import itertools
-    import threading
-
-    errors: list[BaseException] = []
-    turns = itertools.count()  # next() on it is atomic under the GIL
-
-    def loop() -> None:
-        try:
-            for turn in turns:
-                if turn >= len(items) or errors:
-                    return
-                work(items[turn])
-        except BaseException as e:  # handed to the calling thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=loop, daemon=True)
-               for _ in range(min(jobs, len(items)) - 1)]
-    for t in threads:
-        t.start()
-    loop()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-
-
-def _hash_one_by_one(paths: Sequence[str], jobs: int, hasher: FileHasher,
-                     sizes: Optional[Sequence[int]] = None) -> list[str]:
-    """Return ``hasher(path)`` for every path, one file per call, on ``jobs`` threads or processes.
-
-    ``hashlib`` releases the GIL while it hashes more than 2 KB, so threads
-    share the cores. Up to :data:`_SIZED` files are stat'ed first: under
-    :data:`_INLINE_BYTES` in all they are hashed on the calling thread, else
-    they are handed out largest first so that the threads finish together.
-    Longer lists are split between forked worker processes
-    (:func:`_hash_in_processes`) when :func:`_can_fork` allows and the hasher
-    is :func:`file_sha256`; otherwise they are handed to threads in order (a
-    stat per file would cost more than the balance gains). ``sizes``, when
-    the caller has them, saves those stats. The first error is raised once
-    the threads stop.
-    """
-    count = len(paths)
-    jobs = max(1, min(jobs, count))
-    order: Sequence[int] = range(count)
-    if jobs > 1 and count <= _SIZED:
-        if sizes is None:
-            sizes = [_size(p) for p in paths]
-        if sum(sizes) < _INLINE_BYTES:
-            jobs = 1
-        else:
-            order = sorted(range(count), key=sizes.__getitem__, reverse=True)
-    if jobs <= 1:
-        return _sha256_files(paths) if hasher is file_sha256 else [hasher(p) for p in paths]
-    if count > _SIZED and hasher is file_sha256 and _can_fork():
-        return _hash_in_processes(paths, jobs)
-    results: list[str] = [""] * count
-
-    def one(i: int) -> None:
-        results[i] = hasher(paths[i])
-
-    _on_threads(one, order, jobs)
-    return results
-
-
-def _can_fork() -> bool:
-    """Whether hashing may fork: Linux, and no other thread whose locks a child could inherit."""
-    import sys
-    import threading
-
-    return sys.platform.startswith("linux") and threading.active_count() == 1
-
-
-def _hash_in_processes(paths: Sequence[str], jobs: int) -> list[str]:
-    """Hash ``paths`` with :func:`file_sha256` in ``jobs`` processes (this one and forks).
-
-    Many small files cost threads more in handing the GIL back and forth than
-    they gain, so long lists are split between forked children, which share
-    nothing with this process but the list. The list is cut into runs of
-    neighbouring files (one folder's files are usually read together); each
-    run's number waits in a pipe, and every process takes the next number
-    from it until it is empty, so a process slowed down by the machine simply
-    takes fewer runs. Children write hexdigests into shared memory and mark
-    each run done there. A run no child finished (a child failed in any way)
-    is hashed again here, which raises the real error.
-    """
-    import mmap
-    import signal
-
-    count = len(paths)
-    size = -(-count // _RUNS)  # files per run; at most _RUNS runs
-    runs = -(-count // size)
-    shared = mmap.mmap(-1, 64 * count + runs)
-    read_end, write_end = os.pipe()
-    try:
-        os.write(write_end, bytes(range(runs)))  # runs <= 255 < PIPE_BUF: one write
-    finally:
-        os.close(write_end)  # so the pipe reads empty once every run is taken
-    children: list[int] = []
-    results: list[str] = [""] * count
-    try:
-        for _ in range(1, jobs):
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - runs in the child, which never returns
-                code = 1
-                try:
-                    for run in iter(lambda: os.read(read_end, 1), b""):
-                        r = run[0]
-                        share = paths[r * size : (r + 1) * size]
-                        data = "".join(_sha256_files(share)).encode("ascii")
-                        shared[64 * r * size : 64 * r * size + len(data)] = data
-                        shared[64 * count + r] = 1
-                    code = 0
-                finally:
-                    os._exit(code)
-            children.append(pid)
-        for run in iter(lambda: os.read(read_end, 1), b""):
-            r = run[0]
-            results[r * size : (r + 1) * size] = _sha256_files(paths[r * size : (r + 1) * size])
-        while children:
-            os.waitpid(children[0], 0)
-            children.pop(0)
-        for r in range(runs):
-            if results[r * size]:
-                continue  # hashed here
-            lo, hi = r * size, min(count, (r + 1) * size)
-            if shared[64 * count + r] == 1:
-                text = shared[64 * lo : 64 * hi].decode("ascii")
-                results[lo:hi] = [text[i : i + 64] for i in range(0, len(text), 64)]
-            else:
-                results[lo:hi] = _sha256_files(paths[lo:hi])
-        return results
-    finally:
-        os.close(read_end)
-        for pid in children:  # left only when this process failed
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-        shared.close()
-
-
-#: Long lists are hashed in up to this many runs (each run's number is one byte).
-_RUNS = 255
-
-
-#: Lists up to this many files are stat'ed to balance the threads.
-_SIZED = 2048
-#: Contexts smaller than this (in bytes) are hashed without threads.
-_INLINE_BYTES = 1 << 20
-
-
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0  # the hasher reports the error
-
-
-def _default_jobs() -> int:
-    """The cores this process may run on (at most 8: hashing is memory-bound past that)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores))
-
-
-def hash_files(files: Sequence[ContextFile], *, jobs: Optional[int] = None,
-               hasher: FileHasher = file_sha256) -> str:
-    """Return the seed hash of ``files`` (sorted as :func:`list_tree` sorts them)."""
-    return combine_lines(zip((f.relpath for f in files), _hash_all(files, jobs, hasher)))
-
 
 def hash_context(
     root: PathLike,
@@ -576,66 +190,200 @@ def hash_context(
     return hash_files(list_context(root, image_path), jobs=jobs, hasher=hasher)
 
 
-# -- writing a context tarball (write_context) -----------------------------------
-
-from typing import IO, TYPE_CHECKING  # noqa: E402
-
-if TYPE_CHECKING:  # pragma: no cover
-    from taskgraph_images._tarball import Member
-    from taskgraph_images.catalog import ImageCatalog
-
-__all__ += ["context_members", "write_context"]
-
-#: Compression of a context tarball, by file suffix.
-_COMPRESSIONS = {".tar": "none", ".tar.gz": "gzip", ".tgz": "gzip", ".tar.zst": "zstd"}
+# -- the context model ------------------------------------------------------------
 
 
-def _compression_for(out: object, compression: Optional[str]) -> str:
-    if compression is not None:
-        value = {"gz": "gzip", "zst": "zstd", "": "none"}.get(compression, compression)
-        if value not in ("none", "gzip", "zstd"):
-            raise ContextError(
-                f"unknown compression {compression!r}: use 'none', 'gzip' or 'zstd'"
-            )
-        return value
-    if isinstance(out, (str, os.PathLike)):
-        name = os.fspath(out)
-        for suffix, value in _COMPRESSIONS.items():
-            if name.endswith(suffix):
-                return value
-        raise ContextError(
-            f"cannot tell the compression of {name!r} from its name: "
-            "use .tar, .tar.gz or .tar.zst, or pass compression="
+@attrs.frozen
+class Include:
+    """One ``# %include`` line and the files it adds."""
+
+    #: The path as the Dockerfile writes it (taskgraph names members after it).
+    written: str
+    #: The same path, normalised, from the repository root.
+    relpath: str
+    #: Whether it names a folder (else one file).
+    folder: bool
+    #: The files, sorted by path bytes (``__pycache__`` folders skipped).
+    files: tuple[ContextFile, ...]
+
+
+@attrs.frozen
+class ImageContext:
+    """The members of one image's build context."""
+
+    #: The image's name.
+    name: str
+    #: The image folder, from the repository root.
+    path: str
+    #: Every file of the image folder, sorted by path bytes (the seed's rule:
+    #: nothing skipped).
+    own: tuple[ContextFile, ...]
+    #: The ``# %include`` lines, in the Dockerfile's order.
+    includes: tuple[Include, ...]
+    #: ``(name in the context, file)`` of each run-task file, when the
+    #: Dockerfile has ``# %include-run-task``.
+    run_task: tuple[tuple[str, str], ...]
+    #: The Dockerfile written into the context (``# %ARG`` applied, run-task
+    #: ``COPY`` lines added, ``$DOCKER_IMAGE_PARENT`` resolved).
+    dockerfile: bytes
+    #: The Dockerfile taskgraph 24.x writes into its context tar.
+    taskgraph_dockerfile: bytes
+
+    @property
+    def included(self) -> tuple[ContextFile, ...]:
+        """The files every ``# %include`` adds, sorted by path bytes, without repeats."""
+        files = {f.relpath: f for include in self.includes for f in include.files}
+        result = list(files.values())
+        sort_by_bytes(result)
+        return tuple(result)
+
+    def taskgraph_files(self) -> dict[str, Union[str, bytes]]:
+        """The members of taskgraph's context tar: name in the tar to file path or content.
+
+        The image folder's files (``__pycache__`` folders skipped), each
+        ``# %include`` under ``topsrcdir/`` with the path as written, the
+        run-task files under ``run-task/`` and taskgraph's Dockerfile; a later
+        entry of the same name replaces an earlier one, as in taskgraph.
+        """
+        files: dict[str, Union[str, bytes]] = {}
+        cut = len(self.path) + 1
+        for f in self.own:
+            name = f.relpath[cut:]
+            if PYCACHE not in name.split("/")[:-1]:
+                files[name] = f.abspath
+        for include in self.includes:
+            if include.folder:
+                inner = len(include.relpath) + 1
+                for f in include.files:
+                    files[posixpath.join("topsrcdir", include.written, f.relpath[inner:])] = (
+                        f.abspath
+                    )
+            else:
+                for f in include.files:
+                    files[posixpath.join("topsrcdir", include.written)] = f.abspath
+        for name, path in self.run_task:
+            files[name] = path
+        files["Dockerfile"] = self.taskgraph_dockerfile
+        return files
+
+
+class ImageFacts(Protocol):
+    """What the context needs of an image (a :class:`~taskgraph_images.catalog.Image`)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def dockerfile(self) -> str: ...
+    @property
+    def args(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def includes(self) -> tuple[str, ...]: ...
+    @property
+    def include_lines(self) -> tuple[str, ...]: ...
+    @property
+    def run_task(self) -> Optional[str]: ...
+    @property
+    def config_parent(self) -> Optional[str]: ...
+
+
+class ContextFacts(Protocol):
+    """What the context needs of a catalog (an :class:`~taskgraph_images.catalog.ImageCatalog`)."""
+
+    @property
+    def root(self) -> str: ...
+
+    def __getitem__(self, name: str) -> ImageFacts: ...
+
+    def local_tag(self, name: str) -> str: ...
+
+
+def image_context(facts: ContextFacts, name: str) -> ImageContext:
+    """Return the members of image ``name``'s context, from the catalog's facts.
+
+    :raises ContextError: for a file the context cannot hold (see :func:`list_tree`).
+    :raises DockerfileError: when the Dockerfile no longer parses as it did.
+    """
+    image = facts[name]
+    root = facts.root
+    own = list_context(root, image.path)
+    includes = []
+    for written, rel in zip(image.include_lines, image.includes):
+        full = os.path.join(root, *rel.split("/"))
+        if os.path.isdir(full):
+            files = tuple(list_tree(root, rel, what=f"%include {rel}", skip_pycache=True))
+            includes.append(Include(written, rel, True, files))
+        else:
+            _regular(full, rel)
+            link = os.readlink(full) if os.path.islink(full) else None
+            includes.append(Include(written, rel, False, (ContextFile(rel, full, link),)))
+    run_task: tuple[tuple[str, str], ...] = ()
+    if image.run_task is not None:
+        run_task = tuple(
+            (f"run-task/{n}", os.path.join(image.run_task, n)) for n in _dockerfile.RUN_TASK_FILES
         )
-    return "none"
+    text = _read_dockerfile(os.path.join(root, *image.dockerfile.split("/")), image.dockerfile)
+    parent = facts.local_tag(image.config_parent) if image.config_parent is not None else None
+    written = _dockerfile.parse(
+        text, source=image.dockerfile, args=dict(image.args), image=name, parent=parent
+    ).text
+    taskgraph = _dockerfile.taskgraph_text(text, dict(image.args), source=image.dockerfile)
+    return ImageContext(
+        name=name,
+        path=image.path,
+        own=tuple(own),
+        includes=tuple(includes),
+        run_task=run_task,
+        dockerfile=written.encode("utf-8"),
+        taskgraph_dockerfile=taskgraph.encode("utf-8"),
+    )
 
 
-def _link_in_context(arcname: str, link: str, top: str) -> bool:
-    import posixpath
+def _regular(path: str, rel: str) -> None:
+    """Refuse anything but a regular file (a FIFO would block the reader forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise ContextError(f"cannot stat %include {rel}: {e.strerror}") from e
+    if not stat.S_ISREG(mode):
+        raise ContextError(f"%include {rel} is {_kind(mode)}, not a regular file or folder")
 
-    if link.startswith("/"):
-        return False
-    target = posixpath.normpath(posixpath.join(posixpath.dirname(arcname), link))
-    if target == ".." or target.startswith("../"):
-        return False
-    return not top or target == top or target.startswith(top + "/")
+
+def _read_dockerfile(path: str, rel: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ContextError(f"cannot read {rel}: {e}") from e
 
 
-def context_members(catalog: ImageCatalog, name: str) -> list[Member]:
-    """Return the tar members of image ``name``'s build context (see :func:`write_context`)."""
-    from taskgraph_images import _dockerfile
+# -- writing a context tarball ------------------------------------------------------
+
+
+def context_members(facts: ContextFacts, name: str,
+                    context: Optional[ImageContext] = None) -> list[Member]:
+    """Return the tar members of image ``name``'s build context (see :func:`write_context`).
+
+    ``context`` is the image's :class:`ImageContext` when the caller has it.
+    """
     from taskgraph_images._tarball import Member
-    image = catalog[name]
+
+    if context is None:
+        context = image_context(facts, name)
+    root = facts.root
     members: list[Member] = []
-    real_folder = os.path.realpath(os.path.join(catalog.root, *image.path.split("/")))
-    real_root = os.path.realpath(catalog.root)
-    sources = [(f, f.relpath[len(image.path) + 1 :], "", real_folder)
-               for f in catalog.context_files(name)]
-    included = catalog.include_files(name)
+    real_folder = os.path.realpath(os.path.join(root, *context.path.split("/")))
+    real_root = os.path.realpath(root)
+    included = context.included
     included_paths = {f.relpath for f in included}
+    cut = len(context.path) + 1
+    sources = [(f, f.relpath[cut:], "", real_folder) for f in context.own]
     sources += [(f, f"topsrcdir/{f.relpath}", "topsrcdir", real_root) for f in included]
     for f, arcname, top, real_top in sources:
-        if f.link is not None and top:
+        if arcname == "Dockerfile":
+            executable = bool(os.stat(f.abspath).st_mode & 0o111)
+            members.append(Member(arcname, "file", data=context.dockerfile,
+                                  executable=executable))
+        elif f.link is not None and top:
             # An included symlink stays a link only when what it points at is
             # included too; otherwise the file goes in with the content the
             # digest hashed, instead of a link left dangling in the context.
@@ -653,34 +401,35 @@ def context_members(catalog: ImageCatalog, name: str) -> list[Member]:
                     f"of image {name!r}; copy the file into the image folder or use # %include"
                 )
             members.append(Member(arcname, "symlink", link=f.link))
-        elif arcname == "Dockerfile":
-            with open(f.abspath, encoding="utf-8") as fh:
-                text = fh.read()
-            processed = _dockerfile.parse(
-                text, source=image.dockerfile, args=dict(image.args)
-            ).text
-            executable = bool(os.stat(f.abspath).st_mode & 0o111)
-            members.append(Member(arcname, "file", data=processed.encode("utf-8"),
-                                  executable=executable))
         else:
             members.append(Member(arcname, "file", source=f.abspath))
+    taken = {m.name for m in members}
+    for arcname, path in context.run_task:
+        if arcname in taken:
+            raise ContextError(
+                f"{context.path}/{arcname} is in the way of the file '# %include-run-task' "
+                f"adds there; rename it"
+            )
+        members.append(Member(arcname, "file", source=path))
     return members
 
 
 def write_context(
-    catalog: ImageCatalog,
+    catalog: ContextFacts,
     name: str,
     out: Union[PathLike, IO[bytes]],
     *,
     compression: Optional[str] = None,
+    context: Optional[ImageContext] = None,
 ) -> None:
     """Write image ``name``'s build context as a tar to ``out``, deterministic to the byte.
 
     The tar holds the image folder's files at its top level (the
-    ``Dockerfile`` with ``# %ARG`` lines applied) and each ``# %include``d
-    file under ``topsrcdir/<path from the repository root>``. Members are
-    sorted, directories listed, mtimes fixed, owners 0, modes 0644/0755;
-    symlinks inside the context are kept as links.
+    ``Dockerfile`` as :class:`ImageContext` describes it), each file that
+    ``# %include`` adds under ``topsrcdir/<path from the repository root>``, and the run-task
+    files under ``run-task/``. Members are sorted, directories listed, mtimes
+    fixed, owners 0, modes 0644/0755; symlinks inside the context are kept as
+    links.
 
     ``out`` is a path (written atomically; compression from its suffix
     ``.tar``, ``.tar.gz`` or ``.tar.zst`` unless ``compression`` is given) or
@@ -691,33 +440,25 @@ def write_context(
         not a regular file, or a file that cannot be read.
     :raises CatalogError: for an unknown image.
     """
-    from taskgraph_images._atomic import atomic_output
-    from taskgraph_images._tarball import write_tar
+    from taskgraph_images._tarball import compression_for, write_tar_to
 
-    kind = _compression_for(out, compression)
-    members = context_members(catalog, name)
-
-    def emit(raw: IO[bytes]) -> None:
-        if kind == "gzip":
-            import gzip
-
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-                write_tar(members, gz)  # type: ignore[arg-type]
-        elif kind == "zstd":
-            import zstandard
-
-            cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
-            with cctx.stream_writer(raw, closefd=False) as zw:
-                write_tar(members, zw)
-        else:
-            write_tar(members, raw)
-
+    kind = compression_for(out, compression)
+    members = context_members(catalog, name, context)
     try:
-        if isinstance(out, (str, os.PathLike)):
-            with atomic_output(out) as f:
-                emit(f)
-        else:
-            emit(out)
+        write_tar_to(members, out, kind)
     except OSError as e:
         target = os.fspath(out) if isinstance(out, (str, os.PathLike)) else "the output"
         raise ContextError(f"cannot write the context of image {name!r} to {target}: {e}") from e
+
+
+
+def _link_in_context(arcname: str, link: str, top: str) -> bool:
+    import posixpath
+
+    if link.startswith("/"):
+        return False
+    target = posixpath.normpath(posixpath.join(posixpath.dirname(arcname), link))
+    if target == ".." or target.startswith("../"):
+        return False
+    return not top or target == top or target.startswith(top + "/")
+

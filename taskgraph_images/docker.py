@@ -33,6 +33,7 @@ from taskgraph_images.errors import DockerError, DockerUnavailableError, ImageBu
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
+    from taskgraph_images.progress import Reporter
 
 __all__ = [
     "DEFAULT_HOST",
@@ -151,6 +152,9 @@ class LoadUpload:
     engine's answer), or :meth:`abort` to drop the connection before the end
     of the body so that the engine discards what it received.
     """
+
+    #: What :meth:`finish` waits for, and the call, in progress messages.
+    finish_waits_for = ("the Docker engine", "load")
 
     def __init__(self, engine: Engine, conn: http.client.HTTPConnection) -> None:
         self._engine = engine
@@ -508,6 +512,7 @@ def build_image(
     on_output: Optional[OutputCallback] = None,
     on_note: Optional[Callable[[str], None]] = None,
     reuse_present: bool = True,
+    reporter: Optional[Reporter] = None,
 ) -> list[Built]:
     """Build image ``name`` of ``catalog``, its in-tree ancestors first when missing.
 
@@ -518,8 +523,10 @@ def build_image(
     (the engine's layer cache keeps that cheap), so that what was built
     matches the digests of the tree, as recording a build needs. Build args are the
     image's kind-config args, ``DOCKER_IMAGE_PARENT`` (the configured
-    parent's local tag) and ``build_args`` (which win). Returns what was done,
-    ancestors first.
+    parent's local tag) and ``build_args`` (which win). Each build says on
+    ``on_note`` what it builds and the size of the context it sends; the
+    sending itself is reported to ``reporter`` as a transfer. Returns what
+    was done, ancestors first.
 
     :raises ImageBuildError: with the engine's error.
     :raises ContextError: when the context cannot be written.
@@ -527,6 +534,7 @@ def build_image(
     import tempfile
 
     from taskgraph_images.context import write_context
+    from taskgraph_images.progress import Meter, MeteredReader, format_size
 
     wanted = set(catalog.ancestors(name))
     done: list[Built] = []
@@ -544,13 +552,18 @@ def build_image(
         if image.config_parent is not None:
             args["DOCKER_IMAGE_PARENT"] = catalog.local_tag(image.config_parent)
         args.update(build_args or {})
-        if on_note is not None:
-            on_note(f"building {tag}")
         with tempfile.TemporaryFile() as context:
             write_context(catalog, current, context)
+            size = context.tell()
             context.seek(0)
+            if on_note is not None:
+                on_note(f"building {tag}: sending context ({format_size(size)})")
+            body: IO[bytes] = context
+            if reporter is not None:
+                meter = Meter(reporter, f"sending the context of {tag}", size)
+                body = MeteredReader(context, meter)  # type: ignore[assignment]
             image_id = engine.build(
-                context, [tag], buildargs=args, nocache=nocache, on_output=on_output
+                body, [tag], buildargs=args, nocache=nocache, on_output=on_output
             )
         done.append(Built(current, tag, image_id, False))
     return done

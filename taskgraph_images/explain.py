@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "FIRST_BUILD",
+    "NO_INDEX",
     "NO_MANIFEST",
     "Explanation",
     "Explanations",
@@ -58,6 +59,9 @@ __all__ = [
 FIRST_BUILD = "first build of this image"
 #: The explanation when the last trusted build has no readable manifest.
 NO_MANIFEST = "no earlier manifest to compare (built before manifests were recorded)"
+#: The explanation when the index could not answer the plan's lookup at all
+#: (the plan's own warning says so: no second one).
+NO_INDEX = "no earlier manifest to compare (the index could not answer)"
 
 
 def latest_candidates(name: str, level: int, *, prefix: str = DEFAULT_PREFIX) -> list[str]:
@@ -141,7 +145,6 @@ class Prefetch:
         self._fetch: Optional[threading.Thread] = None
         self._fetched: dict[str, Any] = {}
         self._fetch_problem = ""
-        self._error = "it was not asked"
 
     @property
     def description(self) -> str:
@@ -153,12 +156,7 @@ class Prefetch:
         if self.extra is not None or not self._wanted:
             return self.index.find_tasks(namespaces)
         asked = set(namespaces)
-        try:
-            answer = self.index.find_tasks(
-                [*namespaces, *(n for n in self._wanted if n not in asked)])
-        except IndexBackendError as e:
-            self._error = str(e)
-            raise
+        answer = self.index.find_tasks([*namespaces, *(n for n in self._wanted if n not in asked)])
         self.extra = {n: answer[n] for n in self._wanted if n in answer}
         found = {n: e for n, e in answer.items() if n in asked}
         self._start_fetch(found)
@@ -194,15 +192,13 @@ class Prefetch:
     def explain(self, manifests: Mapping[str, ContextManifest]) -> Explanations:
         """Explain the builds of ``manifests`` (see :func:`explain_builds`), with what was fetched.
 
-        When the lookup could not ask the index, every image gets :data:`NO_MANIFEST`.
+        When the lookup could not ask the index, every image gets
+        :data:`NO_INDEX` (and no problem: the lookup reports the index's error).
         """
         if self._fetch is not None:
             self._fetch.join()
         if self.extra is None:
-            return Explanations({
-                n: Explanation(n, NO_MANIFEST, problem=f"the index cannot answer: {self._error}")
-                for n in manifests
-            })
+            return Explanations({n: Explanation(n, NO_INDEX) for n in manifests})
         return explain_builds(
             self.index, manifests, self._level, prefix=self._prefix, artifact=self._artifact,
             latest=self.extra, fetched=self._fetched, fetch_problem=self._fetch_problem,

@@ -270,20 +270,50 @@ def manifest_file_path(artifact_path: str, manifest_artifact: str) -> str:
 # -- from the catalog ----------------------------------------------------------------
 
 
-def _context_lines(catalog: ImageCatalog, name: str) -> tuple[str, list[tuple[str, str]]]:
-    """Return the recipe and the ``(path, sha256)`` members of ``name``'s digest.
+def _digest_lines(
+    catalog: ImageCatalog, name: str
+) -> tuple[str, list[tuple[str, str]], list[tuple[str, str]]]:
+    """Return the recipe, the ``(path, sha256)`` members and the ``(name, digest)``
+    parents of ``name``'s digest.
 
-    This is the one place that knows how the catalog lists a context: the
-    image folder's files (the seed context hash's lines) and the ``#
-    %include`` files (the digest's include lines).
+    This is the one place that knows how the catalog's context model and its
+    cache-key recipes are made (:mod:`taskgraph_images.digest`):
+
+    - ``seed``: the image folder's files and the ``# %include`` files, by
+      path from the repository root, and the run-task files by their name
+      in the context (``run-task/run-task``); every in-tree task-image
+      parent, and a prebuilt parent the kind config names, by its registry tag;
+    - ``taskgraph``: the members of taskgraph's context tar by their name
+      in it (``Dockerfile`` being the one taskgraph writes,
+      ``topsrcdir/...`` the included files); the kind config's parent.
     """
-    from taskgraph_images.context import file_sha256, hash_paths
+    import hashlib
 
-    recipe = str(getattr(catalog, "cache_keys", "seed"))
-    files = {f.relpath: f for f in catalog.context_files(name) + catalog.include_files(name)}
-    hasher = getattr(catalog, "hasher", file_sha256)
-    hashes = hash_paths([f.abspath for f in files.values()], hasher=hasher)
-    return recipe, list(zip(files, hashes))
+    from taskgraph_images.filehash import hash_paths
+
+    recipe = catalog.cache_keys
+    context = catalog.context(name)
+    image = catalog[name]
+    named: dict[str, Union[str, bytes]]
+    if recipe == "taskgraph":
+        named = context.taskgraph_files()
+        parents = [] if image.config_parent is None else [image.config_parent]
+    else:
+        named = {f.relpath: f.abspath for f in (*context.own, *context.included)}
+        named.update(context.run_task)
+        parents = [p for p in image.parents
+                   if not catalog[p].prebuilt or p == image.config_parent]
+    paths = [v for v in named.values() if isinstance(v, str)]
+    hashes = iter(hash_paths(paths))
+    members = [
+        (n, hashlib.sha256(v).hexdigest() if isinstance(v, bytes) else next(hashes))
+        for n, v in named.items()
+    ]
+    parent_digests = [
+        (p, catalog.docker_image(p) if catalog[p].prebuilt else catalog.digest(p))
+        for p in parents
+    ]
+    return recipe, members, parent_digests
 
 
 def build_manifest(catalog: ImageCatalog, name: str) -> ContextManifest:
@@ -292,20 +322,13 @@ def build_manifest(catalog: ImageCatalog, name: str) -> ContextManifest:
     :raises CatalogError: for an unknown image.
     :raises ContextError: when a member cannot be read.
     """
-    image = catalog[name]
-    recipe, members = _context_lines(catalog, name)
-    parents = []
-    for parent in image.parents:
-        if not catalog[parent].prebuilt:
-            parents.append((parent, catalog.digest(parent)))
-        elif parent == image.config_parent:
-            parents.append((parent, catalog.docker_image(parent)))
+    recipe, members, parents = _digest_lines(catalog, name)
     return ContextManifest(
         image=name,
         digest=catalog.digest(name),
         recipe=recipe,
         members=members,
-        args=image.args,
+        args=catalog[name].args,
         parents=parents,
     )
 

@@ -31,7 +31,7 @@ REQUIRED = (
     "source",
 )
 #: Every parameter :meth:`Params.from_mapping` accepts.
-PARAM_NAMES = (*REQUIRED, "decision_task_id", "pushlog_id")
+PARAM_NAMES = (*REQUIRED, "decision_task_id", "pushlog_id", "tasks_for")
 
 _PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
 # Treeherder and Index routes put the revision in a dotted name: hex only.
@@ -41,6 +41,7 @@ _REPOSITORY = re.compile(r"(?:https?://|ssh://|git@|file://)\S+\Z")
 _SOURCE = re.compile(r"(?:https?://|ssh://|git@)\S+\Z")
 _TASK_ID = re.compile(r"[A-Za-z0-9_-]{8}[Q-T][A-Za-z0-9_-][CGKOSWaeimquy26-][A-Za-z0-9_-]{10}[AQgw]\Z")
 _PUSHLOG_ID = re.compile(r"[0-9]{1,20}\Z")
+_TASKS_FOR = re.compile(r"[a-z][a-z0-9-]{0,99}\Z")
 
 
 class _Bad(Exception):
@@ -136,6 +137,8 @@ _CHECKS: dict[str, Any] = {
     "source": lambda v: _text(v, _SOURCE, "expected a URL starting https://, http://, ssh:// or git@"),
     "decision_task_id": lambda v: _text(v, _TASK_ID, "expected a 22-character slugid"),
     "pushlog_id": _pushlog_id,
+    "tasks_for": lambda v: _text(v, _TASKS_FOR, "expected e.g. hg-push, github-push or "
+                                 "github-pull-request"),
 }
 
 
@@ -156,6 +159,9 @@ class Params:
     source: str
     decision_task_id: Optional[str] = None
     pushlog_id: Optional[str] = None
+    #: What the decision task runs for (taskgraph's ``tasks_for``): ``hg-push``,
+    #: ``github-push``, ``github-pull-request``, ... ``None`` is a push.
+    tasks_for: Optional[str] = None
 
     def __attrs_post_init__(self) -> None:
         # Direct construction and attrs.evolve get the same checks as from_mapping.

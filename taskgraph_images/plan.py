@@ -27,12 +27,13 @@ from taskgraph_images.config import BuildConfig
 from taskgraph_images.errors import PlanError, TaskgraphImagesError
 from taskgraph_images.index._common import new_task_id as fresh_task_id
 from taskgraph_images.params import Params, ParamsLike, coerce_params
-from taskgraph_images.tasks import BuildSpec, ImageRef, TaskImage, build_task
+from taskgraph_images.tasks import BuildSpec, ImageRef, TaskImage, build_task, kind_index_routes
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
     from taskgraph_images.explain import Prefetch
     from taskgraph_images.index import IndexBackend, OnError
+    from taskgraph_images.kindconfig import IndexConfig
     from taskgraph_images.manifest import ManifestDiff
 
 __all__ = [
@@ -307,6 +308,12 @@ def plan_images(
 
     params = coerce_params(params)
     config = config if config is not None else BuildConfig()
+    if catalog.cache_keys != config.cache_keys:
+        raise PlanError(
+            f"the catalog has {catalog.cache_keys} cache keys but the build-task config "
+            f"{config.source} says cache-keys: {config.cache_keys}; load the catalog with "
+            f"cache_keys={config.cache_keys!r}"
+        )
     now = now if now is not None else _utcnow()
     if now.tzinfo is None or now.utcoffset() is None:
         raise PlanError(f"invalid now {now!r}: the datetime has no timezone")
@@ -319,19 +326,22 @@ def plan_images(
     if explain:
         from taskgraph_images.explain import Prefetch
 
+        # Images with cache: false are never indexed, so have no earlier build.
+        cached = [name for name in task_images if catalog[name].cache]
         prefetch = Prefetch(
             index,
             [(name, digests[name], [p for p in catalog[name].parents if p in task_images])
-             for name in task_images],
+             for name in cached],
             params.level, prefix=config.index_prefix, artifact=config.manifest_artifact,
         )
     lookups = find_images(
         prefetch if prefetch is not None else index,
-        [(name, digests[name]) for name in task_images],
+        [(name, digests[name]) for name in task_images if catalog[name].cache],
         params.level,
         on_error=on_error,
         prefix=config.index_prefix,
         artifact=config.artifact_name,
+        search=_taskgraph_search(params, config) if catalog.cache_keys == "taskgraph" else None,
     )
 
     decisions: dict[str, Decision] = {}
@@ -344,8 +354,8 @@ def plan_images(
             decisions[name] = attrs.evolve(base, docker_image=tag, reason=f"registry tag {tag}")
             continue
         rebuilt = [p for p in image.parents if decisions[p].action == "build"]
-        lookup = lookups[name]
-        if not rebuilt and lookup.found is not None:
+        lookup = lookups.get(name)
+        if not rebuilt and lookup is not None and lookup.found is not None:
             found = lookup.found
             decisions[name] = attrs.evolve(
                 base,
@@ -360,13 +370,14 @@ def plan_images(
         if task_id in seen_ids:
             raise PlanError(f"the task id source gave {task_id!r} twice")
         seen_ids.add(task_id)
-        reason = f"parent {rebuilt[0]} rebuilt" if rebuilt else lookup.reason
+        if lookup is None:
+            reason, index_error = "cache: false in the kind config", None
+        elif rebuilt:
+            reason, index_error = f"parent {rebuilt[0]} rebuilt", None
+        else:
+            reason, index_error = lookup.reason, lookup.index_error
         decisions[name] = attrs.evolve(
-            base,
-            action="build",
-            task_id=task_id,
-            reason=reason,
-            index_error=None if rebuilt else lookup.index_error,
+            base, action="build", task_id=task_id, reason=reason, index_error=index_error
         )
 
     warnings: tuple[str, ...] = ()
@@ -383,10 +394,11 @@ def _explain(
     from taskgraph_images.explain import link_parents
     from taskgraph_images.manifest import build_manifest
 
-    built = [name for name, d in decisions.items() if d.action == "build"]
+    builds = [name for name, d in decisions.items() if d.action == "build"]
+    built = [name for name in builds if catalog[name].cache]  # cache: false is never indexed
     manifests = {name: build_manifest(catalog, name) for name in built}
     explanations = prefetch.explain(manifests)
-    explanations = link_parents(explanations, built)
+    explanations = link_parents(explanations, builds)
     for name in built:
         e = explanations.by_name[name]
         d = decisions[name]
@@ -458,7 +470,91 @@ def _build_tasks(
             dependencies=tuple(t for t in dependencies if t is not None),
             args=image.args,
             symbol=image.symbol,
+            index_routes=_index_routes(catalog, decision, params, config),
+            index_rank=_index_rank(catalog[decision.name].index, params, config),
             config_path=config_path,
         )
         tasks[decision.task_id] = build_task(spec, params, config, now)
     return tasks
+
+
+def _index_routes(catalog: ImageCatalog, decision: Decision, params: Params,
+                  config: BuildConfig) -> Optional[tuple[str, ...]]:
+    """The build task's index routes, or ``None`` for this library's three namespaces."""
+    from taskgraph_images.index import index_namespaces
+
+    image = catalog[decision.name]
+    taskgraph = catalog.cache_keys == "taskgraph"
+    if image.cache and image.index is None and not taskgraph:
+        return None
+    routes: list[str] = []
+    if image.cache and taskgraph:
+        from taskgraph_images.taskgraph_keys import index_routes
+
+        routes += index_routes(_cache_prefix(config), image.name, decision.digest,
+                               level=params.level, tasks_for=params.tasks_for or _PUSH,
+                               build_date=params.pushdate_epoch,
+                               cache_pull_requests=config.cache_pull_requests)
+    elif image.cache:
+        routes += [
+            f"index.{ns}"
+            for ns in index_namespaces(params.level, image.name, decision.digest,
+                                       params.pushdate, prefix=config.index_prefix)
+        ]
+    if image.index is not None:
+        if config.trust_domain is None:
+            raise PlanError(
+                f"image {image.name!r} has index: in the kind config, whose routes start with "
+                "the trust domain: set trust-domain in the build-task config"
+            )
+        routes += kind_index_routes(image.index.product, image.index.job_name, params,
+                                    config.trust_domain)
+    return tuple(routes)
+
+
+def _index_rank(index: Optional[IndexConfig], params: Params,
+                config: BuildConfig) -> Optional[int]:
+    """The kind config's ``index.rank`` as taskgraph resolves it, or ``None`` without ``index``.
+
+    ``by-tier``: the push date for a tier-1 task, else 0 (a task without
+    Treeherder counts as tier 3); ``build_date``: the push date; a number: itself.
+    """
+    if index is None:
+        return None
+    if index.rank == "by-tier":
+        tier = config.treeherder_tier if config.treeherder else 3
+        return params.pushdate_epoch if tier == 1 else 0
+    if index.rank == "build_date":
+        return params.pushdate_epoch
+    return int(index.rank)
+
+
+#: What a decision without ``tasks_for`` runs for.
+_PUSH = "hg-push"
+
+
+def _cache_prefix(config: BuildConfig) -> str:
+    """taskgraph's cache namespaces' first words: cached-task-prefix, else the trust domain."""
+    from taskgraph_images.taskgraph_keys import cache_prefix
+
+    if config.trust_domain is None:  # the config refuses cache-keys: taskgraph without one
+        raise PlanError("cache-keys: taskgraph needs trust-domain in the build-task config")
+    return cache_prefix(config.trust_domain, config.cached_task_prefix)
+
+
+def _taskgraph_search(params: Params, config: BuildConfig) -> Callable[[str, str, int], Any]:
+    """taskgraph's lookup order: the highest level down to the push's, then pull requests'."""
+    from taskgraph_images.index._namespaces import Candidate
+    from taskgraph_images.taskgraph_keys import index_search
+
+    prefix = _cache_prefix(config)
+
+    def search(name: str, digest: str, level: int) -> list[Candidate]:
+        found = index_search(prefix, name, digest, level=level,
+                             tasks_for=params.tasks_for or _PUSH,
+                             cache_pull_requests=config.cache_pull_requests)
+        levels = list(range(3, level - 1, -1))
+        return [Candidate(levels[i] if i < len(levels) else level, ns)
+                for i, ns in enumerate(found)]
+
+    return search

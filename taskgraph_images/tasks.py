@@ -22,7 +22,7 @@ from taskgraph_images.manifest import manifest_file_path
 from taskgraph_images.params import Params
 from taskgraph_images.tctime import format_time
 
-__all__ = ["BuildSpec", "TaskImage", "build_task", "treeherder_symbol"]
+__all__ = ["BuildSpec", "TaskImage", "build_task", "kind_index_routes", "treeherder_symbol"]
 
 _SYMBOL = re.compile(r"\A([A-Za-z0-9_-]{1,25})\(([^()]{1,25})\)\Z")
 
@@ -65,6 +65,11 @@ class BuildSpec:
     args: tuple[tuple[str, str], ...] = ()
     #: Treeherder symbol from the kind config (``I(py)`` or ``py``), if any.
     symbol: Optional[str] = None
+    #: The task's index routes (``index.`` and a namespace); ``None``: the three
+    #: namespaces of :func:`~taskgraph_images.index.index_namespaces`.
+    index_routes: Optional[tuple[str, ...]] = None
+    #: The rank the Index gives the task's entries (``extra.index.rank``), if set.
+    index_rank: Optional[int] = None
     #: The build-task config file the plan was made with, relative to the
     #: repository root (the in-task builder reads it); ``None`` for the defaults.
     config_path: Optional[str] = None
@@ -85,6 +90,29 @@ def treeherder_symbol(name: str, symbol: Optional[str], group: str) -> tuple[str
             return m.group(1), m.group(2)
         return group, symbol[:25]
     return group, name[:25]
+
+
+def kind_index_routes(product: str, job_name: str, params: Params,
+                      trust_domain: str) -> tuple[str, ...]:
+    """Return the routes a kind config's ``index: {product, job-name}`` gives a task.
+
+    They are taskgraph's ``generic`` index routes::
+
+        index.{trust-domain}.v2.{project}.latest.{product}.{job-name}
+        index.{trust-domain}.v2.{project}.pushdate.{YYYY.MM.DD.YYYYMMDDHHMMSS}.{product}.{job-name}
+        index.{trust-domain}.v2.{project}.pushlog-id.{pushlog id, 0 if none}.{product}.{job-name}
+        index.{trust-domain}.v2.{project}.revision.{head rev}.{product}.{job-name}
+    """
+    when = params.pushdate.astimezone(datetime.timezone.utc)
+    stamp = when.strftime("%Y.%m.%d.%Y%m%d%H%M%S")
+    top = f"index.{trust_domain}.v2.{params.project}"
+    tail = f"{product}.{job_name}"
+    return (
+        f"{top}.latest.{tail}",
+        f"{top}.pushdate.{stamp}.{tail}",
+        f"{top}.pushlog-id.{params.pushlog_id or '0'}.{tail}",
+        f"{top}.revision.{params.head_rev}.{tail}",
+    )
 
 
 def _env(
@@ -114,13 +142,19 @@ def _env(
     return dict(sorted(env.items()))
 
 
-def _routes(spec: BuildSpec, params: Params, config: BuildConfig) -> list[str]:
-    routes = [
+def _index_routes(spec: BuildSpec, params: Params, config: BuildConfig) -> list[str]:
+    if spec.index_routes is not None:
+        return list(spec.index_routes)
+    return [
         f"index.{ns}"
         for ns in index_namespaces(
             params.level, spec.name, spec.digest, params.pushdate, prefix=config.index_prefix
         )
     ]
+
+
+def _routes(spec: BuildSpec, params: Params, config: BuildConfig) -> list[str]:
+    routes = _index_routes(spec, params, config)
     if config.treeherder:
         suffix = f".{params.pushlog_id}" if params.pushlog_id is not None else ""
         routes += [
@@ -131,13 +165,18 @@ def _routes(spec: BuildSpec, params: Params, config: BuildConfig) -> list[str]:
 
 
 def _scopes(
-    routes: list[str], params: Params, config: BuildConfig, at: LevelConfig
+    routes: list[str], params: Params, config: BuildConfig, at: LevelConfig,
+    spec: Optional[BuildSpec] = None,
 ) -> list[str]:
     scopes = set(config.scopes)
     if config.exact_route_scopes:
         scopes.update(f"queue:route:{route}" for route in routes)
     else:
-        scopes.add(f"queue:route:index.{config.index_prefix}.level-{params.level}.*")
+        ours = f"index.{config.index_prefix}.level-{params.level}."
+        if spec is None or spec.index_routes is None:
+            scopes.add(f"queue:route:{ours}*")
+        else:  # routes of another shape (taskgraph's, a kind's index): one scope each
+            scopes.update(f"queue:route:{r}" for r in spec.index_routes)
         if config.treeherder:
             scopes.update(
                 f"queue:route:{prefix}.{params.project}.*" for prefix in config.treeherder_routes
@@ -213,6 +252,8 @@ def build_task(
             "machine": {"platform": config.treeherder_platform},
             "collection": {config.treeherder_collection: True},
         }
+    if spec.index_rank is not None:
+        extra["index"] = {"rank": spec.index_rank}
     if isinstance(spec.builder, TaskImage) and dict(config.features).get("chainOfTrust"):
         # Chain of trust verifies the image the task ran in against the task that built it.
         extra["chainOfTrust"] = {"inputs": {"docker-image": spec.builder.task_id}}
@@ -234,7 +275,7 @@ def build_task(
             "dependencies": dependencies,
             "requires": "all-completed",
             "routes": routes,
-            "scopes": _scopes(routes, params, config, at),
+            "scopes": _scopes(routes, params, config, at, spec),
             "payload": _payload(
                 spec, params, config, at, format_time(now + at.artifact_expires_after)
             ),

@@ -25,7 +25,7 @@ def test_list_prints_a_table_with_kind_version_registry_parent_and_digest(
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows["base"][:5] == ["base", "prebuilt", "0.1.7", "taskcluster", "-"]
     assert rows["tester"][:5] == ["tester", "task", "-", "taskcluster", "builder"]
-    assert len(rows["tester"][5]) == 12
+    assert len(rows["tester"][5]) == 8
 
 
 def test_list_json_has_full_hashes(capsys: pytest.CaptureFixture[str]) -> None:

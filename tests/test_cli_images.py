@@ -120,7 +120,7 @@ def test_load_stops_at_max_size(
     assert _run(capsys, "save", "tgi-test/base:1.0", "-o", str(tmp_path / "b.tar.zst"))[0] == 0
     code, _, err = _run(capsys, "load", str(tmp_path / "b.tar.zst"), "-t", "big:1",
                         "--max-size", "100K")
-    assert code == 1 and "more than 102400 bytes" in err
+    assert code == 1 and "more than 100.0 KiB (the limit" in err
     assert not docker_engine.engine.exists("big:1")
 
 

@@ -146,7 +146,7 @@ def test_why_from_a_plan_file(
     params.write_text(json.dumps(PARAMS))
     plan = tmp_path / "plan.json"
     assert main(["plan", "--root", str(repo), "--index", f"local:{index}", "--params",
-                 str(params), "--output", str(plan)]) == 0
+                 str(params), "--output", str(plan), "--wide"]) == 0
     out, _ = capsys.readouterr()
     line = f"not indexed; 1 file changed ({BUILDER}/build.sh), 0 added, 0 removed"
     assert next(r for r in out.splitlines() if r.startswith("builder ")).endswith(line)
@@ -188,7 +188,7 @@ def test_plan_prints_one_warning_line_for_unreadable_manifests(
     params = tmp_path / "params.json"
     params.write_text(json.dumps(PARAMS))
     assert main(["plan", "--root", str(repo), "--index", f"local:{index}", "--params",
-                 str(params)]) == 0
+                 str(params), "--wide"]) == 0
     out, err = capsys.readouterr()
     warnings = [line for line in err.splitlines() if "warning:" in line]
     assert warnings == [

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskgraph_images._dockerfile import parse, substitute_args
+from taskgraph_images._dockerfile import parse, substitute_args, taskgraph_text
 from taskgraph_images.errors import DockerfileError, TaskgraphImagesError
 
 
@@ -93,3 +93,61 @@ def test_substitute_args_leaves_unknown_names() -> None:
 def test_arbitrary_text_raises_nothing_but_the_library_error(text: str) -> None:
     with contextlib.suppress(TaskgraphImagesError):
         parse(text)
+
+
+# -- taskgraph's rewrite (cache-keys: taskgraph) ------------------------------------------
+
+_TG_LINES = st.sampled_from([
+    "FROM $DOCKER_IMAGE_PARENT", "FROM ${DOCKER_IMAGE_PARENT}", "# %ARG A", "# %ARG B",
+    "RUN echo $A ${A} $AB $B", "  # %ARG A", "# %include-run-task", "  # %include-run-task  ",
+    "# comment", "", "RUN a \\", "  continued $B", "COPY x y\r",
+])
+
+
+def _taskgraph_dockerfile(tmp: str, text: str, args: dict[str, str]) -> str:
+    """The Dockerfile member of the context tar taskgraph itself writes for ``text``."""
+    import io
+    import os
+    import tarfile
+    import warnings
+
+    from peer_taskgraph import peer
+
+    docker = peer("taskgraph.util.docker")
+    folder = os.path.join(tmp, "taskcluster", "docker", "img")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "Dockerfile"), "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    out = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        docker.stream_context_tar(tmp, "taskcluster/docker/img", out, args=args)
+    out.seek(0)
+    with tarfile.open(fileobj=out) as tar:
+        member = tar.extractfile("Dockerfile")
+        assert member is not None
+        return member.read().decode("utf-8")
+
+
+@given(st.lists(_TG_LINES, max_size=8), st.booleans(),
+       st.dictionaries(st.sampled_from(["A", "B"]), st.text("xyz\\1 &", max_size=4)))
+def test_taskgraph_text_is_taskgraphs_rewrite(lines: list[str], newline: bool,
+                                             args: dict[str, str]) -> None:
+    import tempfile
+
+    text = "\n".join(lines) + ("\n" if newline else "")
+    args = {"A": "1", "B": "2", **args}
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            theirs = _taskgraph_dockerfile(tmp, text, args)
+        except Exception:  # taskgraph refuses it (a bad re.sub template): so do we
+            with pytest.raises(Exception):  # noqa: B017 - whatever taskgraph raised
+                taskgraph_text(text.replace("\r\n", "\n").replace("\r", "\n"), args)
+            return
+    # we read Dockerfiles as taskgraph's open() does: universal newlines
+    assert taskgraph_text(text.replace("\r\n", "\n").replace("\r", "\n"), args) == theirs
+
+
+def test_taskgraph_text_needs_every_arg_it_meets() -> None:
+    with pytest.raises(DockerfileError, match=r"^img/Dockerfile:2: no value for '# %ARG X'"):
+        taskgraph_text("FROM a\n# %ARG X\n", {}, source="img/Dockerfile")

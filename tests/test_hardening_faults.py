@@ -337,7 +337,9 @@ def test_cli_build_policy_writes_a_plan_that_builds_the_affected_images(
     assert all(plan[n].action == "build" for n in fault.affected)
     for name in unknown:
         row = next(line for line in out.splitlines() if line.startswith(name + " "))
-        assert "build" in row and "index unavailable: Taskcluster" in row
+        assert "build: index unavailable: T" in row and len(row) <= 80
+    warnings = [line for line in err.splitlines() if "warning:" in line]
+    assert len(warnings) == 1 and f"building {len(fault.affected)} image" in warnings[0]
 
 
 def test_cli_rejects_a_negative_retry_count(

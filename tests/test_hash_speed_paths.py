@@ -20,19 +20,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import taskgraph_images
-from taskgraph_images import context
-from taskgraph_images.context import (
+from taskgraph_images import filehash
+from taskgraph_images.context import ContextFile, hash_context, list_context
+from taskgraph_images.errors import ContextError
+from taskgraph_images.filehash import (
     CHUNK,
     SIMD_ENV,
-    ContextFile,
     file_sha256,
-    hash_context,
-    hash_files,
     hash_paths,
     lane_kernel,
-    list_context,
 )
-from taskgraph_images.errors import ContextError
+from taskgraph_images.seedhash import hash_files
 
 
 def independent_seed_hash(root: str, image_path: str) -> str:
@@ -194,14 +192,14 @@ def _hole(path: Path, size: int) -> str:
 def _one_by_one_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """Record the path lists handed to hashlib one file at a time."""
     calls: list[list[str]] = []
-    real = context._hash_one_by_one
+    real = filehash._hash_one_by_one
 
-    def spy(paths: list[str], jobs: int, hasher: context.FileHasher,
+    def spy(paths: list[str], jobs: int, hasher: filehash.FileHasher,
             sizes: list[int] | None = None) -> list[str]:
         calls.append(list(paths))
         return real(paths, jobs, hasher, sizes)
 
-    monkeypatch.setattr(context, "_hash_one_by_one", spy)
+    monkeypatch.setattr(filehash, "_hash_one_by_one", spy)
     return calls
 
 
@@ -359,9 +357,9 @@ def test_100000_small_files_finish_with_bounded_memory(tmp_path: Path) -> None:
 _FORKED = r"""
 import os, sys
 import taskgraph_images
-from taskgraph_images import context
+from taskgraph_images import context, filehash
 root, count = sys.argv[1], int(sys.argv[2])
-assert context._can_fork(), "a fresh interpreter has one thread"
+assert filehash._can_fork(), "a fresh interpreter has one thread"
 for i in range(count):
     d = os.path.join(root, "img", f"d{i % 7}", f"e{i % 3}")
     os.makedirs(d, exist_ok=True)
@@ -381,13 +379,13 @@ def test_a_long_file_list_hashed_in_forked_processes_equals_the_seed(tmp_path: P
 _CHILD_FAILS = r"""
 import sys
 import taskgraph_images
-from taskgraph_images import context
+from taskgraph_images import filehash
 from taskgraph_images.errors import ContextError
 good = sys.argv[1]
 paths = [good] * 9
 paths[4] = good + ".missing"   # in the share of child 1 of 3
 try:
-    context._hash_in_processes(paths, 3)
+    filehash._hash_in_processes(paths, 3)
 except ContextError as e:
     print("ContextError:", e)
 """
@@ -404,8 +402,8 @@ def test_a_failing_child_share_is_hashed_again_here_to_raise_the_real_error(tmp_
 _CHILDREN_DIE = r"""
 import os, sys
 import taskgraph_images
-from taskgraph_images import context
-parent, real = os.getpid(), context._sha256_files
+from taskgraph_images import filehash
+parent, real = os.getpid(), filehash._sha256_files
 def dies_in_children(paths):
     if os.getpid() != parent:
         os._exit(3)  # a child that vanishes without a word, like one the OOM killer took
@@ -414,9 +412,9 @@ paths = [os.path.join(sys.argv[1], f"f{i}") for i in range(600)]
 for i, p in enumerate(paths):
     with open(p, "wb") as f:
         f.write(b"%d" % i)
-context._sha256_files = dies_in_children
-together = context._hash_in_processes(paths, 3)
-print(together == [context.file_sha256(p) for p in paths])
+filehash._sha256_files = dies_in_children
+together = filehash._hash_in_processes(paths, 3)
+print(together == [filehash.file_sha256(p) for p in paths])
 """
 
 
@@ -428,7 +426,7 @@ def test_runs_a_dead_child_left_unfinished_are_hashed_here(tmp_path: Path) -> No
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
 def test_a_file_whose_size_is_not_reported_is_hashed_whole() -> None:
-    from taskgraph_images.context import _sha256_files
+    from taskgraph_images.filehash import _sha256_files
 
     # /proc files report size 0 but have content: the one-read shortcut must not stop there.
     path = "/proc/self/environ"
@@ -441,7 +439,7 @@ def test_a_file_whose_size_is_not_reported_is_hashed_whole() -> None:
 def test_hashing_does_not_fork_while_other_threads_run() -> None:
     import threading
 
-    from taskgraph_images.context import _can_fork
+    from taskgraph_images.filehash import _can_fork
 
     stop = threading.Event()
     worker = threading.Thread(target=stop.wait)

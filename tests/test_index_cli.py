@@ -27,7 +27,7 @@ def test_insert_then_find_on_the_local_index(tmp_path: Path, capsys: pytest.Capt
     db = f"local:{tmp_path / 'i.sqlite'}"
     assert main(["index", "insert", "a.b", T1, "--rank", "2", "--index", db]) == 0
     capsys.readouterr()
-    assert main(["index", "find", "a.b", "--index", db]) == 0
+    assert main(["index", "find", "a.b", "--json", "--index", db]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["taskId"] == T1 and json.loads(out)["rank"] == 2
     assert "using the local index at" in err
@@ -65,7 +65,8 @@ def test_insert_into_taskcluster_is_refused(
 def test_find_on_taskcluster(tc_server: TCServer, capsys: pytest.CaptureFixture[str]) -> None:
     task_id = tc_server.add_task()
     tc_server.index_task("a.b", task_id)
-    assert main(["index", "find", "a.b", "--index", f"taskcluster:{tc_server.root_url}"]) == 0
+    assert main(["index", "find", "a.b", "--json", "--index",
+                 f"taskcluster:{tc_server.root_url}"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["taskId"] == task_id
     assert f"using the Taskcluster index at {tc_server.root_url}" in err
@@ -105,3 +106,36 @@ def test_unknown_index_kind_is_an_error() -> None:
 def test_on_index_error_maps_to_on_error() -> None:
     assert on_error(_args()) == "raise"
     assert on_error(_args("--on-index-error", "build")) == "build"
+
+
+def test_find_list_and_insert_print_the_same_line_with_one_date_format(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = f"local:{tmp_path / 'i.sqlite'}"
+    expires = "2031-02-03T04:05:06.000Z"
+    outputs = []
+    for argv in (["insert", "a.b", T1, "--expires", expires], ["find", "a.b"], ["list", "a"],
+                 ["list", "a", "--recursive"]):
+        assert main(["index", *argv, "--index", db]) == 0
+        outputs.append(capsys.readouterr().out)
+    line = f"a.b\t{T1}\t{expires}\n"
+    assert outputs == [line] * 4
+
+
+def test_list_json_is_a_list_of_entries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    index = LocalIndex(tmp_path / "i.sqlite")
+    index.insert_task("a.b.one", T1, rank=3)
+    assert main(["index", "list", "a.b", "--json", "--index", f"local:{index.path}"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert entry["namespace"] == "a.b.one" and entry["taskId"] == T1 and entry["rank"] == 3
+    assert entry["expires"].endswith("Z")
+
+
+@pytest.mark.parametrize("command", [["find", "a.b"], ["list", "a"], ["insert", "a.b", T1]])
+def test_on_index_error_is_refused_by_the_index_commands(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["index", *command, "--on-index-error", "build"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --on-index-error" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,6 @@ from hypothesis import strategies as st
 from trees import make_tree
 
 from taskgraph_images.catalog import ImageCatalog
-from taskgraph_images.context import combine_lines
 from taskgraph_images.digest import image_digest
 from taskgraph_images.errors import ManifestError
 from taskgraph_images.manifest import (
@@ -30,6 +30,7 @@ from taskgraph_images.manifest import (
     write_build_manifest,
     write_manifest,
 )
+from taskgraph_images.seedhash import combine_lines
 
 A, B, C, D = ("a" * 64, "b" * 64, "c" * 64, "d" * 64)
 OLD_DIGEST, NEW_DIGEST = "0" * 64, "1" * 64
@@ -366,3 +367,36 @@ def test_a_difference_is_complete_and_its_counts_add_up(
     else:
         assert diff.summary() == \
             "same members, args and parents as the earlier build; only the digest differs"
+
+
+def _run_task_folder(root: Path) -> Path:
+    from taskgraph_images._dockerfile import RUN_TASK_FILES
+
+    make_tree(root, {f"rt/{n}": f"# {n}\n" for n in RUN_TASK_FILES})
+    return root / "rt"
+
+
+def test_run_task_files_are_members_by_their_name_in_the_context(tmp_path: Path) -> None:
+    repo = make_tree(tmp_path / "repo", {
+        "taskcluster/docker/app/Dockerfile": "FROM debian:12\n# %include-run-task\n",
+    })
+    catalog = ImageCatalog.load(repo, run_task=_run_task_folder(tmp_path))
+    members = dict(build_manifest(catalog, "app").members)
+    assert members["run-task/run-task"] == hashlib.sha256(b"# run-task\n").hexdigest()
+    assert "taskcluster/docker/app/Dockerfile" in members
+
+
+def test_a_taskgraph_keyed_image_lists_its_context_tars_members(repo: Path) -> None:
+    catalog = ImageCatalog.load(repo, cache_keys="taskgraph")
+    m = build_manifest(catalog, "builder")
+    assert m.recipe == "taskgraph" and m.digest == catalog.digest("builder")
+    files = catalog.context("builder").taskgraph_files()
+    assert [p for p, _ in m.members] == sorted(files, key=os.fsencode)
+    dockerfile = files["Dockerfile"]
+    assert isinstance(dockerfile, bytes)
+    assert dict(m.members)["Dockerfile"] == hashlib.sha256(dockerfile).hexdigest()
+    assert dict(m.members)["topsrcdir/tools/run.sh"] == \
+        hashlib.sha256((repo / "tools/run.sh").read_bytes()).hexdigest()
+    assert m.parents == (("base", catalog.digest("base")),)
+    seed = build_manifest(ImageCatalog.load(repo), "builder")
+    assert diff_manifests(seed, m).summary().startswith("recipe changed: seed -> taskgraph; ")

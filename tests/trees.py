@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import tarfile
 from pathlib import Path
 from typing import Mapping, Union
 
-__all__ = ["make_tree", "seed_context_hash"]
+__all__ = ["make_tree", "seed_context_hash", "tar_of"]
 
 
 def make_tree(root: Path, files: Mapping[str, Union[str, bytes]]) -> Path:
@@ -19,6 +21,17 @@ def make_tree(root: Path, files: Mapping[str, Union[str, bytes]]) -> Path:
             content = content.encode("utf-8")
         path.write_bytes(content)
     return root
+
+
+def tar_of(members: Mapping[str, bytes]) -> bytes:
+    """A ustar archive of ``members`` (name -> content), regular files in that order."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def seed_context_hash(topsrcdir: str, image_path: str) -> str:

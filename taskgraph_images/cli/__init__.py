@@ -39,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
         "reuse, generate their build tasks, and build, save and load images.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from taskgraph_images.cli._common import CommandParser
+
+    # Every sub-command (and theirs) is a CommandParser: -q/-v everywhere.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
@@ -69,8 +72,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"{PROG}: error: a command is required", file=sys.stderr)
         return 2
+    from taskgraph_images.cli._common import verbosity
+    from taskgraph_images.cli._report import ConsoleReporter, using
+
     try:
-        return func(args)
+        with using(ConsoleReporter(verbosity=verbosity(args))):
+            return func(args)
     except TaskgraphImagesError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1

@@ -1,36 +1,51 @@
-"""``list`` and ``hash``: what the catalog knows about each image."""
+"""``list``, ``hash`` and ``digest``: what the catalog knows about each image."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from typing import Any
+from typing import Any, Callable
 
-from taskgraph_images.cli._common import add_catalog_arguments, load_catalog
+from taskgraph_images.cli._common import (
+    add_catalog_arguments,
+    add_config_argument,
+    add_json_argument,
+    load_catalog,
+    print_json,
+    short_digest,
+)
 
 __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``list`` and ``hash`` sub-commands."""
+    """Add the ``list``, ``hash`` and ``digest`` sub-commands."""
     p = sub.add_parser(
         "list",
         help="list the images, their kind, version, registry, parent and digest",
         description="List every image of the images folder.",
     )
     add_catalog_arguments(p)
-    p.add_argument("--json", action="store_true", help="one JSON object per image, full hashes")
+    add_config_argument(p)
+    add_json_argument(p, "one JSON object per image, full hashes")
     p.set_defaults(func=run_list)
 
-    p = sub.add_parser(
-        "hash",
-        help="print the seed context hash of images",
-        description="Print 'NAME CONTEXT_HASH' for each image (all images when none is named).",
-    )
-    add_catalog_arguments(p)
-    p.add_argument("names", nargs="*", metavar="NAME", help="image names (default: all)")
-    p.set_defaults(func=run_hash)
+    for name, func, what, description in (
+        ("hash", run_hash, "context hash",
+         "Print 'NAME CONTEXT_HASH' for each image (all images when none is named): the "
+         "seed's, or taskgraph's with cache-keys: taskgraph in the --config file. The "
+         "index uses the digest, which `digest` prints."),
+        ("digest", run_digest, "digest",
+         "Print the digest (what the index is searched by) of image NAME alone, as "
+         "taskgraph's `image-digest NAME` does; with several names or none (all images), "
+         "'NAME DIGEST' lines. With cache-keys: taskgraph in the --config file, "
+         "taskgraph's digest, the one the plan looks up."),
+    ):
+        p = sub.add_parser(name, help=f"print the {what} of images", description=description)
+        add_catalog_arguments(p)
+        add_config_argument(p)
+        p.add_argument("names", nargs="*", metavar="NAME", help="image names (default: all)")
+        add_json_argument(p, f"a JSON object of name to {what}")
+        p.set_defaults(func=func)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -53,13 +68,14 @@ def run_list(args: argparse.Namespace) -> int:
                     "args": dict(image.args),
                     "includes": list(image.includes),
                     "symbol": image.symbol,
+                    "cache": image.cache,
+                    "cache_keys": catalog.cache_keys,
                     "reference": catalog.local_tag(name),
                     "context_hash": catalog.context_hash(name),
                     "digest": catalog.digest(name),
                 }
             )
-        json.dump(records, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(records)
         return 0
     header = ("IMAGE", "KIND", "VERSION", "REGISTRY", "PARENT", "DIGEST")
     rows = [header]
@@ -72,7 +88,7 @@ def run_list(args: argparse.Namespace) -> int:
                 image.version or "-",
                 image.registry or "-",
                 ",".join(image.parents) or "-",
-                catalog.digest(name)[:12],
+                short_digest(catalog.digest(name)),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -81,11 +97,27 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_hash(args: argparse.Namespace) -> int:
+def _print_values(args: argparse.Namespace, value: Callable[[Any, str], str]) -> None:
+    """Print ``value(catalog, name)`` for the images named (all by default)."""
     catalog = load_catalog(args)
-    names = args.names or catalog.names()
+    names: list[str] = args.names or catalog.names()
     for name in names:
         catalog[name]  # unknown names fail before any output
-    for name in names:
-        print(f"{name} {catalog.context_hash(name)}")
+    values = {name: value(catalog, name) for name in names}
+    if args.json:
+        print_json(values)
+    elif args.command == "digest" and len(args.names) == 1:
+        print(values[names[0]])  # as taskgraph's image-digest: the digest alone
+    else:
+        for name, text in values.items():
+            print(f"{name} {text}")
+
+
+def run_hash(args: argparse.Namespace) -> int:
+    _print_values(args, lambda catalog, name: catalog.context_hash(name))
+    return 0
+
+
+def run_digest(args: argparse.Namespace) -> int:
+    _print_values(args, lambda catalog, name: catalog.digest(name))
     return 0

@@ -1,24 +1,181 @@
-"""Arguments and helpers shared by several sub-commands."""
+"""Arguments and helpers shared by several sub-commands: the CLI's conventions.
+
+Every command follows the same conventions, and a new command gets them by
+using these helpers:
+
+- ``-q/--quiet`` and ``-v/--verbose`` exist on every command:
+  :class:`CommandParser` (the sub-parsers' class) adds them; the chosen
+  :func:`verbosity` configures the reporter (``taskgraph_images.cli._report``)
+  through which every note, warning, wait and transfer goes (:func:`note`,
+  :func:`warning`, :func:`reporter`).
+- ``--json`` on every command that prints data (:func:`add_json_argument`,
+  :func:`print_json`).
+- ``-o/--output FILE`` on every command that writes a file, ``-`` meaning
+  stdout (:func:`add_output_argument`, :func:`write_output`,
+  :func:`binary_stdout`); files appear only when complete.
+- Tables show the first 8 hex digits of a digest (:func:`short_digest`).
+- Dates are printed as the Taskcluster services write them
+  (:func:`format_date`), sizes in binary units
+  (:func:`taskgraph_images.progress.format_size`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import sys
-from typing import TYPE_CHECKING, Optional
+from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
+    import datetime
+
     from taskgraph_images.catalog import ImageCatalog
+    from taskgraph_images.cli._report import ConsoleReporter
     from taskgraph_images.config import BuildConfig
 
 __all__ = [
+    "CommandParser",
     "add_catalog_arguments",
+    "add_config_argument",
+    "add_json_argument",
+    "add_output_argument",
+    "binary_stdout",
     "default_root",
+    "format_date",
+    "is_stdout",
     "load_build_config",
     "load_catalog",
     "note",
+    "print_json",
+    "refuse_options",
+    "reporter",
+    "short_digest",
+    "verbosity",
+    "warning",
     "write_output",
 ]
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A sub-command's parser: adds ``-q/--quiet`` and ``-v/--verbose`` to it.
+
+    Their defaults are suppressed, so that ``index -v find`` and
+    ``index find -v`` both count (a nested parser does not reset them).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        group = self.add_argument_group("output")
+        group.add_argument(
+            "-q", "--quiet", action="count", default=argparse.SUPPRESS,
+            help="print only the output, warnings and errors (no notes or progress)",
+        )
+        group.add_argument(
+            "-v", "--verbose", action="count", default=argparse.SUPPRESS,
+            help="say more: the index's time limits, every transfer's last line",
+        )
+
+
+def verbosity(args: argparse.Namespace) -> int:
+    """Return ``-v`` count minus ``-q`` count (0 by default)."""
+    return int(getattr(args, "verbose", 0)) - int(getattr(args, "quiet", 0))
+
+
+def reporter() -> ConsoleReporter:
+    """Return the running command's reporter (progress, notes and warnings)."""
+    from taskgraph_images.cli._report import current
+
+    return current()
+
+
+def note(message: str) -> None:
+    """Tell the user something that is not the command's output (stderr; not with -q)."""
+    reporter().note(message)
+
+
+def warning(message: str) -> None:
+    """Warn the user (stderr, even with -q)."""
+    reporter().warning(message)
+
+
+def refuse_options(args: argparse.Namespace, dests: Iterable[str], why: str) -> None:
+    """Refuse the first of the options ``dests`` that was given: it does not apply.
+
+    An option counts as given when its value is not ``None`` (give such
+    options a ``None`` default and resolve it where it is used).
+
+    :raises InvalidValueError: ``--OPTION applies only ...`` (``why``).
+    """
+    from taskgraph_images.errors import InvalidValueError
+
+    for dest in dests:
+        if getattr(args, dest, None) is not None:
+            option = "--" + dest.replace("_", "-")
+            raise InvalidValueError(f"{option} {why}")
+
+
+def add_json_argument(parser: Any, help: str = "print JSON") -> None:
+    """Add ``--json`` to ``parser`` or an argument group: the data as JSON, not text."""
+    parser.add_argument("--json", action="store_true", help=help)
+
+
+def add_output_argument(
+    parser: Any, *, required: bool = False, help: str = "the file to write"
+) -> None:
+    """Add ``-o/--output FILE`` (``-`` for stdout) to ``parser`` or an argument group."""
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", required=required, help=f"{help} ('-': stdout)"
+    )
+
+
+def print_json(value: Any) -> None:
+    """Print ``value`` as indented JSON with sorted keys on stdout."""
+    write_output(None, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def format_date(when: datetime.datetime) -> str:
+    """Return ``when`` as every command prints dates: ``2016-11-07T19:26:27.000Z``."""
+    from taskgraph_images.tctime import format_time
+
+    return format_time(when)
+
+
+#: Hex digits of a digest in a table (``--json`` and ``--wide`` give them all).
+SHORT_DIGEST = 8
+
+
+def short_digest(digest: str) -> str:
+    """The start of ``digest`` that tables show.
+
+    >>> short_digest("b3b3050e8b8b08de5f4e3a1e256b7bb3842435adee41930a727be43a547012af")
+    'b3b3050e'
+    """
+    return digest[:SHORT_DIGEST]
+
+
+def is_stdout(path: Optional[str]) -> bool:
+    """Whether ``path`` means stdout (``-``)."""
+    return path == "-"
+
+
+@contextlib.contextmanager
+def binary_stdout() -> Iterator[IO[bytes]]:
+    """Yield stdout for bytes (what ``-o -`` means for a tarball), flushed at the end.
+
+    :raises InvalidValueError: when stdout is a terminal.
+    """
+    from taskgraph_images.errors import InvalidValueError
+
+    if sys.stdout.isatty():
+        raise InvalidValueError(
+            "refusing to write binary data to a terminal: redirect stdout or pass -o FILE"
+        )
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    yield out
+    out.flush()
 
 DEFAULT_IMAGES_DIR = "taskcluster/docker"
 
@@ -63,12 +220,38 @@ def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config FILE``: the build-task config, whose cache-keys and run-task matter here."""
+    parser.add_argument(
+        "--config", metavar="FILE|none",
+        help="build-task config YAML: its cache-keys and run-task decide the digests "
+        "(see docs/tasks.rst; default: taskcluster/taskgraph-images.yml under the root "
+        "when present; 'none' for the defaults)",
+    )
+
+
 def load_catalog(args: argparse.Namespace) -> ImageCatalog:
-    """Load the catalog the catalog arguments describe."""
+    """Load the catalog the catalog arguments (and the build-task config, if any) describe.
+
+    :raises CatalogError: for a ``--root`` that does not exist, with a hint
+        when it looks like taskgraph's ``--root`` (the ``taskcluster`` folder).
+    """
     from taskgraph_images.catalog import ImageCatalog
 
     root = args.root or default_root()
-    kwargs = {}
+    _check_root(root, args.root is not None, args.images_dir or DEFAULT_IMAGES_DIR)
+    kwargs: dict[str, Any] = {}
+    if hasattr(args, "config"):
+        # The build-task config (given, or the root's default file) says whose
+        # digests the catalog gives and where the run-task files are.
+        from taskgraph_images.config import find_config, load_config
+
+        path = args.config if args.config is not None else find_config(root)
+        if path is not None and path != "none":
+            config = load_config(path)
+            kwargs["cache_keys"] = config.cache_keys
+            if config.run_task is not None:
+                kwargs["run_task"] = config.run_task
     if args.images_dir is not None:
         kwargs["images_dir"] = args.images_dir
     if getattr(args, "kind_config", None) is not None:
@@ -77,6 +260,26 @@ def load_catalog(args: argparse.Namespace) -> ImageCatalog:
 
     hasher = hasher_for_option(getattr(args, "hash_cache", None))
     return ImageCatalog.load(root, **kwargs, hasher=hasher)
+
+
+def _check_root(root: str, given: bool, images_dir: str) -> None:
+    from taskgraph_images.errors import CatalogError
+
+    if not given:
+        return
+    if not os.path.isdir(root):
+        what = "is not a folder" if os.path.exists(root) else "does not exist"
+        raise CatalogError(f"--root {root} {what}")
+    if os.path.isdir(os.path.join(root, images_dir)):
+        return
+    parent = os.path.dirname(os.path.abspath(root))
+    if os.path.basename(os.path.abspath(root)) == "taskcluster" or os.path.isdir(
+        os.path.join(parent, images_dir)
+    ):
+        raise CatalogError(
+            f"images folder {images_dir!r} does not exist under {root}: --root is the "
+            f"repository root, not taskgraph's taskcluster folder (try --root {parent})"
+        )
 
 
 def load_build_config(path: Optional[str], root: Optional[str] = None) -> BuildConfig:
@@ -91,11 +294,6 @@ def load_build_config(path: Optional[str], root: Optional[str] = None) -> BuildC
         if path is not None:
             note(f"using the build-task config {path}")
     return load_config(path) if path and path != "none" else BuildConfig()
-
-
-def note(message: str) -> None:
-    """Tell the user something that is not the command's output (stderr)."""
-    print(f"taskgraph-images: {message}", file=sys.stderr)
 
 
 def write_output(path: Optional[str], text: str) -> None:

@@ -7,9 +7,22 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Optional
 
-from taskgraph_images.cli._common import add_catalog_arguments, load_build_config, load_catalog, note
+from taskgraph_images.cli._common import (
+    add_catalog_arguments,
+    add_config_argument,
+    add_json_argument,
+    add_output_argument,
+    binary_stdout,
+    is_stdout,
+    load_build_config,
+    load_catalog,
+    note,
+    print_json,
+    refuse_options,
+    reporter,
+)
 from taskgraph_images.cli._index import add_index_arguments, open_index
-from taskgraph_images.errors import InvalidValueError, TaskgraphImagesError
+from taskgraph_images.errors import ArtifactError, InvalidValueError, TaskgraphImagesError
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
@@ -24,9 +37,16 @@ _LOCAL_ONLY = (
 
 
 def _build_arg(text: str) -> tuple[str, str]:
+    """``NAME=VALUE``, or ``NAME`` alone for the value of ``$NAME`` (as docker does)."""
     key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"invalid --build-arg {text!r}: use NAME=VALUE")
+    if not key:
+        raise argparse.ArgumentTypeError(f"invalid --build-arg {text!r}: use NAME=VALUE or NAME")
+    if not sep:
+        if key not in os.environ:
+            raise argparse.ArgumentTypeError(
+                f"--build-arg {key}: {key} is not set in the environment (use {key}=VALUE)"
+            )
+        value = os.environ[key]
     return key, value
 
 
@@ -38,11 +58,12 @@ def register(subparsers: Any) -> None:
         "on every checkout; `docker build -` accepts it.",
     )
     p.add_argument("name", metavar="NAME")
-    p.add_argument("-o", "--output", required=True, metavar="FILE",
-                   help="the tar to write (.tar, .tar.gz or .tar.zst)")
+    add_output_argument(p, required=True,
+                        help="the tar to write (.tar, .tar.gz or .tar.zst; a plain tar on stdout)")
     p.add_argument("--compression", choices=("none", "gzip", "zstd"), default=None,
                    help="compression (default: from the file name)")
     add_catalog_arguments(p)
+    add_config_argument(p)
     p.set_defaults(func=_context)
 
     p = subparsers.add_parser(
@@ -53,28 +74,35 @@ def register(subparsers: Any) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--no-cache", action="store_true", help="do not use the engine's cache")
     p.add_argument("--build-arg", action="append", type=_build_arg, default=[],
-                   metavar="NAME=VALUE", help="an extra build arg (repeatable)")
+                   metavar="NAME[=VALUE]",
+                   help="an extra build arg (repeatable); NAME alone takes $NAME")
     p.add_argument("--record", action="store_true",
                    help="save the image and its in-tree task-image ancestors (rebuilt from "
                    "the tree) into the local index's artifact store and index them, so that "
                    "the next plan reuses them")
-    p.add_argument("--level", type=int, default=3,
+    p.add_argument("--level", type=int, default=None,
                    help="with --record: the level to index the build at (default 3)")
     p.add_argument("--config", metavar="FILE",
-                   help="with --record: the build-task config whose index-prefix and "
-                   "artifact-name the plan uses (see docs/tasks.rst; default: "
-                   "taskcluster/taskgraph-images.yml under the root when present)")
+                   help="the build-task config: its cache-keys and run-task decide the "
+                   "digests, and with --record its index-prefix and artifact-name "
+                   "(see docs/tasks.rst; default: taskcluster/taskgraph-images.yml under "
+                   "the root when present)")
+    add_json_argument(p, "print what was built (and recorded) as JSON; the engine's log "
+                      "goes to stderr")
     add_catalog_arguments(p)
-    add_index_arguments(p)
+    add_index_arguments(p, on_error=False)
     p.set_defaults(func=_build)
 
     p = subparsers.add_parser(
-        "save", help="save an image as a zstd-compressed tarball",
-        description="Stream `docker save TAG` through zstd into FILE (what an image-builder "
-        "task uploads as public/image.tar.zst).",
+        "save", help="save an image as a tarball (zstd-compressed or plain)",
+        description="Stream `docker save TAG` into FILE: zstd-compressed for a .tar.zst "
+        "name (what an image-builder task uploads as public/image.tar.zst), plain for .tar.",
     )
     p.add_argument("tag", metavar="TAG")
-    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    add_output_argument(p, required=True, help="the tarball to write (.tar.zst or .tar; "
+                        "zstd on stdout)")
+    p.add_argument("--compression", choices=("none", "zstd"), default=None,
+                   help="compression (default: from the file name)")
     p.add_argument("--level", type=int, default=3, help="zstd level, 1-22 (default 3)")
     p.add_argument("--threads", type=int, default=0,
                    help="compression threads (default 0: one per core)")
@@ -88,12 +116,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("-t", "--tag", metavar="NAME:TAG", default=None,
                    help="retag the image on the fly")
-    p.add_argument("--output", metavar="FILE", default=None,
-                   help="write the (retagged) tar to FILE instead of loading it "
-                   "(zstd-compressed when FILE ends in .zst)")
+    add_output_argument(p, help="write the (retagged) tar to FILE instead of loading it "
+                        "(zstd-compressed for .tar.zst, plain for .tar and stdout)")
+    p.add_argument("--compression", choices=("none", "zstd"), default=None,
+                   help="with --output: compression (default: from the file name)")
     p.add_argument("--max-size", default="64G", metavar="SIZE",
                    help="refuse an artifact decompressing to more than SIZE (default 64G)")
-    p.add_argument("--level", type=int, default=3,
+    p.add_argument("--level", type=int, default=None,
                    help="for an image name: the level to look it up at (default 3)")
     p.add_argument("--config", metavar="FILE",
                    help="the build-task config whose index-prefix and artifact-name the plan "
@@ -101,8 +130,10 @@ def register(subparsers: Any) -> None:
                    "the root when present)")
     p.add_argument("--root-url", default=None,
                    help="Taskcluster root URL for a task id (default: TASKCLUSTER_ROOT_URL)")
+    add_json_argument(p, "print what was loaded as JSON (the engine's messages, the size, "
+                      "the tag files rewritten)")
     add_catalog_arguments(p)
-    add_index_arguments(p)
+    add_index_arguments(p, on_error=False)
     p.set_defaults(func=_load)
 
 
@@ -110,6 +141,10 @@ def _context(args: argparse.Namespace) -> int:
     from taskgraph_images.context import write_context
 
     catalog = load_catalog(args)
+    if is_stdout(args.output):
+        with binary_stdout() as out:
+            write_context(catalog, args.name, out, compression=args.compression)
+        return 0
     write_context(catalog, args.name, args.output, compression=args.compression)
     note(f"wrote the context of {args.name} to {args.output}")
     return 0
@@ -120,12 +155,22 @@ def _print(text: str) -> None:
     sys.stdout.flush()
 
 
+def _print_stderr(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
 def _build(args: argparse.Namespace) -> int:
     from taskgraph_images.docker import Engine, build_image
 
     catalog = load_catalog(args)
     image = catalog[args.name]
     index = None
+    if args.record and catalog.cache_keys == "taskgraph":
+        raise InvalidValueError(
+            "build --record indexes under this library's namespaces, not taskgraph's: "
+            "it cannot be used with cache-keys: taskgraph"
+        )
     if args.record:
         if args.build_arg:
             # Extra build args are not part of the digest: the recorded image
@@ -135,31 +180,51 @@ def _build(args: argparse.Namespace) -> int:
                 "the digest the image would be indexed under"
             )
         index = _local_index(args)
+    else:
+        refuse_options(args, _RECORD_ONLY, "applies only with --record")
     config = load_build_config(args.config, catalog.root) if args.record else None
     engine = Engine.from_env()
     engine.ping()
     # With --record, ancestors are built from the tree too (not taken from
     # whatever the engine has under their tag) and recorded with the image:
     # the plan reuses an image only when its in-tree parents are reused too.
+    # With --json, stdout is the JSON: the engine's build log goes to stderr.
     done = build_image(
         engine, catalog, args.name, nocache=args.no_cache, build_args=dict(args.build_arg),
-        on_output=_print, on_note=note, reuse_present=index is None,
+        on_output=_print_stderr if args.json else _print, on_note=note,
+        reuse_present=index is None, reporter=reporter(),
     )
     tag = catalog.local_tag(args.name)
-    if image.prebuilt:
+    if not image.prebuilt:
+        note(_LOCAL_ONLY.format(tag=tag))
+    elif not args.json:
         print(f"built {tag}; to push it to the registry when deploying, run:")
         print(f"docker push {tag}")
-    else:
-        note(_LOCAL_ONLY.format(tag=tag))
+    records = [{"name": b.name, "tag": b.tag, "image_id": b.image_id, "reused": b.reused}
+               for b in done]
     if index is not None:
-        for built in done:
+        level = 3 if args.level is None else args.level
+        for built, record in zip(done, records):
             if catalog[built.name].prebuilt:
                 continue  # referred to by its registry tag, never looked up
             assert config is not None
-            task_id = _record(engine, catalog, built.name, index, args.level, config)
-            print(f"recorded {built.name} as task {task_id} at level {args.level} "
-                  f"in the {index.description}")
+            task_id = _record(engine, catalog, built.name, index, level, config)
+            record.update(task_id=task_id, level=level)
+            if not args.json:
+                print(f"recorded {built.name} as task {task_id} at level {level} "
+                      f"in the {index.description}")
+    if args.json:
+        print_json(records)
     return 0
+
+
+#: ``build`` options that only ``--record`` uses (``--config`` is not one: its
+#: run-task and cache-keys shape the context that is built).
+_RECORD_ONLY = ("level", "index", "index_timeout", "index_retries")
+
+
+#: ``load`` options that only a task id or an image name (not a file or URL) uses.
+_NAMED_ONLY = ("index", "level", "config", "root_url", "index_timeout", "index_retries")
 
 
 def _local_index(args: argparse.Namespace) -> Any:
@@ -196,38 +261,98 @@ def _record(
     return task_id
 
 
-def _save(args: argparse.Namespace) -> int:
-    from taskgraph_images.artifacts import Progress, save_image
-    from taskgraph_images.docker import Engine
+def _compression(output: str, given: Optional[str], *, stdout: str) -> str:
+    """The format of an image tarball written to ``output``: ``given`` (``--compression``),
+    else what the file name says (``stdout`` for ``-``).
 
-    size = save_image(
-        Engine.from_env(), args.tag, args.output, level=args.level, threads=args.threads,
-        progress=Progress(f"saving {args.tag}"),
-    )
-    note(f"saved {args.tag} ({size} bytes uncompressed) to {args.output}")
+    :raises ArtifactError: for a name of another format than ``given``, or a name that
+        says none when none is given.
+    """
+    from taskgraph_images.compression import compression_for_name
+
+    if is_stdout(output):
+        return given or stdout
+    try:
+        by_name = compression_for_name(output)
+    except ArtifactError:
+        if given is None:
+            raise
+        return given  # the name says nothing: --compression decides
+    if given is not None and given != by_name:
+        raise ArtifactError(
+            f"--compression {given} contradicts the name {output!r}, which means "
+            f"{'a plain tar' if by_name == 'none' else 'zstd'}"
+        )
+    return by_name
+
+
+def _save(args: argparse.Namespace) -> int:
+    from taskgraph_images.artifacts import save_image
+    from taskgraph_images.docker import Engine
+    from taskgraph_images.progress import format_size
+
+    to_stdout = is_stdout(args.output)
+    compression = _compression(args.output, args.compression, stdout="zstd")
+    engine = Engine.from_env()
+    options: dict[str, Any] = {
+        "level": args.level, "threads": args.threads, "reporter": reporter(),
+        "compression": compression,
+    }
+    if to_stdout:
+        with binary_stdout() as out:
+            size = save_image(engine, args.tag, out, **options)
+        where = "stdout"
+    else:
+        size = save_image(engine, args.tag, args.output, **options)
+        where = args.output
+    kind = "zstd-compressed" if compression == "zstd" else "plain tar"
+    note(f"saved {args.tag} ({format_size(size)} uncompressed, {kind}) to {where}")
     return 0
 
 
 def _load(args: argparse.Namespace) -> int:
-    from taskgraph_images.artifacts import Progress, load_image, parse_size
+    from taskgraph_images.artifacts import load_image, looks_like_file, parse_size
 
     max_size = parse_size(args.max_size)
+    source: str = args.source
+    if args.output is None:
+        refuse_options(args, ["compression"], "applies only with --output")
+        compression = None
+    else:
+        if args.json and is_stdout(args.output):
+            raise InvalidValueError("--json cannot go with -o -: stdout is the tar")
+        compression = _compression(args.output, args.compression, stdout="none")
+    if looks_like_file(source) and not os.path.exists(source):
+        raise ArtifactError(f"{source}: no such file")
     catalog: Optional[ImageCatalog] = None
     index: Any = None
-    source: str = args.source
-    if not os.path.exists(source) and not source.startswith(("http://", "https://")):
+    if os.path.exists(source) or source.startswith(("http://", "https://")):
+        refuse_options(args, _NAMED_ONLY, "applies only to a task id or an image name")
+    else:
         try:
             catalog = load_catalog(args)
         except TaskgraphImagesError:
             catalog = None  # not in a repository: the source must be a task id
         index = open_index(args)
     config = load_build_config(args.config, catalog.root if catalog is not None else None)
-    result = load_image(
-        source, tag=args.tag, output=args.output, max_size=max_size, index=index,
-        catalog=catalog, level=args.level, root_url=args.root_url,
-        progress=Progress(f"loading {os.path.basename(source)}"),
-        artifact=config.artifact_name, prefix=config.index_prefix,
-    )
+    options: dict[str, Any] = {
+        "tag": args.tag, "max_size": max_size, "index": index, "catalog": catalog,
+        "level": 3 if args.level is None else args.level, "root_url": args.root_url,
+        "reporter": reporter(),
+        "artifact": config.artifact_name, "prefix": config.index_prefix,
+    }
+    if args.output is not None and is_stdout(args.output):
+        with binary_stdout() as out:
+            result = load_image(source, output=out, compression=compression, **options)
+    else:
+        result = load_image(source, output=args.output, compression=compression, **options)
+    if args.json:
+        print_json({"messages": list(result.messages), "compressed": result.compressed,
+                    "size": result.size, "retagged": list(result.retagged)})
+        return 0
     for message in result.messages:
-        print(message)
+        if args.output is None:
+            print(message)  # the engine's "Loaded image: ..." is the output
+        else:
+            note(message)
     return 0

@@ -7,10 +7,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from taskgraph_images.cli._common import note
+from taskgraph_images.cli._common import (
+    add_json_argument,
+    format_date,
+    note,
+    print_json,
+    reporter,
+    warning,
+)
 from taskgraph_images.errors import InvalidValueError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -22,9 +28,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["add_index_arguments", "on_error", "open_index", "register"]
 
 
-def add_index_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--index local[:PATH] | taskcluster[:ROOT_URL]``, ``--on-index-error``,
-    ``--index-timeout`` and ``--index-retries``."""
+def add_index_arguments(parser: argparse.ArgumentParser, *, on_error: bool = True) -> None:
+    """Add ``--index local[:PATH] | taskcluster[:ROOT_URL]``, ``--index-timeout`` and
+    ``--index-retries``; and ``--on-index-error`` unless ``on_error`` is false (for a
+    command that has nothing to build when the index fails)."""
     parser.add_argument(
         "--index",
         metavar="local[:PATH]|taskcluster[:ROOT_URL]",
@@ -32,20 +39,21 @@ def add_index_arguments(parser: argparse.ArgumentParser) -> None:
         help="where to look images up (default: Taskcluster when TASKCLUSTER_ROOT_URL or "
         "TASKCLUSTER_PROXY_URL is set, else the local index)",
     )
-    parser.add_argument(
-        "--on-index-error",
-        choices=("stop", "build"),
-        default="stop",
-        help="when the index cannot be reached: stop with an error (default) or build "
-        "every affected image, saying so",
-    )
+    if on_error:
+        parser.add_argument(
+            "--on-index-error",
+            choices=("stop", "build"),
+            default="stop",
+            help="when the index cannot be reached: stop with an error (default) or build "
+            "every affected image, saying so",
+        )
     parser.add_argument(
         "--index-timeout",
         metavar="SECONDS",
         type=float,
         default=None,
         help="Taskcluster index only: the longest one request may take, retries included "
-        "(default: 120)",
+        "(default: 60)",
     )
     parser.add_argument(
         "--index-retries",
@@ -87,26 +95,46 @@ def open_index(args: argparse.Namespace, env: Optional[TaskclusterEnv] = None) -
             limits["timeout"] = args.index_timeout
         if getattr(args, "index_retries", None) is not None:
             limits["max_retries"] = args.index_retries
-        backend = TaskclusterIndex(where or None, env=env, **limits)
+        backend = TaskclusterIndex(where or None, env=env, reporter=reporter(), **limits)
+
     else:
         raise InvalidValueError(
             f"invalid --index {spec!r}: expected local[:PATH] or taskcluster[:ROOT_URL]"
         )
     note(f"using the {backend.description}")
+    if isinstance(backend, TaskclusterIndex):
+        from taskgraph_images.index.taskcluster import DEFAULT_RETRIES, DEFAULT_TIMEOUT
+
+        reporter().debug(
+            f"each index request may take {limits.get('timeout', DEFAULT_TIMEOUT):g} s, "
+            f"{limits.get('max_retries', DEFAULT_RETRIES)} retries included"
+        )
     return backend
 
 
-def _entry_json(entry: Any) -> str:
-    return json.dumps(entry.to_json(), indent=2, sort_keys=True)
+def _entry_line(entry: Any) -> str:
+    """``NAMESPACE  TASK_ID  EXPIRES``, the text form of an entry in every command."""
+    return f"{entry.namespace}\t{entry.task_id}\t{format_date(entry.expires)}"
+
+
+def _show(args: argparse.Namespace, entries: list[Any]) -> None:
+    if args.json:
+        print_json([entry.to_json() for entry in entries])
+        return
+    for entry in entries:
+        print(_entry_line(entry))
 
 
 def _find(args: argparse.Namespace) -> int:
     index = open_index(args)
     entry = index.find_task(args.namespace)
     if entry is None:
-        note(f"no task indexed at {args.namespace}")
+        warning(f"no task indexed at {args.namespace}")  # the exit status 1, explained even with -q
         return 1
-    print(_entry_json(entry))
+    if args.json:
+        print_json(entry.to_json())
+    else:
+        print(_entry_line(entry))
     return 0
 
 
@@ -120,8 +148,7 @@ def _list(args: argparse.Namespace) -> int:
         entries = index.list_tasks(args.prefix)
     else:
         entries = index.list_tasks(args.prefix, recursive=args.recursive)
-    for entry in entries:
-        print(f"{entry.namespace}\t{entry.task_id}\t{entry.expires.isoformat()}")
+    _show(args, list(entries))
     return 0
 
 
@@ -138,7 +165,10 @@ def _insert(args: argparse.Namespace) -> int:
     entry = index.insert_task(args.namespace, args.task_id, rank=args.rank, expires=expires)
     if entry.task_id != args.task_id:
         note(f"{args.namespace} keeps task {entry.task_id}, which has a higher rank")
-    print(_entry_json(entry))
+    if args.json:
+        print_json(entry.to_json())
+    else:
+        print(_entry_line(entry))
     return 0
 
 
@@ -149,7 +179,8 @@ def register(subparsers: Any) -> None:
 
     find = sub.add_parser("find", help="show the task indexed at NAMESPACE")
     find.add_argument("namespace", metavar="NAMESPACE")
-    add_index_arguments(find)
+    add_json_argument(find, "print the entry as JSON (with its rank and data)")
+    add_index_arguments(find, on_error=False)
     find.set_defaults(func=_find)
 
     listing = sub.add_parser("list", help="list the tasks indexed under PREFIX")
@@ -157,7 +188,8 @@ def register(subparsers: Any) -> None:
     listing.add_argument(
         "--recursive", action="store_true", help="everything under PREFIX (local index only)"
     )
-    add_index_arguments(listing)
+    add_json_argument(listing, "print a JSON list of the entries (with rank and data)")
+    add_index_arguments(listing, on_error=False)
     listing.set_defaults(func=_list)
 
     insert = sub.add_parser("insert", help="index TASK_ID at NAMESPACE (local index only)")
@@ -165,5 +197,6 @@ def register(subparsers: Any) -> None:
     insert.add_argument("task_id", metavar="TASK_ID")
     insert.add_argument("--expires", metavar="ISO", help="expiry (default: a year from now)")
     insert.add_argument("--rank", type=float, default=0, help="rank (default: 0)")
-    add_index_arguments(insert)
+    add_json_argument(insert, "print the entry as JSON (with its rank and data)")
+    add_index_arguments(insert, on_error=False)
     insert.set_defaults(func=_insert)

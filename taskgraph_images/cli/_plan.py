@@ -18,9 +18,15 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from taskgraph_images.cli._common import (
     add_catalog_arguments,
+    add_json_argument,
+    add_output_argument,
+    is_stdout,
     load_build_config,
     load_catalog,
     note,
+    refuse_options,
+    short_digest,
+    warning,
     write_output,
 )
 from taskgraph_images.errors import InvalidValueError, ParamsError, PlanError, SubmitError
@@ -45,6 +51,7 @@ _PARAM_FLAGS = (
     ("source", "source"),
     ("decision_task_id", "decision_task_id"),
     ("pushlog_id", "pushlog_id"),
+    ("tasks_for", "tasks_for"),
 )
 
 
@@ -75,6 +82,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g.add_argument("--source", metavar="URL", help="URL for the tasks' metadata.source")
     g.add_argument("--decision-task-id", metavar="TASK_ID", help="taskGroupId and a dependency")
     g.add_argument("--pushlog-id", metavar="N", help="pushlog id for treeherder routes")
+    g.add_argument("--tasks-for", metavar="KIND", help="what the decision runs for "
+                   "(hg-push, github-pull-request, ...; cache-keys: taskgraph reads it)")
     p.add_argument(
         "--config",
         metavar="FILE|none",
@@ -82,8 +91,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "taskgraph-images.yml under the root when present; 'none' for the defaults)",
     )
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="print the plan as JSON, not a table")
-    out.add_argument("--output", metavar="FILE", help="also write the plan JSON to FILE")
+    add_json_argument(out, "print the plan as JSON (with every task definition), not a table")
+    add_output_argument(out, help="also write the plan JSON to FILE (the table still prints)")
+    p.add_argument(
+        "--wide", action="store_true", default=None,
+        help="print the table with full digests, namespaces and reasons (wider than 80 columns)",
+    )
     p.add_argument(
         "--submit",
         action="store_true",
@@ -112,8 +125,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("template", metavar="TEMPLATE", help="the template file")
     p.add_argument("--plan", required=True, metavar="FILE", help="a plan file (plan --output)")
-    p.add_argument("--json", action="store_true", help="parse the result as YAML; print JSON")
-    p.add_argument("--output", metavar="FILE", help="write to FILE (atomically), not stdout")
+    add_json_argument(p, "parse the result as YAML; print JSON")
+    add_output_argument(p, help="write to FILE (atomically), not stdout")
     p.set_defaults(func=run_render)
 
 
@@ -200,20 +213,58 @@ def _params(args: argparse.Namespace, root: str, now: datetime.datetime) -> dict
 # -- plan ------------------------------------------------------------------------------------
 
 
-def _table(plan: Plan) -> str:
-    header = ("IMAGE", "DIGEST", "DECISION", "TASK ID", "WHERE FOUND / WHY BUILT")
-    rows = [header]
+#: The width the table fits unless --wide: a terminal's, a task log's.
+TABLE_WIDTH = 80
+
+
+def _table(plan: Plan, *, wide: bool = False) -> str:
+    """The plan as a table of 80 columns at most, or wider with ``wide``.
+
+    One row per image: its name, digest (the first 8 hex digits; all with
+    ``wide``), the task that holds or builds it (for a prebuilt image, its
+    registry tag, which may push its ``prebuilt`` to the right) and the
+    decision with its reason (for a reused build the level it was found at;
+    with ``wide`` its namespace). A line too long is cut, ending in ``...``.
+    """
+    header = ("IMAGE", "DIGEST", "TASK ID", "DECISION")
+    rows: list[tuple[str, ...]] = []
     for d in plan.decisions.values():
+        digest = d.digest if wide else short_digest(d.digest)
+        if d.action == "prebuilt":
+            rows.append((d.name, digest, d.docker_image or "-", "prebuilt"))
+            continue
         if d.action == "reuse":
-            why = f"{d.namespace} (level {d.level})"
-        elif d.action == "prebuilt":
-            why = d.docker_image or ""
+            where = f"{d.namespace} (level {d.level})" if wide else f"level {d.level}"
+            decision = f"reuse: {where}"
         else:
-            why = d.reason
-        rows.append((d.name, d.digest[:12], d.action, d.task_id or "-", why))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+            decision = f"build: {d.reason}"
+        rows.append((d.name, digest, d.task_id or "-", decision))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(2)]
+    widths.append(max(len(r[2]) for r in [header, *rows] if r[3] != "prebuilt"))
+    lines = []
+    for row in [header, *rows]:
+        line = "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1]
+        lines.append(line if wide else _cut(line, TABLE_WIDTH))
     return "\n".join(lines) + "\n"
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _built_for_index_errors(plan: Plan) -> tuple[list[str], Optional[str]]:
+    """The images built only because the index could not answer, and its error."""
+    affected: list[str] = []
+    error: Optional[str] = None
+    for d in plan.decisions.values():
+        if d.action != "build":
+            continue
+        if d.index_error is not None:
+            affected.append(d.name)
+            error = error or d.index_error
+        elif d.parent in affected:
+            affected.append(d.name)
+    return affected, error
 
 
 def _add_queue_arguments(p: argparse.ArgumentParser) -> None:
@@ -259,9 +310,13 @@ def _open_queue(args: argparse.Namespace, index: Any) -> Any:
     try:
         queue.ping()
     except Exception as e:  # the client raises many kinds; report each as one line
+        from taskgraph_images._neterrors import describe
+
+        cause = getattr(e, "superExc", None)  # a connection error: say why in a few words
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        why = describe(cause) if isinstance(cause, BaseException) else f"{type(e).__name__}: {first}"
         raise SubmitError(
-            f"the Queue at {options['rootUrl']} does not answer ping: {type(e).__name__}: {first}"
+            f"the Queue at {options['rootUrl']} does not answer ping: {why}"
         ) from e
     return queue
 
@@ -303,6 +358,8 @@ def run_plan(args: argparse.Namespace) -> int:
     from taskgraph_images.params import Params
     from taskgraph_images.plan import plan_images
 
+    if args.json or is_stdout(args.output):
+        refuse_options(args, ["wide"], "applies only to the table, not to JSON")
     if not args.submit:
         given = [f for f, v in (("--jobs", args.jobs),
                                 ("--taskcluster-root-url", args.taskcluster_root_url)) if v]
@@ -327,12 +384,19 @@ def run_plan(args: argparse.Namespace) -> int:
         on_error="build" if on_error(args) == "build" else "raise",
         now=now,
     )
-    for warning in plan.warnings:
-        note(f"warning: {warning}")
+    for line in plan.warnings:
+        warning(line)
+    affected, error = _built_for_index_errors(plan)
+    if affected:
+        warning(
+            f"the {index.description} was unavailable ({error}); building "
+            f"{len(affected)} image{'s' if len(affected) != 1 else ''} because of it "
+            f"({', '.join(affected)})"
+        )
     if args.json:
         write_output(None, plan.to_json())
-    else:
-        write_output(None, _table(plan))
+    elif not is_stdout(args.output):
+        write_output(None, _table(plan, wide=bool(args.wide)))
     if args.output:
         write_output(args.output, plan.to_json())
     counts = {a: sum(d.action == a for d in plan.decisions.values()) for a in ("build", "reuse")}

@@ -10,7 +10,7 @@ still undecided), so a remote backend can batch each step.
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Sequence
+from typing import Callable, Literal, Optional, Sequence
 
 from taskgraph_images.errors import IndexBackendError, InvalidValueError
 from taskgraph_images.index._base import (
@@ -31,9 +31,11 @@ from taskgraph_images.index._namespaces import (
     validate_name,
 )
 
-__all__ = ["OnError", "decide", "find_image", "find_images"]
+__all__ = ["OnError", "SearchOrder", "decide", "find_image", "find_images"]
 
 OnError = Literal["raise", "build"]
+#: Gives the candidates to try for ``(name, digest, level)``, in order.
+SearchOrder = Callable[[str, str, int], Sequence[Candidate]]
 
 
 def decide(
@@ -94,8 +96,12 @@ def find_images(
     prefix: str = DEFAULT_PREFIX,
     artifact: str = DEFAULT_ARTIFACT,
     on_error: OnError = "raise",
+    search: Optional[SearchOrder] = None,
 ) -> dict[str, Lookup]:
     """Look up every ``(name, digest)`` for a push at ``level``; return ``{name: Lookup}``.
+
+    ``search`` gives each image's candidates (default: :func:`search_order`
+    with ``prefix``); taskgraph's cache keys bring their own.
 
     ``on_error="raise"`` (the default) lets an unreachable index stop the
     caller; ``on_error="build"`` marks every image the failure affected as
@@ -116,7 +122,9 @@ def find_images(
         if wanted.setdefault(name, digest) != digest:
             raise InvalidValueError(f"image {name!r} requested with two digests")
     orders = {
-        name: search_order(name, digest, level, prefix=prefix) for name, digest in wanted.items()
+        name: (tuple(search(name, digest, level)) if search is not None
+               else search_order(name, digest, level, prefix=prefix))
+        for name, digest in wanted.items()
     }
     results: dict[str, Lookup] = {}
     if not orders:

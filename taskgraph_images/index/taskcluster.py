@@ -8,9 +8,10 @@ completed ones are checked with ``queue.latestArtifactInfo`` concurrently on
 a bounded thread pool. A deployment without a batch endpoint (it answers 404
 or 405) is asked with concurrent ``findTask`` / ``status`` calls instead.
 
-The client retries 5xx answers and connection errors with exponential
-backoff (``max_retries``); a 404 means "absent". Each API call, retries
-included, must finish within ``timeout`` seconds. When a service still
+5xx answers and connection errors are retried with the client's
+exponential backoff (``max_retries``), each retry told to the reporter; a
+404 means "absent". Each API call, retries included, must finish within
+``timeout`` seconds (60 by default). When a service still
 cannot answer, the backend raises
 :class:`~taskgraph_images.errors.IndexUnavailableError` naming the service
 and the root URL.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, TypeVar
 
 import attrs
@@ -42,6 +44,7 @@ from taskgraph_images.index._base import (
 )
 from taskgraph_images.index._common import DEFAULT_EXPIRY, validate_data, validate_rank
 from taskgraph_images.index._namespaces import validate_namespace, validate_task_id
+from taskgraph_images.progress import Reporter, Wait
 from taskgraph_images.tcenv import Credentials, TaskclusterEnv
 from taskgraph_images.tctime import format_time, parse_time
 
@@ -54,6 +57,11 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _MISSING_ENDPOINT = (404, 405)
+
+#: Seconds an API call may take, its retries included.
+DEFAULT_TIMEOUT = 60.0
+#: How often a 5xx answer or a connection error is tried again.
+DEFAULT_RETRIES = 5
 
 
 class _Status(Exception):
@@ -105,9 +113,13 @@ class TaskclusterIndex:
     (:meth:`TaskclusterEnv.from_environment <taskgraph_images.tcenv.TaskclusterEnv.from_environment>`
     when not given).
 
-    ``max_workers`` bounds concurrent requests; ``max_retries`` is the
-    client's retry count for 5xx answers and connection errors;
-    ``timeout`` bounds each API call, its retries included.
+    ``max_workers`` bounds concurrent requests; ``max_retries`` is how
+    often a 5xx answer or a connection error is tried again, with the
+    client's exponential backoff; ``timeout`` bounds each API call, its
+    retries included (60 s by default: a hung index stops a plan within a
+    minute). Every retry, and every wait longer than the reporter's
+    ``report_after`` seconds, is told to ``reporter`` (:meth:`Reporter.waiting
+    <taskgraph_images.progress.Reporter.waiting>`).
 
     :raises ConfigError: when no root URL is given or configured.
     """
@@ -119,11 +131,12 @@ class TaskclusterIndex:
         *,
         options: Optional[Mapping[str, Any]] = None,
         max_workers: int = 16,
-        max_retries: int = 5,
-        timeout: float = 120.0,
+        max_retries: int = DEFAULT_RETRIES,
+        timeout: float = DEFAULT_TIMEOUT,
         batch_size: int = 1000,
         env: Optional[TaskclusterEnv] = None,
         clock: Clock = utcnow,
+        reporter: Optional[Reporter] = None,
     ) -> None:
         import taskcluster
 
@@ -142,7 +155,7 @@ class TaskclusterIndex:
                 "invalid TaskclusterIndex settings: max_workers >= 1, max_retries >= 0, "
                 "timeout > 0 and 1 <= batch_size <= 1000 are required"
             )
-        extra["maxRetries"] = max_retries
+        extra["maxRetries"] = 0  # retried here, where each try can be reported
         if credentials is not None:  # given, they replace the environment's, even by none
             tc_env = attrs.evolve(tc_env, credentials=Credentials.from_options(credentials))
         opts = tc_env.options(root, **extra)
@@ -154,6 +167,7 @@ class TaskclusterIndex:
         self._timeout = timeout
         self._batch_size = batch_size
         self._clock = clock
+        self._reporter = reporter if reporter is not None else Reporter()
         # Learned per instance: does this deployment have the batch endpoints?
         self._has_batch = {"findTasksAtIndex": True, "statuses": True}
 
@@ -168,15 +182,79 @@ class TaskclusterIndex:
     # -- one call ---------------------------------------------------------------
 
     def _call(self, service: str, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Call ``service.method`` through the client, within the deadline.
+        """Call ``service.method`` through the client, retrying within the deadline.
+
+        A 5xx answer or a connection error is tried again, up to
+        ``max_retries`` times, with the client's exponential backoff; every
+        retry, and every wait longer than the reporter's ``report_after``
+        seconds, goes to the reporter. All tries together must end within ``timeout``.
 
         :raises _Status: for a 4xx answer other than 401/403.
         :raises IndexBackendError: for anything that means the service cannot answer.
         """
         import taskcluster.exceptions as tce
+        from taskcluster.utils import calculateSleepTime
+
+        from taskgraph_images._neterrors import describe
 
         client = self._index if service == "index" else self._queue
         func: Callable[..., Any] = getattr(client, method)
+        where = f"Taskcluster {service} service at {self.root_url}"
+        subject = f"the {service}"
+        attempts = self._max_retries + 1
+        deadline = time.monotonic() + self._timeout
+        reason = ""
+        delay = 0.0
+        for attempt in range(1, attempts + 1):
+            if attempt > 1:
+                self._reporter.waiting(Wait(subject, method, attempt, attempts, reason=reason))
+                time.sleep(delay)
+            error, value = self._attempt(func, args, kwargs, deadline, service, method,
+                                         attempt, attempts)
+            if error is None:
+                break
+            if isinstance(error, tce.TaskclusterConnectionError):
+                cause = error.superExc if error.superExc is not None else error
+                reason = describe(cause)
+                failed = IndexUnavailableError(
+                    f"{where} is unreachable: {method} failed {attempt} "
+                    f"time{'s' if attempt > 1 else ''} ({reason})"
+                )
+            elif isinstance(error, (tce.TaskclusterRestFailure, tce.TaskclusterAuthFailure)):
+                status = int(getattr(error, "status_code", 0) or 0)
+                if status in (401, 403):
+                    raise IndexBackendError(
+                        f"{where} refused {method} ({status}): {_short(error)}"
+                    ) from error
+                if status < 500:
+                    raise _Status(status, _short(error))
+                reason = f"answered {status}"
+                failed = IndexUnavailableError(
+                    f"{where} is unavailable: {method} answered {status} "
+                    f"{attempt} time{'s' if attempt > 1 else ''} ({_short(error)})"
+                )
+            elif isinstance(error, tce.TaskclusterFailure):
+                raise IndexBackendError(f"{where}: {method} failed: {_short(error)}") from error
+            else:
+                raise error
+            delay = calculateSleepTime(attempt)
+            if attempt == attempts or time.monotonic() + delay >= deadline:
+                raise failed from error  # no try left, or no time for one
+        if not isinstance(value, dict) or set(value) == {"response"}:
+            raise IndexUnavailableError(f"{where} answered {method} with malformed JSON")
+        return value
+
+    def _attempt(
+        self, func: Callable[..., Any], args: Any, kwargs: Any, deadline: float,
+        service: str, method: str, attempt: int, attempts: int,
+    ) -> tuple[Optional[BaseException], Any]:
+        """One try of ``func``, on a thread so that a hung answer cannot outlast the deadline.
+
+        Returns ``(error, None)`` or ``(None, value)``; says on the reporter,
+        every ``report_after`` seconds (the reporter's), that it is still waiting.
+
+        :raises IndexUnavailableError: when the deadline passes first.
+        """
         box: dict[str, Any] = {}
 
         def run() -> None:
@@ -186,41 +264,23 @@ class TaskclusterIndex:
                 box["error"] = e
 
         worker = threading.Thread(target=run, name=f"taskcluster-{method}", daemon=True)
+        start = time.monotonic()
         worker.start()
-        worker.join(self._timeout)
-        where = f"Taskcluster {service} service at {self.root_url}"
-        if worker.is_alive():
-            raise IndexUnavailableError(
-                f"{where} is unavailable: {method} gave no answer within {self._timeout:g}s"
-            )
-        error = box.get("error")
-        if error is not None:
-            attempts = self._max_retries + 1
-            if isinstance(error, tce.TaskclusterConnectionError):
-                cause = error.superExc if error.superExc is not None else error
+        while True:
+            now = time.monotonic()
+            waited = now - start
+            every = self._reporter.report_after
+            next_report = every * (1 + int(waited // every))
+            worker.join(max(0.0, min(deadline - now, start + next_report - now)))
+            if not worker.is_alive():
+                return box.get("error"), box.get("value")
+            now = time.monotonic()
+            if now >= deadline:
                 raise IndexUnavailableError(
-                    f"{where} is unreachable: {method} failed {attempts} times "
-                    f"({type(cause).__name__}: {_short(cause)})"
-                ) from error
-            if isinstance(error, (tce.TaskclusterRestFailure, tce.TaskclusterAuthFailure)):
-                status = int(getattr(error, "status_code", 0) or 0)
-                if status >= 500:
-                    raise IndexUnavailableError(
-                        f"{where} is unavailable: {method} answered {status} "
-                        f"{attempts} times ({_short(error)})"
-                    ) from error
-                if status in (401, 403):
-                    raise IndexBackendError(
-                        f"{where} refused {method} ({status}): {_short(error)}"
-                    ) from error
-                raise _Status(status, _short(error))
-            if isinstance(error, tce.TaskclusterFailure):
-                raise IndexBackendError(f"{where}: {method} failed: {_short(error)}") from error
-            raise error
-        value = box.get("value")
-        if not isinstance(value, dict) or set(value) == {"response"}:
-            raise IndexUnavailableError(f"{where} answered {method} with malformed JSON")
-        return value
+                    f"Taskcluster {service} service at {self.root_url} is unavailable: "
+                    f"{method} gave no answer within {self._timeout:g}s"
+                )
+            self._reporter.waiting(Wait(f"the {service}", method, attempt, attempts, now - start))
 
     def _malformed(self, service: str, method: str, error: Exception) -> IndexUnavailableError:
         return IndexUnavailableError(
@@ -451,8 +511,6 @@ class TaskclusterIndex:
         self, session: requests.Session, task_id: str, name: str, limit: int
     ) -> ArtifactRead:
         """Fetch ``task_id``'s latest ``name`` (following the Queue's redirect), bounded."""
-        import time
-
         import requests
 
         what = f"task {task_id}'s {name}"

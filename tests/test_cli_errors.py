@@ -1,0 +1,204 @@
+"""Errors that name the thing: every load error names its artifact, bad roots and options
+say what is wrong with them, each in one line on stderr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import zstandard
+from tcserver import TCServer
+from test_cli_output import GECKO, _image_tar, _run
+from trees import tar_of
+
+from taskgraph_images.cli import build_parser, main
+
+
+def _error(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, err  # no note before the error, no traceback
+    assert lines[0].startswith("taskgraph-images: error: ")
+    return lines[0][len("taskgraph-images: error: "):]
+
+
+# -- load: the file, URL or task id is named ------------------------------------------------
+
+
+def test_load_of_a_missing_file_says_so_before_any_index(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run(capsys, "load", "nosuch.tar.zst")
+    assert code == 1 and _error(err) == "nosuch.tar.zst: no such file"
+
+
+def test_a_three_byte_file_is_said_not_to_be_zstd(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tiny.tar.zst"
+    path.write_bytes(b"abc")
+    code, _, err = _run(capsys, "load", str(path), "-o", str(tmp_path / "out.tar"))
+    assert code == 1
+    assert _error(err) == (f"{path}: not zstd-compressed (it does not start with the zstd magic "
+                           "number) and not a tar archive either (3 B)")
+    assert not (tmp_path / "out.tar").exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda z: z[:-7], "truncated zstd stream: it ends inside a frame"),
+        (lambda z: z[:20] + bytes(b ^ 0x55 for b in z[20:60]) + z[60:], "corrupt zstd"),
+    ],
+    ids=["truncated", "corrupt"],
+)
+def test_damaged_zstd_names_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: object, message: str
+) -> None:
+    path = tmp_path / "bad.tar.zst"
+    data = zstandard.ZstdCompressor(write_checksum=True).compress(_image_tar())
+    path.write_bytes(damage(data))  # type: ignore[operator]
+    code, _, err = _run(capsys, "load", str(path), "-o", str(tmp_path / "out.tar"))
+    assert code == 1 and _error(err).startswith(f"{path}: ")
+    assert message in err
+
+
+def test_too_large_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "i.tar"
+    path.write_bytes(_image_tar())
+    code, _, err = _run(capsys, "load", str(path), "-o", str(tmp_path / "o.tar"),
+                        "--max-size", "1K")
+    assert code == 1 and _error(err).startswith(f"{path}: it decompresses to more than 1.0 KiB")
+
+
+def test_retagging_a_tar_without_manifest_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "plain.tar"
+    path.write_bytes(tar_of({"hello.txt": b"hi"}))
+    code, _, err = _run(capsys, "load", str(path), "-t", "new:tag", "-o", str(tmp_path / "o.tar"))
+    assert code == 1
+    assert _error(err).startswith(f"{path}: nothing to retag as new:tag: the archive has no "
+                                  "manifest.json")
+    assert not (tmp_path / "o.tar").exists()
+
+
+def test_a_task_artifact_error_names_the_task(
+    tc_server: TCServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TASKCLUSTER_PROXY_URL", raising=False)
+    task_id = tc_server.add_task(artifacts={})
+    code, _, err = _run(capsys, "load", task_id, "-o", str(tmp_path / "o.tar"),
+                        "--root-url", tc_server.root_url, "--index",
+                        f"local:{tmp_path / 'i.sqlite'}", "--root", str(GECKO))
+    assert code == 1
+    assert f"error: public/image.tar.zst of task {task_id}: cannot download " in err
+    assert "HTTP 404" in err and err.count("error:") == 1
+
+
+def test_load_refuses_on_index_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["load", "x.tar.zst", "--on-index-error", "build"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --on-index-error" in capsys.readouterr().err
+
+
+def test_load_refuses_compression_without_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "i.tar"
+    path.write_bytes(_image_tar())
+    code, _, err = _run(capsys, "load", str(path), "--compression", "zstd")
+    assert code == 1 and "--compression applies only with --output" in _error(err)
+
+
+# -- roots ------------------------------------------------------------------------------------
+
+
+def test_a_missing_root_is_said_to_be_missing(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "list", "--root", "/nosuch")
+    assert code == 1 and _error(err) == "--root /nosuch does not exist"
+
+
+def test_a_root_that_is_a_file_is_said_to_be_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "f").write_text("")
+    code, _, err = _run(capsys, "hash", "--root", str(tmp_path / "f"))
+    assert code == 1 and _error(err) == f"--root {tmp_path / 'f'} is not a folder"
+
+
+def test_taskgraphs_root_gets_a_hint(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "list", "--root", str(GECKO / "taskcluster"))
+    assert code == 1
+    assert _error(err).endswith(
+        "--root is the repository root, not taskgraph's taskcluster folder "
+        f"(try --root {GECKO})"
+    )
+
+
+# -- build args -------------------------------------------------------------------------------
+
+
+def test_build_arg_without_a_value_takes_it_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy:3128")
+    args = build_parser().parse_args(["build", "app", "--build-arg", "HTTP_PROXY",
+                                      "--build-arg", "A=b=c"])
+    assert args.build_arg == [("HTTP_PROXY", "http://proxy:3128"), ("A", "b=c")]
+
+
+def test_build_arg_of_an_unset_variable_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["build", "app", "--build-arg", "NOPE_NOT_SET"])
+    assert exit_.value.code == 2
+    assert "NOPE_NOT_SET is not set in the environment" in capsys.readouterr().err
+
+
+# -- options that do not apply ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["build", "builder", "--level", "2"], "--level applies only with --record"),
+        (["build", "builder", "--index", "local"], "--index applies only with --record"),
+        (["plan", "--json", "--wide"], "--wide applies only to the table, not to JSON"),
+        (["plan", "-o", "-", "--wide"], "--wide applies only to the table, not to JSON"),
+    ],
+)
+def test_options_that_do_not_apply_are_refused(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, out, err = _run(capsys, *argv, "--root", str(GECKO))
+    assert code == 1 and out == "" and _error(err) == message
+
+
+def test_build_reads_its_config_without_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The config's run-task and cache-keys shape the context built, so
+    # --config applies to every build, not only to --record.
+    missing = tmp_path / "missing.yml"
+    code, out, err = _run(capsys, "build", "builder", "--root", str(GECKO),
+                          "--config", str(missing))
+    assert code == 1 and out == ""
+    assert str(missing) in _error(err) and "applies only" not in err
+
+
+@pytest.mark.parametrize("option", [["--level", "1"], ["--index", "local"],
+                                    ["--root-url", "http://x"], ["--config", "c.yml"]])
+def test_load_of_a_file_refuses_the_lookup_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str]
+) -> None:
+    path = tmp_path / "i.tar"
+    path.write_bytes(_image_tar())
+    code, _, err = _run(capsys, "load", str(path), "-o", str(tmp_path / "o.tar"), *option)
+    assert code == 1
+    assert _error(err) == f"{option[0]} applies only to a task id or an image name"
+    assert not (tmp_path / "o.tar").exists()

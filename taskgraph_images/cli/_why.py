@@ -117,9 +117,9 @@ def _from_index(args: argparse.Namespace) -> dict[str, Any]:
     changed = [n for n, e in explanations.by_name.items() if e.diff is None or not e.diff.empty]
     explanation = link_parents(explanations, changed).by_name[args.name]
     if explanation.problem:
-        from taskgraph_images.cli._common import note
+        from taskgraph_images.cli._common import warning
 
-        note(f"warning: {explanation.problem}")
+        warning(explanation.problem)
     return {
         "image": args.name,
         "action": None,

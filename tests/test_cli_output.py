@@ -149,7 +149,7 @@ def test_quiet_keeps_stdout_and_drops_the_notes(
     argv = ["plan", "--json", "--root", str(GECKO), "--index", f"local:{tmp_path / 'i.sqlite'}"]
     _, out, err = _run(capsys, *argv)
     _, quiet_out, quiet_err = _run(capsys, *argv, "-q")
-    assert "default parameters" in err and "using the local index" in err
+    assert "guessed the decision parameters" in err and "using the local index" in err
     assert quiet_err == "" and Plan.from_json(quiet_out).decisions.keys() == Plan.from_json(
         out).decisions.keys()
 

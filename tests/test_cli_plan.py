@@ -53,8 +53,32 @@ def test_plan_on_a_fresh_machine_prints_a_table(capsys: pytest.CaptureFixture[st
     # The explanation follows the lookup's reason; 80 columns cut it (--wide does not).
     assert "build: not indexed; first b" in lines[2] and lines[2].endswith("...")
     assert max(len(line) for line in lines) <= 80
-    assert "default parameters: level=1" in err and "project=gecko" in err
+    assert "guessed the decision parameters level=1, project=gecko and 6 more" in err
     assert "using the local index" in err
+
+
+def test_plan_table_keeps_its_columns_for_prebuilt_images(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, "plan", "-q", "--root", str(GECKO))
+    assert code == 0
+    lines = out.splitlines()
+    column = lines[0].index("DECISION")
+    assert all(line[column - 2:column] == "  " and line[column] != " " for line in lines)
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert rows["image_builder"][column:] == "prebuilt: version 0.2.0"
+    code, out, _ = run(capsys, "plan", "-q", "--wide", "--root", str(GECKO))
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert rows["image_builder"].endswith("prebuilt: taskcluster/image_builder:0.2.0")
+
+
+def test_plan_lists_each_guessed_parameter_with_verbose(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run(capsys, "plan", "-v", "--root", str(GECKO))
+    assert code == 0
+    assert "taskgraph-images:   level=1 (the lowest)" in err.splitlines()
+    assert any(line.startswith("taskgraph-images:   head_rev=") for line in err.splitlines())
 
 
 def test_plan_json_is_a_plan(capsys: pytest.CaptureFixture[str], params_file: Path) -> None:
@@ -62,7 +86,7 @@ def test_plan_json_is_a_plan(capsys: pytest.CaptureFixture[str], params_file: Pa
     assert code == 0
     plan = Plan.from_json(out)
     assert plan.params.level == 3 and len(plan.tasks) == 2
-    assert "default parameters" not in err
+    assert "guessed the decision parameters" not in err
 
 
 def test_flags_override_the_params_file(capsys: pytest.CaptureFixture[str], params_file: Path) -> None:

@@ -25,6 +25,7 @@ from taskgraph_images.cli._common import (
     load_catalog,
     note,
     refuse_options,
+    reporter,
     short_digest,
     warning,
     write_output,
@@ -206,7 +207,11 @@ def _params(args: argparse.Namespace, root: str, now: datetime.datetime) -> dict
             given[name] = value
             used.append(f"{name}={value} ({how})")
     if used:
-        note("default parameters: " + ", ".join(used))
+        shown = ", ".join(u.split(" (", 1)[0] for u in used[:2])
+        more = f" and {len(used) - 2} more" if len(used) > 2 else ""
+        note(f"guessed the decision parameters {shown}{more} (-v lists them)")
+        for line in used:
+            reporter().debug(f"  {line}")
     return given
 
 
@@ -221,9 +226,9 @@ def _table(plan: Plan, *, wide: bool = False) -> str:
     """The plan as a table of 80 columns at most, or wider with ``wide``.
 
     One row per image: its name, digest (the first 8 hex digits; all with
-    ``wide``), the task that holds or builds it (for a prebuilt image, its
-    registry tag, which may push its ``prebuilt`` to the right) and the
-    decision with its reason (for a reused build the level it was found at;
+    ``wide``), the task that holds or builds it (``-`` for a prebuilt image)
+    and the decision with its reason (for a prebuilt image its version, with
+    ``wide`` its registry tag; for a reused build the level it was found at,
     with ``wide`` its namespace). A line too long is cut, ending in ``...``.
     """
     header = ("IMAGE", "DIGEST", "TASK ID", "DECISION")
@@ -231,7 +236,11 @@ def _table(plan: Plan, *, wide: bool = False) -> str:
     for d in plan.decisions.values():
         digest = d.digest if wide else short_digest(d.digest)
         if d.action == "prebuilt":
-            rows.append((d.name, digest, d.docker_image or "-", "prebuilt"))
+            tag = d.docker_image or ""
+            # The registry tag in full with ``wide``; else its version (the
+            # name is the row's, the registry is ``list``'s).
+            shown = tag if wide or ":" not in tag else "version " + tag.rsplit(":", 1)[1]
+            rows.append((d.name, digest, "-", f"prebuilt: {shown}" if shown else "prebuilt"))
             continue
         if d.action == "reuse":
             where = f"{d.namespace} (level {d.level})" if wide else f"level {d.level}"
@@ -239,8 +248,7 @@ def _table(plan: Plan, *, wide: bool = False) -> str:
         else:
             decision = f"build: {d.reason}"
         rows.append((d.name, digest, d.task_id or "-", decision))
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(2)]
-    widths.append(max(len(r[2]) for r in [header, *rows] if r[3] != "prebuilt"))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     lines = []
     for row in [header, *rows]:
         line = "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1]

@@ -18,7 +18,8 @@ hashing them, and ``openssl dgst``), ``cache`` (cold and warm
 :class:`~taskgraph_images._hashcache.HashCache`), ``startup``, and the other
 benchmarks' ``run()`` when present: ``index`` (``bench_index.py``), ``plan``
 (``bench_plan.py``), ``artifacts`` (``bench_artifacts.py``), ``submit``
-(``bench_submit.py``).
+(``bench_submit.py``), ``buildah`` (``bench_buildah.py``: the in-task
+builder's save and the zstd levels; needs buildah).
 
 Usage: ``python bench/run.py [--quick] [--only CASE] [--big-mb 800] [--runs 5]``.
 The peer runs in the interpreter given by ``--peer-python`` (default:
@@ -50,7 +51,8 @@ __all__ = ["main", "make_contexts"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-CASES = ("hash", "tgtar", "cache", "startup", "index", "plan", "artifacts", "submit")
+CASES = ("hash", "tgtar", "cache", "startup", "index", "plan", "artifacts", "submit",
+         "buildah")
 #: The issue's targets: ratio name -> (bound, "min" or "max").
 TARGETS: dict[str, tuple[float, str]] = {
     "many: peer / ours": (5.0, "min"),
@@ -456,6 +458,8 @@ def bench_others(table: Table, which: list[str], quick: bool, runs: int,
         "submit": {"tasks": 96} if quick else {},
         "artifacts": dict({"size": 64 << 20, "repeat": 3} if quick else {"repeat": max(3, runs)},
                           peer_python=peer),
+        "buildah": ({"size": 64 << 20, "repeat": 2, "levels": (3, 10)} if quick
+                    else {"size": 128 << 20, "repeat": max(3, runs), "levels": (3, 10, 19)}),
     }
     sys.path.insert(0, HERE)
     for case in which:
@@ -490,6 +494,9 @@ def bench_others(table: Table, which: list[str], quick: bool, runs: int,
             for key in ("save_ours", "load_ours", "load_ours_http"):
                 if key in numbers:
                     table.ratios[f"artifacts {key} rss"] = float(numbers[key]["peak_rss_mb"])
+        if case == "buildah":
+            table.ratios["buildah save_ratio"] = float(numbers["save_ratio"])
+            table.ratios["buildah save rss"] = float(numbers["save_own_rss_mb"])
         flat: list[tuple[str, Any]] = []
         _flatten("", numbers, flat)
         for key, value in flat:
@@ -593,7 +600,8 @@ def _verdicts(table: Table) -> list[str]:
         v = table.ratios["plan explained cost"]
         lines.append(f"- plan with explanations: {v:.2f}x the plan without (target <= 2x): "
                      + ("met" if v <= 2 else "MISSED"))
-    rss = [float(r[4]) for r in table.rows if r[4] and not r[0].startswith(("artifacts", "startup"))]
+    others = ("artifacts", "startup", "buildah")
+    rss = [float(r[4]) for r in table.rows if r[4] and not r[0].startswith(others)]
     if rss:
         lines.append(f"- peak RSS of any hashing child: {max(rss):.0f} MB (target < 64 MB): "
                      + ("met" if max(rss) < 64 else "MISSED"))
@@ -605,6 +613,9 @@ def _verdicts(table: Table) -> list[str]:
         ("artifacts save_ours rss", "save: peak RSS", 150.0, "max", " MB"),
         ("artifacts load_ours rss", "load+retag: peak RSS", 64.0, "max", " MB"),
         ("artifacts load_ours_http rss", "load+retag over HTTP: peak RSS", 64.0, "max", " MB"),
+        ("buildah save_ratio", "in-task save: our time / buildah push to a file + zstd -3 -T0",
+         1.1, "max", "x"),
+        ("buildah save rss", "in-task save: peak RSS", 150.0, "max", " MB"),
     ]
     for key, label, bound, kind, unit in artifact_checks:
         if key not in table.ratios:
@@ -680,7 +691,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 bench_cache(table, os.path.join(tmp, "src"), rels, args.runs, tmp)
         if "startup" in cases:
             bench_startup(table, args.runs, peer)
-        others = [c for c in ("index", "plan", "artifacts", "submit") if c in cases]
+        others = [c for c in ("index", "plan", "artifacts", "submit", "buildah") if c in cases]
         if others:
             bench_others(table, others, args.quick, args.runs, peer)
     finally:

@@ -485,6 +485,122 @@ class Engine:
         return upload.finish()
 
 
+    # -- containers -------------------------------------------------------------
+
+    def _json_request(
+        self, method: str, path: str, body: Any, *, query: Optional[Sequence[tuple[str, str]]] = None
+    ) -> _Response:
+        data = json.dumps(body).encode("utf-8")
+        url = path + ("?" + urllib.parse.urlencode(list(query)) if query else "")
+        conn = self._connection()
+        try:
+            conn.request(method, url, body=data, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            with response:
+                return _Response(response.status, response.read())
+        except OSError as e:
+            raise self._unavailable(e) from e
+        finally:
+            conn.close()
+
+    def create_container(self, config: Mapping[str, Any]) -> str:
+        """Create a container from ``config`` (the Engine API's body); return its id."""
+        response = self._json_request("POST", "/containers/create", dict(config))
+        if response.status >= 300:
+            raise DockerError(
+                f"cannot create a container of {config.get('Image')}: {response.message()}"
+            )
+        return str(response.json()["Id"])
+
+    def _container_call(self, method: str, cid: str, action: str, what: str,
+                        query: Optional[Sequence[tuple[str, str]]] = None) -> _Response:
+        response = self._request(method, f"/containers/{cid}{action}", query=query)
+        if response.status >= 300 and response.status != 304:
+            raise DockerError(f"cannot {what} container {cid[:12]}: {response.message()}")
+        return response
+
+    def start_container(self, cid: str) -> None:
+        """Start container ``cid``."""
+        self._container_call("POST", cid, "/start", "start")
+
+    def kill_container(self, cid: str) -> None:
+        """Kill container ``cid`` (``SIGKILL``); a container already stopped is left alone."""
+        response = self._request("POST", f"/containers/{cid}/kill")
+        if response.status >= 300 and response.status not in (404, 409):
+            raise DockerError(f"cannot kill container {cid[:12]}: {response.message()}")
+
+    def remove_container(self, cid: str) -> None:
+        """Remove container ``cid`` and its anonymous volumes, even while it runs."""
+        self._container_call("DELETE", cid, "", "remove", [("force", "1"), ("v", "1")])
+
+    def wait_container(self, cid: str, timeout: Optional[float] = None) -> int:
+        """Wait until container ``cid`` stops and return its exit code.
+
+        :raises TimeoutError: when it still runs after ``timeout`` seconds.
+        """
+        conn = self._open("POST", f"/containers/{cid}/wait", timeout=timeout)
+        try:
+            try:
+                response = conn.getresponse()
+                with response:
+                    result = _Response(response.status, response.read())
+            except socket.timeout as e:
+                raise TimeoutError(f"container {cid[:12]} still runs") from e
+            except OSError as e:
+                raise self._unavailable(e) from e
+        finally:
+            conn.close()
+        if result.status >= 300:
+            raise DockerError(f"cannot wait for container {cid[:12]}: {result.message()}")
+        return int(result.json().get("StatusCode", -1))
+
+    def logs(self, cid: str) -> Iterator[tuple[int, bytes]]:
+        """Follow container ``cid``'s output: yield ``(stream, data)``, 1 stdout, 2 stderr.
+
+        Ends when the container stops. For a container created without a TTY.
+        """
+        conn = self._open("GET", f"/containers/{cid}/logs",
+                          query=[("follow", "1"), ("stdout", "1"), ("stderr", "1")])
+        try:
+            response = conn.getresponse()
+            with response:
+                if response.status != 200:
+                    message = _Response(response.status, response.read()).message()
+                    raise DockerError(f"cannot follow container {cid[:12]}: {message}")
+                while True:
+                    head = response.read(8)
+                    if len(head) < 8:
+                        return
+                    size = int.from_bytes(head[4:8], "big")
+                    yield head[0], response.read(size)
+        except (http.client.HTTPException, OSError) as e:
+            raise DockerError(f"following container {cid[:12]}: the engine broke the stream ({e})") from e
+        finally:
+            conn.close()
+
+    def get_archive(self, cid: str, path: str) -> Iterator[bytes]:
+        """Yield, in chunks, a tar of ``path`` in container ``cid`` (running or stopped).
+
+        :raises DockerError: naming the path when the container has nothing there.
+        """
+        conn = self._open("GET", f"/containers/{cid}/archive", query=[("path", path)])
+        try:
+            response = conn.getresponse()
+            with response:
+                if response.status != 200:
+                    message = _Response(response.status, response.read()).message()
+                    raise DockerError(f"no {path} in container {cid[:12]} ({message})")
+                while True:
+                    chunk = response.read(_CHUNK)
+                    if not chunk:
+                        break
+                    yield chunk
+        except (http.client.HTTPException, OSError) as e:
+            raise DockerError(f"copying {path} out of container {cid[:12]}: {e}") from e
+        finally:
+            conn.close()
+
+
 def _quote(name: str) -> str:
     return urllib.parse.quote(name, safe=":@")
 

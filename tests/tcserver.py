@@ -8,7 +8,11 @@ serves, under the real routes of ``tests/data/taskcluster/references/*/v1/api.js
 - Queue: ``ping``, ``status``, ``statuses``, ``latestArtifactInfo``,
   ``listLatestArtifacts``, ``getLatestArtifact`` (303 to ``/blobs/...``,
   which it also serves, with ``Range``), ``createTask`` (idempotent for the
-  same body, 409 for another, 400 when a dependency does not exist).
+  same body, 409 for another, 400 when a dependency does not exist), ``task``.
+
+:meth:`TCServer.complete_task` resolves a created task with its artifacts and
+indexes it at its routes, as the Queue and the Index do when a worker
+reports success.
 
 Request and response bodies are validated against the schemas (a bad request
 gets the services' 400 ``InputValidationError``; a bad response is recorded
@@ -69,6 +73,7 @@ IMPLEMENTED = {
         "listLatestArtifacts",
         "getLatestArtifact",
         "createTask",
+        "task",
     ),
 }
 PAGE_SIZE = 1000
@@ -469,6 +474,11 @@ class TCServer:
                 return 303, {"storageType": art["storageType"], "url": url}, {"Location": url}
             if name == "createTask":
                 return self._create_task(params["taskId"], body)
+            if name == "task":
+                definition = self.definitions.get(params["taskId"])
+                if definition is None:
+                    raise _Reply(404, "ResourceNotFound", f"task {params['taskId']} not found")
+                return 200, self._definition(params["taskId"], definition), {}
         raise _Reply(404, "ResourceNotFound", f"{name} is not implemented")  # pragma: no cover
 
     def _create_task(self, task_id: str, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
@@ -504,6 +514,45 @@ class TCServer:
             }
             self.tasks[task_id] = status
         return 200, {"status": self.tasks[task_id]}, {}
+
+    def _definition(self, task_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The task as ``queue.task`` answers: the created body with the Queue's defaults."""
+        task = dict(body)
+        if "taskQueueId" in task:
+            provisioner, _, worker_type = str(task["taskQueueId"]).partition("/")
+            task.setdefault("provisionerId", provisioner)
+            task.setdefault("workerType", worker_type)
+        else:
+            task["taskQueueId"] = f"{task['provisionerId']}/{task['workerType']}"
+        for key, value in (("schedulerId", "-"), ("taskGroupId", task_id), ("dependencies", []),
+                           ("requires", "all-completed"), ("routes", []), ("priority", "lowest"),
+                           ("retries", 5), ("scopes", []), ("tags", {}), ("extra", {})):
+            task.setdefault(key, value)
+        return task
+
+    def complete_task(self, task_id: str, artifacts: Mapping[str, bytes]) -> None:
+        """Resolve a created task as completed with ``artifacts``, as the Queue does when
+        its worker reports success, and index it at its ``index.`` routes, as the Index
+        service does on the task-completed message (rank ``extra.index.rank``, else 0;
+        expiring with the task)."""
+        with self._lock:
+            body = self.definitions[task_id]
+            status = self.tasks[task_id]
+            now = _iso(_now())
+            status["state"] = "completed"
+            status["runs"] = [{
+                "runId": 0, "state": "completed", "reasonCreated": "scheduled",
+                "reasonResolved": "completed", "scheduled": now, "started": now,
+                "resolved": now, "workerGroup": "loopback", "workerId": "run-task",
+                "takenUntil": now,
+            }]
+        for name, content in artifacts.items():
+            self.add_artifact(task_id, name, content)
+        rank = float(((body.get("extra") or {}).get("index") or {}).get("rank", 0))
+        for route in body.get("routes", []):
+            if route.startswith("index."):
+                self.index_task(route[len("index."):], task_id, rank=rank,
+                                expires=_parse(body.get("expires", body["deadline"])))
 
     def blob_url(self, task_id: str, name: str) -> str:
         """Where ``getLatestArtifact`` redirects to."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import tarfile
 from pathlib import Path
@@ -150,3 +151,31 @@ def test_record_then_index_finds_it_and_load_by_task_id(
                         "--root", str(busybox_repo))
     assert code == 0 and out == "Loaded image: byname:1\n"
     assert docker_engine.run("byname:1", "/bin/busybox", "cat", "/app.txt") == "app-ok\n"
+
+
+@pytest.mark.docker
+def test_build_record_json_says_what_was_built_and_what_was_reused(
+    busybox_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``build --record`` goes through the in-task builder (buildah, no engine): its log is on
+    stderr with --json, an ancestor recorded at its digest is reused, not rebuilt."""
+    monkeypatch.delenv("TASKCLUSTER_ROOT_URL", raising=False)
+    monkeypatch.delenv("TASKCLUSTER_PROXY_URL", raising=False)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    index_arg = f"local:{tmp_path / 'idx' / 'index.db'}"
+    catalog = ImageCatalog.load(busybox_repo)
+    code, out, err = _run(capsys, "build", "app", "--root", str(busybox_repo), "--record",
+                          "--index", index_arg, "--level", "2", "--json")
+    assert code == 0, err
+    [app] = json.loads(out)
+    assert app == {"name": "app", "tag": "app:latest", "digest": catalog.digest("app"),
+                   "task_id": app["task_id"], "level": 2, "reused": False}
+    assert "COMMIT app:latest" in err
+    code, out, err = _run(capsys, "build", "kinded", "--root", str(busybox_repo), "--record",
+                          "--index", index_arg, "--level", "2", "--json")
+    assert code == 0, err
+    first, kinded = json.loads(out)
+    assert first == dict(app, reused=True)
+    assert (kinded["name"], kinded["reused"], kinded["level"]) == ("kinded", False, 2)
+    assert f"fetching the parent image app from task {app['task_id']}" in err

@@ -66,10 +66,10 @@ def test_plan_table_keeps_its_columns_for_prebuilt_images(
     column = lines[0].index("DECISION")
     assert all(line[column - 2:column] == "  " and line[column] != " " for line in lines)
     rows = {line.split()[0]: line for line in lines[1:]}
-    assert rows["image_builder"][column:] == "prebuilt: version 0.2.0"
+    assert rows["image_builder"][column:] == "prebuilt: version 1.0.0"
     code, out, _ = run(capsys, "plan", "-q", "--wide", "--root", str(GECKO))
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
-    assert rows["image_builder"].endswith("prebuilt: taskcluster/image_builder:0.2.0")
+    assert rows["image_builder"].endswith("prebuilt: taskcluster/image_builder:1.0.0")
 
 
 def test_plan_lists_each_guessed_parameter_with_verbose(

@@ -212,7 +212,7 @@ def test_grandchild_of_a_rebuilt_image_is_rebuilt(chain: ImageCatalog) -> None:
 
 def test_prebuilt_image_builder_is_referenced_by_tag(gecko: ImageCatalog) -> None:
     p = plan(gecko, MemoryIndex())
-    assert {t["payload"]["image"] for t in p.tasks.values()} == {"taskcluster/image_builder:0.2.0"}
+    assert {t["payload"]["image"] for t in p.tasks.values()} == {"taskcluster/image_builder:1.0.0"}
 
 
 def task_builder_tree(tmp_path: Path) -> ImageCatalog:

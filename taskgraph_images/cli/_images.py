@@ -26,7 +26,6 @@ from taskgraph_images.errors import ArtifactError, InvalidValueError, TaskgraphI
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
-    from taskgraph_images.config import BuildConfig
 
 __all__ = ["register"]
 
@@ -77,9 +76,10 @@ def register(subparsers: Any) -> None:
                    metavar="NAME[=VALUE]",
                    help="an extra build arg (repeatable); NAME alone takes $NAME")
     p.add_argument("--record", action="store_true",
-                   help="save the image and its in-tree task-image ancestors (rebuilt from "
-                   "the tree) into the local index's artifact store and index them, so that "
-                   "the next plan reuses them")
+                   help="build with the in-task builder (buildah, no Docker engine), as a "
+                   "build task does, and record the image and its in-tree task-image "
+                   "ancestors (those not yet recorded at their digest) in the local index, "
+                   "so that the next plan reuses them")
     p.add_argument("--level", type=int, default=None,
                    help="with --record: the level to index the build at (default 3)")
     p.add_argument("--config", metavar="FILE",
@@ -161,38 +161,19 @@ def _print_stderr(text: str) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    if args.record:
+        return _build_record(args)
     from taskgraph_images.docker import Engine, build_image
 
     catalog = load_catalog(args)
     image = catalog[args.name]
-    index = None
-    if args.record and catalog.cache_keys == "taskgraph":
-        raise InvalidValueError(
-            "build --record indexes under this library's namespaces, not taskgraph's: "
-            "it cannot be used with cache-keys: taskgraph"
-        )
-    if args.record:
-        if args.build_arg:
-            # Extra build args are not part of the digest: the recorded image
-            # would not be the one the tree describes.
-            raise InvalidValueError(
-                "build --record cannot take --build-arg: extra build args are not part of "
-                "the digest the image would be indexed under"
-            )
-        index = _local_index(args)
-    else:
-        refuse_options(args, _RECORD_ONLY, "applies only with --record")
-    config = load_build_config(args.config, catalog.root) if args.record else None
+    refuse_options(args, _RECORD_ONLY, "applies only with --record")
     engine = Engine.from_env()
     engine.ping()
-    # With --record, ancestors are built from the tree too (not taken from
-    # whatever the engine has under their tag) and recorded with the image:
-    # the plan reuses an image only when its in-tree parents are reused too.
     # With --json, stdout is the JSON: the engine's build log goes to stderr.
     done = build_image(
         engine, catalog, args.name, nocache=args.no_cache, build_args=dict(args.build_arg),
-        on_output=_print_stderr if args.json else _print, on_note=note,
-        reuse_present=index is None, reporter=reporter(),
+        on_output=_print_stderr if args.json else _print, on_note=note, reporter=reporter(),
     )
     tag = catalog.local_tag(args.name)
     if not image.prebuilt:
@@ -200,19 +181,97 @@ def _build(args: argparse.Namespace) -> int:
     elif not args.json:
         print(f"built {tag}; to push it to the registry when deploying, run:")
         print(f"docker push {tag}")
-    records = [{"name": b.name, "tag": b.tag, "image_id": b.image_id, "reused": b.reused}
-               for b in done]
-    if index is not None:
-        level = 3 if args.level is None else args.level
-        for built, record in zip(done, records):
-            if catalog[built.name].prebuilt:
-                continue  # referred to by its registry tag, never looked up
-            assert config is not None
-            task_id = _record(engine, catalog, built.name, index, level, config)
-            record.update(task_id=task_id, level=level)
-            if not args.json:
-                print(f"recorded {built.name} as task {task_id} at level {level} "
-                      f"in the {index.description}")
+    if args.json:
+        print_json([{"name": b.name, "tag": b.tag, "image_id": b.image_id, "reused": b.reused}
+                    for b in done])
+    return 0
+
+
+def _build_record(args: argparse.Namespace) -> int:
+    """``build --record``: the in-task builder, parents first, each recorded in the local index.
+
+    Each task image the image stands on is taken from the local index when
+    it is recorded there at its digest, else built (by the same code a build
+    task runs) on its recorded parent and recorded; prebuilt images under
+    them are built from the tree.
+    """
+    import tempfile
+    import time
+
+    from taskgraph_images.errors import ManifestError
+    from taskgraph_images.index import find_image
+    from taskgraph_images.intask import TaskEnv, build_in_task, check_task
+    from taskgraph_images.manifest import manifest_file_path, parse_manifest
+
+    if args.build_arg:
+        # Extra build args are not part of the digest: the recorded image
+        # would not be the one the tree describes.
+        raise InvalidValueError(
+            "build --record cannot take --build-arg: extra build args are not part of "
+            "the digest the image would be indexed under"
+        )
+    index = _local_index(args)
+    catalog = load_catalog(args)
+    if catalog.cache_keys == "taskgraph":
+        raise InvalidValueError(
+            "build --record indexes under this library's namespaces, not taskgraph's: "
+            "it cannot be used with cache-keys: taskgraph"
+        )
+    config = load_build_config(args.config, catalog.root)
+    level = 3 if args.level is None else args.level
+    if catalog[args.name].prebuilt:
+        raise InvalidValueError(
+            f"build --record has nothing to record for {args.name!r}: a prebuilt image is "
+            "referred to by its registry tag; build it without --record and push it"
+        )
+    wanted = set(catalog.ancestors(args.name))
+    chain = [n for n in catalog.order() if n in wanted and not catalog[n].prebuilt]
+    recorded: dict[str, str] = {}
+    records: list[dict[str, Any]] = []
+    store = os.fspath(index.path.parent)
+    os.makedirs(store, exist_ok=True)
+    # With --json, stdout is the JSON: buildah's log goes to stderr.
+    on_line = _print_stderr if args.json else _print
+    for name in [*chain, args.name]:
+        digest = catalog.digest(name)
+        if name != args.name:
+            lookup = find_image(index, name, digest, level, prefix=config.index_prefix,
+                                artifact=config.artifact_name)
+            if lookup.reuse and lookup.found is not None:
+                recorded[name] = lookup.found.task_id
+                note(f"reusing {name}, recorded as task {lookup.found.task_id}")
+                records.append({"name": name, "tag": catalog.local_tag(name), "digest": digest,
+                                "task_id": lookup.found.task_id, "level": level,
+                                "reused": True})
+                continue
+        parents = [p for p in catalog[name].parents if p in recorded]
+        with tempfile.TemporaryDirectory(prefix=".record-", dir=store) as tmp:
+            env = TaskEnv(image=name, digest=digest,
+                          parent_task=recorded[parents[0]] if parents else None,
+                          zstd_level=config.at(level).zstd_level,
+                          artifact_path=os.path.join(tmp, "image.tar.zst"))
+            check_task(catalog, env)
+            build_in_task(catalog, env, index=index, build_prebuilt=True, on_line=on_line,
+                          on_note=note, artifact=config.artifact_name,
+                          manifest_artifact=config.manifest_artifact)
+            # The manifest the builder wrote beside the image goes in with it.
+            written = manifest_file_path(env.artifact_path, config.manifest_artifact)
+            try:
+                with open(written, "rb") as f:
+                    manifest = parse_manifest(f.read(), source=written)
+            except OSError as e:
+                raise ManifestError(f"cannot read {written}: {e.strerror}") from e
+            task_id: str = index.record_build(
+                level, name, digest, int(time.time()), env.artifact_path, move=True,
+                prefix=config.index_prefix, artifact=config.artifact_name,
+                manifest=manifest, manifest_artifact=config.manifest_artifact,
+            )
+        recorded[name] = task_id
+        records.append({"name": name, "tag": catalog.local_tag(name), "digest": digest,
+                        "task_id": task_id, "level": level, "reused": False})
+        if not args.json:
+            print(f"recorded {name} as task {task_id} at level {level} "
+                  f"in the {index.description}")
     if args.json:
         print_json(records)
     return 0
@@ -236,29 +295,6 @@ def _local_index(args: argparse.Namespace) -> Any:
             f"build --record writes to the local index only, not the {index.description}"
         )
     return index
-
-
-def _record(
-    engine: Any, catalog: ImageCatalog, name: str, index: Any, level: int, config: BuildConfig
-) -> str:
-    import tempfile
-    import time
-
-    from taskgraph_images.artifacts import save_image
-    from taskgraph_images.manifest import build_manifest
-
-    manifest = build_manifest(catalog, name)
-    store = os.fspath(index.path.parent)
-    os.makedirs(store, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".record-", dir=store) as tmp:
-        path = os.path.join(tmp, "image.tar.zst")
-        save_image(engine, catalog.local_tag(name), path)
-        task_id: str = index.record_build(
-            level, name, catalog.digest(name), int(time.time()), path, move=True,
-            prefix=config.index_prefix, artifact=config.artifact_name,
-            manifest=manifest, manifest_artifact=config.manifest_artifact,
-        )
-    return task_id
 
 
 def _compression(output: str, given: Optional[str], *, stdout: str) -> str:

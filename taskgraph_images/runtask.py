@@ -1,0 +1,362 @@
+"""Run a docker-worker task on the local Docker engine, as docker-worker and d2g do.
+
+:func:`container_config` turns a task definition into the Engine API's
+container description (pure): ``payload.image``, ``payload.command`` as the
+container's command (the image's entrypoint is not overridden),
+``payload.env`` and the variables every docker-worker task gets
+(``TASK_ID``, ``RUN_ID``, ``TASKCLUSTER_ROOT_URL``, ``TASKCLUSTER_WORKER_TYPE``),
+``capabilities.disableSeccomp`` as ``--security-opt seccomp=unconfined``,
+``capabilities.privileged`` as ``--privileged``, each ``payload.cache`` as
+a Docker volume (``taskgraph-images-cache-NAME``, kept between runs as a
+worker keeps its caches) mounted where the task asks.
+
+The container runs on the host's network (a worker's containers reach the
+network; the host's also reaches what the caller serves on loopback). The
+``taskclusterProxy`` feature: a worker's proxy forwards
+``$TASKCLUSTER_PROXY_URL/api/...`` to the deployment with the task's
+credentials. Locally there is no proxy: ``TASKCLUSTER_PROXY_URL`` is the
+caller's Taskcluster root URL, so the task reaches the same services the
+caller does, with public access only.
+
+:func:`run_task` makes the image available (a registry tag the engine has,
+or a ``task-image`` / ``indexed-image`` loaded with
+:func:`~taskgraph_images.artifacts.load_image`), runs the container with its
+output streamed, kills it after ``maxRunTime``, and copies each of
+``payload.artifacts`` out of it into a folder.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
+
+import attrs
+
+from taskgraph_images.errors import ArtifactError, DockerError, InvalidValueError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from taskgraph_images.docker import Engine
+
+__all__ = [
+    "TaskRun",
+    "container_config",
+    "copy_artifact",
+    "image_reference",
+    "index_routes",
+    "record_run",
+    "run_task",
+]
+
+#: What docker-worker features a local run reproduces; any other is refused.
+SUPPORTED_FEATURES = frozenset({"taskclusterProxy", "chainOfTrust"})
+SUPPORTED_CAPABILITIES = frozenset({"disableSeccomp", "privileged"})
+#: The payload keys a local run gives a meaning to; any other is refused.
+SUPPORTED_PAYLOAD = frozenset({"image", "command", "env", "maxRunTime", "artifacts",
+                               "capabilities", "features", "cache"})
+#: Prefix of the Docker volume that stands for a worker cache of a given name.
+CACHE_VOLUME_PREFIX = "taskgraph-images-cache-"
+
+
+def _payload(task: Mapping[str, Any]) -> Mapping[str, Any]:
+    payload = task.get("payload")
+    if not isinstance(payload, Mapping):
+        raise InvalidValueError("the task has no payload object")
+    return payload
+
+
+def image_reference(image: Any, task_id: str) -> str:
+    """Return the local tag a run of ``task_id`` uses for ``payload.image``.
+
+    A string or ``docker-image`` names its registry tag; a ``task-image`` or
+    ``indexed-image`` gets ``taskgraph-images-run/<task>:<n>`` to load it under.
+
+    :raises InvalidValueError: for an image of no known type.
+    """
+    if isinstance(image, str):
+        return image
+    if isinstance(image, Mapping):
+        kind = image.get("type")
+        if kind == "docker-image" and isinstance(image.get("name"), str):
+            return str(image["name"])
+        if kind in ("task-image", "indexed-image"):
+            return f"taskgraph-images-run/{task_id.lower()}:image"
+    raise InvalidValueError(f"task {task_id}: unknown payload.image {image!r}")
+
+
+def container_config(
+    task: Mapping[str, Any],
+    task_id: str,
+    image: str,
+    *,
+    root_url: Optional[str] = None,
+    run_id: int = 0,
+) -> dict[str, Any]:
+    """Return the Engine API body that creates the container of ``task``'s run.
+
+    ``image`` is the local tag of its image (see :func:`image_reference`),
+    ``root_url`` the Taskcluster the run talks to (required with the
+    ``taskclusterProxy`` feature).
+
+    :raises InvalidValueError: for a payload feature or capability a local
+        run cannot give, or a proxy without a root URL.
+    """
+    payload = _payload(task)
+    extra = sorted(set(payload) - SUPPORTED_PAYLOAD)
+    if extra:
+        raise InvalidValueError(
+            f"task {task_id}: a local run cannot give payload.{', payload.'.join(extra)}"
+        )
+    features = {k for k, v in (payload.get("features") or {}).items() if v}
+    capabilities = {k for k, v in (payload.get("capabilities") or {}).items() if v}
+    unknown = sorted((features - SUPPORTED_FEATURES) | (capabilities - SUPPORTED_CAPABILITIES))
+    if unknown:
+        raise InvalidValueError(
+            f"task {task_id}: a local run cannot give {', '.join(unknown)} "
+            f"(it gives the features {', '.join(sorted(SUPPORTED_FEATURES))} and the "
+            f"capabilities {', '.join(sorted(SUPPORTED_CAPABILITIES))})"
+        )
+    env = {str(k): str(v) for k, v in (payload.get("env") or {}).items()}
+    env.update({"TASK_ID": task_id, "RUN_ID": str(run_id)})
+    if "workerType" in task:
+        env["TASKCLUSTER_WORKER_TYPE"] = str(task["workerType"])
+    elif "taskQueueId" in task:
+        env["TASKCLUSTER_WORKER_TYPE"] = str(task["taskQueueId"]).split("/", 1)[-1]
+    # The worker's containers reach the network; the host's network is the local
+    # stand-in that also reaches what the caller runs on loopback.
+    host: dict[str, Any] = {"NetworkMode": "host"}
+    if root_url:
+        env["TASKCLUSTER_ROOT_URL"] = root_url.rstrip("/")
+    if "taskclusterProxy" in features:
+        if not root_url:
+            raise InvalidValueError(
+                f"task {task_id} uses the taskclusterProxy feature: give a Taskcluster root "
+                "URL (--root-url or TASKCLUSTER_ROOT_URL) for the proxy to stand for"
+            )
+        env["TASKCLUSTER_PROXY_URL"] = root_url.rstrip("/")
+    if "disableSeccomp" in capabilities:
+        host["SecurityOpt"] = ["seccomp=unconfined"]
+    if "privileged" in capabilities:
+        host["Privileged"] = True
+    caches = payload.get("cache") or {}
+    if caches:
+        host["Mounts"] = [
+            {"Type": "volume", "Source": f"{CACHE_VOLUME_PREFIX}{name}", "Target": str(path)}
+            for name, path in sorted(caches.items())
+        ]
+    command = payload.get("command")
+    config: dict[str, Any] = {
+        "Image": image,
+        "Env": [f"{k}={v}" for k, v in sorted(env.items())],
+        "Tty": False,
+        "AttachStdout": True,
+        "AttachStderr": True,
+        "Labels": {"org.taskgraph-images.task-id": task_id},
+        "HostConfig": host,
+    }
+    if command is not None:
+        if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
+            raise InvalidValueError(f"task {task_id}: payload.command must be a list of strings")
+        config["Cmd"] = list(command)
+    return config
+
+
+def index_routes(task: Mapping[str, Any]) -> list[str]:
+    """Return the index namespaces of ``task``'s ``index.`` routes, in order."""
+    return [r[len("index."):] for r in task.get("routes") or () if r.startswith("index.")]
+
+
+# -- running ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class TaskRun:
+    """What :func:`run_task` did."""
+
+    task_id: str
+    exit_code: int
+    artifacts: tuple[tuple[str, str], ...]  # (artifact name, local file)
+    timed_out: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        """True when the command exited 0 within ``maxRunTime``."""
+        return self.exit_code == 0 and not self.timed_out
+
+
+def prepare_image(
+    engine: Engine, task: Mapping[str, Any], task_id: str, *, index: Any = None,
+    root_url: Optional[str] = None, on_note: Optional[Callable[[str], None]] = None,
+) -> str:
+    """Make ``task``'s image present in ``engine`` and return its local tag.
+
+    :raises DockerError: for a registry image the engine does not have.
+    :raises ArtifactError: for a task or indexed image that cannot be loaded.
+    """
+    image = _payload(task).get("image")
+    ref = image_reference(image, task_id)
+    if isinstance(image, Mapping) and image.get("type") in ("task-image", "indexed-image"):
+        from taskgraph_images.artifacts import load_image
+
+        source = _image_task(image, index, root_url, task_id)
+        if on_note is not None:
+            on_note(f"loading the task's image from task {source}")
+        load_image(source, engine=engine, tag=ref, index=index, root_url=root_url,
+                   artifact=str(image.get("path") or "public/image.tar.zst"))
+    elif not engine.exists(ref):
+        raise DockerError(
+            f"task {task_id}: the Docker engine has no image {ref} (pull or build it first; "
+            "a local run does not pull)"
+        )
+    return ref
+
+
+def _image_task(image: Mapping[str, Any], index: Any, root_url: Optional[str],
+                task_id: str) -> str:
+    if image.get("type") == "task-image":
+        return str(image.get("taskId"))
+    namespace = str(image.get("namespace"))
+    if index is None:
+        raise ArtifactError(f"task {task_id}: no index to find the indexed image {namespace}")
+    found = index.find_task(namespace)
+    if found is None:
+        raise ArtifactError(f"task {task_id}: nothing is indexed at {namespace}")
+    return str(found.task_id)
+
+
+def _follow(engine: Engine, cid: str, out: Callable[[int, bytes], None]) -> threading.Thread:
+    def pump() -> None:
+        try:
+            for stream, data in engine.logs(cid):
+                out(stream, data)
+        except DockerError:
+            pass  # the container was removed under us; the wait reports why
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return thread
+
+
+def copy_artifact(chunks: Iterator[bytes], dest: str) -> None:
+    """Write the one file in the tar ``chunks`` (the Engine's archive of a path) to ``dest``.
+
+    The file appears only when complete.
+
+    :raises ArtifactError: when the archive is not of one regular file.
+    """
+    from taskgraph_images._atomic import atomic_output
+
+    class _Reader:
+        def __init__(self) -> None:
+            self._buf = b""
+
+        def read(self, n: int = -1) -> bytes:
+            while n < 0 or len(self._buf) < n:
+                more = next(chunks, b"")
+                if not more:
+                    break
+                self._buf += more
+            if n < 0:
+                data, self._buf = self._buf, b""
+            else:
+                data, self._buf = self._buf[:n], self._buf[n:]
+            return data
+
+    with tarfile.open(fileobj=_Reader(), mode="r|") as tar:  # type: ignore[call-overload]
+        member = tar.next()
+        if member is None or not member.isfile():
+            raise ArtifactError(f"the artifact for {dest} is not a file in the container")
+        source = tar.extractfile(member)
+        assert source is not None
+        os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+        with atomic_output(dest) as f:
+            while True:
+                data = source.read(1 << 20)
+                if not data:
+                    break
+                f.write(data)
+
+
+def run_task(
+    engine: Engine,
+    task: Mapping[str, Any],
+    task_id: str,
+    *,
+    output_dir: Optional[str] = None,
+    index: Any = None,
+    root_url: Optional[str] = None,
+    on_output: Optional[Callable[[int, bytes], None]] = None,
+    on_note: Optional[Callable[[str], None]] = None,
+) -> TaskRun:
+    """Run ``task`` in a container of ``engine``; copy its artifacts into ``output_dir``.
+
+    The container is removed at the end, whatever happens. An artifact is
+    copied only when the command succeeded; a missing one is an error, as a
+    worker fails a task whose artifact it cannot find.
+
+    :raises DockerError: when the container cannot be created or run.
+    :raises ArtifactError: when an artifact is missing after a successful run.
+    """
+    payload = _payload(task)
+    image = prepare_image(engine, task, task_id, index=index, root_url=root_url, on_note=on_note)
+    config = container_config(task, task_id, image, root_url=root_url)
+    max_run = float(payload.get("maxRunTime") or 0) or None
+    cid = engine.create_container(config)
+    try:
+        engine.start_container(cid)
+        started = time.monotonic()
+        follower = _follow(engine, cid, on_output or (lambda stream, data: None))
+        timed_out = False
+        try:
+            code = engine.wait_container(cid, timeout=max_run)
+        except TimeoutError:
+            timed_out = True
+            engine.kill_container(cid)
+            code = engine.wait_container(cid, timeout=60)
+        follower.join(timeout=10)
+        if on_note is not None:
+            spent = time.monotonic() - started
+            if timed_out:
+                on_note(f"task {task_id} ran out of its maxRunTime ({max_run:.0f} s) and was "
+                        "killed")
+            else:
+                on_note(f"task {task_id} exited {code} after {spent:.1f} s")
+        copied: list[tuple[str, str]] = []
+        if code == 0 and not timed_out and output_dir is not None:
+            for name, spec in sorted((payload.get("artifacts") or {}).items()):
+                if spec.get("type", "file") != "file":
+                    raise ArtifactError(
+                        f"task {task_id}: artifact {name} is a {spec.get('type')}; a local "
+                        "run copies file artifacts only"
+                    )
+                dest = os.path.join(output_dir, *name.split("/"))
+                try:
+                    copy_artifact(engine.get_archive(cid, str(spec["path"])), dest)
+                except DockerError as e:
+                    raise ArtifactError(f"task {task_id}: artifact {name}: {e}") from e
+                copied.append((name, dest))
+        return TaskRun(task_id, code, tuple(copied), timed_out)
+    finally:
+        engine.remove_container(cid)
+
+
+def record_run(index: Any, task: Mapping[str, Any], run: TaskRun) -> list[str]:
+    """Record a successful run in the local ``index`` as the Queue and Index would.
+
+    The task is marked completed, its artifacts stored, and it is indexed at
+    each of its ``index.`` routes (with the ``extra.imageMeta`` data when
+    present). Returns the namespaces.
+    """
+    for name, path in run.artifacts:
+        index.store_artifact(run.task_id, name, path, move=True)
+    index.set_task_state(run.task_id, "completed")
+    meta = (task.get("extra") or {}).get("imageMeta") or {}
+    data = {"image": meta.get("imageName"), "digest": meta.get("contextHash"),
+            "level": meta.get("level")} if meta else {}
+    namespaces = index_routes(task)
+    for namespace in namespaces:
+        index.insert_task(namespace, run.task_id, data={k: v for k, v in data.items()
+                                                         if v is not None})
+    return namespaces

@@ -33,6 +33,7 @@ from taskgraph_images.index import (
     hash_namespace,
     search_order,
 )
+from taskgraph_images.tcenv import TaskclusterEnv
 
 __all__ = ["main", "run", "sequential_lookup"]
 
@@ -109,10 +110,10 @@ def run(images: int = 300, latency: float = 0.020, *,
             wall = time.perf_counter() - start
             return {"label": label, "wall": wall, "requests": ask("count"), "result": result}
 
-        TaskclusterIndex(root_url, environ={})  # import the client outside the timings
+        TaskclusterIndex(root_url, env=TaskclusterEnv())  # import the client outside the timings
 
         def batch() -> Any:
-            index = TaskclusterIndex(root_url, max_retries=2, environ={})
+            index = TaskclusterIndex(root_url, max_retries=2, env=TaskclusterEnv())
             r = find_images(index, requests, 1)
             return {n: lk.found.task_id if lk.found else None for n, lk in r.items()}
 
@@ -120,7 +121,7 @@ def run(images: int = 300, latency: float = 0.020, *,
         ask("disable", "findTasksAtIndex")
         runs.append(measure("fallback", batch))
         if sequential:
-            index = TaskclusterIndex(root_url, max_retries=2, environ={})
+            index = TaskclusterIndex(root_url, max_retries=2, env=TaskclusterEnv())
             runs.append(measure("sequential", lambda: sequential_lookup(index, requests)))
         parent.send(("stop", None))
     reference = runs[0]["result"]

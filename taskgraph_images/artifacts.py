@@ -37,6 +37,7 @@ from typing import (
 import attrs
 
 from taskgraph_images._dockerfile import split_reference
+from taskgraph_images._floors import require
 from taskgraph_images._tarball import TarRewriter
 from taskgraph_images.compression import BUFFER, ZSTD_MAGIC, Buffer, ZstdFrameChecker, compress_stream
 from taskgraph_images.errors import ArtifactError, DockerError, InvalidValueError
@@ -591,11 +592,15 @@ class FileSink:
         if isinstance(out, (str, os.PathLike)):
             self.path = os.fspath(out)
             kind = compression or compression_for_name(self.path)
-            self._context = atomic_output(out)
-            self._file: IO[bytes] = self._context.__enter__()
         else:
             self.path = "stdout"
             kind = compression or "none"
+        if kind == "zstd":
+            require("zstandard")  # before anything is written
+        if isinstance(out, (str, os.PathLike)):
+            self._context = atomic_output(out)
+            self._file: IO[bytes] = self._context.__enter__()
+        else:
             self._file = out
         self._zstd: Any = None
         if kind == "zstd":
@@ -747,6 +752,7 @@ def _stream(
     source = _Tracked(raw, head, checker, meter)
     total = 0
     if compressed:
+        require("zstandard")
         import zstandard
 
         reader: Any = zstandard.ZstdDecompressor().stream_reader(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import IO, Iterable, Union
 
+from taskgraph_images._floors import require
 from taskgraph_images.errors import ArtifactError
 
 __all__ = [
@@ -166,7 +167,10 @@ def compress_stream(
     """Compress ``chunks`` into ``out`` as one zstd frame with a checksum; return bytes read.
 
     ``threads`` is the number of compression workers (0: one per core).
+
+    :raises DependencyError: for a ``zstandard`` older than the floor.
     """
+    require("zstandard")
     import zstandard
 
     workers = threads if threads > 0 else (os.cpu_count() or 1)

@@ -16,6 +16,7 @@ __all__ = [
     "CatalogError",
     "ConfigError",
     "ContextError",
+    "DependencyError",
     "DockerError",
     "DockerUnavailableError",
     "DockerfileError",
@@ -41,6 +42,10 @@ class TaskgraphImagesError(Exception):
         # exception brought with it.
         text = super().__str__()
         return " ".join(text.split()) if "\n" in text else text
+
+
+class DependencyError(TaskgraphImagesError):
+    """An installed package that taskgraph-images needs is missing or too old."""
 
 
 class InvalidValueError(TaskgraphImagesError, ValueError):

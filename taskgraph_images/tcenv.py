@@ -25,13 +25,12 @@ from typing import Any, Mapping, Optional
 
 import attrs
 
+from taskgraph_images._floors import require
 from taskgraph_images.errors import ConfigError
 
-__all__ = ["PROXY_URL_VARIABLE", "ROOT_URL_VARIABLE", "Credentials", "TaskclusterEnv",
-           "artifact_url", "normalize_root_url"]
+__all__ = ["PROXY_URL_VARIABLE", "Credentials", "TaskclusterEnv",
+           "artifact_url", "client", "normalize_root_url"]
 
-#: The variable that names the deployment outside a task.
-ROOT_URL_VARIABLE = "TASKCLUSTER_ROOT_URL"
 #: The variable a task with the ``taskclusterProxy`` feature gets.
 PROXY_URL_VARIABLE = "TASKCLUSTER_PROXY_URL"
 
@@ -158,15 +157,28 @@ class TaskclusterEnv:
         return options
 
 
+def client(service: str, options: Mapping[str, Any]) -> Any:
+    """Return the ``taskcluster`` client of ``service`` (``"Index"``, ``"Queue"``)
+    with ``options``, once the installed client is known to be recent enough.
+
+    :raises DependencyError: for a client older than the floor (say, without
+        ``Index.findTasksAtIndex``).
+    """
+    require("taskcluster")
+    import taskcluster
+
+    return getattr(taskcluster, service)(dict(options))
+
+
 def artifact_url(options: Mapping[str, Any], task_id: str, artifact: str) -> str:
     """Return the Queue URL of ``task_id``'s latest ``artifact``, built by the client.
 
     A ``public/`` artifact gets a plain URL; any other is signed (a ``bewit``)
     when ``options`` hold credentials.
-    """
-    import taskcluster
 
-    queue = taskcluster.Queue(dict(options))
+    :raises DependencyError: for a client older than the floor.
+    """
+    queue = client("Queue", options)
     if artifact.startswith("public/") or "credentials" not in options:
         return str(queue.buildUrl("getLatestArtifact", task_id, artifact))
     return str(queue.buildSignedUrl("getLatestArtifact", task_id, artifact))

@@ -82,7 +82,10 @@ def _site_packages() -> list[str]:
 def write_rootfs(root: Path, registry: str) -> None:
     """Write the builder's file system under ``root``; buildah may pull from ``registry``."""
     stdlib = sysconfig.get_paths()["stdlib"]
-    site = sysconfig.get_paths()["purelib"]
+    site = sysconfig.get_paths()["purelib"]  # where the packages are (a venv's, in one)
+    # Where the image's interpreter (the base one, with no venv around it) looks.
+    image_site = sysconfig.get_paths(vars={"base": sys.base_prefix,
+                                           "platbase": sys.base_prefix})["purelib"]
     for dirpath, dirnames, filenames in os.walk(stdlib):
         dirnames[:] = [d for d in dirnames if d not in _STDLIB_SKIP]
         for name in filenames:
@@ -95,16 +98,16 @@ def write_rootfs(root: Path, registry: str) -> None:
                  for n in os.listdir(os.path.join(stdlib, "lib-dynload"))])
     for name in _site_packages():
         src = os.path.join(site, name)
-        dest = root / src.lstrip("/")
+        dest = root / image_site.lstrip("/") / name
         if os.path.isdir(src):
             shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", "tests",
                                                                      "_cffi*.so"))
         else:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest)
-    shutil.copytree(PACKAGE, root / site.lstrip("/") / "taskgraph_images",
+    shutil.copytree(PACKAGE, root / image_site.lstrip("/") / "taskgraph_images",
                     ignore=shutil.ignore_patterns("__pycache__", "*.c"))
-    shared = [str(p) for p in (root / site.lstrip("/")).rglob("*.so")]
+    shared = [str(p) for p in (root / image_site.lstrip("/")).rglob("*.so")]
     git_core = subprocess.run(["git", "--exec-path"], capture_output=True, text=True,
                               check=True).stdout.strip()
     _copy(root, [shutil.which("buildah") or "/usr/bin/buildah", shutil.which("git") or "/usr/bin/git",

@@ -2,7 +2,8 @@
 
 Tests that prove our taskgraph recipes bit for bit need the real package (the
 ``test`` extra installs it). Without it they skip, except under ``CI=true``,
-where a missing peer fails the run: CI must compare.
+where a missing peer fails the run: CI must compare. The floors run has no
+peer (taskgraph needs newer dependencies than our floors), so there they skip.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from types import ModuleType
 from typing import Mapping, Optional, Union
 
 import pytest
+from floorsrun import is_floors_run
 
 __all__ = ["HashingWriter", "peer", "peer_context_hash", "peer_tar_bytes", "peer_tar_hash"]
 
@@ -26,6 +28,9 @@ def peer(module: str = "taskgraph") -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as e:
+        if is_floors_run():
+            pytest.skip("the floors run has no taskcluster-taskgraph: it needs newer "
+                        "dependencies than our floors")
         reason = f"taskcluster-taskgraph is not installed ({e}); pip install -e '.[test]'"
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true but {reason}")

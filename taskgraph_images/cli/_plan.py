@@ -301,9 +301,7 @@ def _jobs(args: argparse.Namespace) -> int:
 
 def _open_queue(args: argparse.Namespace, index: Any) -> Any:
     """Return a ``taskcluster.Queue`` for submitting, after checking that it answers."""
-    import taskcluster
-
-    from taskgraph_images.tcenv import TaskclusterEnv
+    from taskgraph_images.tcenv import TaskclusterEnv, client
 
     tc_env = TaskclusterEnv.from_environment()
     root_url = tc_env.root(args.taskcluster_root_url or getattr(index, "root_url", None))
@@ -314,7 +312,7 @@ def _open_queue(args: argparse.Namespace, index: Any) -> Any:
         )
     options = tc_env.options(root_url, maxRetries=5)
     _jobs(args)  # a bad --jobs is found out before any lookup too
-    queue = taskcluster.Queue(options)
+    queue = client("Queue", options)
     try:
         queue.ping()
     except Exception as e:  # the client raises many kinds; report each as one line

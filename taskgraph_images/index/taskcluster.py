@@ -45,7 +45,7 @@ from taskgraph_images.index._base import (
 from taskgraph_images.index._common import DEFAULT_EXPIRY, validate_data, validate_rank
 from taskgraph_images.index._namespaces import validate_namespace, validate_task_id
 from taskgraph_images.progress import Reporter, Wait
-from taskgraph_images.tcenv import Credentials, TaskclusterEnv
+from taskgraph_images.tcenv import Credentials, TaskclusterEnv, client
 from taskgraph_images.tctime import format_time, parse_time
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -122,6 +122,7 @@ class TaskclusterIndex:
     <taskgraph_images.progress.Reporter.waiting>`).
 
     :raises ConfigError: when no root URL is given or configured.
+    :raises DependencyError: for a ``taskcluster`` client older than the floor.
     """
 
     def __init__(
@@ -138,8 +139,6 @@ class TaskclusterIndex:
         clock: Clock = utcnow,
         reporter: Optional[Reporter] = None,
     ) -> None:
-        import taskcluster
-
         tc_env = TaskclusterEnv.from_environment() if env is None else env
         extra = dict(options or {})
         root = tc_env.root(root_url or extra.pop("rootUrl", None))
@@ -160,8 +159,8 @@ class TaskclusterIndex:
             tc_env = attrs.evolve(tc_env, credentials=Credentials.from_options(credentials))
         opts = tc_env.options(root, **extra)
         self.root_url: str = opts["rootUrl"]
-        self._index = taskcluster.Index(opts)
-        self._queue = taskcluster.Queue(opts)
+        self._index = client("Index", opts)
+        self._queue = client("Queue", opts)
         self._max_workers = max_workers
         self._max_retries = max_retries
         self._timeout = timeout

@@ -24,8 +24,8 @@ def test_graph_makes_a_plan_and_prints_dot(capsys: pytest.CaptureFixture[str]) -
     assert [lines[0] for _, lines in sorted(nodes.items())] == [
         "base", "builder", "image_builder", "tester",
     ]
-    assert nodes["n1"][1:3] == [nodes["n1"][1], "not indexed"]
-    assert nodes["n3"][2] == "parent builder rebuilt"
+    assert nodes["n1"][2].startswith("not indexed")
+    assert nodes["n3"][2].startswith("parent builder rebuilt")
     # The plan's notes (defaults, the index used) go to stderr, as for `plan`.
     assert "using the local index" in err
 

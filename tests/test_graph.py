@@ -101,10 +101,11 @@ def test_the_example_graph_has_every_image_parents_first_with_its_decision() -> 
     assert by_name["builder"].action == "reuse"
     assert by_name["builder"].why == "found at level 3"
     assert by_name["builder"].task_id == plan["builder"].task_id
+    assert plan["tester"].reason.startswith("not indexed")
     assert by_name["tester"].lines == (
         "tester",
         f"build {catalog.digest('tester')[:12]}",
-        "not indexed",
+        plan["tester"].reason,
         f"task {plan['tester'].task_id}",
     )
     assert graph.title == "mozilla-central, level 1: 1 to build, 1 reused, 2 prebuilt"

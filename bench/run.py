@@ -481,6 +481,8 @@ def bench_others(table: Table, which: list[str], quick: bool, runs: int,
         except Exception as e:  # their failure must not hide our numbers
             table.notes.append(f"{case}: bench_{case}.run() failed: {type(e).__name__}: {e}")
             continue
+        if case == "plan" and "explained" in numbers:
+            table.ratios["plan explained cost"] = float(numbers["explained"]["cost"])
         if case == "submit":
             table.ratios["submit: one at a time / concurrent"] = float(numbers["ratio"])
             table.ratios["submit: concurrent / physical limit"] = float(numbers["over_limit"])
@@ -595,6 +597,10 @@ def _verdicts(table: Table) -> list[str]:
         lines.append(f"- taskgraph-images --version {v * 1000:.0f} ms (target < 100 ms): "
                      + ("met" if v < 0.1 else "MISSED")
                      + f" (a bare interpreter started in {bare * 1000:.0f} ms in the same rounds)")
+    if "plan explained cost" in table.ratios:
+        v = table.ratios["plan explained cost"]
+        lines.append(f"- plan with explanations: {v:.2f}x the plan without (target <= 2x): "
+                     + ("met" if v <= 2 else "MISSED"))
     others = ("artifacts", "startup", "buildah")
     rss = [float(r[4]) for r in table.rows if r[4] and not r[0].startswith(others)]
     if rss:

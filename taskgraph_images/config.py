@@ -217,6 +217,8 @@ class BuildConfig:
     command: tuple[str, ...] = DEFAULT_COMMAND
     artifact_name: str = "public/image.tar.zst"
     artifact_path: str = "/builds/worker/artifacts/image.tar.zst"
+    #: The artifact a build publishes its context manifest as (see :mod:`~taskgraph_images.manifest`).
+    manifest_artifact: str = "public/context-manifest.json"
     cache_name: PerLevel[Optional[str]] = "level-{level}-imagebuilder-v1"
     cache_mount: str = "/builds/worker/checkouts"
     features: tuple[tuple[str, bool], ...] = tuple(sorted(DEFAULT_FEATURES.items()))
@@ -342,6 +344,11 @@ def _check(c: BuildConfig) -> None:
          and not any(p in (".", "..") for p in c.artifact_name.split("/")),
          "artifact-name", f"invalid artifact name {c.artifact_name!r}")
     need(c.artifact_path.startswith("/"), "artifact-path", "expected an absolute path")
+    need(bool(_ARTIFACT.match(c.manifest_artifact))
+         and not any(p in (".", "..") for p in c.manifest_artifact.split("/"))
+         and c.manifest_artifact != c.artifact_name,
+         "manifest-artifact", f"invalid manifest artifact name {c.manifest_artifact!r} "
+         "(a relative artifact name other than artifact-name)")
     need(c.cache_mount.startswith("/"), "cache-mount", "expected an absolute path")
     for name, _ in c.features:
         need(name in FEATURES, f"features.{name}",
@@ -505,6 +512,7 @@ _PARSERS: dict[str, tuple[str, _Parser]] = {
     "command": ("command", _str_list),
     "artifact-name": ("artifact_name", _str),
     "artifact-path": ("artifact_path", _str),
+    "manifest-artifact": ("manifest_artifact", _str),
     "cache-name": ("cache_name", _opt_str),
     "cache-mount": ("cache_mount", _str),
     "features": ("features", _features),

@@ -25,6 +25,7 @@ __all__ = [
     "IndexStoreError",
     "IndexUnavailableError",
     "InvalidValueError",
+    "ManifestError",
     "ParamsError",
     "PlanError",
     "SubmitError",
@@ -110,3 +111,7 @@ class ImageBuildError(DockerError):
 class ArtifactError(TaskgraphImagesError):
     """An image artifact is corrupt, truncated, unsafe or too large."""
 
+
+
+class ManifestError(TaskgraphImagesError, ValueError):
+    """A context manifest is malformed, too large or of an unknown format version."""

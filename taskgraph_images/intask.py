@@ -32,6 +32,7 @@ import attrs
 from taskgraph_images.buildah import DIGEST_LABEL, Buildah, LineCallback, push_archive, run
 from taskgraph_images.config import DEFAULT_ENV_NAMES
 from taskgraph_images.errors import ArtifactError, ImageBuildError, InvalidValueError
+from taskgraph_images.manifest import DEFAULT_MANIFEST_ARTIFACT, write_build_manifest
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
@@ -364,6 +365,7 @@ def build_in_task(
     on_line: Optional[LineCallback] = None,
     on_note: Optional[Callable[[str], None]] = None,
     artifact: str = "public/image.tar.zst",
+    manifest_artifact: str = DEFAULT_MANIFEST_ARTIFACT,
 ) -> Built:
     """Build what ``env`` asks for from ``catalog`` and write it to ``env.artifact_path``.
 
@@ -373,7 +375,9 @@ def build_in_task(
     builds with the image's args, ``DOCKER_IMAGE_PARENT`` (the parent's local
     tag) and the label :data:`~taskgraph_images.buildah.DIGEST_LABEL`, and
     streams the image tarball through zstd at ``env.zstd_level``. The
-    artifact appears only when complete.
+    artifact appears only when complete; then the image's context manifest
+    (:func:`~taskgraph_images.manifest.write_build_manifest`, published as
+    ``manifest_artifact``) is written beside it.
 
     A prebuilt parent comes from its registry, unless ``build_prebuilt``
     (the local loop, where it may be pushed nowhere yet): then the prebuilt
@@ -423,6 +427,9 @@ def build_in_task(
         except OSError as e:
             raise ArtifactError(f"cannot write {out}: {e.strerror or e}") from e
         say(f"wrote {out} ({size} bytes uncompressed, zstd level {env.zstd_level})")
+        manifest = write_build_manifest(catalog, name, out, artifact=manifest_artifact,
+                                        digest=env.digest)
+        say(f"wrote {manifest} (its context manifest)")
         return Built(name, env.digest, out, size)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -31,8 +31,10 @@ from taskgraph_images.tasks import BuildSpec, ImageRef, TaskImage, build_task, k
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
+    from taskgraph_images.explain import Prefetch
     from taskgraph_images.index import IndexBackend, OnError
     from taskgraph_images.kindconfig import IndexConfig
+    from taskgraph_images.manifest import ManifestDiff
 
 __all__ = [
     "PLAN_FORMAT",
@@ -74,10 +76,17 @@ class Decision:
     parent: Optional[str] = None
     #: The index error that turned a lookup into a build (``on_error="build"``).
     index_error: Optional[str] = None
+    #: For ``build``: every difference from the earlier build's context manifest.
+    changes: Optional[ManifestDiff] = None
+    #: For ``build``: the earlier build's task that ``changes`` compares against.
+    compared_with: Optional[str] = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the decision as JSON values (``None`` fields left out)."""
-        return {k: v for k, v in attrs.asdict(self).items() if v is not None}
+        doc = {k: v for k, v in attrs.asdict(self, recurse=False).items() if v is not None}
+        if self.changes is not None:
+            doc["changes"] = self.changes.to_json()
+        return doc
 
 
 def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -96,6 +105,8 @@ class Plan:
     params: Params
     #: The artifact name of image builds (``public/image.tar.zst``).
     artifact: str = "public/image.tar.zst"
+    #: Problems met while explaining the builds (not written to JSON).
+    warnings: tuple[str, ...] = ()
 
     # -- lookups ---------------------------------------------------------------
 
@@ -205,6 +216,8 @@ _DECISION_TYPES: dict[str, tuple[type, ...]] = {
     "docker_image": (str,),
     "parent": (str,),
     "index_error": (str,),
+    "changes": (dict,),
+    "compared_with": (str,),
 }
 
 
@@ -224,6 +237,10 @@ def _decision(name: object, value: object) -> Decision:
         (action != "prebuilt") != ("task_id" in value)
     ):
         raise PlanError(f"image {name!r}: a {action} image needs exactly one of task_id, docker_image")
+    if "changes" in value:
+        from taskgraph_images.manifest import ManifestDiff
+
+        value = {**value, "changes": ManifestDiff.from_json(value["changes"])}
     return Decision(**value)
 
 
@@ -266,6 +283,7 @@ def plan_images(
     task_ids: Optional[TaskIdSource] = None,
     on_error: OnError = "raise",
     now: Optional[datetime.datetime] = None,
+    explain: bool = True,
 ) -> Plan:
     """Decide, for every image of ``catalog``, whether to reuse or build it.
 
@@ -275,7 +293,11 @@ def plan_images(
     ``task_ids`` gives a new task id per call (default: ``slugid.nice``);
     ``now`` (aware) is the build tasks' creation time (default: now).
     ``on_error="build"`` turns an index that cannot answer into builds
-    (the reason says so) instead of an error.
+    (the reason says so) instead of an error. With ``explain`` (the
+    default), each build's reason also says how its context differs from
+    the last trusted build's (see :mod:`taskgraph_images.explain`); an
+    earlier manifest that cannot be read changes only that explanation,
+    and adds a line to :attr:`Plan.warnings`.
 
     :raises ParamsError: for missing or malformed parameters.
     :raises PlanError: when the image builder is unusable, or task ids repeat.
@@ -300,8 +322,20 @@ def plan_images(
     order = catalog.order()
     task_images = [name for name in order if not catalog[name].prebuilt]
     digests = {name: catalog.digest(name) for name in order}
+    prefetch: Optional[Prefetch] = None
+    if explain:
+        from taskgraph_images.explain import Prefetch
+
+        # Images with cache: false are never indexed, so have no earlier build.
+        cached = [name for name in task_images if catalog[name].cache]
+        prefetch = Prefetch(
+            index,
+            [(name, digests[name], [p for p in catalog[name].parents if p in task_images])
+             for name in cached],
+            params.level, prefix=config.index_prefix, artifact=config.manifest_artifact,
+        )
     lookups = find_images(
-        index,
+        prefetch if prefetch is not None else index,
         [(name, digests[name]) for name in task_images if catalog[name].cache],
         params.level,
         on_error=on_error,
@@ -346,8 +380,39 @@ def plan_images(
             base, action="build", task_id=task_id, reason=reason, index_error=index_error
         )
 
+    warnings: tuple[str, ...] = ()
+    if prefetch is not None:
+        warnings = _explain(catalog, decisions, prefetch)
     tasks = _build_tasks(catalog, params, config, decisions, now)
-    return Plan(decisions, tasks, params, config.artifact_name)
+    return Plan(decisions, tasks, params, config.artifact_name, warnings)
+
+
+def _explain(
+    catalog: ImageCatalog, decisions: dict[str, Decision], prefetch: Prefetch
+) -> tuple[str, ...]:
+    """Put each build's explanation in its decision; return the warning, if any."""
+    from taskgraph_images.explain import link_parents
+    from taskgraph_images.manifest import build_manifest
+
+    builds = [name for name, d in decisions.items() if d.action == "build"]
+    built = [name for name in builds if catalog[name].cache]  # cache: false is never indexed
+    manifests = {name: build_manifest(catalog, name) for name in built}
+    explanations = prefetch.explain(manifests)
+    explanations = link_parents(explanations, builds)
+    for name in built:
+        e = explanations.by_name[name]
+        d = decisions[name]
+        decisions[name] = attrs.evolve(
+            d, reason=_explained(d.reason, e.text), changes=e.diff, compared_with=e.earlier_task
+        )
+    return () if explanations.warning is None else (explanations.warning,)
+
+
+def _explained(reason: str, text: str) -> str:
+    """The build's reason, then its explanation (alone when it repeats the reason)."""
+    if reason.startswith("parent ") and reason in text:
+        return text
+    return f"{reason}; {text}"
 
 
 def _config_path(root: str, config: BuildConfig) -> Optional[str]:

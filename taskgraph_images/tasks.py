@@ -18,6 +18,7 @@ import attrs
 
 from taskgraph_images.config import LOCAL_TASK_QUEUE, BuildConfig, LevelConfig
 from taskgraph_images.index import index_namespaces
+from taskgraph_images.manifest import manifest_file_path
 from taskgraph_images.params import Params
 from taskgraph_images.tctime import format_time
 
@@ -200,7 +201,13 @@ def _payload(
                 "type": "file",
                 "path": config.artifact_path,
                 "expires": artifact_expires,
-            }
+            },
+            # Written by the builder beside the image (taskgraph_images.manifest).
+            config.manifest_artifact: {
+                "type": "file",
+                "path": manifest_file_path(config.artifact_path, config.manifest_artifact),
+                "expires": artifact_expires,
+            },
         },
     }
     if at.cache_name is not None:

@@ -416,6 +416,30 @@ def test_build_record_records_the_image_and_its_ancestors(recorded: Recorded) ->
 
 
 @pytest.mark.docker
+def test_build_record_stores_each_builds_context_manifest(
+    docker_engine: DockerEngine, repo: Path, recorded: Recorded
+) -> None:
+    from taskgraph_images.manifest import DEFAULT_MANIFEST_ARTIFACT, build_manifest, parse_manifest
+
+    catalog = ImageCatalog.load(repo)
+    index = LocalIndex(recorded.index.split(":", 1)[1])
+    reads = index.read_artifacts(list(recorded.task_ids.values()), DEFAULT_MANIFEST_ARTIFACT,
+                                 limit=1 << 20)
+    for name, task_id in recorded.task_ids.items():
+        data = reads[task_id].data
+        assert data is not None, reads[task_id].problem
+        assert parse_manifest(data) == build_manifest(catalog, name)
+    code, out, err = _cli(docker_engine.host, "why", "decision", "--root", str(repo), "--index",
+                          recorded.index, "--hash-cache", "none", "--level", "3")
+    assert code == 0, err
+    assert out.splitlines() == [
+        "decision: unchanged since the earlier build",
+        f"compared with task {recorded.task_ids['decision']} (level 3)",
+        f"digest   {catalog.digest('decision')} -> {catalog.digest('decision')}",
+    ]
+
+
+@pytest.mark.docker
 @pytest.mark.parametrize("level", [None, "1", "3"], ids=["default-level", "level-1", "level-3"])
 def test_plan_after_build_record_reuses_the_recorded_chain_at_level_3(
     docker_engine: DockerEngine, repo: Path, recorded: Recorded, config_file: str,

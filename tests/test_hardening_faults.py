@@ -78,6 +78,7 @@ def plant(server: TCServer, catalog: ImageCatalog) -> dict[str, str]:
 
 
 def make_plan(catalog: ImageCatalog, index: Any, **kw: Any) -> Plan:
+    kw.setdefault("explain", False)  # the lookup's reasons; explanations: test_explain.py
     return plan_images(catalog, params(level=LEVEL), index, task_ids=seeded_task_ids(), now=NOW, **kw)
 
 
@@ -301,7 +302,9 @@ def test_cli_recovers_with_the_fault_free_decisions(
     code, _, err = cli_plan(capsys, tc_server, catalog, cli_env, fault)
     assert code == 0, err
     plan = Plan.from_json((cli_env.parent / "plan.json").read_text())
-    assert decisions_without_new_task_ids(plan) == decisions_without_new_task_ids(fault_free)
+    # The CLI explains its builds: so must the fault-free plan compared with.
+    explained = make_plan(catalog, make_index(tc_server), explain=True)
+    assert decisions_without_new_task_ids(plan) == decisions_without_new_task_ids(explained)
     assert len(plan.tasks) == len(fault_free.tasks)
 
 

@@ -65,8 +65,9 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Any, Plant]
 
 def make_plan(catalog: ImageCatalog, index: Any, level: int) -> Plan:
     config = BuildConfig(image_builder_bootstrap=BOOTSTRAP)
+    # The lookup's reasons; the explanations' trust rule: test_explain.py.
     return plan_images(catalog, params(level=level), index, config, task_ids=seeded_task_ids(),
-                       now=NOW)
+                       now=NOW, explain=False)
 
 
 def nearest_at_or_above(level: int, planted: frozenset[int]) -> Optional[int]:

@@ -41,6 +41,7 @@ from tcserver import TCServer
 from taskgraph_images.catalog import ImageCatalog
 from taskgraph_images.cli import main
 from taskgraph_images.docker import build_image
+from taskgraph_images.manifest import DEFAULT_MANIFEST_ARTIFACT
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -166,10 +167,12 @@ def fixture(
         httpd.server_close()
 
 
-def _plan(fix: Fixture, server: TCServer, tmp_path: Path, *extra: str) -> dict[str, Any]:
+def _plan(fix: Fixture, server: TCServer, tmp_path: Path, *extra: str,
+          root: Path | None = None) -> dict[str, Any]:
     out = tmp_path / "plan.json"
+    config = (root / fix.config.relative_to(fix.root)) if root else fix.config
     code, _, err = cli(
-        "plan", "--root", str(fix.root), "--config", str(fix.config), "--index",
+        "plan", "--root", str(root or fix.root), "--config", str(config), "--index",
         f"taskcluster:{server.root_url}", "--level", "1", "--project", "fixture",
         "--head-repository", fix.url, "--base-repository", fix.url, "--head-rev", fix.rev,
         "--pushdate", "1478546787", "--owner", "t@example.com", "--source",
@@ -186,8 +189,11 @@ def _run_and_complete(server: TCServer, engine: DockerEngine, task_id: str, out:
                             env={"DOCKER_HOST": engine.host})
     assert code == 0, err
     artifact = out / "public" / "image.tar.zst"
-    assert stdout == f"{ARTIFACT} -> {artifact}\n"
-    server.complete_task(task_id, {ARTIFACT: artifact.read_bytes()})
+    manifest = out / "public" / "context-manifest.json"
+    assert stdout == (f"{DEFAULT_MANIFEST_ARTIFACT} -> {manifest}\n"
+                      f"{ARTIFACT} -> {artifact}\n")
+    server.complete_task(task_id, {ARTIFACT: artifact.read_bytes(),
+                                   DEFAULT_MANIFEST_ARTIFACT: manifest.read_bytes()})
     return err
 
 
@@ -213,6 +219,16 @@ def test_the_whole_lifecycle(
     assert {n: (d["action"], d.get("task_id")) for n, d in again["images"].items()} == {
         "base": ("prebuilt", None), "app": ("reuse", app), "child": ("reuse", child)}
     assert again["tasks"] == {}
+
+    # Each build published its context manifest: a change is explained from it.
+    changed = tmp_path / "changed"
+    shutil.copytree(fixture.root, changed, ignore=shutil.ignore_patterns(".git"))
+    (changed / "taskcluster" / "docker" / "app" / "notes.txt").write_text("new\n")
+    explained = _plan(fixture, tc_server, tmp_path, root=changed)["images"]
+    assert explained["app"]["reason"] == "not indexed; 1 file changed, 1 added, 0 removed"
+    assert explained["app"]["compared_with"] == app
+    assert explained["child"]["reason"] == "parent app rebuilt (its 1 file changed, 1 added)"
+    assert explained["child"]["compared_with"] == child
 
     env = {"DOCKER_HOST": docker_engine.host}
     for task_id, tag in ((child, "lifecycle-child:1"), (app, "lifecycle-app:1")):

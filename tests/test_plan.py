@@ -34,6 +34,7 @@ def chain() -> ImageCatalog:
 
 def plan(catalog: ImageCatalog, index: Any, config: BuildConfig | None = None, **kw: Any) -> Plan:
     kw.setdefault("task_ids", seeded_task_ids())
+    kw.setdefault("explain", False)  # the lookup's reasons; explanations: test_explain.py
     return plan_images(catalog, kw.pop("params", params()), index, config, now=NOW, **kw)
 
 

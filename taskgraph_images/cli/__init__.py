@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "taskgraph_images.cli._plan",
     "taskgraph_images.cli._images",
     "taskgraph_images.cli._tasks",
+    "taskgraph_images.cli._why",
 )
 
 

@@ -198,8 +198,10 @@ def _build_record(args: argparse.Namespace) -> int:
     import tempfile
     import time
 
+    from taskgraph_images.errors import ManifestError
     from taskgraph_images.index import find_image
     from taskgraph_images.intask import TaskEnv, build_in_task, check_task
+    from taskgraph_images.manifest import manifest_file_path, parse_manifest
 
     if args.build_arg:
         # Extra build args are not part of the digest: the recorded image
@@ -250,10 +252,19 @@ def _build_record(args: argparse.Namespace) -> int:
                           artifact_path=os.path.join(tmp, "image.tar.zst"))
             check_task(catalog, env)
             build_in_task(catalog, env, index=index, build_prebuilt=True, on_line=on_line,
-                          on_note=note, artifact=config.artifact_name)
+                          on_note=note, artifact=config.artifact_name,
+                          manifest_artifact=config.manifest_artifact)
+            # The manifest the builder wrote beside the image goes in with it.
+            written = manifest_file_path(env.artifact_path, config.manifest_artifact)
+            try:
+                with open(written, "rb") as f:
+                    manifest = parse_manifest(f.read(), source=written)
+            except OSError as e:
+                raise ManifestError(f"cannot read {written}: {e.strerror}") from e
             task_id: str = index.record_build(
                 level, name, digest, int(time.time()), env.artifact_path, move=True,
                 prefix=config.index_prefix, artifact=config.artifact_name,
+                manifest=manifest, manifest_artifact=config.manifest_artifact,
             )
         recorded[name] = task_id
         records.append({"name": name, "tag": catalog.local_tag(name), "digest": digest,

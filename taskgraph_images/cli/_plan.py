@@ -390,6 +390,8 @@ def run_plan(args: argparse.Namespace) -> int:
         on_error="build" if on_error(args) == "build" else "raise",
         now=now,
     )
+    for line in plan.warnings:
+        warning(line)
     affected, error = _built_for_index_errors(plan)
     if affected:
         warning(

@@ -117,6 +117,7 @@ def _build_in_task(args: argparse.Namespace) -> int:
         built = build_in_task(
             catalog, task_env, executable=args.buildah, workdir=args.workdir,
             on_line=_print_line, on_note=note, artifact=config.artifact_name,
+            manifest_artifact=config.manifest_artifact,
         )
     print(f"built {built.image} (digest {built.digest}) into {built.path}")
     return 0

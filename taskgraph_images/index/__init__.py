@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from taskgraph_images.index._base import (
     DEFAULT_ARTIFACT,
+    ArtifactRead,
     Found,
     IndexBackend,
     IndexedTask,
@@ -24,6 +25,7 @@ from taskgraph_images.index._namespaces import (
     Candidate,
     hash_namespace,
     index_namespaces,
+    latest_namespace,
     search_order,
 )
 from taskgraph_images.index.local import LocalIndex, default_index_path
@@ -34,6 +36,7 @@ __all__ = [
     "DEFAULT_ARTIFACT",
     "DEFAULT_PREFIX",
     "LEVELS",
+    "ArtifactRead",
     "Candidate",
     "Found",
     "IndexBackend",
@@ -49,6 +52,7 @@ __all__ = [
     "find_images",
     "hash_namespace",
     "index_namespaces",
+    "latest_namespace",
     "search_order",
 ]
 

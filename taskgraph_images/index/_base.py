@@ -26,6 +26,7 @@ from taskgraph_images.tctime import format_time
 
 __all__ = [
     "DEFAULT_ARTIFACT",
+    "ArtifactRead",
     "Clock",
     "Found",
     "IndexBackend",
@@ -88,6 +89,14 @@ class IndexedTask:
             "data": dict(self.data),
             "expires": format_time(self.expires),
         }
+
+
+@attrs.frozen
+class ArtifactRead:
+    """The content of a small artifact, or why it could not be read (``problem``)."""
+
+    data: Optional[bytes] = None
+    problem: str = ""
 
 
 @attrs.frozen

@@ -8,7 +8,9 @@ at ``level`` on ``pushdate``, is indexed under three namespaces::
     {prefix}.level-{level}.{name}.hash.{digest}
 
 A lookup only ever reads the ``hash`` namespaces, starting at the push's own
-level and going *up* to level 3, never down (see ``docs/index-lookup.rst``).
+level and going *up* to level 3, never down (see ``docs/index-lookup.rst``);
+a plan's explanations read the ``latest`` ones under the same rule
+(:mod:`taskgraph_images.explain`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ __all__ = [
     "PushDate",
     "hash_namespace",
     "index_namespaces",
+    "latest_namespace",
     "pushdate_path",
     "search_order",
     "validate_digest",
@@ -158,6 +161,14 @@ def hash_namespace(
     :raises InvalidValueError: for an invalid level, name, digest or prefix.
     """
     return f"{_base(level, name, prefix)}.hash.{validate_digest(digest)}"
+
+
+def latest_namespace(level: int, name: str, *, prefix: str = DEFAULT_PREFIX) -> str:
+    """Return ``{prefix}.level-{level}.{name}.latest``: the last build of ``name`` at ``level``.
+
+    :raises InvalidValueError: for an invalid level, name or prefix.
+    """
+    return f"{_base(level, name, prefix)}.latest"
 
 
 def index_namespaces(

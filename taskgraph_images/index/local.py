@@ -1,11 +1,17 @@
 """The embedded index: an SQLite file plus a folder of artifacts beside it.
 
 This is the default backend when no Taskcluster deployment is configured.
-The database holds three tables: ``entries`` (namespace -> task id, rank,
+The database holds four tables: ``entries`` (namespace -> task id, rank,
 expiry, data, with the Index service's rank and expiry semantics),
-``tasks`` (task id -> state) and ``artifacts`` (task id, name -> stored
-file, size, expiry). Artifact files live in ``<stem>-artifacts/<taskId>/<name>``
-next to the database.
+``tasks`` (task id -> state), ``artifacts`` (task id, name -> stored
+file, size, expiry) and ``manifests`` (task id, artifact name -> the build's
+context manifest, see :mod:`taskgraph_images.manifest`). Artifact files live
+in ``<stem>-artifacts/<taskId>/<name>`` next to the database.
+
+The schema is versioned (SQLite's ``user_version``). An index of an older
+version is read as it is (it simply has no manifests) and upgraded in place,
+in one transaction, by the first write: version 1 (no ``manifests``) gains
+the table.
 
 Concurrency: every operation opens its own connection, writes run in
 ``BEGIN IMMEDIATE`` transactions on a WAL database with a busy timeout and
@@ -27,11 +33,12 @@ import sqlite3
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
 
 from taskgraph_images.errors import IndexStoreError
 from taskgraph_images.index._base import (
     DEFAULT_ARTIFACT,
+    ArtifactRead,
     Clock,
     IndexedTask,
     Usability,
@@ -53,11 +60,23 @@ from taskgraph_images.index._namespaces import (
     validate_namespace,
     validate_task_id,
 )
+from taskgraph_images.manifest import DEFAULT_MANIFEST_ARTIFACT
 
 __all__ = ["LocalIndex", "default_index_path"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _CHUNK = 500  # namespaces per query, well under SQLite's variable limit
+
+# Added by schema version 2.
+_MANIFESTS = """
+CREATE TABLE IF NOT EXISTS manifests (
+    task_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    body BLOB NOT NULL,
+    expires REAL NOT NULL,
+    PRIMARY KEY (task_id, name)
+) WITHOUT ROWID
+"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -80,6 +99,12 @@ CREATE TABLE IF NOT EXISTS artifacts (
     PRIMARY KEY (task_id, name)
 ) WITHOUT ROWID;
 """
+_SCHEMA += _MANIFESTS + ";"
+
+# What upgrades an index of version N to N + 1.
+_MIGRATIONS = {
+    1: _MANIFESTS,
+}
 
 # The schema version and the number of tables, read together.
 _SCHEMA_STATE = (
@@ -93,6 +118,9 @@ ON CONFLICT (namespace) DO UPDATE SET
     expires = excluded.expires, data = excluded.data
 WHERE excluded.rank >= entries.rank OR entries.expires <= ?
 """
+
+if TYPE_CHECKING:  # pragma: no cover
+    from taskgraph_images.manifest import ContextManifest
 
 T = TypeVar("T")
 PathLike = Union[str, "os.PathLike[str]"]
@@ -176,13 +204,11 @@ class LocalIndex:
         finally:
             conn.close()
 
-    def _check_schema(self, conn: sqlite3.Connection) -> bool:
-        """Return True if the schema exists; raise if the file is someone else's."""
+    def _schema_version(self, conn: sqlite3.Connection) -> int:
+        """Return the schema version (0: no schema yet); raise if the file is someone else's."""
         # One statement, so both values come from one snapshot: read apart, another
         # process creating the schema in between looks like a foreign database.
         version, tables = conn.execute(_SCHEMA_STATE).fetchone()
-        if version == SCHEMA_VERSION:
-            return True
         if version > SCHEMA_VERSION:
             raise IndexStoreError(
                 f"local index {self.path} has schema version {version}, newer than this "
@@ -192,19 +218,27 @@ class LocalIndex:
             raise IndexStoreError(
                 f"local index {self.path} is an SQLite database but not a taskgraph-images index"
             )
-        return False
+        return int(version)
+
+    def _check_schema(self, conn: sqlite3.Connection) -> bool:
+        """Return True if a schema (this version's or an older one) exists."""
+        return self._schema_version(conn) > 0
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
-        if self._check_schema(conn):
+        """Create the schema, or upgrade an older one, in one transaction."""
+        if self._schema_version(conn) == SCHEMA_VERSION:
             return
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if not self._check_schema(conn):
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            version = self._schema_version(conn)
+            if version == 0:
+                statements = [s for s in _SCHEMA.split(";") if s.strip()]
+            else:
+                statements = [_MIGRATIONS[v] for v in range(version, SCHEMA_VERSION)]
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -526,17 +560,24 @@ class LocalIndex:
         prefix: str = DEFAULT_PREFIX,
         artifact: str = DEFAULT_ARTIFACT,
         move: bool = False,
+        manifest: Optional[ContextManifest] = None,
+        manifest_artifact: str = DEFAULT_MANIFEST_ARTIFACT,
     ) -> str:
         """Store a built image and index it under its three namespaces; return the task id.
 
         The artifact is put in the store first; then the task (completed),
-        the artifact and the three namespaces are recorded in one transaction.
+        the artifact, the context ``manifest`` (if given, as the task's
+        ``manifest_artifact``) and the three namespaces are recorded in one
+        transaction, so the ``latest`` namespace never leads to a build
+        without its manifest.
 
         :raises InvalidValueError: for an invalid level, name, digest, date or task id.
         :raises IndexStoreError: when the store or the database cannot be written.
         """
         record = build_record(level, name, digest, pushdate, task_id, prefix)
         validate_artifact_name(artifact)
+        validate_artifact_name(manifest_artifact)
+        body_bytes = manifest.dumps() if manifest is not None else None
         value = validate_rank(rank)
         now = self._clock()
         until = _epoch(expires if expires is not None else now + DEFAULT_EXPIRY)
@@ -548,12 +589,103 @@ class LocalIndex:
                 (record.task_id, "completed", now.timestamp()),
             )
             self._artifact_row(conn, record.task_id, artifact, size, until)
+            if body_bytes is not None:
+                self._manifest_row(conn, record.task_id, manifest_artifact, body_bytes, until)
             for namespace in record.namespaces:
                 self._upsert(conn, namespace, record.task_id, value, until, record.data,
                              now.timestamp())
 
         self._write(body)
         return record.task_id
+
+    # -- manifests ----------------------------------------------------------------
+
+    @staticmethod
+    def _manifest_row(
+        conn: sqlite3.Connection, task_id: str, name: str, body: bytes, expires: float
+    ) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO manifests (task_id, name, body, expires) VALUES (?, ?, ?, ?)",
+            (task_id, name, body, expires),
+        )
+
+    def store_manifest(
+        self,
+        task_id: str,
+        manifest: ContextManifest,
+        *,
+        name: str = DEFAULT_MANIFEST_ARTIFACT,
+        expires: Optional[datetime.datetime] = None,
+    ) -> None:
+        """Record ``manifest`` as the context manifest of ``task_id`` (artifact ``name``).
+
+        :raises InvalidValueError: for an invalid task id or artifact name.
+        :raises ManifestError: when the manifest is too large.
+        :raises IndexStoreError: when the database cannot be written.
+        """
+        validate_task_id(task_id)
+        validate_artifact_name(name)
+        body = manifest.dumps()
+        until = _epoch(expires if expires is not None else self._clock() + DEFAULT_EXPIRY)
+        self._write(lambda conn: self._manifest_row(conn, task_id, name, body, until))
+
+    def read_artifacts(
+        self, task_ids: Sequence[str], name: str, *, limit: int
+    ) -> dict[str, ArtifactRead]:
+        """Return the content of each task's small artifact ``name`` (at most ``limit`` bytes).
+
+        A recorded manifest is read from the database, any other artifact
+        from the store; a missing, expired or larger one gets a ``problem``.
+
+        :raises IndexStoreError: when the database is corrupt or locked.
+        """
+        validate_artifact_name(name)
+        ids = list(dict.fromkeys(task_ids))
+        now = self._clock().timestamp()
+
+        def body(conn: sqlite3.Connection) -> dict[str, tuple[str, Any]]:
+            rows: dict[str, tuple[str, Any]] = {}
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                if version >= 2:
+                    for task_id, data in conn.execute(
+                        "SELECT task_id, body FROM manifests "
+                        f"WHERE name = ? AND expires > ? AND task_id IN ({marks})",
+                        (name, now, *chunk),
+                    ):
+                        rows[task_id] = ("db", bytes(data))
+                for task_id, size in conn.execute(
+                    "SELECT task_id, size FROM artifacts "
+                    f"WHERE name = ? AND expires > ? AND task_id IN ({marks})",
+                    (name, now, *chunk),
+                ):
+                    rows.setdefault(task_id, ("file", int(size)))
+            return rows
+
+        rows: dict[str, tuple[str, Any]] = self._read(body, dict)
+        result: dict[str, ArtifactRead] = {}
+        for task_id in ids:
+            where, value = rows.get(task_id, ("", None))
+            if where == "file" and value <= limit:
+                try:
+                    value = (self.store / task_id / name).read_bytes()
+                except OSError as e:
+                    result[task_id] = ArtifactRead(
+                        problem=f"task {task_id}'s {name} cannot be read: {e.strerror}"
+                    )
+                    continue
+            if value is None:
+                result[task_id] = ArtifactRead(problem=f"task {task_id} has no {name}")
+            elif (len(value) if isinstance(value, bytes) else value) > limit:
+                size = len(value) if isinstance(value, bytes) else value
+                result[task_id] = ArtifactRead(
+                    problem=f"task {task_id}'s {name} is {size} bytes, more than {limit}"
+                )
+            else:
+                result[task_id] = ArtifactRead(value)
+        return result
 
     def verify(self) -> None:
         """Check the database's integrity.

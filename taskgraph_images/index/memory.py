@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime
 import threading
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 from taskgraph_images.index._base import (
     DEFAULT_ARTIFACT,
+    ArtifactRead,
     Clock,
     IndexedTask,
     Usability,
@@ -30,6 +31,10 @@ from taskgraph_images.index._namespaces import (
     validate_namespace,
     validate_task_id,
 )
+from taskgraph_images.manifest import DEFAULT_MANIFEST_ARTIFACT
+
+if TYPE_CHECKING:  # pragma: no cover
+    from taskgraph_images.manifest import ContextManifest
 
 __all__ = ["MemoryIndex"]
 
@@ -53,6 +58,7 @@ class MemoryIndex:
         self._entries: dict[str, IndexedTask] = {}
         self._states: dict[str, str] = {}
         self._artifacts: dict[tuple[str, str], datetime.datetime] = {}
+        self._contents: dict[tuple[str, str], bytes] = {}
 
     @property
     def description(self) -> str:
@@ -131,6 +137,41 @@ class MemoryIndex:
         with self._lock:
             self._artifacts[(task_id, name)] = when
 
+    def add_manifest(
+        self,
+        task_id: str,
+        manifest: Union[ContextManifest, bytes],
+        name: str = DEFAULT_MANIFEST_ARTIFACT,
+        *,
+        expires: Optional[datetime.datetime] = None,
+    ) -> None:
+        """Give ``task_id`` the context manifest artifact ``name`` (bytes are kept as given)."""
+        data = manifest if isinstance(manifest, bytes) else manifest.dumps()
+        self.add_artifact(task_id, name, expires=expires)
+        with self._lock:
+            self._contents[(task_id, name)] = data
+
+    def read_artifacts(
+        self, task_ids: Sequence[str], name: str, *, limit: int
+    ) -> dict[str, ArtifactRead]:
+        """Return the content of each task's artifact ``name`` given with :meth:`add_manifest`."""
+        validate_artifact_name(name)
+        now = self._clock()
+        result = {}
+        with self._lock:
+            for task_id in task_ids:
+                data = self._contents.get((task_id, name))
+                expires = self._artifacts.get((task_id, name))
+                if data is None or expires is None or expires <= now:
+                    result[task_id] = ArtifactRead(problem=f"task {task_id} has no {name}")
+                elif len(data) > limit:
+                    result[task_id] = ArtifactRead(
+                        problem=f"task {task_id}'s {name} is {len(data)} bytes, more than {limit}"
+                    )
+                else:
+                    result[task_id] = ArtifactRead(data)
+        return result
+
     def usable_artifacts(self, task_ids: Sequence[str], artifact: str) -> dict[str, Usability]:
         """Return a verdict for each task id (state, then artifact presence and expiry)."""
         now = self._clock()
@@ -153,14 +194,18 @@ class MemoryIndex:
         prefix: str = DEFAULT_PREFIX,
         artifact: str = DEFAULT_ARTIFACT,
         state: str = "completed",
+        manifest: Optional[ContextManifest] = None,
+        manifest_artifact: str = DEFAULT_MANIFEST_ARTIFACT,
     ) -> str:
-        """Record a finished build: task state, artifact and its three namespaces.
+        """Record a finished build: task state, artifact, manifest and its three namespaces.
 
         Returns the task id (a new one unless given).
         """
         record = build_record(level, name, digest, pushdate, task_id, prefix)
         self.set_task_state(record.task_id, state)
         self.add_artifact(record.task_id, artifact, expires=expires)
+        if manifest is not None:
+            self.add_manifest(record.task_id, manifest, manifest_artifact, expires=expires)
         for namespace in record.namespaces:
             self.insert_task(namespace, record.task_id, rank=rank, expires=expires,
                              data=record.data)

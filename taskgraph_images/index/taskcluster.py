@@ -23,7 +23,7 @@ import concurrent.futures
 import datetime
 import threading
 import time
-from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, TypeVar
 
 import attrs
 
@@ -34,6 +34,7 @@ from taskgraph_images.errors import (
     InvalidValueError,
 )
 from taskgraph_images.index._base import (
+    ArtifactRead,
     Clock,
     IndexedTask,
     Usability,
@@ -46,6 +47,9 @@ from taskgraph_images.index._namespaces import validate_namespace, validate_task
 from taskgraph_images.progress import Reporter, Wait
 from taskgraph_images.tcenv import Credentials, TaskclusterEnv, client
 from taskgraph_images.tctime import format_time, parse_time
+
+if TYPE_CHECKING:  # pragma: no cover
+    import requests
 
 __all__ = ["TaskclusterIndex"]
 
@@ -501,6 +505,66 @@ class TaskclusterIndex:
             return parse_time(answer.get("expires"), "artifact expiry")
         except InvalidValueError as e:
             raise self._malformed("queue", "latestArtifactInfo", e) from e
+
+    def _read_artifact(
+        self, session: requests.Session, task_id: str, name: str, limit: int
+    ) -> ArtifactRead:
+        """Fetch ``task_id``'s latest ``name`` (following the Queue's redirect), bounded."""
+        import requests
+
+        what = f"task {task_id}'s {name}"
+        try:
+            build = self._queue.buildUrl if name.startswith("public/") else (
+                self._queue.buildSignedUrl)
+            url = str(build("getLatestArtifact", task_id, name))
+        except Exception as e:  # the client raises several kinds for unsignable requests
+            return ArtifactRead(problem=f"{what} cannot be asked for: {_short(e)}")
+        problem = ""
+        for attempt in range(self._max_retries + 1):
+            if attempt:
+                time.sleep(min(0.1 * 2 ** (attempt - 1), 2.0))
+            try:
+                with session.get(url, stream=True, timeout=self._timeout) as response:
+                    if response.status_code == 404:
+                        return ArtifactRead(problem=f"task {task_id} has no {name}")
+                    if response.status_code >= 500:
+                        problem = f"{what}: the Queue answered {response.status_code}"
+                        continue
+                    if response.status_code != 200:
+                        return ArtifactRead(
+                            problem=f"{what}: the Queue answered {response.status_code}"
+                        )
+                    data = bytearray()
+                    for chunk in response.iter_content(1 << 16):
+                        data += chunk
+                        if len(data) > limit:
+                            return ArtifactRead(problem=f"{what} is more than {limit} bytes")
+                    return ArtifactRead(bytes(data))
+            except requests.RequestException as e:
+                problem = f"{what} cannot be fetched: {type(e).__name__}: {_short(e)}"
+        return ArtifactRead(problem=problem)
+
+    def read_artifacts(
+        self, task_ids: Sequence[str], name: str, *, limit: int
+    ) -> dict[str, ArtifactRead]:
+        """Fetch each task's small artifact ``name`` (at most ``limit`` bytes), concurrently.
+
+        Requests run on at most ``max_workers`` threads; a 5xx answer or a
+        connection error is retried ``max_retries`` times. A task whose
+        artifact is missing, larger than ``limit`` or cannot be fetched gets
+        a ``problem`` instead of content; this never raises for one task.
+        """
+        import requests
+
+        validate_artifact_name(name)
+        ids = list(dict.fromkeys(task_ids))
+        with requests.Session() as session:
+            # Connections are kept alive and shared: one per worker thread.
+            adapter = requests.adapters.HTTPAdapter(pool_maxsize=self._max_workers)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            return dict(zip(ids, self._map(
+                lambda t: self._read_artifact(session, t, name, limit), ids)))
 
     def usable_artifacts(self, task_ids: Sequence[str], artifact: str) -> dict[str, Usability]:
         """Return a verdict for each task: its state (batched), then its artifact.

@@ -65,10 +65,11 @@ TARGETS: dict[str, tuple[float, str]] = {
 WHY = {
     "tgtar many: peer / ours": (
         "taskgraph's context hash is one sha256 chain over the whole tar stream (~43 MB, "
-        "~28 ms of one core with SHA-NI), so the multi-buffer kernel cannot help; opening, "
-        "stat-ing, reading and closing 5,000 files is ~30 ms more, mostly in the kernel. "
-        "4x needs the two overlapped on two free cores; on a loaded host they add up and "
-        "the ratio falls to that of CPU times, ~2.8x."
+        "~28 ms of one core with SHA-NI), so the multi-buffer kernel cannot help. The bound "
+        "is the thread that opens, stats, reads and closes the 5,000 files and builds the "
+        "headers (~36 ms of CPU alone, ~41 ms beside the hashing thread on a quiet host; "
+        "see docs/performance.md); on a loaded host the two threads' CPU times add up and "
+        "the ratio falls towards ~2.8x."
     ),
     "tgtar big: ours / 1-core floor": (
         "one sha256 chain: one core's hashlib over the same bytes is the floor; a miss "

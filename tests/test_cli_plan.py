@@ -50,8 +50,10 @@ def test_plan_on_a_fresh_machine_prints_a_table(capsys: pytest.CaptureFixture[st
     lines = out.splitlines()
     assert lines[0].split() == ["IMAGE", "DIGEST", "TASK", "ID", "DECISION"]
     assert lines[2].split()[0] == "builder" and len(lines[2].split()[1]) == 8
-    # The explanation follows the lookup's reason; 80 columns cut it (--wide does not).
-    assert "build: not indexed; first b" in lines[2] and lines[2].endswith("...")
+    # Being built says "not indexed"; the table shows the explanation, below the
+    # row where 80 columns end (--wide keeps the lookup's reason on the row).
+    assert lines[2].endswith("  build:")
+    assert lines[3] == "    first build of this image"
     assert max(len(line) for line in lines) <= 80
     assert "guessed the decision parameters level=1, project=gecko and 6 more" in err
     assert "using the local index" in err
@@ -64,12 +66,14 @@ def test_plan_table_keeps_its_columns_for_prebuilt_images(
     assert code == 0
     lines = out.splitlines()
     column = lines[0].index("DECISION")
-    assert all(line[column - 2:column] == "  " and line[column] != " " for line in lines)
-    rows = {line.split()[0]: line for line in lines[1:]}
+    rows_only = [line for line in lines if not line.startswith(" ")]
+    assert all(line[column - 2:column] == "  " and line[column] != " " for line in rows_only)
+    rows = {line.split()[0]: line for line in rows_only[1:]}
     assert rows["image_builder"][column:] == "prebuilt: version 1.0.0"
     code, out, _ = run(capsys, "plan", "-q", "--wide", "--root", str(GECKO))
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
     assert rows["image_builder"].endswith("prebuilt: taskcluster/image_builder:1.0.0")
+    assert rows["builder"].endswith("build: not indexed; first build of this image")
 
 
 def test_plan_lists_each_guessed_parameter_with_verbose(

@@ -244,7 +244,9 @@ def _table(plan: Plan, *, wide: bool = False) -> str:
     ``wide``), the task that holds or builds it (``-`` for a prebuilt image)
     and the decision with its reason (for a prebuilt image its version, with
     ``wide`` its registry tag; for a reused build the level it was found at,
-    with ``wide`` its namespace). A line too long is cut, ending in ``...``.
+    with ``wide`` its namespace; for a build its explanation, with ``wide``
+    after the lookup's ``not indexed``). The reason of a decision too long
+    for its row goes on below it, on indented lines of its own.
     """
     header = ("IMAGE", "DIGEST", "TASK ID", "DECISION")
     rows: list[tuple[str, ...]] = []
@@ -261,18 +263,38 @@ def _table(plan: Plan, *, wide: bool = False) -> str:
             where = f"{d.namespace} (level {d.level})" if wide else f"level {d.level}"
             decision = f"reuse: {where}"
         else:
-            decision = f"build: {d.reason}"
+            reason = d.reason
+            if not wide and reason.startswith(_NOT_INDEXED):
+                # Being built already says it was not found; the explanation is news.
+                reason = reason[len(_NOT_INDEXED):]
+            decision = f"build: {reason}"
         rows.append((d.name, digest, d.task_id or "-", decision))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     lines = []
     for row in [header, *rows]:
-        line = "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1]
-        lines.append(line if wide else _cut(line, TABLE_WIDTH))
+        start = "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  "
+        if wide or len(start) + len(row[-1]) <= TABLE_WIDTH:
+            lines.append(start + row[-1])
+        else:
+            import textwrap
+
+            action, _, why = row[-1].partition(": ")
+            lines.append(_cut(f"{start}{action}:", TABLE_WIDTH))
+            lines.extend(
+                textwrap.wrap(why, TABLE_WIDTH, initial_indent=_GOES_ON, subsequent_indent=_GOES_ON,
+                              break_on_hyphens=False)
+            )
     return "\n".join(lines) + "\n"
 
 
 def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+#: A build's reason when the lookup found nothing, before its explanation.
+_NOT_INDEXED = "not indexed; "
+#: How a decision too long for its row goes on, on lines of its own.
+_GOES_ON = "    "
 
 
 def _built_for_index_errors(plan: Plan) -> tuple[list[str], Optional[str]]:

@@ -280,8 +280,10 @@ class Engine:
         headers: Optional[Mapping[str, str]] = None,
         chunked: bool = False,
         timeout: Optional[float] = None,
+        body: Optional[bytes] = None,
     ) -> http.client.HTTPConnection:
-        """Connect and send the request line and headers (the body is up to the caller)."""
+        """Connect and send the request line, the headers and ``body`` if given
+        (a chunked body is up to the caller)."""
         url = path + ("?" + urllib.parse.urlencode(list(query)) if query else "")
         conn = self._connection(timeout)
         try:
@@ -290,18 +292,28 @@ class Engine:
                 conn.putheader(key, value)
             if chunked:
                 conn.putheader("Transfer-Encoding", "chunked")
-            elif method in ("POST", "PUT"):
-                conn.putheader("Content-Length", "0")
-            conn.endheaders()
+            elif body is not None or method in ("POST", "PUT"):
+                conn.putheader("Content-Length", str(len(body or b"")))
+            conn.endheaders(body)
         except OSError as e:
             conn.close()
             raise self._unavailable(e) from e
         return conn
 
     def _request(
-        self, method: str, path: str, *, query: Optional[Sequence[tuple[str, str]]] = None
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Optional[Sequence[tuple[str, str]]] = None,
+        json_body: Any = None,
     ) -> _Response:
-        conn = self._open(method, path, query=query)
+        """Send a request (with ``json_body`` as its JSON body, if given) and read the answer."""
+        if json_body is None:
+            conn = self._open(method, path, query=query)
+        else:
+            conn = self._open(method, path, query=query, body=json.dumps(json_body).encode(),
+                              headers={"Content-Type": "application/json"})
         try:
             response = conn.getresponse()
             with response:
@@ -484,28 +496,11 @@ class Engine:
             raise
         return upload.finish()
 
-
     # -- containers -------------------------------------------------------------
-
-    def _json_request(
-        self, method: str, path: str, body: Any, *, query: Optional[Sequence[tuple[str, str]]] = None
-    ) -> _Response:
-        data = json.dumps(body).encode("utf-8")
-        url = path + ("?" + urllib.parse.urlencode(list(query)) if query else "")
-        conn = self._connection()
-        try:
-            conn.request(method, url, body=data, headers={"Content-Type": "application/json"})
-            response = conn.getresponse()
-            with response:
-                return _Response(response.status, response.read())
-        except OSError as e:
-            raise self._unavailable(e) from e
-        finally:
-            conn.close()
 
     def create_container(self, config: Mapping[str, Any]) -> str:
         """Create a container from ``config`` (the Engine API's body); return its id."""
-        response = self._json_request("POST", "/containers/create", dict(config))
+        response = self._request("POST", "/containers/create", json_body=dict(config))
         if response.status >= 300:
             raise DockerError(
                 f"cannot create a container of {config.get('Image')}: {response.message()}"

@@ -248,6 +248,9 @@ def _table(plan: Plan, *, wide: bool = False) -> str:
     after the lookup's ``not indexed``). The reason of a decision too long
     for its row goes on below it, on indented lines of its own.
     """
+    from taskgraph_images.index._lookup import NOT_INDEXED
+
+    not_indexed = NOT_INDEXED + "; "
     header = ("IMAGE", "DIGEST", "TASK ID", "DECISION")
     rows: list[tuple[str, ...]] = []
     for d in plan.decisions.values():
@@ -264,9 +267,9 @@ def _table(plan: Plan, *, wide: bool = False) -> str:
             decision = f"reuse: {where}"
         else:
             reason = d.reason
-            if not wide and reason.startswith(_NOT_INDEXED):
+            if not wide and reason.startswith(not_indexed):
                 # Being built already says it was not found; the explanation is news.
-                reason = reason[len(_NOT_INDEXED):]
+                reason = reason[len(not_indexed):]
             decision = f"build: {reason}"
         rows.append((d.name, digest, d.task_id or "-", decision))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
@@ -291,8 +294,6 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-#: A build's reason when the lookup found nothing, before its explanation.
-_NOT_INDEXED = "not indexed; "
 #: How a decision too long for its row goes on, on lines of its own.
 _GOES_ON = "    "
 

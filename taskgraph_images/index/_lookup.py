@@ -31,7 +31,10 @@ from taskgraph_images.index._namespaces import (
     validate_name,
 )
 
-__all__ = ["OnError", "SearchOrder", "decide", "find_image", "find_images"]
+__all__ = ["NOT_INDEXED", "OnError", "SearchOrder", "decide", "find_image", "find_images"]
+
+#: A build's reason when no level's index holds a usable build of its digest.
+NOT_INDEXED = "not indexed"
 
 OnError = Literal["raise", "build"]
 #: Gives the candidates to try for ``(name, digest, level)``, in order.
@@ -67,7 +70,7 @@ def decide(
                 reason += f" ({'; '.join(skipped)})"
             return Lookup(name, digest, level, found, reason)
         skipped.append(f"{usability.reason} at level {candidate.level}")
-    reason = "; ".join(skipped) if skipped else "not indexed"
+    reason = "; ".join(skipped) if skipped else NOT_INDEXED
     return Lookup(name, digest, level, None, reason)
 
 

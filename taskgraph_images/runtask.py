@@ -128,14 +128,17 @@ def container_config(
     # stand-in that also reaches what the caller runs on loopback.
     host: dict[str, Any] = {"NetworkMode": "host"}
     if root_url:
-        env["TASKCLUSTER_ROOT_URL"] = root_url.rstrip("/")
+        from taskgraph_images.tcenv import normalize_root_url
+
+        root_url = normalize_root_url(root_url)
+        env["TASKCLUSTER_ROOT_URL"] = root_url
     if "taskclusterProxy" in features:
         if not root_url:
             raise InvalidValueError(
                 f"task {task_id} uses the taskclusterProxy feature: give a Taskcluster root "
                 "URL (--root-url or TASKCLUSTER_ROOT_URL) for the proxy to stand for"
             )
-        env["TASKCLUSTER_PROXY_URL"] = root_url.rstrip("/")
+        env["TASKCLUSTER_PROXY_URL"] = root_url
     if "disableSeccomp" in capabilities:
         host["SecurityOpt"] = ["seccomp=unconfined"]
     if "privileged" in capabilities:

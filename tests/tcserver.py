@@ -584,7 +584,16 @@ def _make_handler(server: TCServer) -> type[BaseHTTPRequestHandler]:
         def do_PUT(self) -> None:
             self._dispatch("PUT")
 
+        def _answered(self) -> None:
+            """Stop counting this request as in flight: once its answer starts going
+            out, the client may send its next one, which must not count twice."""
+            if self._in_flight:
+                self._in_flight = False
+                with server._lock:
+                    server.active -= 1
+
         def _send(self, status: int, data: bytes, headers: Mapping[str, str]) -> None:
+            self._answered()
             self.send_response(status)
             for key, value in headers.items():
                 self.send_header(key, value)
@@ -615,11 +624,11 @@ def _make_handler(server: TCServer) -> type[BaseHTTPRequestHandler]:
                 server.requests.append(endpoint)
                 server.active += 1
                 server.peak = max(server.peak, server.active)
+            self._in_flight = True
             try:
                 self._answer(method, split, query, raw, found, blob, endpoint)
             finally:
-                with server._lock:
-                    server.active -= 1
+                self._answered()
 
         def _answer(
             self,

@@ -30,7 +30,7 @@ from taskgraph_images.cli._common import (
     warning,
     write_output,
 )
-from taskgraph_images.errors import InvalidValueError, ParamsError, PlanError, SubmitError
+from taskgraph_images.errors import ParamsError, PlanError, SubmitError
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
@@ -444,10 +444,7 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.json or is_stdout(args.output):
         refuse_options(args, ["wide"], "applies only to the table, not to JSON")
     if not args.submit:
-        given = [f for f, v in (("--jobs", args.jobs),
-                                ("--taskcluster-root-url", args.taskcluster_root_url)) if v]
-        if given:
-            raise InvalidValueError(f"{given[0]} goes with --submit")
+        refuse_options(args, ["jobs", "taskcluster_root_url"], "goes with --submit")
     _, _, plan, queue = make_plan(args, submit=args.submit)
     if args.json:
         write_output(None, plan.to_json())

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from taskgraph_images.cli._common import (
     add_catalog_arguments,
+    add_config_argument,
+    add_json_argument,
     load_build_config,
     load_catalog,
     write_output,
@@ -43,9 +45,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--level", type=int, default=None,
                    help="trust level of the push: earlier builds at this level or higher are "
                    "compared against (default 1)")
-    p.add_argument("--config", metavar="FILE",
-                   help="build-task config whose index-prefix and manifest-artifact to use")
-    p.add_argument("--json", action="store_true", help="print the difference as JSON")
+    add_config_argument(p)
+    add_json_argument(p, "print the difference as JSON")
     add_catalog_arguments(p)
     add_index_arguments(p)
     p.set_defaults(func=run_why)
@@ -109,8 +110,9 @@ def _from_index(args: argparse.Namespace) -> dict[str, Any]:
     index = open_index(args)
     # The image and its task-image ancestors, parents first: a changed
     # parent's own difference is summed up in the image's line.
+    ancestors = set(catalog.ancestors(args.name))
     names = [n for n in catalog.order()
-             if n == args.name or (n in catalog.ancestors(args.name) and not catalog[n].prebuilt)]
+             if n == args.name or (n in ancestors and not catalog[n].prebuilt)]
     manifests = {n: build_manifest(catalog, n) for n in names}
     explanations = explain_builds(index, manifests, level, prefix=config.index_prefix,
                                   artifact=config.manifest_artifact)

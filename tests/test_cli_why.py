@@ -107,6 +107,30 @@ def test_why_prints_every_path_with_both_hashes_moves_args_and_parent(
                                        "new": "3.13"}]
 
 
+def test_why_reads_the_roots_default_config_for_the_index_prefix(
+    capsys: pytest.CaptureFixture[str], repo: Path, tmp_path: Path
+) -> None:
+    # The root's taskcluster/taskgraph-images.yml counts as plan counts it: its
+    # index-prefix is where the earlier builds were indexed.
+    make_tree(repo, {"taskcluster/taskgraph-images.yml": "index-prefix: custom.images\n"})
+    index = tmp_path / "idx" / "index.sqlite"
+    catalog = ImageCatalog.load(repo)
+    local = LocalIndex(index)
+    image = index.parent / "image.tar.zst"
+    index.parent.mkdir(parents=True)
+    image.write_bytes(b"image")
+    m = build_manifest(catalog, "builder")
+    task = local.record_build(3, "builder", m.digest, PUSHDATE, image, manifest=m,
+                              prefix="custom.images")
+    make_tree(repo, {f"{BUILDER}/build.sh": "echo new\n"})
+    code, out, err = why(capsys, "builder", "--root", str(repo), "--index", f"local:{index}")
+    assert code == 0, err
+    assert out.splitlines()[:2] == [
+        "builder: 1 file changed (taskcluster/docker/builder/build.sh), 0 added, 0 removed",
+        f"compared with task {task} (level 3)",
+    ]
+
+
 def test_why_respects_the_trust_rule_and_says_first_build(
     capsys: pytest.CaptureFixture[str], repo: Path, tmp_path: Path
 ) -> None:

@@ -106,7 +106,7 @@ def _from_index(args: argparse.Namespace) -> dict[str, Any]:
         return {"image": args.name, "action": "prebuilt",
                 "explanation": f"prebuilt: registry tag {catalog.docker_image(args.name)}",
                 "compared_with": None, "level": None, "changes": None}
-    config = load_build_config(args.config)
+    config = load_build_config(args.config, catalog.root)
     index = open_index(args)
     # The image and its task-image ancestors, parents first: a changed
     # parent's own difference is summed up in the image's line.

@@ -28,6 +28,7 @@ output streamed, kills it after ``maxRunTime``, and copies each of
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
 import threading
 import time
@@ -250,6 +251,7 @@ def copy_artifact(chunks: Iterator[bytes], dest: str) -> None:
     :raises ArtifactError: when the archive is not of one regular file.
     """
     from taskgraph_images._atomic import atomic_output
+    from taskgraph_images.compression import BUFFER
 
     class _Reader:
         def __init__(self) -> None:
@@ -267,7 +269,10 @@ def copy_artifact(chunks: Iterator[bytes], dest: str) -> None:
                 data, self._buf = self._buf[:n], self._buf[n:]
             return data
 
-    with tarfile.open(fileobj=_Reader(), mode="r|") as tar:  # type: ignore[call-overload]
+    # The engine sends 1 MiB chunks: read them whole, not in tarfile's 10 KiB
+    # default (each small read would copy the rest of the buffered chunk).
+    with tarfile.open(fileobj=_Reader(), mode="r|",  # type: ignore[call-overload]
+                      bufsize=BUFFER) as tar:
         member = tar.next()
         if member is None or not member.isfile():
             raise ArtifactError(f"the artifact for {dest} is not a file in the container")
@@ -275,11 +280,7 @@ def copy_artifact(chunks: Iterator[bytes], dest: str) -> None:
         assert source is not None
         os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
         with atomic_output(dest) as f:
-            while True:
-                data = source.read(1 << 20)
-                if not data:
-                    break
-                f.write(data)
+            shutil.copyfileobj(source, f, BUFFER)
 
 
 def run_task(

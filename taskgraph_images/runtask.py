@@ -202,13 +202,13 @@ def prepare_image(
     image = _payload(task).get("image")
     ref = image_reference(image, task_id)
     if isinstance(image, Mapping) and image.get("type") in ("task-image", "indexed-image"):
-        from taskgraph_images.artifacts import load_image
+        from taskgraph_images.artifacts import ARTIFACT_NAME, load_image
 
         source = _image_task(image, index, root_url, task_id)
         if on_note is not None:
             on_note(f"loading the task's image from task {source}")
         load_image(source, engine=engine, tag=ref, index=index, root_url=root_url,
-                   artifact=str(image.get("path") or "public/image.tar.zst"))
+                   artifact=str(image.get("path") or ARTIFACT_NAME))
     elif not engine.exists(ref):
         raise DockerError(
             f"task {task_id}: the Docker engine has no image {ref} (pull or build it first; "

@@ -124,7 +124,9 @@ class CatalogKeys:
             found = self._contexts[name] = image_context(self._facts, name)
         return found
 
-    def _sha256(self, paths: Sequence[str]) -> list[str]:
+    def sha256_files(self, paths: Sequence[str]) -> list[str]:
+        """Return the sha256 of every file in ``paths``, in order, with the catalog's
+        hasher (its file-hash cache, when it has one)."""
         return hash_many(paths, None, self._hasher)
 
     def context_hash(self, name: str) -> str:
@@ -135,11 +137,9 @@ class CatalogKeys:
 
             found = self._context_hashes[name] = context_hash(self.context(name).taskgraph_files())
         if found is None:
-            from taskgraph_images.seedhash import combine_lines
+            from taskgraph_images.seedhash import hash_files
 
-            own = self.context(name).own
-            digests = self._sha256([f.abspath for f in own])
-            found = combine_lines(zip((f.relpath for f in own), digests))
+            found = hash_files(self.context(name).own, hasher=self._hasher)
             self._context_hashes[name] = found
         return found
 
@@ -163,7 +163,7 @@ class CatalogKeys:
         context = self.context(name)
         included = context.included
         extra = [f.abspath for f in included] + [path for _, path in context.run_task]
-        hashes = self._sha256(extra)
+        hashes = self.sha256_files(extra)
         includes = [(f.relpath, h) for f, h in zip(included, hashes)]
         run_task = [(n, h) for (n, _), h in zip(context.run_task, hashes[len(included):])]
         found = image_digest(self.context_hash(name), parents=parents, includes=includes,

@@ -289,8 +289,6 @@ def _digest_lines(
     """
     import hashlib
 
-    from taskgraph_images.filehash import hash_paths
-
     recipe = catalog.cache_keys
     context = catalog.context(name)
     image = catalog[name]
@@ -304,7 +302,7 @@ def _digest_lines(
         parents = [p for p in image.parents
                    if not catalog[p].prebuilt or p == image.config_parent]
     paths = [v for v in named.values() if isinstance(v, str)]
-    hashes = iter(hash_paths(paths))
+    hashes = iter(catalog.keys.sha256_files(paths))
     members = [
         (n, hashlib.sha256(v).hexdigest() if isinstance(v, bytes) else next(hashes))
         for n, v in named.items()

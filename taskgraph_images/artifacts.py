@@ -659,8 +659,12 @@ class _Tracked:
         self._meter = meter
         if checker is not None and head:
             checker.feed(head)
-        if meter is not None and head:
-            meter.update(len(head))
+        if meter is not None:
+            # Known now or never: the head has been read, so an HTTP body is open.
+            if meter.total is None:
+                meter.total = _size_of(raw)
+            if head:
+                meter.update(len(head))
 
     def read(self, n: int = -1) -> bytes:
         if self._head:
@@ -674,8 +678,6 @@ class _Tracked:
             if self._checker is not None:
                 self._checker.feed(data)
             if self._meter is not None:
-                if self._meter.total is None:
-                    self._meter.total = _size_of(self._raw)
                 self._meter.update(len(data))
         return data
 

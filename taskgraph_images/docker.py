@@ -663,16 +663,16 @@ def build_image(
         if image.config_parent is not None:
             args["DOCKER_IMAGE_PARENT"] = catalog.local_tag(image.config_parent)
         args.update(build_args or {})
-        with tempfile.TemporaryFile() as context:
-            write_context(catalog, current, context)
-            size = context.tell()
-            context.seek(0)
+        with tempfile.TemporaryFile() as tar:
+            write_context(catalog, current, tar, context=catalog.context(current))
+            size = tar.tell()
+            tar.seek(0)
             if on_note is not None:
                 on_note(f"building {tag}: sending context ({format_size(size)})")
-            body: IO[bytes] = context
+            body: IO[bytes] = tar
             if reporter is not None:
                 meter = Meter(reporter, f"sending the context of {tag}", size)
-                body = MeteredReader(context, meter)  # type: ignore[assignment]
+                body = MeteredReader(tar, meter)  # type: ignore[assignment]
             image_id = engine.build(
                 body, [tag], buildargs=args, nocache=nocache, on_output=on_output
             )

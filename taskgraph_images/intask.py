@@ -312,7 +312,7 @@ def _extract_context(catalog: ImageCatalog, name: str, dest: str) -> None:
     from taskgraph_images.context import write_context
 
     with tempfile.TemporaryFile() as raw:
-        write_context(catalog, name, raw)
+        write_context(catalog, name, raw, context=catalog.context(name))
         raw.seek(0)
         with tarfile.open(fileobj=raw, mode="r:") as tar:
             if hasattr(tarfile, "data_filter"):

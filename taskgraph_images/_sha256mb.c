@@ -467,10 +467,171 @@ done:
 #endif
 }
 
+
+/*
+ * tar_fill: the per-file loop of taskgraph's tar stream
+ * (taskgraph_images/taskgraph_tar.py), with the GIL released, so that a
+ * Python thread hashes full buffers while this one opens and reads files.
+ * Only the plain case is done here: a regular file without setuid/setgid,
+ * a name of at most 100 bytes, and a member that fits in what is left of the
+ * buffer. At anything else (an error, a short read, a long name, a big file,
+ * content given as bytes) it stops before that member, leaving the buffer as
+ * it was after the previous one, and the Python code takes that member.
+ */
+#if defined(__unix__) || defined(__APPLE__)
+#define TAR_FILL 1
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TAR_BLOCK 512
+#define TAR_NAME 100
+/* Members whose pointers are gathered per release of the GIL. */
+#define TAR_CHUNK 128
+
+typedef struct {
+    const char *name;
+    Py_ssize_t name_len;
+    const char *path; /* NULL: not a plain path, for Python */
+} tar_entry;
+
+static void put_octal(unsigned char *field, int digits, unsigned long long n)
+{
+    /* digits octal digits and a NUL, as "%0*o\0" writes them */
+    field[digits] = 0;
+    for (int k = digits - 1; k >= 0; k--) {
+        field[k] = (unsigned char)('0' + (n & 7));
+        n >>= 3;
+    }
+}
+
+/* Append each entry's member at buf[*pos]; return how many were appended. */
+static Py_ssize_t tar_fill_chunk(unsigned char *buf, Py_ssize_t cap, Py_ssize_t *pos,
+                                 const tar_entry *entries, Py_ssize_t count, long long mtime)
+{
+    Py_ssize_t done = 0;
+    for (; done < count; done++) {
+        const tar_entry *e = &entries[done];
+        if (e->path == NULL || e->name_len > TAR_NAME)
+            break;
+        int fd = open(e->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0)
+            break;
+        struct stat st;
+        if (fstat(fd, &st) != 0 || (st.st_mode & (S_IFMT | S_ISUID | S_ISGID)) != S_IFREG) {
+            close(fd);
+            break;
+        }
+        unsigned long long size = (unsigned long long)st.st_size;
+        unsigned long long pad = (TAR_BLOCK - size % TAR_BLOCK) % TAR_BLOCK;
+        if (size >= (unsigned long long)cap
+            || (unsigned long long)*pos + TAR_BLOCK + size + pad >= (unsigned long long)cap) {
+            close(fd);
+            break;
+        }
+        unsigned char *h = buf + *pos;
+        memset(h, 0, TAR_BLOCK);
+        memcpy(h, e->name, (size_t)e->name_len);
+        put_octal(h + 100, 7, (unsigned long long)(st.st_mode & 07777));
+        put_octal(h + 108, 7, 0);
+        put_octal(h + 116, 7, 0);
+        put_octal(h + 124, 11, size);
+        put_octal(h + 136, 11, (unsigned long long)mtime);
+        memset(h + 148, ' ', 8);
+        h[156] = '0';
+        memcpy(h + 257, "ustar  ", 8); /* with its NUL */
+        put_octal(h + 329, 7, 0);
+        put_octal(h + 337, 7, 0);
+        unsigned int sum = 0;
+        for (int k = 0; k < TAR_BLOCK; k++)
+            sum += h[k];
+        put_octal(h + 148, 6, sum);
+        h[155] = ' ';
+        unsigned char *data = h + TAR_BLOCK;
+        unsigned long long got = 0;
+        while (got < size) {
+            ssize_t n = read(fd, data + got, (size_t)(size - got));
+            if (n <= 0)
+                break;
+            got += (unsigned long long)n;
+        }
+        close(fd);
+        if (got < size)
+            break; /* shrank, or a read error: Python reads it again and says which */
+        memset(data + size, 0, (size_t)pad);
+        *pos += TAR_BLOCK + (Py_ssize_t)(size + pad);
+    }
+    return done;
+}
+
+PyDoc_STRVAR(tar_fill_doc,
+             "tar_fill(buffer, pos, names, paths, start, mtime) -> (index, pos)\n\n"
+             "Append the tar members names[start:] (encoded names) read from paths\n"
+             "(encoded paths, or None) to the writable buffer at pos, as\n"
+             "taskgraph_tar's stream writes them, while each is a plain case: a\n"
+             "regular file without setuid/setgid, a name of at most 100 bytes, a\n"
+             "member that fits in the rest of the buffer, read in full. Return the\n"
+             "index of the first member not appended and the new position. Releases\n"
+             "the GIL while it reads.");
+
+static PyObject *mb_tar_fill(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t pos, start;
+    PyObject *names, *paths;
+    long long mtime;
+    if (!PyArg_ParseTuple(args, "w*nO!O!nL:tar_fill", &view, &pos, &PyList_Type, &names,
+                          &PyList_Type, &paths, &start, &mtime))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(names);
+    if (PyList_GET_SIZE(paths) != count || pos < 0 || pos > view.len || start < 0) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "tar_fill: bad position or list lengths");
+        return NULL;
+    }
+    tar_entry entries[TAR_CHUNK];
+    Py_ssize_t index = start;
+    while (index < count) {
+        Py_ssize_t n = 0;
+        for (; n < TAR_CHUNK && index + n < count; n++) {
+            PyObject *name = PyList_GET_ITEM(names, index + n);
+            PyObject *path = PyList_GET_ITEM(paths, index + n);
+            if (!PyBytes_Check(name)) {
+                PyBuffer_Release(&view);
+                PyErr_SetString(PyExc_TypeError, "tar_fill: names must be bytes");
+                return NULL;
+            }
+            entries[n].name = PyBytes_AS_STRING(name);
+            entries[n].name_len = PyBytes_GET_SIZE(name);
+            entries[n].path = NULL;
+            if (PyBytes_Check(path)
+                && (Py_ssize_t)strlen(PyBytes_AS_STRING(path)) == PyBytes_GET_SIZE(path))
+                entries[n].path = PyBytes_AS_STRING(path);
+        }
+        Py_ssize_t done;
+        /* names and paths stay alive: the caller holds the lists, and the
+           bytes objects are immutable */
+        Py_BEGIN_ALLOW_THREADS
+        done = tar_fill_chunk((unsigned char *)view.buf, view.len, &pos, entries, n, mtime);
+        Py_END_ALLOW_THREADS
+        index += done;
+        if (done < n)
+            break;
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(nn)", index, pos);
+}
+#endif /* unix */
+
 static PyMethodDef mb_methods[] = {
     {"widths", mb_widths, METH_NOARGS, widths_doc},
     {"hash_files", (PyCFunction)(void (*)(void))mb_hash_files, METH_VARARGS | METH_KEYWORDS,
      hash_files_doc},
+#ifdef TAR_FILL
+    {"tar_fill", mb_tar_fill, METH_VARARGS, tar_fill_doc},
+#endif
     {NULL, NULL, 0, NULL},
 };
 

@@ -30,11 +30,11 @@ import queue
 import stat
 import sys
 import threading
-from typing import Mapping, Optional, Union
+from typing import Callable, Mapping, Optional, Union
 
 from taskgraph_images.errors import ContextError
 
-__all__ = ["BLOCK", "DEFAULT_MTIME", "RECORD", "context_hash", "member_header"]
+__all__ = ["BLOCK", "DEFAULT_MTIME", "NATIVE", "RECORD", "context_hash", "member_header"]
 
 #: taskgraph's fixed modification time for every member (2016-01-01T00:00:00Z).
 DEFAULT_MTIME = 1451606400
@@ -276,6 +276,23 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+#: Whether :func:`context_hash` uses the compiled per-file loop when it is
+#: built (``taskgraph_images._sha256mb.tar_fill``); the tests turn it off to
+#: check the pure-Python loop, which gives the same stream.
+NATIVE = True
+
+
+def _native_fill() -> Optional[Callable[..., tuple[int, int]]]:
+    """The compiled per-file loop, or None where it is not built or is turned off."""
+    if not NATIVE:
+        return None
+    try:
+        from taskgraph_images._sha256mb import tar_fill
+    except ImportError:  # pragma: no cover - the extension did not build here
+        return None
+    return tar_fill
+
+
 def context_hash(files: Mapping[str, Union[str, bytes]]) -> str:
     """The hex sha256 of the tar stream taskgraph writes for ``files``.
 
@@ -291,11 +308,30 @@ def context_hash(files: Mapping[str, Union[str, bytes]]) -> str:
         a path nor bytes.
     """
     encoding = sys.getfilesystemencoding()
+    names = sorted(files)
+    raws = [_encode(name, encoding) for name in names]
+    fill = _native_fill()
+    paths: list[Optional[bytes]] = []
+    if fill is not None:
+        paths = [os.fsencode(source) if isinstance(source, str) else None
+                 for source in map(files.__getitem__, names)]
     stream = _Stream(overlap=_cores() > 1)
     try:
-        for name in sorted(files):
+        index = 0
+        while index < len(names):
+            if fill is not None:
+                # the plain members, read with the GIL released; it stops at
+                # the first one it leaves to the loop below
+                start = index
+                index, stream.pos = fill(stream.buf, stream.pos, raws, paths, index,
+                                         DEFAULT_MTIME)
+                stream.members += index - start
+                if index == len(names):
+                    break
+            name = names[index]
             source = files[name]
-            raw = _encode(name, encoding)
+            raw = raws[index]
+            index += 1
             if isinstance(source, str):
                 _add_file(stream, name, raw, source)
             elif isinstance(source, (bytes, bytearray, memoryview)):

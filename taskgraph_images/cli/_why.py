@@ -94,6 +94,7 @@ def _from_plan(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _from_index(args: argparse.Namespace) -> dict[str, Any]:
+    from taskgraph_images.cachekeys import IndexKeys
     from taskgraph_images.cli._index import open_index
     from taskgraph_images.explain import explain_builds, link_parents
     from taskgraph_images.index._namespaces import validate_level
@@ -114,8 +115,11 @@ def _from_index(args: argparse.Namespace) -> dict[str, Any]:
     names = [n for n in catalog.order()
              if n == args.name or (n in ancestors and not catalog[n].prebuilt)]
     manifests = {n: build_manifest(catalog, n) for n in names}
+    # Where the earlier builds are: this library's latest namespaces, or
+    # taskgraph's with cache-keys: taskgraph (the plan's own choice).
+    keys = IndexKeys.for_config(config)
     explanations = explain_builds(index, manifests, level, prefix=config.index_prefix,
-                                  artifact=config.manifest_artifact)
+                                  artifact=config.manifest_artifact, latest_order=keys.latest)
     changed = [n for n, e in explanations.by_name.items() if e.diff is None or not e.diff.empty]
     explanation = link_parents(explanations, changed).by_name[args.name]
     if explanation.problem:

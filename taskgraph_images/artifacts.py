@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import requests
 
     from taskgraph_images.docker import Engine
+    from taskgraph_images.index._lookup import SearchOrder
 
 __all__ = [
     "ARTIFACT_NAME",
@@ -439,6 +440,7 @@ def open_source(
     env: Optional[TaskclusterEnv] = None,
     artifact: str = ARTIFACT_NAME,
     prefix: Optional[str] = None,
+    search: Optional[SearchOrder] = None,
 ) -> IO[bytes]:
     """Open the artifact ``source`` names, as a binary reader.
 
@@ -448,12 +450,14 @@ def open_source(
     ``root_url``, ``index``'s root URL or the one ``env`` names, signed with
     ``env``'s credentials: see :mod:`taskgraph_images.tcenv`) or an image name of ``catalog``
     (looked up in ``index`` by its digest at ``level``, under the index
-    ``prefix`` when given, as the plan does).
+    ``prefix`` when given, as the plan does; ``search`` gives the namespaces
+    to try instead, and is needed for a catalog of taskgraph's cache keys:
+    :meth:`IndexKeys.search <taskgraph_images.cachekeys.IndexKeys.search>`).
 
     :raises ArtifactError: when the source cannot be found or opened.
     """
     return _open_source(source, index=index, catalog=catalog, level=level, root_url=root_url,
-                        env=env, artifact=artifact, prefix=prefix)[0]
+                        env=env, artifact=artifact, prefix=prefix, search=search)[0]
 
 
 #: Names that can only mean a file: a path separator or an image archive's suffix.
@@ -480,6 +484,7 @@ def _open_source(
     artifact: str,
     prefix: Optional[str],
     reporter: Optional[Reporter] = None,
+    search: Optional[SearchOrder] = None,
 ) -> tuple[IO[bytes], str]:
     """Open ``source`` and return it with the words that name it in messages."""
     if os.path.exists(source):
@@ -499,17 +504,17 @@ def _open_source(
     elif catalog is not None and source in catalog:
         if index is None:
             raise ArtifactError(f"cannot look image {source!r} up: no index")
-        if getattr(catalog, "cache_keys", "seed") != "seed":
+        if getattr(catalog, "cache_keys", "seed") != "seed" and search is None:
             raise ArtifactError(
                 f"cannot look image {source!r} up by name: its digest is taskgraph's "
                 "(cache-keys: taskgraph), indexed under taskgraph's namespaces; give the task id"
             )
-        from taskgraph_images.index import find_image
+        from taskgraph_images.index import find_images
 
-        options: dict[str, Any] = {"artifact": artifact}
+        options: dict[str, Any] = {"artifact": artifact, "search": search}
         if prefix is not None:
             options["prefix"] = prefix
-        lookup = find_image(index, source, catalog.digest(source), level, **options)
+        lookup = find_images(index, [(source, catalog.digest(source))], level, **options)[source]
         if lookup.found is None:
             raise ArtifactError(
                 f"image {source!r} (digest {catalog.digest(source)}) is not in the "
@@ -850,6 +855,7 @@ def load_image(
     artifact: str = ARTIFACT_NAME,
     prefix: Optional[str] = None,
     compression: Optional[str] = None,
+    search: Optional[SearchOrder] = None,
 ) -> LoadResult:
     """Load the image artifact ``source`` (see :func:`open_source`) into ``engine`` or ``output``.
 
@@ -867,7 +873,7 @@ def load_image(
         _check_reference(tag)
     raw, name = _open_source(source, index=index, catalog=catalog, level=level,
                              root_url=root_url, env=None, artifact=artifact, prefix=prefix,
-                             reporter=reporter)
+                             reporter=reporter, search=search)
     try:
         sink: Sink
         if output is not None:

@@ -32,7 +32,6 @@ from taskgraph_images.index._namespaces import (
     LEVELS,
     Candidate,
     latest_namespace,
-    search_order,
     validate_level,
 )
 from taskgraph_images.manifest import (
@@ -85,12 +84,9 @@ def latest_candidates(name: str, level: int, *, prefix: str = DEFAULT_PREFIX) ->
 
 
 def _seed_order(prefix: str) -> LatestOrder:
-    def order(name: str, level: int) -> list[Candidate]:
-        return [Candidate(lv, ns)
-                for lv, ns in zip((lv for lv in LEVELS if lv >= level),
-                                  latest_candidates(name, level, prefix=prefix))]
+    from taskgraph_images.cachekeys import IndexKeys
 
-    return order
+    return IndexKeys(prefix=prefix).latest
 
 
 def _trusted(order: LatestOrder, name: str, level: int) -> list[Candidate]:
@@ -171,6 +167,10 @@ class Prefetch:
         self._level = level
         self._prefix = prefix
         self._artifact = artifact
+        if search is None:
+            from taskgraph_images.cachekeys import IndexKeys
+
+            search = IndexKeys(prefix=prefix).search
         self._search = search
         self._order = latest_order if latest_order is not None else _seed_order(prefix)
         self._wanted = [c.namespace for name, _, _ in self._images
@@ -204,8 +204,7 @@ class Prefetch:
         assert self.extra is not None
         built: set[str] = set()
         for name, digest, parents in self._images:
-            candidates = (self._search(name, digest, self._level) if self._search is not None
-                          else search_order(name, digest, self._level, prefix=self._prefix))
+            candidates = self._search(name, digest, self._level)
             if not any(c.namespace in found for c in candidates) or built.intersection(parents):
                 built.add(name)
         task_ids = sorted({

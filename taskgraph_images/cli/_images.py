@@ -79,7 +79,8 @@ def register(subparsers: Any) -> None:
                    help="build with the in-task builder (buildah, no Docker engine), as a "
                    "build task does, and record the image and its in-tree task-image "
                    "ancestors (those not yet recorded at their digest) in the local index, "
-                   "so that the next plan reuses them")
+                   "under the namespaces the plan looks up (taskgraph's with cache-keys: "
+                   "taskgraph), so that the next plan reuses them")
     p.add_argument("--level", type=int, default=None,
                    help="with --record: the level to index the build at (default 3)")
     p.add_argument("--config", metavar="FILE",

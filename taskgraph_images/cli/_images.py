@@ -16,7 +16,9 @@ from taskgraph_images.cli._common import (
     is_stdout,
     load_build_config,
     load_catalog,
+    load_catalog_and_config,
     note,
+    note_config,
     print_json,
     refuse_options,
     reporter,
@@ -211,13 +213,13 @@ def _build_record(args: argparse.Namespace) -> int:
             "the digest the image would be indexed under"
         )
     index = _local_index(args)
-    catalog = load_catalog(args)
+    catalog, config = load_catalog_and_config(args)
     if catalog.cache_keys == "taskgraph":
         raise InvalidValueError(
             "build --record indexes under this library's namespaces, not taskgraph's: "
             "it cannot be used with cache-keys: taskgraph"
         )
-    config = load_build_config(args.config, catalog.root)
+    note_config(args.config, config)
     level = 3 if args.level is None else args.level
     if catalog[args.name].prebuilt:
         raise InvalidValueError(
@@ -366,11 +368,14 @@ def _load(args: argparse.Namespace) -> int:
         refuse_options(args, _NAMED_ONLY, "applies only to a task id or an image name")
     else:
         try:
-            catalog = load_catalog(args)
+            catalog, config = load_catalog_and_config(args)
         except TaskgraphImagesError:
             catalog = None  # not in a repository: the source must be a task id
         index = open_index(args)
-    config = load_build_config(args.config, catalog.root if catalog is not None else None)
+    if catalog is None:
+        config = load_build_config(args.config)
+    else:
+        note_config(args.config, config)
     options: dict[str, Any] = {
         "tag": args.tag, "max_size": max_size, "index": index, "catalog": catalog,
         "level": 3 if args.level is None else args.level, "root_url": args.root_url,

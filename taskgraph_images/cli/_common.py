@@ -13,6 +13,9 @@ using these helpers:
 - ``-o/--output FILE`` on every command that writes a file, ``-`` meaning
   stdout (:func:`add_output_argument`, :func:`write_output`,
   :func:`binary_stdout`); files appear only when complete.
+- The build-task config is the ``--config`` file or the root's default
+  (:func:`config_path`), read once per command: :func:`load_catalog_and_config`
+  gives the catalog and the config its digests follow.
 - Tables show the first 8 hex digits of a digest (:func:`short_digest`).
 - Dates are printed as the Taskcluster services write them
   (:func:`format_date`), sizes in binary units

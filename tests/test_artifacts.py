@@ -289,6 +289,12 @@ def test_compress_stream_reports_a_full_disk() -> None:
         compress_stream([os.urandom(4 << 20)], _FullDisk(), threads=1)  # type: ignore[arg-type]
 
 
+def test_a_full_disk_at_the_end_of_the_zstd_frame_is_reported() -> None:
+    # The frame is held until finish (less than a write's worth): closing it meets the full disk.
+    with pytest.raises(OSError, match="No space left"):
+        FileSink(_FullDisk(), compression="zstd", threads=1).write_all([b"x" * 100])  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "tiny"

@@ -216,8 +216,6 @@ def save_image(
     :raises DockerError: for an unknown image or a broken engine stream.
     :raises ArtifactError: when ``out`` cannot be written (the partial file is removed).
     """
-    from taskgraph_images._atomic import atomic_output
-
     if not 1 <= level <= 22:
         raise ArtifactError(f"invalid zstd level {level}: use 1 to 22")
     if compression not in ("zstd", "none"):
@@ -229,30 +227,14 @@ def save_image(
         chunks = _counting(chunks, meter)
     where = out if isinstance(out, (str, os.PathLike)) else "stdout"
     try:
-        if isinstance(out, (str, os.PathLike)):
-            from taskgraph_images._atomic import atomic_output
-
-            with atomic_output(out) as f:
-                size = _write_saved(chunks, f, compression, level, threads)
-        else:
-            size = _write_saved(chunks, out, compression, level, threads)
+        size = FileSink(out, compression=compression, level=level, threads=threads).write_all(
+            chunks
+        )
     except OSError as e:
         raise ArtifactError(f"cannot write {os.fspath(where)}: {e.strerror or e}") from e
     finally:
         if meter is not None:
             meter.finish()
-    return size
-
-
-def _write_saved(
-    chunks: Iterable[bytes], f: IO[bytes], compression: str, level: int, threads: int
-) -> int:
-    if compression == "zstd":
-        return compress_stream(chunks, f, level=level, threads=threads)
-    size = 0
-    for chunk in chunks:
-        f.write(chunk)
-        size += len(chunk)
     return size
 
 
@@ -618,9 +600,30 @@ class FileSink:
     def write(self, data: Buffer) -> None:
         (self._zstd or self._file).write(data)
 
+    def write_all(self, chunks: Iterable[Buffer]) -> int:
+        """Write every chunk of ``chunks`` and :meth:`finish`; return the bytes taken.
+
+        When ``chunks`` or a write raises, the sink is aborted (a file is
+        not left behind) and the error goes on.
+        """
+        size = 0
+        try:
+            for chunk in chunks:
+                self.write(chunk)
+                size += len(chunk)
+        except BaseException:
+            self.abort()
+            raise
+        self.finish()
+        return size
+
     def finish(self) -> list[str]:
         if self._zstd is not None:
-            self._zstd.close()
+            try:
+                self._zstd.close()  # the frame's end: the disk may be full
+            except BaseException:
+                self.abort()
+                raise
         if self._context is not None:
             self._context.__exit__(None, None, None)
         else:

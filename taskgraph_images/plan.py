@@ -28,7 +28,14 @@ from taskgraph_images.config import BuildConfig
 from taskgraph_images.errors import PlanError, TaskgraphImagesError
 from taskgraph_images.index._common import new_task_id as fresh_task_id
 from taskgraph_images.params import Params, ParamsLike, coerce_params
-from taskgraph_images.tasks import BuildSpec, ImageRef, TaskImage, build_task, kind_index_routes
+from taskgraph_images.tasks import (
+    BuildSpec,
+    ImageRef,
+    TaskImage,
+    build_task,
+    default_index_routes,
+    kind_index_routes,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
@@ -484,8 +491,6 @@ def _build_tasks(
 def _index_routes(catalog: ImageCatalog, decision: Decision, params: Params,
                   config: BuildConfig) -> Optional[tuple[str, ...]]:
     """The build task's index routes, or ``None`` for this library's three namespaces."""
-    from taskgraph_images.index import index_namespaces
-
     image = catalog[decision.name]
     taskgraph = catalog.cache_keys == "taskgraph"
     if image.cache and image.index is None and not taskgraph:
@@ -499,11 +504,7 @@ def _index_routes(catalog: ImageCatalog, decision: Decision, params: Params,
                                build_date=params.pushdate_epoch,
                                cache_pull_requests=config.cache_pull_requests)
     elif image.cache:
-        routes += [
-            f"index.{ns}"
-            for ns in index_namespaces(params.level, image.name, decision.digest,
-                                       params.pushdate, prefix=config.index_prefix)
-        ]
+        routes += default_index_routes(image.name, decision.digest, params, config)
     if image.index is not None:
         if config.trust_domain is None:
             raise PlanError(

@@ -16,7 +16,9 @@ from taskgraph_images.cli._common import (
     is_stdout,
     load_build_config,
     load_catalog,
+    load_catalog_and_config,
     note,
+    note_config,
     print_json,
     refuse_options,
     reporter,
@@ -213,8 +215,8 @@ def _build_record(args: argparse.Namespace) -> int:
             "the digest the image would be indexed under"
         )
     index = _local_index(args)
-    catalog = load_catalog(args)
-    config = load_build_config(args.config, catalog.root)
+    catalog, config = load_catalog_and_config(args)
+    note_config(args.config, config)
     # Recorded where a plan with this config looks (taskgraph's namespaces
     # with cache-keys: taskgraph), as a push's build task would index it.
     keys = IndexKeys.for_config(config)
@@ -368,11 +370,14 @@ def _load(args: argparse.Namespace) -> int:
         refuse_options(args, _NAMED_ONLY, "applies only to a task id or an image name")
     else:
         try:
-            catalog = load_catalog(args)
+            catalog, config = load_catalog_and_config(args)
         except TaskgraphImagesError:
             catalog = None  # not in a repository: the source must be a task id
         index = open_index(args)
-    config = load_build_config(args.config, catalog.root if catalog is not None else None)
+    if catalog is None:
+        config = load_build_config(args.config)
+    else:
+        note_config(args.config, config)
     from taskgraph_images.cachekeys import IndexKeys
 
     options: dict[str, Any] = {

@@ -15,8 +15,8 @@ from taskgraph_images.cli._common import (
     add_catalog_arguments,
     add_config_argument,
     add_json_argument,
-    load_build_config,
-    load_catalog,
+    load_catalog_and_config,
+    note_config,
     write_output,
 )
 from taskgraph_images.errors import InvalidValueError
@@ -101,13 +101,13 @@ def _from_index(args: argparse.Namespace) -> dict[str, Any]:
     from taskgraph_images.manifest import build_manifest
 
     level = validate_level(args.level if args.level is not None else 1)
-    catalog = load_catalog(args)
+    catalog, config = load_catalog_and_config(args)
     image = catalog[args.name]
     if image.prebuilt:
         return {"image": args.name, "action": "prebuilt",
                 "explanation": f"prebuilt: registry tag {catalog.docker_image(args.name)}",
                 "compared_with": None, "level": None, "changes": None}
-    config = load_build_config(args.config, catalog.root)
+    note_config(args.config, config)
     index = open_index(args)
     # The image and its task-image ancestors, parents first: a changed
     # parent's own difference is summed up in the image's line.

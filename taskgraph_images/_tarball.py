@@ -28,12 +28,11 @@ from typing import IO, Callable, Optional, Sequence, Union
 
 import attrs
 
-from taskgraph_images.compression import Buffer
+from taskgraph_images.compression import Buffer, compression_by_suffix
 from taskgraph_images.errors import ArtifactError, ContextError
 
 __all__ = [
     "BLOCK",
-    "COMPRESSIONS",
     "DEFAULT_MTIME",
     "Member",
     "TarRewriter",
@@ -118,13 +117,11 @@ def write_tar(members: Sequence[Member], out: IO[bytes]) -> None:
                     tar.addfile(_info(m, st.st_size, executable), _Exact(f, st.st_size, m.source))
 
 
-#: Compression of a context tarball, by file suffix.
-COMPRESSIONS = {".tar": "none", ".tar.gz": "gzip", ".tgz": "gzip", ".tar.zst": "zstd"}
-
-
 def compression_for(out: object, compression: Optional[str]) -> str:
     """Return ``"none"``, ``"gzip"`` or ``"zstd"``: ``compression`` spelled out, else
-    from the suffix of the path ``out``, else ``"none"`` for a file object.
+    from the suffix of the path ``out``
+    (:func:`~taskgraph_images.compression.compression_by_suffix`, the rule image
+    tarballs follow too), else ``"none"`` for a file object.
 
     :raises ContextError: for an unknown compression or a path with no known suffix.
     """
@@ -137,9 +134,9 @@ def compression_for(out: object, compression: Optional[str]) -> str:
         return value
     if isinstance(out, (str, os.PathLike)):
         name = os.fspath(out)
-        for suffix, value in COMPRESSIONS.items():
-            if name.endswith(suffix):
-                return value
+        by_name = compression_by_suffix(name)
+        if by_name is not None:
+            return by_name
         raise ContextError(
             f"cannot tell the compression of {name!r} from its name: "
             "use .tar, .tar.gz or .tar.zst, or pass compression="

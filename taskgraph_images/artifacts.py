@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import requests
 
     from taskgraph_images.docker import Engine
+    from taskgraph_images.index._lookup import SearchOrder
 
 __all__ = [
     "ARTIFACT_NAME",
@@ -215,8 +216,6 @@ def save_image(
     :raises DockerError: for an unknown image or a broken engine stream.
     :raises ArtifactError: when ``out`` cannot be written (the partial file is removed).
     """
-    from taskgraph_images._atomic import atomic_output
-
     if not 1 <= level <= 22:
         raise ArtifactError(f"invalid zstd level {level}: use 1 to 22")
     if compression not in ("zstd", "none"):
@@ -228,30 +227,14 @@ def save_image(
         chunks = _counting(chunks, meter)
     where = out if isinstance(out, (str, os.PathLike)) else "stdout"
     try:
-        if isinstance(out, (str, os.PathLike)):
-            from taskgraph_images._atomic import atomic_output
-
-            with atomic_output(out) as f:
-                size = _write_saved(chunks, f, compression, level, threads)
-        else:
-            size = _write_saved(chunks, out, compression, level, threads)
+        size = FileSink(out, compression=compression, level=level, threads=threads).write_all(
+            chunks
+        )
     except OSError as e:
         raise ArtifactError(f"cannot write {os.fspath(where)}: {e.strerror or e}") from e
     finally:
         if meter is not None:
             meter.finish()
-    return size
-
-
-def _write_saved(
-    chunks: Iterable[bytes], f: IO[bytes], compression: str, level: int, threads: int
-) -> int:
-    if compression == "zstd":
-        return compress_stream(chunks, f, level=level, threads=threads)
-    size = 0
-    for chunk in chunks:
-        f.write(chunk)
-        size += len(chunk)
     return size
 
 
@@ -439,6 +422,7 @@ def open_source(
     env: Optional[TaskclusterEnv] = None,
     artifact: str = ARTIFACT_NAME,
     prefix: Optional[str] = None,
+    search: Optional[SearchOrder] = None,
 ) -> IO[bytes]:
     """Open the artifact ``source`` names, as a binary reader.
 
@@ -448,12 +432,14 @@ def open_source(
     ``root_url``, ``index``'s root URL or the one ``env`` names, signed with
     ``env``'s credentials: see :mod:`taskgraph_images.tcenv`) or an image name of ``catalog``
     (looked up in ``index`` by its digest at ``level``, under the index
-    ``prefix`` when given, as the plan does).
+    ``prefix`` when given, as the plan does; ``search`` gives the namespaces
+    to try instead, and is needed for a catalog of taskgraph's cache keys:
+    :meth:`IndexKeys.search <taskgraph_images.cachekeys.IndexKeys.search>`).
 
     :raises ArtifactError: when the source cannot be found or opened.
     """
     return _open_source(source, index=index, catalog=catalog, level=level, root_url=root_url,
-                        env=env, artifact=artifact, prefix=prefix)[0]
+                        env=env, artifact=artifact, prefix=prefix, search=search)[0]
 
 
 #: Names that can only mean a file: a path separator or an image archive's suffix.
@@ -480,6 +466,7 @@ def _open_source(
     artifact: str,
     prefix: Optional[str],
     reporter: Optional[Reporter] = None,
+    search: Optional[SearchOrder] = None,
 ) -> tuple[IO[bytes], str]:
     """Open ``source`` and return it with the words that name it in messages."""
     if os.path.exists(source):
@@ -499,17 +486,17 @@ def _open_source(
     elif catalog is not None and source in catalog:
         if index is None:
             raise ArtifactError(f"cannot look image {source!r} up: no index")
-        if getattr(catalog, "cache_keys", "seed") != "seed":
+        if getattr(catalog, "cache_keys", "seed") != "seed" and search is None:
             raise ArtifactError(
                 f"cannot look image {source!r} up by name: its digest is taskgraph's "
                 "(cache-keys: taskgraph), indexed under taskgraph's namespaces; give the task id"
             )
-        from taskgraph_images.index import find_image
+        from taskgraph_images.index import find_images
 
-        options: dict[str, Any] = {"artifact": artifact}
+        options: dict[str, Any] = {"artifact": artifact, "search": search}
         if prefix is not None:
             options["prefix"] = prefix
-        lookup = find_image(index, source, catalog.digest(source), level, **options)
+        lookup = find_images(index, [(source, catalog.digest(source))], level, **options)[source]
         if lookup.found is None:
             raise ArtifactError(
                 f"image {source!r} (digest {catalog.digest(source)}) is not in the "
@@ -613,9 +600,30 @@ class FileSink:
     def write(self, data: Buffer) -> None:
         (self._zstd or self._file).write(data)
 
+    def write_all(self, chunks: Iterable[Buffer]) -> int:
+        """Write every chunk of ``chunks`` and :meth:`finish`; return the bytes taken.
+
+        When ``chunks`` or a write raises, the sink is aborted (a file is
+        not left behind) and the error goes on.
+        """
+        size = 0
+        try:
+            for chunk in chunks:
+                self.write(chunk)
+                size += len(chunk)
+        except BaseException:
+            self.abort()
+            raise
+        self.finish()
+        return size
+
     def finish(self) -> list[str]:
         if self._zstd is not None:
-            self._zstd.close()
+            try:
+                self._zstd.close()  # the frame's end: the disk may be full
+            except BaseException:
+                self.abort()
+                raise
         if self._context is not None:
             self._context.__exit__(None, None, None)
         else:
@@ -850,6 +858,7 @@ def load_image(
     artifact: str = ARTIFACT_NAME,
     prefix: Optional[str] = None,
     compression: Optional[str] = None,
+    search: Optional[SearchOrder] = None,
 ) -> LoadResult:
     """Load the image artifact ``source`` (see :func:`open_source`) into ``engine`` or ``output``.
 
@@ -867,7 +876,7 @@ def load_image(
         _check_reference(tag)
     raw, name = _open_source(source, index=index, catalog=catalog, level=level,
                              root_url=root_url, env=None, artifact=artifact, prefix=prefix,
-                             reporter=reporter)
+                             reporter=reporter, search=search)
     try:
         sink: Sink
         if output is not None:

@@ -8,17 +8,19 @@ first use.
 from __future__ import annotations
 
 import os
-from typing import IO, Iterable, Union
+from typing import IO, Iterable, Optional, Union
 
 from taskgraph_images._floors import require
 from taskgraph_images.errors import ArtifactError
 
 __all__ = [
     "BUFFER",
+    "SUFFIXES",
     "ZSTD_MAGIC",
     "Buffer",
     "ZstdFrameChecker",
     "compress_stream",
+    "compression_by_suffix",
     "compression_for_name",
 ]
 
@@ -30,8 +32,29 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 Buffer = Union[bytes, bytearray, memoryview]
 
 
-#: How an image tarball is stored, by the end of its file name.
-_SUFFIXES = ((".tar.zst", "zstd"), (".tzst", "zstd"), (".zst", "zstd"), (".tar", "none"))
+#: How a tarball (an image's or a context's) is stored, by the end of its file name.
+SUFFIXES = (
+    (".tar.zst", "zstd"), (".tzst", "zstd"), (".zst", "zstd"),
+    (".tar.gz", "gzip"), (".tgz", "gzip"),
+    (".tar", "none"),
+)
+
+#: The compressions an image tarball may have.
+_IMAGE_COMPRESSIONS = ("zstd", "none")
+
+
+def compression_by_suffix(name: str) -> Optional[str]:
+    """Return ``"zstd"``, ``"gzip"`` or ``"none"`` for a tarball's file name (:data:`SUFFIXES`).
+
+    ``None`` when the name ends in none of them.
+
+    >>> compression_by_suffix("context.tar.gz"), compression_by_suffix("image.tzst")
+    ('gzip', 'zstd')
+    """
+    for suffix, kind in SUFFIXES:
+        if name.endswith(suffix):
+            return kind
+    return None
 
 
 def compression_for_name(name: str) -> str:
@@ -40,11 +63,11 @@ def compression_for_name(name: str) -> str:
     >>> compression_for_name("image.tar.zst"), compression_for_name("image.tar")
     ('zstd', 'none')
 
-    :raises ArtifactError: for a name with another ending.
+    :raises ArtifactError: for a name with another ending (gzip included).
     """
-    for suffix, kind in _SUFFIXES:
-        if name.endswith(suffix):
-            return kind
+    kind = compression_by_suffix(name)
+    if kind is not None and kind in _IMAGE_COMPRESSIONS:
+        return kind
     raise ArtifactError(
         f"cannot tell the format of {name!r} from its name: use .tar (plain) or "
         ".tar.zst (zstd-compressed)"

@@ -2,7 +2,9 @@
 
 For each image to explain, the candidates are the ``latest`` namespaces of
 the image at the push's level and every higher one (never a lower one: the
-same trust rule as the lookup, see ``docs/index-lookup.rst``). Of the
+same trust rule as the lookup, see ``docs/index-lookup.rst``): this
+library's by default, taskgraph's with ``cache-keys: taskgraph`` (a
+``latest_order`` such as :meth:`~taskgraph_images.cachekeys.IndexKeys.latest`). Of the
 candidates indexed, the one with the highest rank wins, the push's own level
 first on equal ranks. That task's context manifest artifact is fetched and
 compared with the tree's (:func:`~taskgraph_images.manifest.diff_manifests`).
@@ -19,7 +21,7 @@ raises.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 import attrs
 
@@ -28,6 +30,7 @@ from taskgraph_images.index._base import IndexedTask, Usability
 from taskgraph_images.index._namespaces import (
     DEFAULT_PREFIX,
     LEVELS,
+    Candidate,
     latest_namespace,
     validate_level,
 )
@@ -42,6 +45,7 @@ from taskgraph_images.manifest import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.index import IndexBackend
+    from taskgraph_images.index._lookup import SearchOrder
 
 __all__ = [
     "FIRST_BUILD",
@@ -49,6 +53,7 @@ __all__ = [
     "NO_MANIFEST",
     "Explanation",
     "Explanations",
+    "LatestOrder",
     "Prefetch",
     "explain_builds",
     "latest_candidates",
@@ -63,6 +68,10 @@ NO_MANIFEST = "no earlier manifest to compare (built before manifests were recor
 #: (the plan's own warning says so: no second one).
 NO_INDEX = "no earlier manifest to compare (the index could not answer)"
 
+#: Gives the ``latest`` namespaces to compare ``(name, level)`` against, the
+#: push's level first; a candidate below ``level`` is never used.
+LatestOrder = Callable[[str, int], Sequence[Candidate]]
+
 
 def latest_candidates(name: str, level: int, *, prefix: str = DEFAULT_PREFIX) -> list[str]:
     """Return the ``latest`` namespaces an explanation for a push at ``level`` may use.
@@ -72,6 +81,18 @@ def latest_candidates(name: str, level: int, *, prefix: str = DEFAULT_PREFIX) ->
     """
     validate_level(level)
     return [latest_namespace(lv, name, prefix=prefix) for lv in LEVELS if lv >= level]
+
+
+def _seed_order(prefix: str) -> LatestOrder:
+    from taskgraph_images.cachekeys import IndexKeys
+
+    return IndexKeys(prefix=prefix).latest
+
+
+def _trusted(order: LatestOrder, name: str, level: int) -> list[Candidate]:
+    """``order``'s candidates for ``name`` that a push at ``level`` trusts (never a lower level)."""
+    validate_level(level)
+    return [c for c in order(name, level) if c.level >= level]
 
 
 @attrs.frozen
@@ -123,6 +144,11 @@ class Prefetch:
     :meth:`explain` then waits for them. :attr:`extra` holds what the index
     answered for the ``latest`` namespaces (``None`` until a first
     :meth:`find_tasks` call succeeded).
+
+    ``search`` is the plan's lookup order (default: this library's ``hash``
+    namespaces under ``prefix``) and ``latest_order`` where the earlier
+    builds are (default: this library's ``latest`` namespaces under
+    ``prefix``): with ``cache-keys: taskgraph``, taskgraph's for both.
     """
 
     def __init__(
@@ -133,14 +159,22 @@ class Prefetch:
         *,
         prefix: str = DEFAULT_PREFIX,
         artifact: str = DEFAULT_MANIFEST_ARTIFACT,
+        search: Optional[SearchOrder] = None,
+        latest_order: Optional[LatestOrder] = None,
     ) -> None:
         self.index = index
         self._images = list(images)
         self._level = level
         self._prefix = prefix
         self._artifact = artifact
-        self._wanted = [ns for name, _, _ in self._images
-                        for ns in latest_candidates(name, level, prefix=prefix)]
+        if search is None:
+            from taskgraph_images.cachekeys import IndexKeys
+
+            search = IndexKeys(prefix=prefix).search
+        self._search = search
+        self._order = latest_order if latest_order is not None else _seed_order(prefix)
+        self._wanted = [c.namespace for name, _, _ in self._images
+                        for c in _trusted(self._order, name, level)]
         self.extra: Optional[dict[str, IndexedTask]] = None
         self._fetch: Optional[threading.Thread] = None
         self._fetched: dict[str, Any] = {}
@@ -167,17 +201,15 @@ class Prefetch:
         return self.index.usable_artifacts(task_ids, artifact)
 
     def _start_fetch(self, found: Mapping[str, IndexedTask]) -> None:
-        from taskgraph_images.index._namespaces import search_order
-
         assert self.extra is not None
         built: set[str] = set()
         for name, digest, parents in self._images:
-            candidates = search_order(name, digest, self._level, prefix=self._prefix)
+            candidates = self._search(name, digest, self._level)
             if not any(c.namespace in found for c in candidates) or built.intersection(parents):
                 built.add(name)
         task_ids = sorted({
             pick[1].task_id for name in built
-            for pick in [_choose(name, self._level, self._prefix, self.extra)] if pick
+            for pick in [_choose(_trusted(self._order, name, self._level), self.extra)] if pick
         })
         if not task_ids:
             return
@@ -202,17 +234,19 @@ class Prefetch:
         return explain_builds(
             self.index, manifests, self._level, prefix=self._prefix, artifact=self._artifact,
             latest=self.extra, fetched=self._fetched, fetch_problem=self._fetch_problem,
+            latest_order=self._order,
         )
 
 
 def _choose(
-    name: str, level: int, prefix: str, entries: Mapping[str, IndexedTask]
+    candidates: Sequence[Candidate], entries: Mapping[str, IndexedTask]
 ) -> Optional[tuple[int, IndexedTask]]:
+    """The indexed candidate of highest rank, the first of ``candidates`` on equal ranks."""
     best: Optional[tuple[int, IndexedTask]] = None
-    for lv in (lv for lv in LEVELS if lv >= level):
-        entry = entries.get(latest_namespace(lv, name, prefix=prefix))
+    for candidate in candidates:
+        entry = entries.get(candidate.namespace)
         if entry is not None and (best is None or entry.rank > best[1].rank):
-            best = (lv, entry)
+            best = (candidate.level, entry)
     return best
 
 
@@ -241,19 +275,24 @@ def explain_builds(
     latest: Optional[Mapping[str, IndexedTask]] = None,
     fetched: Optional[Mapping[str, Any]] = None,
     fetch_problem: str = "",
+    latest_order: Optional[LatestOrder] = None,
 ) -> Explanations:
     """Explain each image of ``manifests`` (name -> the tree's manifest) for a push at ``level``.
 
     ``latest`` is what the index answered for the images' candidates, and
     ``fetched`` the manifests already read (task id -> ``ArtifactRead``),
     when the caller has them (see :class:`Prefetch`); the rest is asked
-    here. ``artifact`` is the name the builds publish their manifests as.
+    here. ``artifact`` is the name the builds publish their manifests as;
+    ``latest_order`` where the earlier builds are indexed (default: this
+    library's ``latest`` namespaces under ``prefix``).
     """
     validate_level(level)
+    order = latest_order if latest_order is not None else _seed_order(prefix)
     names = list(manifests)
+    candidates = {n: _trusted(order, n, level) for n in names}
     result: dict[str, Explanation] = {}
     if latest is None:
-        wanted = [ns for n in names for ns in latest_candidates(n, level, prefix=prefix)]
+        wanted = [c.namespace for n in names for c in candidates[n]]
         try:
             latest = index.find_tasks(wanted) if wanted else {}
         except IndexBackendError as e:
@@ -263,7 +302,7 @@ def explain_builds(
             })
     chosen: dict[str, tuple[int, IndexedTask]] = {}
     for name in names:
-        pick = _choose(name, level, prefix, latest)
+        pick = _choose(candidates[name], latest)
         if pick is None:
             result[name] = Explanation(name, FIRST_BUILD)
         else:

@@ -206,9 +206,12 @@ def fetch_parent(
     dest: str,
     *,
     index: Any = None,
-    artifact: str = "public/image.tar.zst",
+    artifact: Optional[str] = None,
 ) -> None:
     """Fetch ``task_id``'s image artifact to ``dest`` (a plain tarball) tagged for ``parent``.
+
+    The artifact is ``artifact``, by default
+    :data:`~taskgraph_images.artifacts.ARTIFACT_NAME`.
 
     The tarball is tagged :meth:`~taskgraph_images.catalog.ImageCatalog.local_tag`
     of ``parent``, the name the child's ``FROM`` uses. It comes from
@@ -219,8 +222,10 @@ def fetch_parent(
     :raises ArtifactError: when the artifact is missing, truncated or corrupt,
         or is not an image the builder made for ``parent`` at its digest.
     """
-    from taskgraph_images.artifacts import load_image
+    from taskgraph_images.artifacts import ARTIFACT_NAME, load_image
 
+    if artifact is None:
+        artifact = ARTIFACT_NAME
     expected = catalog.digest(parent)
     what = f"the parent image {parent!r} (task {task_id}, {artifact})"
     try:
@@ -364,13 +369,14 @@ def build_in_task(
     build_prebuilt: bool = False,
     on_line: Optional[LineCallback] = None,
     on_note: Optional[Callable[[str], None]] = None,
-    artifact: str = "public/image.tar.zst",
+    artifact: Optional[str] = None,
     manifest_artifact: str = DEFAULT_MANIFEST_ARTIFACT,
 ) -> Built:
     """Build what ``env`` asks for from ``catalog`` and write it to ``env.artifact_path``.
 
     Checks the task first (:func:`check_task`), then fetches the parent
-    (:func:`fetch_parent`, from ``index`` or the Queue) into buildah's own
+    (:func:`fetch_parent`, from ``index`` or the Queue, its ``artifact``:
+    by default :data:`~taskgraph_images.artifacts.ARTIFACT_NAME`) into buildah's own
     storage (in a temporary folder under ``workdir``, removed at the end),
     builds with the image's args, ``DOCKER_IMAGE_PARENT`` (the parent's local
     tag) and the label :data:`~taskgraph_images.buildah.DIGEST_LABEL`, and
@@ -387,8 +393,7 @@ def build_in_task(
     :raises ImageBuildError: when the task does not match the tree or the build fails.
     :raises ArtifactError: for a bad parent artifact or an unwritable artifact path.
     """
-    from taskgraph_images._atomic import atomic_output
-    from taskgraph_images.compression import compress_stream
+    from taskgraph_images.artifacts import FileSink
 
     def say(text: str) -> None:
         if on_note is not None:
@@ -419,11 +424,11 @@ def build_in_task(
         out = env.artifact_path
         try:
             os.makedirs(os.path.dirname(out), exist_ok=True)
-            with atomic_output(out) as f:
-                size = push_archive(
-                    buildah, tag, tag,
-                    lambda chunks: compress_stream(chunks, f, level=env.zstd_level),
-                )
+            size = push_archive(
+                buildah, tag, tag,
+                lambda chunks: FileSink(out, compression="zstd", level=env.zstd_level)
+                .write_all(chunks),
+            )
         except OSError as e:
             raise ArtifactError(f"cannot write {out}: {e.strerror or e}") from e
         say(f"wrote {out} ({size} bytes uncompressed, zstd level {env.zstd_level})")

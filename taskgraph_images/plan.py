@@ -23,11 +23,19 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional, Uni
 
 import attrs
 
+from taskgraph_images.cachekeys import PUSH, IndexKeys
 from taskgraph_images.config import BuildConfig
 from taskgraph_images.errors import PlanError, TaskgraphImagesError
 from taskgraph_images.index._common import new_task_id as fresh_task_id
 from taskgraph_images.params import Params, ParamsLike, coerce_params
-from taskgraph_images.tasks import BuildSpec, ImageRef, TaskImage, build_task, kind_index_routes
+from taskgraph_images.tasks import (
+    BuildSpec,
+    ImageRef,
+    TaskImage,
+    build_task,
+    default_index_routes,
+    kind_index_routes,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
@@ -319,6 +327,7 @@ def plan_images(
         raise PlanError(f"invalid now {now!r}: the datetime has no timezone")
     new_task_id = task_ids if task_ids is not None else fresh_task_id
 
+    keys = IndexKeys.for_config(config, params.tasks_for)
     order = catalog.order()
     task_images = [name for name in order if not catalog[name].prebuilt]
     digests = {name: catalog.digest(name) for name in order}
@@ -333,6 +342,7 @@ def plan_images(
             [(name, digests[name], [p for p in catalog[name].parents if p in task_images])
              for name in cached],
             params.level, prefix=config.index_prefix, artifact=config.manifest_artifact,
+            search=keys.search, latest_order=keys.latest,
         )
     lookups = find_images(
         prefetch if prefetch is not None else index,
@@ -341,7 +351,7 @@ def plan_images(
         on_error=on_error,
         prefix=config.index_prefix,
         artifact=config.artifact_name,
-        search=_taskgraph_search(params, config) if catalog.cache_keys == "taskgraph" else None,
+        search=keys.search,
     )
 
     decisions: dict[str, Decision] = {}
@@ -481,8 +491,6 @@ def _build_tasks(
 def _index_routes(catalog: ImageCatalog, decision: Decision, params: Params,
                   config: BuildConfig) -> Optional[tuple[str, ...]]:
     """The build task's index routes, or ``None`` for this library's three namespaces."""
-    from taskgraph_images.index import index_namespaces
-
     image = catalog[decision.name]
     taskgraph = catalog.cache_keys == "taskgraph"
     if image.cache and image.index is None and not taskgraph:
@@ -496,11 +504,7 @@ def _index_routes(catalog: ImageCatalog, decision: Decision, params: Params,
                                build_date=params.pushdate_epoch,
                                cache_pull_requests=config.cache_pull_requests)
     elif image.cache:
-        routes += [
-            f"index.{ns}"
-            for ns in index_namespaces(params.level, image.name, decision.digest,
-                                       params.pushdate, prefix=config.index_prefix)
-        ]
+        routes += default_index_routes(image.name, decision.digest, params, config)
     if image.index is not None:
         if config.trust_domain is None:
             raise PlanError(
@@ -530,31 +534,11 @@ def _index_rank(index: Optional[IndexConfig], params: Params,
 
 
 #: What a decision without ``tasks_for`` runs for.
-_PUSH = "hg-push"
+_PUSH = PUSH
 
 
 def _cache_prefix(config: BuildConfig) -> str:
     """taskgraph's cache namespaces' first words: cached-task-prefix, else the trust domain."""
-    from taskgraph_images.taskgraph_keys import cache_prefix
-
-    if config.trust_domain is None:  # the config refuses cache-keys: taskgraph without one
-        raise PlanError("cache-keys: taskgraph needs trust-domain in the build-task config")
-    return cache_prefix(config.trust_domain, config.cached_task_prefix)
-
-
-def _taskgraph_search(params: Params, config: BuildConfig) -> Callable[[str, str, int], Any]:
-    """taskgraph's lookup order: the highest level down to the push's, then pull requests'."""
-    from taskgraph_images.index._namespaces import Candidate
-    from taskgraph_images.taskgraph_keys import index_search
-
-    prefix = _cache_prefix(config)
-
-    def search(name: str, digest: str, level: int) -> list[Candidate]:
-        found = index_search(prefix, name, digest, level=level,
-                             tasks_for=params.tasks_for or _PUSH,
-                             cache_pull_requests=config.cache_pull_requests)
-        levels = list(range(3, level - 1, -1))
-        return [Candidate(levels[i] if i < len(levels) else level, ns)
-                for i, ns in enumerate(found)]
-
-    return search
+    prefix = IndexKeys.for_config(config).taskgraph_prefix
+    assert prefix is not None  # only asked with cache-keys: taskgraph
+    return prefix

@@ -20,7 +20,8 @@ The digest of an image is the sha256 of these lines joined by ``\\n``
 5. ``True``, for chain of trust, which every docker-image task has.
 
 An image is then looked up under :func:`index_search` and indexed under
-:func:`index_routes`, both built from the cache prefix (:func:`cache_prefix`:
+:func:`index_routes` (whose :func:`latest_namespace` a plan's explanations
+read), both built from the cache prefix (:func:`cache_prefix`:
 the trust domain unless ``taskgraph.cached-task-prefix`` is set).
 """
 
@@ -47,6 +48,7 @@ __all__ = [
     "digest_of",
     "index_routes",
     "index_search",
+    "latest_namespace",
     "pull_request_namespace",
 ]
 
@@ -159,6 +161,17 @@ def cache_namespace(prefix: str, name: str, digest: str, *, level: int,
     return f"{prefix}.cache.level-{validate_level(level)}.{cache_type}.{name}.hash.{digest}"
 
 
+def latest_namespace(prefix: str, name: str, *, level: int, cache_type: str = CACHE_TYPE) -> str:
+    """``{prefix}.cache.level-{level}.{type}.{name}.latest``: the last build of ``name`` at ``level``.
+
+    >>> latest_namespace("myproject", "base", level=3)
+    'myproject.cache.level-3.docker-images.v2.base.latest'
+
+    :raises InvalidValueError: ``level`` is not 1, 2 or 3.
+    """
+    return f"{prefix}.cache.level-{validate_level(level)}.{cache_type}.{name}.latest"
+
+
 def pull_request_namespace(prefix: str, name: str, digest: str, *,
                            cache_type: str = CACHE_TYPE) -> str:
     """``{prefix}.cache.pr.{type}.{name}.hash.{digest}``: what pull requests index and find."""
@@ -205,6 +218,6 @@ def index_routes(prefix: str, name: str, digest: str, *, level: int, tasks_for: 
     stamp = time.strftime("%Y.%m.%d.%Y%m%d%H%M%S", time.gmtime(build_date))
     return [
         "index." + cache_namespace(prefix, name, digest, level=level, cache_type=cache_type),
-        f"index.{base}.latest",
+        "index." + latest_namespace(prefix, name, level=level, cache_type=cache_type),
         f"index.{base}.pushdate.{stamp}",
     ]

@@ -22,7 +22,14 @@ from taskgraph_images.manifest import manifest_file_path
 from taskgraph_images.params import Params
 from taskgraph_images.tctime import format_time
 
-__all__ = ["BuildSpec", "TaskImage", "build_task", "kind_index_routes", "treeherder_symbol"]
+__all__ = [
+    "BuildSpec",
+    "TaskImage",
+    "build_task",
+    "default_index_routes",
+    "kind_index_routes",
+    "treeherder_symbol",
+]
 
 _SYMBOL = re.compile(r"\A([A-Za-z0-9_-]{1,25})\(([^()]{1,25})\)\Z")
 
@@ -142,15 +149,27 @@ def _env(
     return dict(sorted(env.items()))
 
 
-def _index_routes(spec: BuildSpec, params: Params, config: BuildConfig) -> list[str]:
-    if spec.index_routes is not None:
-        return list(spec.index_routes)
+def default_index_routes(
+    name: str, digest: str, params: Params, config: BuildConfig
+) -> list[str]:
+    """Return the routes of image ``name`` at ``digest`` in this library's three namespaces.
+
+    They are :func:`~taskgraph_images.index.index_namespaces` at the push's
+    level and date, under the config's ``index-prefix``, each as ``index.NS``:
+    what a build task gets unless its :class:`BuildSpec` says otherwise.
+    """
     return [
         f"index.{ns}"
         for ns in index_namespaces(
-            params.level, spec.name, spec.digest, params.pushdate, prefix=config.index_prefix
+            params.level, name, digest, params.pushdate, prefix=config.index_prefix
         )
     ]
+
+
+def _index_routes(spec: BuildSpec, params: Params, config: BuildConfig) -> list[str]:
+    if spec.index_routes is not None:
+        return list(spec.index_routes)
+    return default_index_routes(spec.name, spec.digest, params, config)
 
 
 def _routes(spec: BuildSpec, params: Params, config: BuildConfig) -> list[str]:

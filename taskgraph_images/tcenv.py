@@ -170,15 +170,20 @@ def client(service: str, options: Mapping[str, Any]) -> Any:
     return getattr(taskcluster, service)(dict(options))
 
 
-def artifact_url(options: Mapping[str, Any], task_id: str, artifact: str) -> str:
+def artifact_url(
+    options: Mapping[str, Any], task_id: str, artifact: str, *, queue: Any = None
+) -> str:
     """Return the Queue URL of ``task_id``'s latest ``artifact``, built by the client.
 
     A ``public/`` artifact gets a plain URL; any other is signed (a ``bewit``)
-    when ``options`` hold credentials.
+    when ``options`` hold credentials (through the proxy they do not: it signs).
+    ``queue`` is the Queue client made with ``options``, when the caller has
+    one already; else one is made.
 
     :raises DependencyError: for a client older than the floor.
     """
-    queue = client("Queue", options)
+    if queue is None:
+        queue = client("Queue", options)
     if artifact.startswith("public/") or "credentials" not in options:
         return str(queue.buildUrl("getLatestArtifact", task_id, artifact))
     return str(queue.buildSignedUrl("getLatestArtifact", task_id, artifact))

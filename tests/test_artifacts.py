@@ -289,6 +289,12 @@ def test_compress_stream_reports_a_full_disk() -> None:
         compress_stream([os.urandom(4 << 20)], _FullDisk(), threads=1)  # type: ignore[arg-type]
 
 
+def test_a_full_disk_at_the_end_of_the_zstd_frame_is_reported() -> None:
+    # The frame is held until finish (less than a write's worth): closing it meets the full disk.
+    with pytest.raises(OSError, match="No space left"):
+        FileSink(_FullDisk(), compression="zstd", threads=1).write_all([b"x" * 100])  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "tiny"
@@ -307,6 +313,12 @@ def test_disk_full_while_saving_removes_the_partial_file(tiny_tmpfs: Path) -> No
     engine = FakeEngine([os.urandom(1 << 20)])
     with pytest.raises(ArtifactError, match="No space left"):
         save_image(engine, "x", tiny_tmpfs / "i.tar.zst")  # type: ignore[arg-type]
+    assert os.listdir(tiny_tmpfs) == []
+
+
+def test_disk_full_while_a_file_sink_writes_removes_the_partial_file(tiny_tmpfs: Path) -> None:
+    with pytest.raises(OSError, match="No space left"):
+        FileSink(tiny_tmpfs / "i.tar.zst", threads=1).write_all([os.urandom(1 << 20)])
     assert os.listdir(tiny_tmpfs) == []
 
 
@@ -429,6 +441,37 @@ def test_file_sink_abort_leaves_nothing(tmp_path: Path) -> None:
     sink = FileSink(tmp_path / "x.tar")
     sink.write(b"abc")
     sink.abort()
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name, compression", [("x.tar", None), ("x.tar.zst", None),
+                                               ("x.bin", "zstd"), ("x.bin", "none")])
+def test_file_sink_write_all_writes_every_chunk_and_returns_their_size(
+    tmp_path: Path, name: str, compression: Optional[str]
+) -> None:
+    data = [os.urandom(3000), b"", b"tail" * 100]
+    assert FileSink(tmp_path / name, compression=compression).write_all(data) == 3400
+    raw = (tmp_path / name).read_bytes()
+    if name.endswith(".zst") or compression == "zstd":
+        raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)).read()
+    assert raw == b"".join(data) and os.listdir(tmp_path) == [name]
+
+
+def test_file_sink_write_all_to_a_stream_gives_one_checked_zstd_frame() -> None:
+    out = io.BytesIO()
+    assert FileSink(out, compression="zstd", level=1).write_all([b"a" * 5000]) == 5000
+    checker = ZstdFrameChecker()
+    checker.feed(out.getvalue())
+    assert checker.complete
+
+
+def test_file_sink_write_all_leaves_nothing_when_the_chunks_fail(tmp_path: Path) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b"part"
+        raise DockerError("the engine's stream broke")
+
+    with pytest.raises(DockerError, match="stream broke"):
+        FileSink(tmp_path / "x.tar.zst").write_all(chunks())
     assert os.listdir(tmp_path) == []
 
 

@@ -154,6 +154,77 @@ def test_record_then_index_finds_it_and_load_by_task_id(
 
 
 @pytest.mark.docker
+def test_build_record_with_taskgraph_keys_records_where_plan_load_and_why_look(
+    busybox_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With cache-keys: taskgraph, ``build --record`` indexes each build under taskgraph's
+    namespaces, as a push's build task would: ``plan`` reuses it, ``load NAME`` finds it and
+    ``plan``/``why`` explain the next build from its manifest."""
+    import shutil
+
+    from taskgraph_images.index import LocalIndex
+
+    monkeypatch.delenv("TASKCLUSTER_ROOT_URL", raising=False)
+    monkeypatch.delenv("TASKCLUSTER_PROXY_URL", raising=False)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    repo = tmp_path / "repo"
+    shutil.copytree(busybox_repo, repo, symlinks=True)
+    app = repo / "taskcluster/docker/app"
+    (app / "Dockerfile").write_text(
+        (app / "Dockerfile").read_text().replace("FROM tgi-test/base:1.0", "FROM $DOCKER_IMAGE_PARENT"))
+    (repo / "taskcluster/taskgraph-images.yml").write_text(
+        "cache-keys: taskgraph\ntrust-domain: myproject\n"
+        "image-builder: taskcluster/image_builder:4.0.0\n")
+    path = tmp_path / "idx" / "index.db"
+    index_arg = f"local:{path}"
+    catalog = ImageCatalog.load(repo, cache_keys="taskgraph")
+    code, out, err = _run(capsys, "build", "app", "--root", str(repo), "--record",
+                          "--index", index_arg, "--level", "2", "--json")
+    assert code == 0, err
+    records = {r["name"]: r for r in json.loads(out)}
+    assert {n: r["digest"] for n, r in records.items()} == \
+        {n: catalog.digest(n) for n in ("base", "app")}
+    local = LocalIndex(path)
+    for name, r in records.items():
+        base = f"myproject.cache.level-2.docker-images.v2.{name}"
+        for namespace in (f"{base}.hash.{r['digest']}", f"{base}.latest"):
+            entry = local.find_task(namespace)
+            assert entry is not None and entry.task_id == r["task_id"], namespace
+
+    plan_argv = ["plan", "--root", str(repo), "--index", index_arg, "--json", "--level", "2",
+                 "--pushdate", "1478546787"]
+    code, out, err = _run(capsys, *plan_argv)
+    assert code == 0, err
+    images = json.loads(out)["images"]
+    assert {n: (images[n]["action"], images[n]["task_id"]) for n in records} == \
+        {n: ("reuse", r["task_id"]) for n, r in records.items()}
+    # A level-3 push never trusts a level-2 build.
+    code, _, err = _run(capsys, "load", "app", "--root", str(repo), "--index", index_arg,
+                        "-o", str(tmp_path / "l3.tar"))
+    assert code == 1 and "is not in the local index" in err and "at level 3" in err
+    code, _, err = _run(capsys, "load", "app", "--root", str(repo), "--index", index_arg,
+                        "--level", "2", "-o", str(tmp_path / "app.tar"))
+    assert code == 0, err
+    with tarfile.open(tmp_path / "app.tar") as tar:
+        assert "manifest.json" in tar.getnames()
+
+    (app / "run.sh").write_text("echo changed\n")
+    code, out, err = _run(capsys, *plan_argv)
+    assert code == 0, err
+    planned = json.loads(out)["images"]["app"]
+    assert planned["action"] == "build"
+    assert planned["reason"] == "not indexed; 1 file changed (run.sh), 0 added, 0 removed"
+    assert planned["compared_with"] == records["app"]["task_id"]
+    code, out, err = _run(capsys, "why", "app", "--root", str(repo), "--index", index_arg,
+                          "--level", "2")
+    assert code == 0, err
+    assert out.splitlines()[:2] == [
+        "app: 1 file changed (run.sh), 0 added, 0 removed",
+        f"compared with task {records['app']['task_id']} (level 2)"]
+
+
+@pytest.mark.docker
 def test_build_record_json_says_what_was_built_and_what_was_reused(
     busybox_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,

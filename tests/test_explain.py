@@ -380,8 +380,10 @@ def test_taskcluster_reads_report_each_failure_as_a_problem(
     problem = index.read_artifacts([ok], DEFAULT_MANIFEST_ARTIFACT, limit=1 << 20)[ok].problem
     assert problem.startswith(f"task {ok}'s {DEFAULT_MANIFEST_ARTIFACT} cannot be fetched: ")
     tc_server.reset()
+    # Without credentials a private artifact is asked for unsigned, by tcenv.artifact_url's
+    # rule (inside a task the proxy signs): the Queue's answer is the problem.
     private = index.read_artifacts([ok], "private/m.json", limit=10)[ok].problem
-    assert private.startswith(f"task {ok}'s private/m.json cannot be asked for: ")
+    assert private == f"task {ok} has no private/m.json"
 
 
 def test_a_broken_local_index_gives_no_earlier_manifest(repo: Path, tmp_path: Path) -> None:

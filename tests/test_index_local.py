@@ -83,6 +83,29 @@ def test_record_build_indexes_three_namespaces_and_stores_the_artifact(
     assert find_image(index, "x", d, 1).found is not None
 
 
+@pytest.mark.parametrize("kind", ["local", "memory"])
+def test_record_build_indexes_under_the_namespaces_given(
+    index: LocalIndex, tmp_path: Path, kind: str
+) -> None:
+    """taskgraph's namespaces, say, in place of the three: the build and its manifest alike."""
+    from taskgraph_images.errors import InvalidValueError
+    from taskgraph_images.index import MemoryIndex
+
+    backend = index if kind == "local" else MemoryIndex()
+    files = (_artifact(tmp_path),) if kind == "local" else ()
+    d = digest_of("x")
+    wanted = [f"proj.cache.level-2.docker-images.v2.x.hash.{d}",
+              "proj.cache.level-2.docker-images.v2.x.latest"]
+    task_id = backend.record_build(2, "x", d, 0, *files, namespaces=wanted)
+    assert {e.namespace: e.task_id for e in backend.list_tasks("proj", recursive=True)} == \
+        dict.fromkeys(wanted, task_id)
+    assert backend.find_task(index_namespaces(2, "x", d, 0)[0]) is None
+    with pytest.raises(InvalidValueError, match="needs at least one namespace"):
+        backend.record_build(2, "x", d, 0, *files, namespaces=[])
+    with pytest.raises(InvalidValueError, match="invalid index namespace"):
+        backend.record_build(2, "x", d, 0, *files, namespaces=["a..b"])
+
+
 def test_record_build_with_move_removes_the_source(index: LocalIndex, tmp_path: Path) -> None:
     src = _artifact(tmp_path)
     index.record_build(3, "x", digest_of("x"), 0, src, move=True)

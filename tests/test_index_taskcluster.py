@@ -390,6 +390,20 @@ def test_inside_a_task_the_proxy_signs_and_environment_credentials_are_dropped()
     assert not index._index._hasCredentials()
 
 
+def test_a_private_artifact_through_the_proxy_is_asked_for_unsigned(tc_server: TCServer) -> None:
+    # The proxy signs: the index builds the URL by tcenv.artifact_url's rule, as load does.
+    task_id = tc_server.add_task(artifacts={"private/m.json": b"{}"})
+    env = TaskclusterEnv(proxy_url=tc_server.root_url, credentials=_ME)
+    read = TaskclusterIndex(env=env).read_artifacts([task_id], "private/m.json", limit=100)
+    assert (read[task_id].data, read[task_id].problem) == (b"{}", "")
+
+
+def test_a_private_artifact_with_credentials_is_asked_for_signed(tc_server: TCServer) -> None:
+    task_id = tc_server.add_task(artifacts={"private/m.json": b"{}"})
+    index = TaskclusterIndex(env=TaskclusterEnv(root_url=tc_server.root_url, credentials=_ME))
+    assert index.read_artifacts([task_id], "private/m.json", limit=100)[task_id].data == b"{}"
+
+
 def test_explicit_credentials_win() -> None:
     index = TaskclusterIndex("https://tc.example.com", {"clientId": "x", "accessToken": "y"},
                              env=TaskclusterEnv(credentials=_ME))

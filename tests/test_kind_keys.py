@@ -17,6 +17,7 @@ from taskgraph_images.errors import ConfigError, PlanError
 from taskgraph_images.index import MemoryIndex
 from taskgraph_images.kindconfig import merge, parse_kind_config
 from taskgraph_images.plan import Plan, plan_images
+from taskgraph_images.tasks import default_index_routes
 
 D = "taskcluster/docker"
 KIND = "taskcluster/kinds/docker-image/kind.yml"
@@ -197,6 +198,19 @@ def test_index_gives_taskgraphs_generic_routes(tmp_path: Path) -> None:
     ]
     assert f"index.docker.images.v2.level-{p.level}.a.hash.{plan['a'].digest}" in task["routes"]
     assert {f"queue:route:{r}" for r in ours} <= set(task["scopes"])
+
+
+def test_index_keeps_the_three_namespaces_a_task_gets_without_it(tmp_path: Path) -> None:
+    # One rule for them: tasks.default_index_routes, in a plain task and before the kind's routes.
+    _repo(tmp_path, "tasks:\n  a:\n    index: {product: images, job-name: a-img}\n  b: {}\n",
+          a="FROM scratch\n", b="FROM scratch\n")
+    config = BuildConfig(image_builder=CONFIG.image_builder, trust_domain="gecko",
+                         index_prefix="custom.images")
+    plan = _plan(ImageCatalog.load(tmp_path), config=config)
+    for name in ("a", "b"):
+        expected = default_index_routes(name, plan[name].digest, params(), config)
+        assert len(expected) == 3 and expected[0].startswith("index.custom.images.")
+        assert plan.tasks[plan[name].task_id or ""]["routes"][:3] == expected
 
 
 @pytest.mark.parametrize(("rank", "expected"), [("", 1478546787), ("rank: build_date", 1478546787),

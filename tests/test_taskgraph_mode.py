@@ -328,15 +328,25 @@ def test_digest_with_the_config_prints_taskgraphs_digest_the_plan_uses(
     assert {n: d["digest"] for n, d in planned["images"].items()} == theirs
 
 
-def test_build_record_and_load_by_name_refuse_taskgraph_keys(
-        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = repo / "images.yml"
-    config.write_text(f"cache-keys: taskgraph\ntrust-domain: {TRUST}\n")
-    assert main(["build", "base", "--root", str(repo), "--config", str(config), "--record"]) == 1
-    assert "cannot be used with cache-keys: taskgraph" in capsys.readouterr().err
-    assert main(["load", "base", "--root", str(repo), "--config", str(config),
-                 "--index", f"local:{repo / 'i.sqlite'}"]) == 1
-    assert "give the task id" in capsys.readouterr().err
+def test_opening_an_image_by_name_needs_taskgraphs_search(repo: Path) -> None:
+    """A library caller opening a taskgraph-keyed image by name must say where to look
+    (the CLI passes the config's :class:`~taskgraph_images.cachekeys.IndexKeys`)."""
+    from taskgraph_images.artifacts import open_source
+    from taskgraph_images.cachekeys import IndexKeys
+    from taskgraph_images.errors import ArtifactError
+
+    catalog = ImageCatalog.load(repo, cache_keys="taskgraph")
+    with pytest.raises(ArtifactError, match="give the task id"):
+        open_source("base", index=MemoryIndex(), catalog=catalog)
+    index = MemoryIndex()
+    [hit] = IndexKeys.for_config(CONFIG).search("base", catalog.digest("base"), 3)
+    index.insert_task(hit.namespace, "C3FW4Vj7RUy83vrdf5LVkw")
+    index.set_task_state("C3FW4Vj7RUy83vrdf5LVkw", "completed")
+    index.add_artifact("C3FW4Vj7RUy83vrdf5LVkw")
+    with pytest.raises(ArtifactError, match="no Taskcluster root URL"):
+        # Found under taskgraph's namespace; its artifact is not stored locally.
+        open_source("base", index=index, catalog=catalog,
+                    search=IndexKeys.for_config(CONFIG).search)
 
 
 @pytest.mark.parametrize(("setting", "theirs"), [

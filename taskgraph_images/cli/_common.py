@@ -13,6 +13,9 @@ using these helpers:
 - ``-o/--output FILE`` on every command that writes a file, ``-`` meaning
   stdout (:func:`add_output_argument`, :func:`write_output`,
   :func:`binary_stdout`); files appear only when complete.
+- The build-task config is the ``--config`` file or the root's default
+  (:func:`config_path`), read once per command: :func:`load_catalog_and_config`
+  gives the catalog and the config its digests follow.
 - Tables show the first 8 hex digits of a digest (:func:`short_digest`).
 - Dates are printed as the Taskcluster services write them
   (:func:`format_date`), sizes in binary units
@@ -42,12 +45,15 @@ __all__ = [
     "add_json_argument",
     "add_output_argument",
     "binary_stdout",
+    "config_path",
     "default_root",
     "format_date",
     "is_stdout",
     "load_build_config",
     "load_catalog",
+    "load_catalog_and_config",
     "note",
+    "note_config",
     "print_json",
     "refuse_options",
     "reporter",
@@ -230,28 +236,58 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_catalog(args: argparse.Namespace) -> ImageCatalog:
+def load_catalog(
+    args: argparse.Namespace, config: Optional[BuildConfig] = None
+) -> ImageCatalog:
     """Load the catalog the catalog arguments (and the build-task config, if any) describe.
+
+    The build-task config's cache-keys and run-task decide the digests:
+    ``config`` when given (see :func:`load_catalog_and_config`), else, for a
+    command with ``--config``, the file :func:`config_path` names.
 
     :raises CatalogError: for a ``--root`` that does not exist, with a hint
         when it looks like taskgraph's ``--root`` (the ``taskcluster`` folder).
+    :raises ConfigError: for a build-task config that cannot be read (naming the file).
     """
+    root = _catalog_root(args)
+    if config is None and hasattr(args, "config"):
+        config = _read_config(config_path(args.config, root))
+    return _load_catalog(args, root, config)
+
+
+def load_catalog_and_config(args: argparse.Namespace) -> tuple[ImageCatalog, BuildConfig]:
+    """Load the catalog and the build-task config, the config found and read once.
+
+    The config is :func:`load_build_config`'s for ``--config`` and the root,
+    and the catalog's digests follow it. Say which file it is with
+    :func:`note_config` (once the command's other input is read, so that
+    an error in it stays the only line).
+
+    :raises CatalogError: as :func:`load_catalog`.
+    :raises ConfigError: for a build-task config that cannot be read (naming the file).
+    """
+    root = _catalog_root(args)
+    config = _read_config(config_path(args.config, root))
+    return _load_catalog(args, root, config), config
+
+
+def _catalog_root(args: argparse.Namespace) -> str:
+    root: str = args.root or default_root()
+    _check_root(root, args.root is not None, args.images_dir or DEFAULT_IMAGES_DIR)
+    return os.path.abspath(root)
+
+
+def _load_catalog(
+    args: argparse.Namespace, root: str, config: Optional[BuildConfig]
+) -> ImageCatalog:
     from taskgraph_images.catalog import ImageCatalog
 
-    root = args.root or default_root()
-    _check_root(root, args.root is not None, args.images_dir or DEFAULT_IMAGES_DIR)
     kwargs: dict[str, Any] = {}
-    if hasattr(args, "config"):
-        # The build-task config (given, or the root's default file) says whose
-        # digests the catalog gives and where the run-task files are.
-        from taskgraph_images.config import find_config, load_config
-
-        path = args.config if args.config is not None else find_config(root)
-        if path is not None and path != "none":
-            config = load_config(path)
-            kwargs["cache_keys"] = config.cache_keys
-            if config.run_task is not None:
-                kwargs["run_task"] = config.run_task
+    if config is not None:
+        # Whose digests the catalog gives and where the run-task files are.
+        kwargs["cache_keys"] = config.cache_keys
+        if config.run_task is not None:
+            kwargs["run_task"] = config.run_task
     if args.images_dir is not None:
         kwargs["images_dir"] = args.images_dir
     if getattr(args, "kind_config", None) is not None:
@@ -282,18 +318,45 @@ def _check_root(root: str, given: bool, images_dir: str) -> None:
         )
 
 
+def config_path(path: Optional[str], root: Optional[str]) -> Optional[str]:
+    """Return the build-task config file to read, or ``None`` for the defaults.
+
+    ``path`` is ``--config``: a file, ``none`` (the defaults), or ``None``
+    for ``root``'s default file when it exists
+    (:func:`taskgraph_images.config.find_config`).
+    """
+    if path is None:
+        if root is None:
+            return None
+        from taskgraph_images.config import find_config
+
+        return find_config(root)
+    return None if path == "none" else path
+
+
 def load_build_config(path: Optional[str], root: Optional[str] = None) -> BuildConfig:
     """Read the build-task config at ``path``; without one, ``root``'s default file if any.
 
-    ``path`` ``none`` (or no path and no default file) gives the defaults.
-    """
-    from taskgraph_images.config import BuildConfig, find_config, load_config
+    ``path`` ``none`` (or no path and no default file) gives the defaults
+    (:func:`config_path`). The root's default file is announced in a note.
 
-    if path is None and root is not None:
-        path = find_config(root)
-        if path is not None:
-            note(f"using the build-task config {path}")
-    return load_config(path) if path and path != "none" else BuildConfig()
+    :raises ConfigError: for a file that cannot be read or is invalid (naming it).
+    """
+    config = _read_config(config_path(path, root))
+    note_config(path, config)
+    return config
+
+
+def note_config(given: Optional[str], config: BuildConfig) -> None:
+    """Note that ``config`` is the root's default file, when ``--config`` (``given``) was not given."""
+    if given is None and config.path is not None:
+        note(f"using the build-task config {config.path}")
+
+
+def _read_config(path: Optional[str]) -> BuildConfig:
+    from taskgraph_images.config import BuildConfig, load_config
+
+    return BuildConfig() if path is None else load_config(path)
 
 
 def write_output(path: Optional[str], text: str) -> None:

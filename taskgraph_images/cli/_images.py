@@ -16,7 +16,9 @@ from taskgraph_images.cli._common import (
     is_stdout,
     load_build_config,
     load_catalog,
+    load_catalog_and_config,
     note,
+    note_config,
     print_json,
     refuse_options,
     reporter,
@@ -79,7 +81,8 @@ def register(subparsers: Any) -> None:
                    help="build with the in-task builder (buildah, no Docker engine), as a "
                    "build task does, and record the image and its in-tree task-image "
                    "ancestors (those not yet recorded at their digest) in the local index, "
-                   "so that the next plan reuses them")
+                   "under the namespaces the plan looks up (taskgraph's with cache-keys: "
+                   "taskgraph), so that the next plan reuses them")
     p.add_argument("--level", type=int, default=None,
                    help="with --record: the level to index the build at (default 3)")
     p.add_argument("--config", metavar="FILE",
@@ -198,8 +201,9 @@ def _build_record(args: argparse.Namespace) -> int:
     import tempfile
     import time
 
+    from taskgraph_images.cachekeys import IndexKeys
     from taskgraph_images.errors import ManifestError
-    from taskgraph_images.index import find_image
+    from taskgraph_images.index import find_images
     from taskgraph_images.intask import TaskEnv, build_in_task, check_task
     from taskgraph_images.manifest import manifest_file_path, parse_manifest
 
@@ -211,13 +215,11 @@ def _build_record(args: argparse.Namespace) -> int:
             "the digest the image would be indexed under"
         )
     index = _local_index(args)
-    catalog = load_catalog(args)
-    if catalog.cache_keys == "taskgraph":
-        raise InvalidValueError(
-            "build --record indexes under this library's namespaces, not taskgraph's: "
-            "it cannot be used with cache-keys: taskgraph"
-        )
-    config = load_build_config(args.config, catalog.root)
+    catalog, config = load_catalog_and_config(args)
+    note_config(args.config, config)
+    # Recorded where a plan with this config looks (taskgraph's namespaces
+    # with cache-keys: taskgraph), as a push's build task would index it.
+    keys = IndexKeys.for_config(config)
     level = 3 if args.level is None else args.level
     if catalog[args.name].prebuilt:
         raise InvalidValueError(
@@ -235,8 +237,8 @@ def _build_record(args: argparse.Namespace) -> int:
     for name in [*chain, args.name]:
         digest = catalog.digest(name)
         if name != args.name:
-            lookup = find_image(index, name, digest, level, prefix=config.index_prefix,
-                                artifact=config.artifact_name)
+            lookup = find_images(index, [(name, digest)], level, artifact=config.artifact_name,
+                                 search=keys.search)[name]
             if lookup.reuse and lookup.found is not None:
                 recorded[name] = lookup.found.task_id
                 note(f"reusing {name}, recorded as task {lookup.found.task_id}")
@@ -261,10 +263,12 @@ def _build_record(args: argparse.Namespace) -> int:
                     manifest = parse_manifest(f.read(), source=written)
             except OSError as e:
                 raise ManifestError(f"cannot read {written}: {e.strerror}") from e
+            pushdate = int(time.time())
             task_id: str = index.record_build(
-                level, name, digest, int(time.time()), env.artifact_path, move=True,
+                level, name, digest, pushdate, env.artifact_path, move=True,
                 prefix=config.index_prefix, artifact=config.artifact_name,
                 manifest=manifest, manifest_artifact=config.manifest_artifact,
+                namespaces=keys.record(level, name, digest, pushdate),
             )
         recorded[name] = task_id
         records.append({"name": name, "tag": catalog.local_tag(name), "digest": digest,
@@ -366,16 +370,23 @@ def _load(args: argparse.Namespace) -> int:
         refuse_options(args, _NAMED_ONLY, "applies only to a task id or an image name")
     else:
         try:
-            catalog = load_catalog(args)
+            catalog, config = load_catalog_and_config(args)
         except TaskgraphImagesError:
             catalog = None  # not in a repository: the source must be a task id
         index = open_index(args)
-    config = load_build_config(args.config, catalog.root if catalog is not None else None)
+    if catalog is None:
+        config = load_build_config(args.config)
+    else:
+        note_config(args.config, config)
+    from taskgraph_images.cachekeys import IndexKeys
+
     options: dict[str, Any] = {
         "tag": args.tag, "max_size": max_size, "index": index, "catalog": catalog,
         "level": 3 if args.level is None else args.level, "root_url": args.root_url,
         "reporter": reporter(),
         "artifact": config.artifact_name, "prefix": config.index_prefix,
+        # An image name is looked up where a plan with this config looks.
+        "search": IndexKeys.for_config(config).search,
     }
     if args.output is not None and is_stdout(args.output):
         with binary_stdout() as out:

@@ -21,9 +21,9 @@ from taskgraph_images.cli._common import (
     add_json_argument,
     add_output_argument,
     is_stdout,
-    load_build_config,
-    load_catalog,
+    load_catalog_and_config,
     note,
+    note_config,
     refuse_options,
     reporter,
     short_digest,
@@ -409,9 +409,9 @@ def make_plan(
     from taskgraph_images.plan import plan_images
 
     now = datetime.datetime.now(datetime.timezone.utc)
-    catalog = load_catalog(args)
+    catalog, config = load_catalog_and_config(args)
     params = Params.from_mapping(_params(args, catalog.root, now))
-    config = load_build_config(args.config, catalog.root)
+    note_config(args.config, config)
     index = open_index(args)
     # Found out before any lookup: a plan for a real Taskcluster needs a real queue.
     if submit:

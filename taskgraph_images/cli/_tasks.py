@@ -112,8 +112,8 @@ def _build_in_task(args: argparse.Namespace) -> int:
         # cache: a task hashes its checkout once.
         catalog = load_catalog(argparse.Namespace(
             root=root, images_dir=args.images_dir or images_dir_of(task_env.context_path),
-            kind_config=args.kind_config, hash_cache="none", config=config_file,
-        ))
+            kind_config=args.kind_config, hash_cache="none",
+        ), config)
         built = build_in_task(
             catalog, task_env, executable=args.buildah, workdir=args.workdir,
             on_line=_print_line, on_note=note, artifact=config.artifact_name,

@@ -15,8 +15,8 @@ from taskgraph_images.cli._common import (
     add_catalog_arguments,
     add_config_argument,
     add_json_argument,
-    load_build_config,
-    load_catalog,
+    load_catalog_and_config,
+    note_config,
     write_output,
 )
 from taskgraph_images.errors import InvalidValueError
@@ -94,19 +94,20 @@ def _from_plan(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _from_index(args: argparse.Namespace) -> dict[str, Any]:
+    from taskgraph_images.cachekeys import IndexKeys
     from taskgraph_images.cli._index import open_index
     from taskgraph_images.explain import explain_builds, link_parents
     from taskgraph_images.index._namespaces import validate_level
     from taskgraph_images.manifest import build_manifest
 
     level = validate_level(args.level if args.level is not None else 1)
-    catalog = load_catalog(args)
+    catalog, config = load_catalog_and_config(args)
     image = catalog[args.name]
     if image.prebuilt:
         return {"image": args.name, "action": "prebuilt",
                 "explanation": f"prebuilt: registry tag {catalog.docker_image(args.name)}",
                 "compared_with": None, "level": None, "changes": None}
-    config = load_build_config(args.config, catalog.root)
+    note_config(args.config, config)
     index = open_index(args)
     # The image and its task-image ancestors, parents first: a changed
     # parent's own difference is summed up in the image's line.
@@ -114,8 +115,11 @@ def _from_index(args: argparse.Namespace) -> dict[str, Any]:
     names = [n for n in catalog.order()
              if n == args.name or (n in ancestors and not catalog[n].prebuilt)]
     manifests = {n: build_manifest(catalog, n) for n in names}
+    # Where the earlier builds are: this library's latest namespaces, or
+    # taskgraph's with cache-keys: taskgraph (the plan's own choice).
+    keys = IndexKeys.for_config(config)
     explanations = explain_builds(index, manifests, level, prefix=config.index_prefix,
-                                  artifact=config.manifest_artifact)
+                                  artifact=config.manifest_artifact, latest_order=keys.latest)
     changed = [n for n, e in explanations.by_name.items() if e.diff is None or not e.diff.empty]
     explanation = link_parents(explanations, changed).by_name[args.name]
     if explanation.problem:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any, Iterable, Mapping, NamedTuple, Optional
+from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence
 
 from taskgraph_images.errors import InvalidValueError
 from taskgraph_images.index._base import IndexedTask
@@ -35,20 +35,29 @@ class BuildRecord(NamedTuple):
     """What recording one finished build writes: its task id, namespaces and entry data."""
 
     task_id: str
-    namespaces: tuple[str, str, str]
+    namespaces: tuple[str, ...]
     data: dict[str, Any]
 
 
 def build_record(
-    level: int, name: str, digest: str, pushdate: PushDate, task_id: Optional[str], prefix: str
+    level: int, name: str, digest: str, pushdate: PushDate, task_id: Optional[str], prefix: str,
+    namespaces: Optional[Sequence[str]] = None,
 ) -> BuildRecord:
     """Validate a build to record and return what the index holds for it.
 
-    :raises InvalidValueError: for an invalid level, name, digest, date or task id.
+    The build is indexed under ``namespaces`` when given (taskgraph's, say),
+    else under the three namespaces of ``prefix``.
+
+    :raises InvalidValueError: for an invalid level, name, digest, date, task
+        id or namespace.
     """
-    namespaces = index_namespaces(level, name, digest, pushdate, prefix=prefix)
+    chosen: tuple[str, ...] = index_namespaces(level, name, digest, pushdate, prefix=prefix)
+    if namespaces is not None:
+        chosen = tuple(validate_namespace(n) for n in namespaces)
+        if not chosen:
+            raise InvalidValueError(f"a build of {name!r} needs at least one namespace")
     task_id = validate_task_id(task_id) if task_id is not None else new_task_id()
-    return BuildRecord(task_id, namespaces, {"image": name, "digest": digest, "level": level})
+    return BuildRecord(task_id, chosen, {"image": name, "digest": digest, "level": level})
 
 
 def new_task_id() -> str:

@@ -562,6 +562,7 @@ class LocalIndex:
         move: bool = False,
         manifest: Optional[ContextManifest] = None,
         manifest_artifact: str = DEFAULT_MANIFEST_ARTIFACT,
+        namespaces: Optional[Sequence[str]] = None,
     ) -> str:
         """Store a built image and index it under its three namespaces; return the task id.
 
@@ -571,10 +572,13 @@ class LocalIndex:
         transaction, so the ``latest`` namespace never leads to a build
         without its manifest.
 
+        ``namespaces``, when given, replace the three (taskgraph's, for
+        example: :meth:`~taskgraph_images.cachekeys.IndexKeys.record`).
+
         :raises InvalidValueError: for an invalid level, name, digest, date or task id.
         :raises IndexStoreError: when the store or the database cannot be written.
         """
-        record = build_record(level, name, digest, pushdate, task_id, prefix)
+        record = build_record(level, name, digest, pushdate, task_id, prefix, namespaces)
         validate_artifact_name(artifact)
         validate_artifact_name(manifest_artifact)
         body_bytes = manifest.dumps() if manifest is not None else None

@@ -196,12 +196,15 @@ class MemoryIndex:
         state: str = "completed",
         manifest: Optional[ContextManifest] = None,
         manifest_artifact: str = DEFAULT_MANIFEST_ARTIFACT,
+        namespaces: Optional[Sequence[str]] = None,
     ) -> str:
         """Record a finished build: task state, artifact, manifest and its three namespaces.
 
+        ``namespaces``, when given, replace the three (taskgraph's, for
+        example: :meth:`~taskgraph_images.cachekeys.IndexKeys.record`).
         Returns the task id (a new one unless given).
         """
-        record = build_record(level, name, digest, pushdate, task_id, prefix)
+        record = build_record(level, name, digest, pushdate, task_id, prefix, namespaces)
         self.set_task_state(record.task_id, state)
         self.add_artifact(record.task_id, artifact, expires=expires)
         if manifest is not None:

@@ -45,7 +45,7 @@ from taskgraph_images.index._base import (
 from taskgraph_images.index._common import DEFAULT_EXPIRY, validate_data, validate_rank
 from taskgraph_images.index._namespaces import validate_namespace, validate_task_id
 from taskgraph_images.progress import Reporter, Wait
-from taskgraph_images.tcenv import Credentials, TaskclusterEnv, client
+from taskgraph_images.tcenv import Credentials, TaskclusterEnv, artifact_url, client
 from taskgraph_images.tctime import format_time, parse_time
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -159,6 +159,7 @@ class TaskclusterIndex:
             tc_env = attrs.evolve(tc_env, credentials=Credentials.from_options(credentials))
         opts = tc_env.options(root, **extra)
         self.root_url: str = opts["rootUrl"]
+        self._options = opts
         self._index = client("Index", opts)
         self._queue = client("Queue", opts)
         self._max_workers = max_workers
@@ -514,9 +515,7 @@ class TaskclusterIndex:
 
         what = f"task {task_id}'s {name}"
         try:
-            build = self._queue.buildUrl if name.startswith("public/") else (
-                self._queue.buildSignedUrl)
-            url = str(build("getLatestArtifact", task_id, name))
+            url = artifact_url(self._options, task_id, name, queue=self._queue)
         except Exception as e:  # the client raises several kinds for unsignable requests
             return ArtifactRead(problem=f"{what} cannot be asked for: {_short(e)}")
         problem = ""

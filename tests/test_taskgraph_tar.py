@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from peer_taskgraph import peer_context_hash, peer_tar_bytes, peer_tar_hash
 from trees import make_tree
 
+from taskgraph_images import taskgraph_tar
 from taskgraph_images.errors import ContextError
 from taskgraph_images.taskgraph_tar import (
     BLOCK,
@@ -27,6 +28,20 @@ from taskgraph_images.taskgraph_tar import (
 )
 
 Files = dict[str, Union[str, bytes]]
+
+#: Whether the compiled per-file loop (``_sha256mb.tar_fill``) is built here.
+NATIVE_BUILT = taskgraph_tar._native_fill() is not None
+
+
+@pytest.fixture(autouse=True, params=["native", "python"])
+def loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs twice: with the compiled per-file loop, and without it."""
+    if request.param == "native" and not NATIVE_BUILT:
+        if os.environ.get("CI") == "true" and sys.platform.startswith("linux"):
+            pytest.fail("the compiled per-file loop (_sha256mb.tar_fill) is not built")
+        pytest.skip("the compiled per-file loop is not built here")
+    monkeypatch.setattr(taskgraph_tar, "NATIVE", request.param == "native")
+    return str(request.param)
 
 
 def same_as_taskgraph(files: Files) -> str:
@@ -102,6 +117,53 @@ def test_many_files_and_big_ones_across_buffer_boundaries(tmp_path: Path) -> Non
         path.write_bytes(os.urandom(size))
         files[f"big/{i}"] = str(path)
     same_as_taskgraph(files)
+
+
+@pytest.mark.parametrize("shift", [-1, 0, 1, BLOCK])
+def test_members_that_end_right_at_a_buffer_boundary(tmp_path: Path, shift: int) -> None:
+    # each member is a header and 1,535 bytes padded to 1,536: 2,048 bytes, so
+    # 512 members fill the 1 MiB buffer exactly; the last one moves by `shift`
+    files: Files = {}
+    for i in range(1100):
+        path = tmp_path / f"f{i:04}"
+        size = 1535 + (shift if i == 511 else 0)
+        path.write_bytes(os.urandom(size))
+        files[f"f{i:04}"] = str(path)
+    same_as_taskgraph(files)
+
+
+def test_paths_bytes_long_names_and_empty_files_interleaved(tmp_path: Path) -> None:
+    # each kind the compiled loop leaves to Python, between ones it takes
+    files: Files = {}
+    for i in range(60):
+        path = tmp_path / f"p{i}"
+        path.write_bytes(b"x" * (i * 37) if i % 5 else b"")
+        kind = i % 4
+        if kind == 0:
+            files[f"a/{i:03}"] = str(path)
+        elif kind == 1:
+            files[f"a/{i:03}"] = b"given %d" % i
+        elif kind == 2:
+            files[f"a/{i:03}/" + "n" * 120] = str(path)
+        else:
+            files[f"a/{i:03}/big"] = str(tmp_path / "big")
+    (tmp_path / "big").write_bytes(os.urandom((1 << 20) + 3))
+    same_as_taskgraph(files)
+
+
+def test_an_error_after_plain_members_names_the_member(tmp_path: Path) -> None:
+    files: Files = {}
+    for i in range(50):
+        path = tmp_path / f"ok{i:02}"
+        path.write_bytes(b"ok")
+        files[f"a/{i:02}"] = str(path)
+    files["b/missing"] = str(tmp_path / "missing")
+    with pytest.raises(ContextError, match="context member b/missing"):
+        context_hash(files)
+
+
+def test_the_compiled_loop_is_used_where_it_is_built(loop: str) -> None:
+    assert (taskgraph_tar._native_fill() is not None) == (loop == "native")
 
 
 def test_the_header_fields_taskgraph_fixes() -> None:

@@ -230,6 +230,9 @@ def _add_file(stream: _Stream, name: str, raw: bytes, path: str) -> None:
     except OSError as e:
         raise ContextError(f"cannot read {path} (context member {name}): "
                            f"{e.strerror or e}") from None
+    except ValueError:  # a NUL in the path: no file can have that name
+        raise ContextError(f"cannot read {path!r} (context member {name}): "
+                           "the path has a NUL byte") from None
     try:
         st = os.fstat(fd)
         mode = st.st_mode

@@ -222,6 +222,13 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
         context_hash({"m": missing})
 
 
+def test_a_path_with_a_nul_byte_is_named(tmp_path: Path) -> None:
+    ok = tmp_path / "ok"
+    ok.write_bytes(b"ok")
+    with pytest.raises(ContextError, match=r"\(context member b\): the path has a NUL byte"):
+        context_hash({"a": str(ok), "b": str(tmp_path / "x\0y")})
+
+
 def test_a_folder_is_not_a_regular_file(tmp_path: Path) -> None:
     with pytest.raises(ContextError, match="is not a regular file"):
         context_hash({"m": str(tmp_path)})

@@ -259,7 +259,8 @@ def test_loopback_statuses_that_never_end_are_an_error(tc_server: Any) -> None:
 def test_loopback_latency_is_paid_about_once_per_layer_not_once_per_task(tc_server: Any) -> None:
     tc_server.latency = 0.05
     tc_server.validate_responses = False
-    walls = []
+    walls: list[float] = []
+    peaks: list[int] = []
     for jobs in (1, 16):
         tc_server.reset()
         tc_server.latency = 0.05
@@ -267,5 +268,9 @@ def test_loopback_latency_is_paid_about_once_per_layer_not_once_per_task(tc_serv
         start = time.perf_counter()
         submit_plan(plan, _queue(tc_server).createTask, jobs=jobs)
         walls.append(time.perf_counter() - start)
-    # One at a time pays 24 x 50 ms; 8 tasks per layer in flight at once pay ~3 x 50 ms.
-    assert walls[1] * 3 < walls[0], walls
+        peaks.append(tc_server.peak)
+    # One at a time pays 24 x 50 ms, one request in flight; with 8 tasks a layer
+    # in flight at once, ~3 x 50 ms (plus the host's overhead, which a loaded CI
+    # machine makes large: the ratio is kept at 2x, not the ideal 8x).
+    assert walls[0] >= 24 * 0.05 and peaks[0] == 1, (walls, peaks)
+    assert peaks[1] > 1 and walls[1] * 2 < walls[0], (walls, peaks)

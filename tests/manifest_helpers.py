@@ -4,7 +4,7 @@ kind to record its earlier builds in (for the manifest and explanation tests).""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 from tcserver import TCServer, make_index
 
@@ -52,15 +52,17 @@ class Backend:
             self.index = make_index(server)
 
     def record(self, level: int, manifest: ContextManifest, data: Union[bytes, str, None] = "",
-               *, rank: float = 0, state: str = "completed") -> str:
+               *, rank: float = 0, state: str = "completed",
+               namespaces: Optional[Sequence[str]] = None) -> str:
         """Record a build of ``manifest``'s image; ``data`` is its manifest artifact
-        (``""``: the manifest itself; ``None``: no manifest artifact)."""
+        (``""``: the manifest itself; ``None``: no manifest artifact), indexed under
+        ``namespaces`` (default: the seed's three for ``level``)."""
         body = manifest.dumps() if data == "" else data
         assert body is None or isinstance(body, bytes)
         name, digest = manifest.image, manifest.digest
         if self.kind == "memory":
             task_id: str = self.index.record_build(level, name, digest, PUSHDATE, rank=rank,
-                                                   state=state)
+                                                   state=state, namespaces=namespaces)
             if body is not None:
                 self.index.add_manifest(task_id, body)
         elif self.kind == "local":
@@ -68,7 +70,8 @@ class Backend:
             image.write_bytes(b"image")
             real = data == ""
             task_id = self.index.record_build(level, name, digest, PUSHDATE, image, rank=rank,
-                                              manifest=manifest if real else None)
+                                              manifest=manifest if real else None,
+                                              namespaces=namespaces)
             if body is not None and not real:  # as an artifact file, as a builder would
                 raw = self.tmp_path / "raw.json"
                 raw.write_bytes(body)
@@ -80,6 +83,8 @@ class Backend:
             if body is not None:
                 artifacts[DEFAULT_MANIFEST_ARTIFACT] = body
             task_id = self.server.add_task(artifacts=artifacts, state=state)
-            for namespace in index_namespaces(level, name, digest, PUSHDATE):
+            if namespaces is None:
+                namespaces = index_namespaces(level, name, digest, PUSHDATE)
+            for namespace in namespaces:
                 self.server.index_task(namespace, task_id, rank=rank)
         return task_id

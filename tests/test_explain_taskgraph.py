@@ -7,21 +7,20 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
+import manifest_helpers
 import pytest
 from manifest_helpers import BUILDER, KIND, PUSHDATE, TREE
 from plan_helpers import NOW, params, seeded_task_ids
-from tcserver import TCServer, make_index
+from tcserver import TCServer
 from trees import make_tree
 
 from taskgraph_images.catalog import ImageCatalog
 from taskgraph_images.cli import main
 from taskgraph_images.config import BuildConfig
 from taskgraph_images.explain import FIRST_BUILD
-from taskgraph_images.index import LocalIndex, MemoryIndex
-from taskgraph_images.index._common import new_task_id
-from taskgraph_images.manifest import DEFAULT_MANIFEST_ARTIFACT, ContextManifest, build_manifest
+from taskgraph_images.manifest import ContextManifest, build_manifest
 from taskgraph_images.plan import Plan, plan_images
 from taskgraph_images.taskgraph_keys import index_routes
 
@@ -40,40 +39,16 @@ def taskgraph_namespaces(level: int, name: str, digest: str) -> list[str]:
     return [r.removeprefix("index.") for r in routes]
 
 
-class Backend:
+class Backend(manifest_helpers.Backend):
     """An index of one kind, and builds recorded in it as taskgraph's build tasks index them."""
 
-    def __init__(self, kind: str, tmp_path: Path, server: Optional[TCServer]) -> None:
-        self.kind, self.tmp_path, self.server = kind, tmp_path, server
-        if kind == "memory":
-            self.index: Any = MemoryIndex()
-        elif kind == "local":
-            self.index = LocalIndex(tmp_path / "index" / "index.sqlite")
-        else:
-            assert server is not None
-            self.index = make_index(server)
-
-    def record(self, level: int, manifest: ContextManifest, *, rank: float = 0) -> str:
-        namespaces = taskgraph_namespaces(level, manifest.image, manifest.digest)
-        if self.server is not None:
-            task_id = self.server.add_task(artifacts={
-                "public/image.tar.zst": b"image", DEFAULT_MANIFEST_ARTIFACT: manifest.dumps()})
-            for namespace in namespaces:
-                self.server.index_task(namespace, task_id, rank=rank)
-            return task_id
-        task_id = new_task_id()
-        if self.kind == "memory":
-            self.index.add_artifact(task_id)
-            self.index.add_manifest(task_id, manifest)
-        else:
-            image = self.tmp_path / "image.tar.zst"
-            image.write_bytes(b"image")
-            self.index.store_artifact(task_id, "public/image.tar.zst", image)
-            self.index.store_manifest(task_id, manifest)
-        self.index.set_task_state(task_id, "completed")
-        for namespace in namespaces:
-            self.index.insert_task(namespace, task_id, rank=rank)
-        return task_id
+    def record(self, level: int, manifest: ContextManifest, data: Any = "", *,
+               rank: float = 0, state: str = "completed",
+               namespaces: Optional[Sequence[str]] = None) -> str:
+        if namespaces is None:
+            namespaces = taskgraph_namespaces(level, manifest.image, manifest.digest)
+        return super().record(level, manifest, data, rank=rank, state=state,
+                              namespaces=namespaces)
 
 
 @pytest.fixture(params=["memory", "local", "taskcluster"])

@@ -18,6 +18,14 @@ from typing import TYPE_CHECKING, Iterator, Mapping, Optional, Union
 import attrs
 
 from taskgraph_images import _dockerfile
+from taskgraph_images._redact import escape, quote_value
+from taskgraph_images._safefile import (
+    MAX_DOCKERFILE_BYTES,
+    MAX_SMALL_BYTES,
+    read_repo_text,
+    repo_dir,
+    repo_file,
+)
 from taskgraph_images.errors import CatalogError, DockerfileError
 from taskgraph_images.kindconfig import (
     KIND_CONFIG_PATHS,
@@ -121,24 +129,17 @@ class Image:
         return self.path.rsplit("/", 1)[-1]
 
 
-def _read_text(path: str, what: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except UnicodeDecodeError as e:
-        raise CatalogError(f"{what} {path} is not UTF-8 text") from e
-    except OSError as e:
-        raise CatalogError(f"cannot read {what} {path}: {e.strerror}") from e
-
-
-def _read_version(path: str) -> Optional[str]:
+def _read_version(root: str, path: str) -> Optional[str]:
     if not os.path.lexists(path):
         return None
-    value = _read_text(path, "VERSION file").strip()
+    value = read_repo_text(root, path, "VERSION file", CatalogError, limit=MAX_SMALL_BYTES).strip()
+    path = escape(path)
     if not value:
         raise CatalogError(f"VERSION file {path} is empty: write a Docker tag such as 1.0")
     if not _TAG.match(value):
-        raise CatalogError(f"VERSION file {path} holds {value!r}, which is not a valid Docker tag")
+        raise CatalogError(
+            f"VERSION file {path} holds {quote_value(value)}, which is not a valid Docker tag"
+        )
     return value
 
 
@@ -153,15 +154,18 @@ def _valid_registry(value: str) -> bool:
     return all(_COMPONENT.match(c) for c in components)
 
 
-def _read_registry(path: str) -> Optional[str]:
+def _read_registry(root: str, path: str) -> Optional[str]:
     if not os.path.lexists(path):
         return None
-    value = _read_text(path, "REGISTRY file").strip()
+    value = read_repo_text(root, path, "REGISTRY file", CatalogError,
+                           limit=MAX_SMALL_BYTES).strip()
+    path = escape(path)
     if not value:
         raise CatalogError(f"REGISTRY file {path} is empty: write a registry such as taskcluster")
     if not _valid_registry(value):
         raise CatalogError(
-            f"REGISTRY file {path} holds {value!r}, which is not a valid registry/repository prefix"
+            f"REGISTRY file {path} holds {quote_value(value)}, which is not a valid "
+            "registry/repository prefix"
         )
     return value
 
@@ -229,7 +233,8 @@ class ImageCatalog:
         folder = os.path.join(root_s, *images_dir.split("/"))
         if not os.path.isdir(folder):
             raise CatalogError(f"images folder {images_dir!r} does not exist under {root_s}")
-        default_registry = _read_registry(os.path.join(folder, "REGISTRY"))
+        repo_dir(root_s, folder, "images folder", CatalogError)
+        default_registry = _read_registry(root_s, os.path.join(folder, "REGISTRY"))
 
         config_path: Optional[str] = None
         if kind_config is not None and os.fspath(kind_config) not in ("none", ""):
@@ -237,13 +242,13 @@ class ImageCatalog:
                 config_path = find_kind_config(root_s)
             else:
                 config_path = os.path.join(root_s, os.fspath(kind_config))
-                if not os.path.isfile(config_path):
+                if not os.path.lexists(config_path):
                     raise CatalogError(f"kind config {os.fspath(kind_config)} does not exist")
         if cache_keys not in ("seed", "taskgraph"):
             raise CatalogError(f"unknown cache keys {cache_keys!r}: use 'seed' or 'taskgraph'")
         configs: Optional[dict[str, ImageConfig]] = None
         if config_path is not None:
-            configs = load_kind_config(config_path)
+            configs = load_kind_config(config_path, root=root_s)
         elif cache_keys == "taskgraph":
             raise CatalogError(
                 f"cache-keys: taskgraph needs the docker-image kind config "
@@ -262,6 +267,7 @@ class ImageCatalog:
         else:
             for name, cfg in sorted(configs.items()):
                 validate_image_name(name)
+                _check_definition(config_path, name, cfg.definition)
                 where = os.path.join(folder, cfg.definition)
                 if not os.path.isfile(os.path.join(where, "Dockerfile")):
                     raise CatalogError(
@@ -402,9 +408,11 @@ class _RunTask:
 
     def folder(self, where: str) -> str:
         """Return the folder, or raise :class:`DockerfileError` naming ``where``."""
+        root = self._root
         if self._configured is not None:
-            folder = os.path.join(self._root, os.fspath(self._configured))
-            what = f"run-task folder {os.fspath(self._configured)}"
+            what = f"run-task folder {escape(os.fspath(self._configured))}"
+            folder = repo_dir(root, os.fspath(self._configured), f"{where}: run-task folder",
+                              DockerfileError)
         else:
             if not self._looked:
                 self._found, self._looked = _installed_run_task(), True
@@ -415,9 +423,14 @@ class _RunTask:
                     "run-task: in the build-task config"
                 )
             folder, what = self._found, f"run-task folder {self._found}"
+            root = folder
         for entry in _dockerfile.RUN_TASK_FILES:
-            if not os.path.isfile(os.path.join(folder, entry)):
+            if not os.path.lexists(os.path.join(folder, entry)):
                 raise DockerfileError(f"{where}: '# %include-run-task': {what} has no file {entry}")
+            # Each file ships as run-task/<entry>: a regular file inside the
+            # repository (or the installed package), never a link out of it.
+            repo_file(root, os.path.join(folder, entry), f"{where}: run-task file",
+                      DockerfileError)
         return os.path.abspath(folder)
 
 
@@ -451,10 +464,12 @@ def _draft(
 ) -> _Draft:
     rel = f"{images_dir}/{definition}" if images_dir else definition
     folder = os.path.join(root, *rel.split("/"))
-    version = _read_version(os.path.join(folder, "VERSION")) if prebuilt else None
-    registry = _read_registry(os.path.join(folder, "REGISTRY")) or default_registry
+    repo_dir(root, folder, f"image {name!r}: folder", CatalogError)
+    version = _read_version(root, os.path.join(folder, "VERSION")) if prebuilt else None
+    registry = _read_registry(root, os.path.join(folder, "REGISTRY")) or default_registry
     dockerfile = os.path.join(folder, "Dockerfile")
-    text = _read_text(dockerfile, "Dockerfile")
+    text = read_repo_text(root, dockerfile, "Dockerfile", CatalogError,
+                          limit=MAX_DOCKERFILE_BYTES)
     args = dict(cfg.args) if cfg else {}
     parsed = _dockerfile.parse(text, source=f"{rel}/Dockerfile", args=args, image=name)
     used = {n for _, n in parsed.arg_directives}
@@ -489,6 +504,18 @@ def _draft(
         index=cfg.index if cfg else None,
     )
     return _Draft(image=image, froms=parsed.froms, dockerfile=f"{rel}/Dockerfile")
+
+
+def _check_definition(config_path: Optional[str], name: str, definition: str) -> None:
+    """A kind ``definition`` names a folder below the images folder: no ``..``, not absolute."""
+    parts = definition.split("/")
+    if (not definition or definition.startswith("/") or os.path.isabs(definition)
+            or any(p in ("", ".", "..") for p in parts) or escape(definition) != definition):
+        raise CatalogError(
+            f"kind config {escape(config_path or '')}: image {name!r}: definition "
+            f"{quote_value(definition)} must name a folder below the images folder "
+            "(no '..', not absolute)"
+        )
 
 
 def _check_include(root: str, source: str, lineno: int, path: str) -> str:

@@ -617,15 +617,18 @@ def parse_config(data: object, source: str = "<config>") -> BuildConfig:
     return BuildConfig(**fields)
 
 
-def load_config(path: PathLike) -> BuildConfig:
+def load_config(path: PathLike, *, root: Optional[PathLike] = None) -> BuildConfig:
     """Read and validate the build-task config YAML file at ``path``.
+
+    With ``root`` (the repository's own config, :func:`find_config`), the file
+    must be a regular file inside ``root`` (see ``docs/security.rst``).
 
     :raises ConfigError: when the file cannot be read, is not YAML, or a key
         is unknown or has the wrong type (the message names the file and key).
     """
     from taskgraph_images._yamlfile import load_yaml_file
 
-    data = load_yaml_file(path, "build-task config", ConfigError)
+    data = load_yaml_file(path, "build-task config", ConfigError, root=root)
     source = os.fspath(path)
     return attrs.evolve(parse_config(data, source), path=os.path.abspath(source))
 
@@ -633,4 +636,6 @@ def load_config(path: PathLike) -> BuildConfig:
 def find_config(root: PathLike) -> Optional[str]:
     """Return the path of ``root``'s :data:`DEFAULT_CONFIG_PATH` when that file exists."""
     path = os.path.join(os.fspath(root), DEFAULT_CONFIG_PATH)
-    return path if os.path.isfile(path) else None
+    # lexists: a FIFO or a link out of the repository is refused when read
+    # (load_config with root), not skipped.
+    return path if os.path.lexists(path) else None

@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, NamedTuple, Optional, Protocol, Union
 import attrs
 
 from taskgraph_images import _dockerfile
+from taskgraph_images._safefile import file_kind as _kind
 from taskgraph_images.errors import ContextError
 from taskgraph_images.filehash import FileHasher, file_sha256
 from taskgraph_images.seedhash import hash_files
@@ -150,18 +151,8 @@ def _symlink(path: str, rel: str, real_root: str, stack: list[str]) -> list[Cont
     if stat.S_ISDIR(st.st_mode):
         return []  # the seed's walk does not descend symlinked directories
     if not stat.S_ISREG(st.st_mode):
-        raise ContextError(f"{rel} is a symlink to a {_kind(st.st_mode)}, not a regular file")
+        raise ContextError(f"{rel} is a symlink to {_kind(st.st_mode)}, not a regular file")
     return [ContextFile(rel, path, target)]
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device file"
-    return "not a regular file"
 
 
 def list_context(root: PathLike, image_path: str) -> list[ContextFile]:

@@ -39,9 +39,15 @@ class TaskgraphImagesError(Exception):
 
     def __str__(self) -> str:
         # Messages are one line by contract: fold any newline a wrapped
-        # exception brought with it.
+        # exception brought with it. No URL in a message keeps its
+        # user:password@, and a control character a hostile name brought
+        # is shown, not sent to the terminal (docs/security.rst).
+        from taskgraph_images._redact import escape, strip_userinfo
+
         text = super().__str__()
-        return " ".join(text.split()) if "\n" in text else text
+        if "\n" in text:
+            text = " ".join(text.split())
+        return strip_userinfo(escape(text))
 
 
 class DependencyError(TaskgraphImagesError):

@@ -72,7 +72,9 @@ def find_kind_config(root: str) -> Optional[str]:
     """Return the first of :data:`KIND_CONFIG_PATHS` that exists below ``root``."""
     for rel in KIND_CONFIG_PATHS:
         path = os.path.join(root, *rel.split("/"))
-        if os.path.isfile(path):
+        # lexists: a FIFO or a link out of the repository is refused when
+        # read, not skipped as if there were no kind config.
+        if os.path.lexists(path):
             return path
     return None
 
@@ -246,20 +248,36 @@ def parse_kind_config(data: Any, source: str,
     return result
 
 
-def load_kind_config(path: Union[str, os.PathLike[str]]) -> dict[str, ImageConfig]:
+def load_kind_config(path: Union[str, os.PathLike[str]], *,
+                     root: Optional[Union[str, os.PathLike[str]]] = None
+                     ) -> dict[str, ImageConfig]:
     """Read and validate the kind config at ``path`` (and the files its ``tasks-from`` names).
 
-    :raises ConfigError: when a file cannot be read, is not YAML, or a key
-        is unknown, refused or of the wrong type.
+    ``root`` is the repository root: the kind config and every file
+    ``tasks-from`` names must be regular files inside it (default: the kind
+    config's own folder). A ``tasks-from`` name is relative to the kind
+    config's folder and may not be absolute.
+
+    :raises ConfigError: when a file cannot be read, breaks that rule, is not
+        YAML, or a key is unknown, refused or of the wrong type.
     """
+    from taskgraph_images._redact import quote_value
     from taskgraph_images._yamlfile import load_yaml_file
 
-    data = load_yaml_file(path, "kind config", ConfigError)
+    source = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(source))
+    top = os.fspath(root) if root is not None else folder
+    data = load_yaml_file(source, "kind config", ConfigError, root=top)
     extra: dict[str, Any] = {}
     files = data.get("tasks-from") if isinstance(data, Mapping) else None
     if isinstance(files, list):
-        folder = os.path.dirname(os.fspath(path))
         for name in files:
             if isinstance(name, str):
-                extra[name] = load_yaml_file(os.path.join(folder, name), "kind config", ConfigError)
-    return parse_kind_config(data, os.fspath(path), extra)
+                if not name or os.path.isabs(name) or "\0" in name:
+                    raise ConfigError(
+                        f"{source}: tasks-from {quote_value(name)} must be a file name "
+                        "relative to the kind config's folder"
+                    )
+                extra[name] = load_yaml_file(os.path.join(folder, name),
+                                             "kind config tasks-from file", ConfigError, root=top)
+    return parse_kind_config(data, source, extra)

@@ -151,26 +151,14 @@ def render_yaml(text_or_path: Union[str, os.PathLike[str]], plan: ImageLookups) 
         unreadable file, or YAML that does not parse after rendering (with
         line and column).
     """
-    import yaml
-
-    from taskgraph_images._yamlfile import yaml_error_where
+    from taskgraph_images._safefile import MAX_CONFIG_BYTES, read_repo_text
+    from taskgraph_images._yamlfile import parse_yaml
 
     if isinstance(text_or_path, str):
         text, source = text_or_path, "template"
     else:
         source = os.fspath(text_or_path)
-        try:
-            with open(source, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise TemplateError(f"cannot read template {source}: {e.strerror}") from e
-        except UnicodeDecodeError as e:
-            raise TemplateError(f"template {source} is not UTF-8 text") from e
+        text = read_repo_text(None, source, "template", TemplateError, limit=MAX_CONFIG_BYTES)
     rendered = render_template(text, plan, source=source)
-    try:
-        return yaml.safe_load(rendered)
-    except yaml.YAMLError as e:
-        where, problem = yaml_error_where(e)
-        raise TemplateError(f"{source}{where}: after rendering: {problem}") from None
-    except (ValueError, TypeError, RecursionError) as e:  # e.g. a timestamp out of range
-        raise TemplateError(f"{source}: after rendering: {type(e).__name__}: {e}") from None
+    # Aliases are bounded (a "billion laughs" template is refused, not expanded).
+    return parse_yaml(rendered, source, TemplateError, context="after rendering: ")

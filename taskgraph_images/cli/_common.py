@@ -251,7 +251,7 @@ def load_catalog(
     """
     root = _catalog_root(args)
     if config is None and hasattr(args, "config"):
-        config = _read_config(config_path(args.config, root))
+        config = _read_config(config_path(args.config, root), root if args.config is None else None)
     return _load_catalog(args, root, config)
 
 
@@ -267,7 +267,7 @@ def load_catalog_and_config(args: argparse.Namespace) -> tuple[ImageCatalog, Bui
     :raises ConfigError: for a build-task config that cannot be read (naming the file).
     """
     root = _catalog_root(args)
-    config = _read_config(config_path(args.config, root))
+    config = _read_config(config_path(args.config, root), root if args.config is None else None)
     return _load_catalog(args, root, config), config
 
 
@@ -342,7 +342,8 @@ def load_build_config(path: Optional[str], root: Optional[str] = None) -> BuildC
 
     :raises ConfigError: for a file that cannot be read or is invalid (naming it).
     """
-    config = _read_config(config_path(path, root))
+    # The root's own file is the repository's: it follows the repository rule.
+    config = _read_config(config_path(path, root), root if path is None else None)
     note_config(path, config)
     return config
 
@@ -353,10 +354,10 @@ def note_config(given: Optional[str], config: BuildConfig) -> None:
         note(f"using the build-task config {config.path}")
 
 
-def _read_config(path: Optional[str]) -> BuildConfig:
+def _read_config(path: Optional[str], root: Optional[str] = None) -> BuildConfig:
     from taskgraph_images.config import BuildConfig, load_config
 
-    return BuildConfig() if path is None else load_config(path)
+    return BuildConfig() if path is None else load_config(path, root=root)
 
 
 def write_output(path: Optional[str], text: str) -> None:

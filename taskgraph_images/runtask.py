@@ -6,12 +6,14 @@ container's command (the image's entrypoint is not overridden),
 ``payload.env`` and the variables every docker-worker task gets
 (``TASK_ID``, ``RUN_ID``, ``TASKCLUSTER_ROOT_URL``, ``TASKCLUSTER_WORKER_TYPE``),
 ``capabilities.disableSeccomp`` as ``--security-opt seccomp=unconfined``,
-``capabilities.privileged`` as ``--privileged``, each ``payload.cache`` as
-a Docker volume (``taskgraph-images-cache-NAME``, kept between runs as a
-worker keeps its caches) mounted where the task asks.
+each ``payload.cache`` as a Docker volume (``taskgraph-images-cache-NAME``,
+kept between runs as a worker keeps its caches) mounted where the task asks.
+What a build task never asks for is refused: ``capabilities.privileged``
+(root on the host), host devices, any other capability.
 
-The container runs on the host's network (a worker's containers reach the
-network; the host's also reaches what the caller serves on loopback). The
+A task with the ``taskclusterProxy`` feature runs on the host's network (its
+proxy URL may be a Taskcluster the caller serves on loopback); any other task
+gets Docker's default network. The
 ``taskclusterProxy`` feature: a worker's proxy forwards
 ``$TASKCLUSTER_PROXY_URL/api/...`` to the deployment with the task's
 credentials. Locally there is no proxy: ``TASKCLUSTER_PROXY_URL`` is the
@@ -28,6 +30,7 @@ output streamed, kills it after ``maxRunTime``, and copies each of
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tarfile
 import threading
@@ -36,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
 
 import attrs
 
+from taskgraph_images._safefile import inside
 from taskgraph_images.errors import ArtifactError, DockerError, InvalidValueError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "TaskRun",
+    "check_task",
     "container_config",
     "copy_artifact",
     "image_reference",
@@ -53,10 +58,11 @@ __all__ = [
 
 #: What docker-worker features a local run reproduces; any other is refused.
 SUPPORTED_FEATURES = frozenset({"taskclusterProxy", "chainOfTrust"})
-SUPPORTED_CAPABILITIES = frozenset({"disableSeccomp", "privileged"})
+SUPPORTED_CAPABILITIES = frozenset({"disableSeccomp"})
 #: The payload keys a local run gives a meaning to; any other is refused.
 SUPPORTED_PAYLOAD = frozenset({"image", "command", "env", "maxRunTime", "artifacts",
                                "capabilities", "features", "cache"})
+_CACHE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 #: Prefix of the Docker volume that stands for a worker cache of a given name.
 CACHE_VOLUME_PREFIX = "taskgraph-images-cache-"
 
@@ -66,6 +72,52 @@ def _payload(task: Mapping[str, Any]) -> Mapping[str, Any]:
     if not isinstance(payload, Mapping):
         raise InvalidValueError("the task has no payload object")
     return payload
+
+
+def check_task(task: Mapping[str, Any], task_id: str, *, record: bool = False) -> None:
+    """Refuse, before anything runs or is written, a task whose outputs could land elsewhere.
+
+    Each of ``payload.artifacts`` must have a relative name without ``..``
+    (it becomes a file under ``-o``) and a ``path``; each cache a plain name;
+    with ``record``, each ``index.`` route a valid namespace.
+
+    :raises InvalidValueError: naming the task and the artifact, cache or route.
+    """
+    from taskgraph_images._redact import quote_value
+    from taskgraph_images.index._base import validate_artifact_name
+    from taskgraph_images.index._namespaces import validate_namespace
+
+    payload = _payload(task)
+    artifacts = payload.get("artifacts") or {}
+    if not isinstance(artifacts, Mapping):
+        raise InvalidValueError(f"task {task_id}: payload.artifacts must be an object")
+    for name, spec in artifacts.items():
+        try:
+            validate_artifact_name(name)
+        except InvalidValueError:
+            raise InvalidValueError(
+                f"task {task_id}: artifact name {quote_value(str(name))} is not a relative "
+                "'/'-separated name without '..' (it would be written outside the output folder)"
+            ) from None
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("path"), str):
+            raise InvalidValueError(f"task {task_id}: artifact {name} has no path")
+    caches = payload.get("cache") or {}
+    if not isinstance(caches, Mapping):
+        raise InvalidValueError(f"task {task_id}: payload.cache must be an object")
+    for cache in caches:
+        if not isinstance(cache, str) or not _CACHE_NAME.match(cache):
+            raise InvalidValueError(
+                f"task {task_id}: cache name {quote_value(str(cache))} is not a plain name"
+            )
+    if record:
+        for namespace in index_routes(task):
+            try:
+                validate_namespace(namespace)
+            except InvalidValueError:
+                raise InvalidValueError(
+                    f"task {task_id}: route index.{quote_value(namespace)} is not a valid "
+                    "index namespace; nothing recorded"
+                ) from None
 
 
 def image_reference(image: Any, task_id: str) -> str:
@@ -112,6 +164,12 @@ def container_config(
         )
     features = {k for k, v in (payload.get("features") or {}).items() if v}
     capabilities = {k for k, v in (payload.get("capabilities") or {}).items() if v}
+    if "privileged" in capabilities:
+        raise InvalidValueError(
+            f"task {task_id}: capabilities.privileged is refused: a privileged container is "
+            "root on the host, and a build task never asks for it (buildah needs "
+            "disableSeccomp only)"
+        )
     unknown = sorted((features - SUPPORTED_FEATURES) | (capabilities - SUPPORTED_CAPABILITIES))
     if unknown:
         raise InvalidValueError(
@@ -125,9 +183,9 @@ def container_config(
         env["TASKCLUSTER_WORKER_TYPE"] = str(task["workerType"])
     elif "taskQueueId" in task:
         env["TASKCLUSTER_WORKER_TYPE"] = str(task["taskQueueId"]).split("/", 1)[-1]
-    # The worker's containers reach the network; the host's network is the local
-    # stand-in that also reaches what the caller runs on loopback.
-    host: dict[str, Any] = {"NetworkMode": "host"}
+    # The proxy stands for the caller's Taskcluster, which may listen on
+    # loopback: only a task with the proxy feature gets the host's network.
+    host: dict[str, Any] = {"NetworkMode": "host"} if "taskclusterProxy" in features else {}
     if root_url:
         from taskgraph_images.tcenv import normalize_root_url
 
@@ -142,8 +200,6 @@ def container_config(
         env["TASKCLUSTER_PROXY_URL"] = root_url
     if "disableSeccomp" in capabilities:
         host["SecurityOpt"] = ["seccomp=unconfined"]
-    if "privileged" in capabilities:
-        host["Privileged"] = True
     caches = payload.get("cache") or {}
     if caches:
         host["Mounts"] = [
@@ -304,6 +360,7 @@ def run_task(
     :raises ArtifactError: when an artifact is missing after a successful run.
     """
     payload = _payload(task)
+    check_task(task, task_id)
     image = prepare_image(engine, task, task_id, index=index, root_url=root_url, on_note=on_note)
     config = container_config(task, task_id, image, root_url=root_url)
     max_run = float(payload.get("maxRunTime") or 0) or None
@@ -336,6 +393,9 @@ def run_task(
                         "run copies file artifacts only"
                     )
                 dest = os.path.join(output_dir, *name.split("/"))
+                if not inside(output_dir, dest):  # a folder of -o linked elsewhere
+                    raise ArtifactError(f"task {task_id}: artifact {name} would be written "
+                                        f"outside {output_dir}")
                 try:
                     copy_artifact(engine.get_archive(cid, str(spec["path"])), dest)
                 except DockerError as e:

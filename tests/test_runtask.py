@@ -42,15 +42,20 @@ def test_the_container_runs_the_tasks_command_with_its_env() -> None:
     assert config["Env"] == [f"HASH={DIGEST}", "IMAGE_NAME=app", "RUN_ID=0",
                              "TASKCLUSTER_ROOT_URL=http://tc.example",
                              "TASKCLUSTER_WORKER_TYPE=images", f"TASK_ID={TASK_ID}"]
-    assert config["HostConfig"] == {"NetworkMode": "host"}
+    # Without the proxy feature, Docker's default network, not the host's.
+    assert config["HostConfig"] == {}
 
 
-def test_disable_seccomp_is_seccomp_unconfined_and_privileged_is_privileged() -> None:
+def test_disable_seccomp_is_seccomp_unconfined_and_privileged_is_refused() -> None:
     config = container_config(_task(capabilities={"disableSeccomp": True}), TASK_ID, "b")
-    assert config["HostConfig"] == {"NetworkMode": "host", "SecurityOpt": ["seccomp=unconfined"]}
-    config = container_config(_task(capabilities={"privileged": True, "disableSeccomp": False}),
-                              TASK_ID, "b")
-    assert config["HostConfig"] == {"NetworkMode": "host", "Privileged": True}
+    assert config["HostConfig"] == {"SecurityOpt": ["seccomp=unconfined"]}
+    with pytest.raises(InvalidValueError) as raised:
+        container_config(_task(capabilities={"privileged": True, "disableSeccomp": False}),
+                         TASK_ID, "b")
+    assert str(raised.value) == (
+        f"task {TASK_ID}: capabilities.privileged is refused: a privileged container is root "
+        "on the host, and a build task never asks for it (buildah needs disableSeccomp only)"
+    )
 
 
 def test_the_proxy_is_the_callers_taskcluster_on_the_hosts_network() -> None:

@@ -179,11 +179,14 @@ def _write_output(stream: int, data: bytes) -> None:
 
 def _run_task(args: argparse.Namespace) -> int:
     from taskgraph_images.docker import Engine
-    from taskgraph_images.runtask import record_run, run_task
+    from taskgraph_images.runtask import check_task, record_run, run_task
     from taskgraph_images.tcenv import TaskclusterEnv
 
     root_url = TaskclusterEnv.from_environment().root(args.root_url)
     task = _read_task(args, root_url)
+    # Before any index, engine or file is touched: names that would escape -o,
+    # routes --record could not index.
+    check_task(task, args.task_id, record=args.record)
     image = (task.get("payload") or {}).get("image")
     # The index holds recorded runs and the artifacts of task or indexed images.
     wants_index = args.record or args.index is not None or isinstance(image, dict)

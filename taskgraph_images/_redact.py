@@ -27,8 +27,8 @@ QUOTE_LIMIT = 40
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # scheme://userinfo@ : the userinfo is everything up to the last '@' before
-# the host (no '/', '?', '#' or white space in between).
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
+# the host (no '/', '?', '#', quote or white space in between).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s\"'<>]*@")
 
 
 def _visible(match: re.Match[str]) -> str:
@@ -56,8 +56,10 @@ def quote_value(value: str, limit: int = QUOTE_LIMIT) -> str:
     >>> quote_value("x" * 100, limit=4)
     "'xxxx'... (100 characters)"
     """
-    shown = strip_userinfo(escape(value[:limit]))
-    text = "'" + shown.replace("'", "\\'") + "'"
+    # Credentials go first, from the whole value: a prefix could cut a URL
+    # before its '@' and show part of a password.
+    value = strip_userinfo(value)
+    text = "'" + escape(value[:limit]).replace("'", "\\'") + "'"
     return f"{text}... ({len(value)} characters)" if len(value) > limit else text
 
 

@@ -80,7 +80,9 @@ class IndexKeys:
         """The ``hash`` namespaces a lookup of ``name`` at ``digest`` for a push at ``level`` tries.
 
         Seed: the push's level up to 3. taskgraph: level 3 down to the
-        push's, then the pull-request namespace for a pull request.
+        push's, then the pull-request namespace for a pull request at level 1
+        only: any pull request can write it, so a level-2 or level-3 decision
+        never trusts it (see ``docs/security.rst``). Its candidate is level 1.
         """
         if self.taskgraph_prefix is None:
             return list(search_order(name, digest, level, prefix=self.prefix))
@@ -88,9 +90,9 @@ class IndexKeys:
 
         found = index_search(self.taskgraph_prefix, name, digest, level=level,
                              tasks_for=self.tasks_for,
-                             cache_pull_requests=self.cache_pull_requests)
+                             cache_pull_requests=self.cache_pull_requests and level == 1)
         levels = list(range(3, level - 1, -1))
-        return [Candidate(levels[i] if i < len(levels) else level, ns)
+        return [Candidate(levels[i] if i < len(levels) else 1, ns)
                 for i, ns in enumerate(found)]
 
     def latest(self, name: str, level: int) -> list[Candidate]:

@@ -411,6 +411,10 @@ class _RunTask:
         root = self._root
         if self._configured is not None:
             what = f"run-task folder {escape(os.fspath(self._configured))}"
+            if os.path.isabs(os.fspath(self._configured)):
+                # A folder the caller named (the config's run-task: is always
+                # relative): its files must still be regular files inside it.
+                root = os.fspath(self._configured)
             folder = repo_dir(root, os.fspath(self._configured), f"{where}: run-task folder",
                               DockerfileError)
         else:

@@ -185,6 +185,8 @@ def parse_manifest(data: Union[bytes, str], *, source: str = "context manifest")
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise _fail(source, f"not JSON ({e})") from None
+    except RecursionError:  # a few hundred KB of '[' is enough
+        raise _fail(source, "refused: nested too deeply") from None
     if not isinstance(doc, dict):
         raise _fail(source, "not a JSON object")
     fmt = doc.get("format")
@@ -425,8 +427,11 @@ def _plural(n: int, word: str) -> str:
 
 
 def _first(items: Sequence[str]) -> str:
+    from taskgraph_images._redact import escape
+
     more = f", +{len(items) - 1} more" if len(items) > 1 else ""
-    return f"{items[0]}{more}"
+    # A path from an earlier build's manifest: its control characters shown, not sent.
+    return f"{escape(items[0])}{more}"
 
 
 @attrs.frozen

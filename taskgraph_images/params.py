@@ -15,6 +15,7 @@ from typing import Any, Mapping, Optional, Union
 
 import attrs
 
+from taskgraph_images._redact import QUOTE_LIMIT, has_userinfo, quote_value
 from taskgraph_images.errors import ParamsError
 
 __all__ = ["PARAM_NAMES", "REQUIRED", "Params", "ParamsLike", "coerce_params", "parse_pushdate"]
@@ -100,6 +101,15 @@ def _text(value: object, pattern: re.Pattern[str], expected: str) -> str:
     return value
 
 
+def _repository(value: object) -> str:
+    text = _text(value, _REPOSITORY, "expected a repository URL (https://, ssh://, git@ or file://)")
+    # Copied into every task's env and the plan: a token in it would be published.
+    user = text.partition("://")[2].partition("/")[0].rpartition("@")[0]
+    if has_userinfo(text) and (not text.startswith("ssh://") or ":" in user):
+        raise _Bad("it carries credentials (user:password@); give the URL without them")
+    return text
+
+
 def _level(value: object) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
@@ -126,13 +136,9 @@ _CHECKS: dict[str, Any] = {
         v, _PROJECT, "expected letters, digits, '.', '-' and '_' (100 at most)"
     ),
     "pushdate": _pushdate,
-    "head_repository": lambda v: _text(
-        v, _REPOSITORY, "expected a repository URL (https://, ssh://, git@ or file://)"
-    ),
+    "head_repository": lambda v: _repository(v),
     "head_rev": lambda v: _text(v, _REV, "expected a revision of 12 to 64 lowercase hex digits"),
-    "base_repository": lambda v: _text(
-        v, _REPOSITORY, "expected a repository URL (https://, ssh://, git@ or file://)"
-    ),
+    "base_repository": lambda v: _repository(v),
     "owner": _owner,
     "source": lambda v: _text(v, _SOURCE, "expected a URL starting https://, http://, ssh:// or git@"),
     "decision_task_id": lambda v: _text(v, _TASK_ID, "expected a 22-character slugid"),
@@ -221,7 +227,9 @@ def _validate(data: Mapping[str, Any]) -> dict[str, Any]:
         try:
             values[name] = _CHECKS[name](value)
         except _Bad as e:
-            problems.append(f"{name} {value!r} is invalid ({e})")
+            # A bounded, escaped prefix: a parameter may hold a token or a long text.
+            shown = quote_value(value) if isinstance(value, str) else repr(value)[:QUOTE_LIMIT]
+            problems.append(f"{name} {shown} is invalid ({e})")
     if problems:
         raise ParamsError("invalid decision parameters: " + "; ".join(problems))
     return values

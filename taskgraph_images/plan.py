@@ -481,7 +481,8 @@ def _build_tasks(
             args=image.args,
             symbol=image.symbol,
             index_routes=_index_routes(catalog, decision, params, config),
-            index_rank=_index_rank(catalog[decision.name].index, params, config),
+            index_rank=_index_rank(catalog[decision.name].index, params, config,
+                                   image=decision.name),
             config_path=config_path,
         )
         tasks[decision.task_id] = build_task(spec, params, config, now)
@@ -517,11 +518,15 @@ def _index_routes(catalog: ImageCatalog, decision: Decision, params: Params,
 
 
 def _index_rank(index: Optional[IndexConfig], params: Params,
-                config: BuildConfig) -> Optional[int]:
+                config: BuildConfig, *, image: str = "") -> Optional[int]:
     """The kind config's ``index.rank`` as taskgraph resolves it, or ``None`` without ``index``.
 
     ``by-tier``: the push date for a tier-1 task, else 0 (a task without
-    Treeherder counts as tier 3); ``build_date``: the push date; a number: itself.
+    Treeherder counts as tier 3); ``build_date``: the push date; a number:
+    itself, but at level 1 never more than the push date: a higher rank
+    would keep a try push's task at ``latest`` against every later push.
+
+    :raises PlanError: for such a rank at level 1, naming the image.
     """
     if index is None:
         return None
@@ -530,7 +535,14 @@ def _index_rank(index: Optional[IndexConfig], params: Params,
         return params.pushdate_epoch if tier == 1 else 0
     if index.rank == "build_date":
         return params.pushdate_epoch
-    return int(index.rank)
+    rank = int(index.rank)
+    if params.level == 1 and rank > params.pushdate_epoch:
+        raise PlanError(
+            f"image {image!r}: index.rank {rank} in the kind config is above the push date "
+            f"({params.pushdate_epoch}): at level 1 it would pin the 'latest' route against "
+            "every later push; use by-tier or build_date"
+        )
+    return rank
 
 
 #: What a decision without ``tasks_for`` runs for.

@@ -361,7 +361,13 @@ def _read_config(path: Optional[str], root: Optional[str] = None) -> BuildConfig
 
 
 def write_output(path: Optional[str], text: str) -> None:
-    """Write ``text`` to ``path`` atomically, or to stdout when ``path`` is None or '-'."""
+    """Write ``text`` to ``path`` atomically, or to stdout when ``path`` is None or '-'.
+
+    No URL in it keeps a ``user:password@`` (see ``docs/security.rst``).
+    """
+    from taskgraph_images._redact import strip_userinfo
+
+    text = strip_userinfo(text)
     if path is None or path == "-":
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -26,6 +26,7 @@ import threading
 import time
 from typing import IO, Callable, Iterator, Optional
 
+from taskgraph_images._redact import escape, strip_userinfo
 from taskgraph_images.progress import Reporter, Transfer, Wait, format_rate, format_size
 
 __all__ = ["ConsoleReporter", "current", "using"]
@@ -69,6 +70,8 @@ class ConsoleReporter(Reporter):
     # -- plain lines ----------------------------------------------------------------
 
     def _line(self, text: str) -> None:
+        # A line may carry a hostile name or a URL with user:password@.
+        text = strip_userinfo(escape(text))
         with self._lock:
             if self._live:
                 self.stream.write("\n")

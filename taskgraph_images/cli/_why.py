@@ -11,6 +11,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any, Optional
 
+from taskgraph_images._redact import escape
 from taskgraph_images.cli._common import (
     add_catalog_arguments,
     add_config_argument,
@@ -70,7 +71,8 @@ def format_diff(diff: ManifestDiff) -> list[str]:
         old = p.old_digest or "(none)"
         new = p.new_digest or "(none)"
         lines.append(f"parent   {p.describe()}  {old} -> {new}")
-    return lines
+    # Paths come from an earlier build's manifest: control characters shown, not sent.
+    return [escape(line) for line in lines]
 
 
 def _from_plan(args: argparse.Namespace) -> dict[str, Any]:

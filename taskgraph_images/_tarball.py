@@ -24,7 +24,7 @@ import io
 import os
 import posixpath
 import tarfile
-from typing import IO, Callable, Optional, Sequence, Union
+from typing import IO, Callable, Collection, Optional, Sequence, Union
 
 import attrs
 
@@ -330,8 +330,14 @@ class TarRewriter:
     withheld end-of-archive blocks.
     """
 
-    def __init__(self, rewrite: Optional[Rewrite] = None, *, max_collect: int = 16 << 20) -> None:
+    def __init__(self, rewrite: Optional[Rewrite] = None, *, max_collect: int = 16 << 20,
+                 regular: Collection[str] = ()) -> None:
         self._rewrite = rewrite
+        # Names that must be regular files (an image's metadata: a link or a
+        # folder there would let the engine read something the retag never saw).
+        self._regular = frozenset(regular)
+        #: True once a valid header was read: the stream is a tar, whatever follows.
+        self.started = False
         self._max_collect = max_collect
         self._state = _HEADER
         self._partial = bytearray()  # an incomplete header block
@@ -341,6 +347,7 @@ class TarRewriter:
         self._collect_size = 0
         self._collect_fn: Optional[Callable[[bytes], bytes]] = None
         self._pending_ext: list[bytes] = []  # raw extended headers of the next member
+        self._pending_size = 0  # their bytes: bounded, as one member's extended headers
         self._pax: dict[str, str] = {}
         self._long_name: Optional[str] = None
         self._long_link: Optional[str] = None
@@ -412,10 +419,16 @@ class TarRewriter:
                 raise ArtifactError("truncated tar archive: extended header without a member")
             return
         header = parse_header(block)
+        self.started = True
         padded = -(-header.size // BLOCK) * BLOCK
+        if header.type == b"g":
+            # A global header would change every later member's name or link
+            # after check_member saw it; no image archive needs one.
+            raise ArtifactError("the tar has a global PAX header, which is refused")
         if header.type in _EXT_TYPES:
-            if header.size > _EXT_LIMIT:
-                raise ArtifactError("tar extended header larger than 1 MiB")
+            self._pending_size += BLOCK + padded
+            if header.size > _EXT_LIMIT or self._pending_size > _EXT_LIMIT:
+                raise ArtifactError("tar extended headers of one member larger than 1 MiB")
             self._start_collect(bytes(block), header.size, padded, None, out)
             return
         name = self._pax.get("path") or self._long_name or header.name
@@ -429,10 +442,14 @@ class TarRewriter:
         while name.startswith("./"):
             name = name[2:]
         check_member(name, kind, link)
+        if name in self._regular and kind not in _FILE_TYPES:
+            what = {b"1": "a hard link", b"2": "a symlink", b"5": "a folder"}.get(kind, "not a file")
+            raise ArtifactError(f"tar member {name!r} is {what}: an image archive's "
+                                "metadata must be a regular file")
         self.members.append(name)
         padded = -(-size // BLOCK) * BLOCK if kind in _FILE_TYPES else 0
         fn = self._rewrite(name) if (self._rewrite and kind in _FILE_TYPES) else None
-        ext, self._pending_ext = self._pending_ext, []
+        ext, self._pending_ext, self._pending_size = self._pending_ext, [], 0
         pax, self._pax, self._long_name, self._long_link = self._pax, {}, None, None
         if fn is not None:
             if "size" in pax:

@@ -160,6 +160,11 @@ def _full_name(repo: str, tag: str) -> str:
     return f"{repo}:{tag}"
 
 
+#: The members of an image archive the engine reads its tags from: always
+#: regular files (a link there would escape the retag, see docs/security.rst).
+METADATA_MEMBERS = ("manifest.json", "repositories", "index.json")
+
+
 def retagger(reference: str) -> Callable[[str], Optional[Callable[[bytes], bytes]]]:
     """Return the :class:`TarRewriter` callback that retags an image archive to ``reference``."""
     repo, tag = split_reference(reference)
@@ -755,7 +760,7 @@ def stream_image(
 def _stream(
     raw: IO[bytes], sink: Sink, tag: Optional[str], max_size: int, meter: Optional[Meter]
 ) -> LoadResult:
-    rewriter = TarRewriter(retagger(tag) if tag else None)
+    rewriter = TarRewriter(retagger(tag) if tag else None, regular=METADATA_MEMBERS)
     head = _read_head(raw)
     compressed = head == ZSTD_MAGIC
     checker = ZstdFrameChecker() if compressed else None
@@ -835,7 +840,7 @@ def _tar_error(
 ) -> ArtifactError:
     """The error to raise for a tar that does not parse: plain bytes that never
     began a tar are not a damaged tar but something else altogether."""
-    if compressed or rewriter.members:
+    if compressed or rewriter.started:
         return error
     return ArtifactError(
         "not zstd-compressed (it does not start with the zstd magic number) "

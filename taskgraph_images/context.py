@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, NamedTuple, Optional, Protocol, Union
 import attrs
 
 from taskgraph_images import _dockerfile
+from taskgraph_images._safefile import MAX_DOCKERFILE_BYTES, read_repo_text
 from taskgraph_images._safefile import file_kind as _kind
 from taskgraph_images.errors import ContextError
 from taskgraph_images.filehash import FileHasher, file_sha256
@@ -312,7 +313,8 @@ def image_context(facts: ContextFacts, name: str) -> ImageContext:
         run_task = tuple(
             (f"run-task/{n}", os.path.join(image.run_task, n)) for n in _dockerfile.RUN_TASK_FILES
         )
-    text = _read_dockerfile(os.path.join(root, *image.dockerfile.split("/")), image.dockerfile)
+    text = read_repo_text(root, image.dockerfile, "Dockerfile", ContextError,
+                          limit=MAX_DOCKERFILE_BYTES)
     parent = facts.local_tag(image.config_parent) if image.config_parent is not None else None
     written = _dockerfile.parse(
         text, source=image.dockerfile, args=dict(image.args), image=name, parent=parent
@@ -337,14 +339,6 @@ def _regular(path: str, rel: str) -> None:
         raise ContextError(f"cannot stat %include {rel}: {e.strerror}") from e
     if not stat.S_ISREG(mode):
         raise ContextError(f"%include {rel} is {_kind(mode)}, not a regular file or folder")
-
-
-def _read_dockerfile(path: str, rel: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ContextError(f"cannot read {rel}: {e}") from e
 
 
 # -- writing a context tarball ------------------------------------------------------

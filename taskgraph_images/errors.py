@@ -34,6 +34,10 @@ __all__ = [
 ]
 
 
+#: The longest message (in characters) an error shows; the rest is cut.
+MAX_MESSAGE = 2000
+
+
 class TaskgraphImagesError(Exception):
     """Base of every error taskgraph-images raises on purpose."""
 
@@ -47,7 +51,11 @@ class TaskgraphImagesError(Exception):
         text = super().__str__()
         if "\n" in text:
             text = " ".join(text.split())
-        return strip_userinfo(escape(text))
+        text = strip_userinfo(escape(text))
+        # A value quoted from a hostile file cannot make the line unbounded.
+        if len(text) > MAX_MESSAGE:
+            text = f"{text[:MAX_MESSAGE]}... ({len(text)} characters)"
+        return text
 
 
 class DependencyError(TaskgraphImagesError):

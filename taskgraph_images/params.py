@@ -102,7 +102,11 @@ def _text(value: object, pattern: re.Pattern[str], expected: str) -> str:
 
 
 def _repository(value: object) -> str:
-    text = _text(value, _REPOSITORY, "expected a repository URL (https://, ssh://, git@ or file://)")
+    return _no_credentials(
+        _text(value, _REPOSITORY, "expected a repository URL (https://, ssh://, git@ or file://)"))
+
+
+def _no_credentials(text: str) -> str:
     # Copied into every task's env and the plan: a token in it would be published.
     user = text.partition("://")[2].partition("/")[0].rpartition("@")[0]
     if has_userinfo(text) and (not text.startswith("ssh://") or ":" in user):
@@ -140,7 +144,8 @@ _CHECKS: dict[str, Any] = {
     "head_rev": lambda v: _text(v, _REV, "expected a revision of 12 to 64 lowercase hex digits"),
     "base_repository": lambda v: _repository(v),
     "owner": _owner,
-    "source": lambda v: _text(v, _SOURCE, "expected a URL starting https://, http://, ssh:// or git@"),
+    "source": lambda v: _no_credentials(
+        _text(v, _SOURCE, "expected a URL starting https://, http://, ssh:// or git@")),
     "decision_task_id": lambda v: _text(v, _TASK_ID, "expected a 22-character slugid"),
     "pushlog_id": _pushlog_id,
     "tasks_for": lambda v: _text(v, _TASKS_FOR, "expected e.g. hg-push, github-push or "

@@ -328,3 +328,13 @@ def test_context_of_an_inside_folder_is_unchanged(tmp_path: Path) -> None:
     write_context(ImageCatalog.load(root), "app", str(out))
     with tarfile.open(out) as tar:
         assert tar.getnames() == ["Dockerfile"]
+
+
+def test_a_huge_value_in_a_kind_file_makes_a_bounded_message(tmp_path: Path) -> None:
+    root = _repo(tmp_path / "repo")
+    make_tree(root, {KIND: "tasks:\n  app:\n    ? " + "k" * 100_000 + "\n    : 1\n"})
+    with pytest.raises(ConfigError) as raised:
+        ImageCatalog.load(root)
+    message = str(raised.value)
+    assert message.startswith(f"{root / KIND}: tasks.app has an unknown key 'kkkk")
+    assert len(message) < 2100 and message.endswith(" characters)")

@@ -104,7 +104,7 @@ def test_the_pull_request_namespace_is_not_trusted_above_level_1(
 # -- URL credentials (item 10) -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", ["head_repository", "base_repository"])
+@pytest.mark.parametrize("key", ["head_repository", "base_repository", "source"])
 def test_a_repository_with_credentials_is_refused_without_them(key: str) -> None:
     with pytest.raises(ParamsError) as raised:
         Params.from_mapping({**PARAMS, key: f"https://x-access-token:{TOKEN}@github.com/o/r"})

@@ -87,7 +87,7 @@ def _resolve(root: str, path: PathLike, what: str, error: type[TaskgraphImagesEr
     real = os.path.realpath(full)
     if not inside(root, real):
         raise error(f"{what} {_shown(root, full)} leaves the repository "
-                    f"(through a symlink or '..'); it must be a file under the root")
+                    f"(through a symlink or '..'); only what is under the root is read")
     return real
 
 

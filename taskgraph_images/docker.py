@@ -366,6 +366,15 @@ class Engine:
         """Return True when the engine has an image called ``name``."""
         return self.inspect(name) is not None
 
+    def has_network(self, name: str) -> bool:
+        """Return True when the engine has a network called ``name`` (``bridge``, say)."""
+        response = self._request("GET", f"/networks/{_quote(name)}")
+        if response.status == 404:
+            return False
+        if response.status != 200:
+            raise DockerError(f"cannot inspect network {name}: {response.message()}")
+        return True
+
     def tag(self, name: str, new: str) -> None:
         """Give image ``name`` the extra tag ``new`` (``repo:tag``)."""
         repo, tag = split_reference(new)

@@ -120,6 +120,11 @@ def check_task(task: Mapping[str, Any], task_id: str, *, record: bool = False) -
                 ) from None
 
 
+def _switched_on(payload: Mapping[str, Any], key: str) -> set[str]:
+    """The names of ``payload[key]`` (features, capabilities) set to a true value."""
+    return {k for k, v in (payload.get(key) or {}).items() if v}
+
+
 def image_reference(image: Any, task_id: str) -> str:
     """Return the local tag a run of ``task_id`` uses for ``payload.image``.
 
@@ -146,12 +151,15 @@ def container_config(
     *,
     root_url: Optional[str] = None,
     run_id: int = 0,
+    network: Optional[str] = None,
 ) -> dict[str, Any]:
     """Return the Engine API body that creates the container of ``task``'s run.
 
     ``image`` is the local tag of its image (see :func:`image_reference`),
     ``root_url`` the Taskcluster the run talks to (required with the
-    ``taskclusterProxy`` feature).
+    ``taskclusterProxy`` feature). ``network`` is the network of a task
+    without that feature (default: the engine's default network); a task
+    with it always runs on the host's.
 
     :raises InvalidValueError: for a payload feature or capability a local
         run cannot give, or a proxy without a root URL.
@@ -162,8 +170,8 @@ def container_config(
         raise InvalidValueError(
             f"task {task_id}: a local run cannot give payload.{', payload.'.join(extra)}"
         )
-    features = {k for k, v in (payload.get("features") or {}).items() if v}
-    capabilities = {k for k, v in (payload.get("capabilities") or {}).items() if v}
+    features = _switched_on(payload, "features")
+    capabilities = _switched_on(payload, "capabilities")
     if "privileged" in capabilities:
         raise InvalidValueError(
             f"task {task_id}: capabilities.privileged is refused: a privileged container is "
@@ -185,7 +193,11 @@ def container_config(
         env["TASKCLUSTER_WORKER_TYPE"] = str(task["taskQueueId"]).split("/", 1)[-1]
     # The proxy stands for the caller's Taskcluster, which may listen on
     # loopback: only a task with the proxy feature gets the host's network.
-    host: dict[str, Any] = {"NetworkMode": "host"} if "taskclusterProxy" in features else {}
+    host: dict[str, Any] = {}
+    if "taskclusterProxy" in features:
+        host["NetworkMode"] = "host"
+    elif network is not None:
+        host["NetworkMode"] = network
     if root_url:
         from taskgraph_images.tcenv import normalize_root_url
 
@@ -362,7 +374,16 @@ def run_task(
     payload = _payload(task)
     check_task(task, task_id)
     image = prepare_image(engine, task, task_id, index=index, root_url=root_url, on_note=on_note)
-    config = container_config(task, task_id, image, root_url=root_url)
+    network = None
+    if "taskclusterProxy" not in _switched_on(payload, "features") \
+            and not engine.has_network("bridge"):
+        # An engine without a bridge (dockerd --bridge=none) has no network
+        # to give short of the host's, which such a task does not get.
+        network = "none"
+        if on_note is not None:
+            on_note(f"task {task_id}: the Docker engine has no bridge network; the task runs "
+                    "without a network")
+    config = container_config(task, task_id, image, root_url=root_url, network=network)
     max_run = float(payload.get("maxRunTime") or 0) or None
     cid = engine.create_container(config)
     try:

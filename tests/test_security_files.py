@@ -56,7 +56,7 @@ def test_a_value_file_linked_out_of_the_repository_is_refused_without_its_conten
     assert code == 1 and out == ""
     assert _error(err) == (
         f"{name} file {D}/base/{name} leaves the repository (through a symlink or '..'); "
-        "it must be a file under the root"
+        "only what is under the root is read"
     )
     assert "s3cr3t" not in err
 
@@ -122,7 +122,7 @@ def test_an_image_folder_linked_out_of_the_repository_is_refused(tmp_path: Path)
         ImageCatalog.load(root)
     assert str(raised.value) == (
         f"image 'evil': folder {D}/evil leaves the repository (through a symlink or '..'); "
-        "it must be a file under the root"
+        "only what is under the root is read"
     )
 
 
@@ -175,7 +175,7 @@ def test_run_task_folder_outside_the_repository_is_refused(
     assert code == 1
     assert _error(err) == (
         f"{D}/app/Dockerfile:2: run-task folder {tmp_path / 'outside'} leaves the repository "
-        "(through a symlink or '..'); it must be a file under the root"
+        "(through a symlink or '..'); only what is under the root is read"
     )
 
 
@@ -255,7 +255,7 @@ def test_the_repository_config_linked_out_of_it_is_refused_and_not_printed(
     assert code == 1
     assert _error(err) == (
         "build-task config taskcluster/taskgraph-images.yml leaves the repository "
-        "(through a symlink or '..'); it must be a file under the root"
+        "(through a symlink or '..'); only what is under the root is read"
     )
     assert "s3cr3t" not in err
 

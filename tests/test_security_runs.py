@@ -107,3 +107,44 @@ def test_host_networking_only_with_the_proxy_feature() -> None:
 def test_a_cache_name_must_be_plain() -> None:
     with pytest.raises(InvalidValueError, match="cache name '/var/run' is not a plain name"):
         check_task(_task(cache={"/var/run": "/mnt"}), TASK_ID)
+
+
+class _Engine:
+    """Just enough of an engine to see the container a run asks for."""
+
+    def __init__(self, bridge: bool) -> None:
+        self.bridge = bridge
+        self.configs: list[dict[str, Any]] = []
+
+    def exists(self, name: str) -> bool:
+        return True
+
+    def has_network(self, name: str) -> bool:
+        return self.bridge and name == "bridge"
+
+    def create_container(self, config: dict[str, Any]) -> str:
+        self.configs.append(config)
+        return "c1"
+
+    def start_container(self, cid: str) -> None:
+        pass
+
+    def logs(self, cid: str) -> list[tuple[int, bytes]]:
+        return []
+
+    def wait_container(self, cid: str, timeout: Any = None) -> int:
+        return 0
+
+    def remove_container(self, cid: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("bridge", "host_config"), [(True, {}), (False, {"NetworkMode": "none"})])
+def test_a_task_without_the_proxy_gets_the_default_network_or_none(
+    bridge: bool, host_config: dict[str, Any]
+) -> None:
+    engine = _Engine(bridge)
+    notes: list[str] = []
+    run = run_task(engine, _task(), TASK_ID, on_note=notes.append)  # type: ignore[arg-type]
+    assert run.succeeded and engine.configs[0]["HostConfig"] == host_config
+    assert any("no bridge network" in n for n in notes) is not bridge

@@ -89,6 +89,8 @@ def _json(data: bytes, what: str) -> Any:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise ArtifactError(f"the image archive's {what} is not valid JSON: {e}") from e
+    except RecursionError:
+        raise ArtifactError(f"the image archive's {what} is refused: nested too deeply") from None
 
 
 def _dump(value: Any) -> bytes:

@@ -197,6 +197,8 @@ def _member_json(tar: tarfile.TarFile, name: str, path: str) -> Any:
         return json.load(member)
     except ValueError as e:
         raise ArtifactError(f"{path}: {name} is not JSON: {e}") from e
+    except RecursionError:
+        raise ArtifactError(f"{path}: {name} is refused: nested too deeply") from None
 
 
 def fetch_parent(

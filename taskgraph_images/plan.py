@@ -191,6 +191,8 @@ class Plan:
             doc = json.loads(text)
         except (ValueError, UnicodeDecodeError) as e:
             raise PlanError(f"not a plan: invalid JSON ({e})") from None
+        except RecursionError:
+            raise PlanError("not a plan: JSON nested too deeply") from None
         if not isinstance(doc, dict) or doc.get("format") != PLAN_FORMAT:
             raise PlanError(f"not a plan: no 'format': '{PLAN_FORMAT}' marker")
         images, tasks = doc.get("images"), doc.get("tasks")

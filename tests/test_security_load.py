@@ -131,3 +131,12 @@ def test_a_plain_tar_with_a_bad_first_member_says_why(
     assert code == 1
     assert _error(err).endswith(
         "tar member 'a/../../evil.txt' has a '..' component (path traversal)")
+
+
+def test_a_deeply_nested_manifest_json_is_one_line_when_retagging(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = zst(_tar(_file("manifest.json", b"[" * 100_000 + b"]" * 100_000)))
+    code, err = _load(capsys, tmp_path, data, "-t", "mine:1")
+    assert code == 1
+    assert _error(err).endswith("the image archive's manifest.json is refused: nested too deeply")

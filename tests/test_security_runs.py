@@ -148,3 +148,12 @@ def test_a_task_without_the_proxy_gets_the_default_network_or_none(
     run = run_task(engine, _task(), TASK_ID, on_note=notes.append)  # type: ignore[arg-type]
     assert run.succeeded and engine.configs[0]["HostConfig"] == host_config
     assert any("no bridge network" in n for n in notes) is not bridge
+
+
+def test_a_plan_nested_deep_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["run-task", TASK_ID, "--plan", str(plan)]) == 1
+    assert _error(capsys.readouterr().err) == f"{plan}: not a plan: JSON nested too deeply"

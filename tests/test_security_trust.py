@@ -183,3 +183,10 @@ def test_a_hostile_member_path_is_escaped_in_the_explanation_and_in_why(tmp_path
     lines = format_diff(diff)
     assert not any(c in "".join(lines) for c in "\x1b\r")
     assert any("\\x1b[2J" in line for line in lines)
+
+
+def test_a_plan_file_nested_deep_is_a_plan_error() -> None:
+    from taskgraph_images.plan import Plan
+
+    with pytest.raises(PlanError, match="not a plan: JSON nested too deeply"):
+        Plan.from_json("[" * 100_000 + "]" * 100_000)

@@ -132,6 +132,8 @@ def _read_task(args: argparse.Namespace, root_url: Optional[str]) -> Mapping[str
             raise PlanError(f"cannot read plan {args.plan}: {e.strerror}") from e
         except ValueError as e:
             raise PlanError(f"{args.plan}: not a plan: invalid JSON ({e})") from None
+        except RecursionError:
+            raise PlanError(f"{args.plan}: not a plan: JSON nested too deeply") from None
         tasks = doc.get("tasks") if isinstance(doc, dict) else None
         if not isinstance(tasks, dict):
             raise PlanError(f"{args.plan}: not a plan: no 'tasks' object")

@@ -7,6 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Optional
 
+from taskgraph_images._redact import escape
 from taskgraph_images.cli._common import (
     add_catalog_arguments,
     add_config_argument,
@@ -399,7 +400,8 @@ def _load(args: argparse.Namespace) -> int:
         return 0
     for message in result.messages:
         if args.output is None:
-            print(message)  # the engine's "Loaded image: ..." is the output
+            # The engine's "Loaded image: ...", naming tags the archive chose.
+            print(escape(message))
         else:
             note(message)
     return 0

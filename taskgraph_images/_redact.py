@@ -27,8 +27,10 @@ QUOTE_LIMIT = 40
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # scheme://userinfo@ : the userinfo is everything up to the last '@' before
-# the host (no '/', '?', '#', quote or white space in between).
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s\"'<>]*@")
+# the host (no '/', '?', '#', quote or white space in between). Matched from
+# the "://" (a scheme character before it), so a scan is linear in the text:
+# each match ends at the next '/' at the latest.
+_USERINFO = re.compile(r"(?<=[A-Za-z0-9+.-])://[^/?#\s\"'<>]*@")
 
 
 def _visible(match: re.Match[str]) -> str:
@@ -69,7 +71,7 @@ def strip_userinfo(text: str) -> str:
     >>> strip_userinfo("cannot reach https://me:s3cret@tc.example.com/api")
     'cannot reach https://tc.example.com/api'
     """
-    return _USERINFO.sub(r"\1", text) if "@" in text else text
+    return _USERINFO.sub("://", text) if "@" in text and "://" in text else text
 
 
 def has_userinfo(url: str) -> bool:

@@ -117,7 +117,10 @@ def repo_dir(root: PathLike, path: PathLike, what: str,
     """
     root_s = os.fspath(root)
     real = _resolve(root_s, path, what, error)
-    mode = os.stat(real).st_mode
+    try:
+        mode = os.stat(real).st_mode
+    except OSError as e:
+        raise error(f"cannot read {what} {_shown(root_s, real)}: {e.strerror}") from e
     if not stat.S_ISDIR(mode):
         raise error(f"{what} {_shown(root_s, os.path.join(root_s, os.fspath(path)))} is "
                     f"{file_kind(mode)}, not a folder")

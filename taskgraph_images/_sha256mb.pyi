@@ -1,4 +1,4 @@
-"""Multi-buffer SHA-256 of many files at once (AVX2 / AVX-512); see _sha256mb.c."""
+"""Multi-buffer SHA-256 of many files at once (AVX2 / AVX-512, or SHA-NI); see _sha256mb.c."""
 
 from typing import Optional, Sequence, Union
 

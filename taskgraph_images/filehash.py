@@ -2,10 +2,11 @@
 
 :func:`hash_paths` returns the sha256 hexdigest of each file of a list, in
 order. Depending on the list it hashes on the calling thread, on threads,
-in forked processes, or through the multi-buffer kernel
-(``taskgraph_images._sha256mb``, 8 or 16 files at once per core); the
-digests never depend on the route. :func:`file_sha256` is the one-file form
-and the default :data:`FileHasher`.
+in forked processes, or through the compiled module
+(``taskgraph_images._sha256mb``: 8 or 16 files at once per core, or one at a
+time with SHA-NI); :func:`engine` picks the fastest for this CPU
+(:func:`choose_engine`). The digests never depend on the route.
+:func:`file_sha256` is the one-file form and the default :data:`FileHasher`.
 """
 
 from __future__ import annotations
@@ -13,15 +14,33 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from typing import Callable, Iterable, Optional, Protocol, Sequence, TypeVar, Union
+from typing import (
+    AbstractSet,
+    Callable,
+    Iterable,
+    Optional,
+    Protocol,
+    Sequence,
+    TypeVar,
+    Union,
+)
 
-from taskgraph_images.errors import ContextError
+import attrs
+
+from taskgraph_images.errors import ContextError, InvalidValueError
 
 __all__ = [
+    "AVX2",
+    "AVX512",
     "CHUNK",
+    "SHA_NI",
     "SIMD_ENV",
+    "Engine",
     "FileHasher",
     "LaneKernel",
+    "choose_engine",
+    "cpu_flags",
+    "engine",
     "file_sha256",
     "hash_paths",
     "lane_kernel",
@@ -109,9 +128,9 @@ def hash_paths(paths: Sequence[str], *, jobs: Optional[int] = None,
     """Return ``hasher(path)`` for every path, in order, on up to ``jobs`` cores.
 
     ``jobs`` defaults to one per core (at most eight). With the default
-    hasher, files go through the multi-buffer kernel (:func:`lane_kernel`)
-    when this machine has one: see :func:`_hash_in_lanes`. Otherwise, or with
-    another hasher, see :func:`_hash_one_by_one`.
+    hasher, the files go where this machine's :func:`engine` says: the
+    compiled module (:func:`_hash_in_lanes`) or hashlib one file per call
+    (:func:`_hash_one_by_one`, also the route of any other hasher).
 
     :raises ContextError: when a file cannot be read.
     """
@@ -119,14 +138,123 @@ def hash_paths(paths: Sequence[str], *, jobs: Optional[int] = None,
         jobs = _default_jobs()
     jobs = max(1, min(jobs, len(paths)))
     if hasher is file_sha256 and paths:
-        kernel = lane_kernel()
+        chosen = engine()
+        kernel = _compiled() if chosen.small else None
         if kernel is not None:
-            return _hash_in_lanes(kernel, paths, jobs)
+            return _hash_in_lanes(kernel, paths, jobs, chosen.small, chosen.large)
     return _hash_one_by_one(paths, jobs, hasher)
 
 
-#: The environment variable that turns the multi-buffer kernel off when ``0``.
+#: The environment variable that forces an engine: ``0`` hashlib, ``1`` the
+#: multi-buffer kernel; unset, empty or ``auto``: :func:`choose_engine` decides.
 SIMD_ENV = "TASKGRAPH_IMAGES_SIMD"
+
+#: The CPU features the choice depends on, spelled as ``/proc/cpuinfo`` spells them.
+SHA_NI, AVX2, AVX512 = "sha_ni", "avx2", "avx512f"
+
+
+@attrs.frozen
+class Engine:
+    """Which code hashes which files on this machine, and why.
+
+    ``small`` hashes the files up to :data:`_LANE_SMALL`, ``large`` the larger
+    ones: a lane count of the compiled module (16: AVX-512, 8: AVX2, 1: its
+    per-file loop with the SHA extensions, one file at a time) or 0 for
+    :mod:`hashlib`, one file per call. ``large`` lanes take only large files
+    that are enough alike (see :func:`_hash_in_lanes`); the rest go to hashlib.
+    """
+
+    small: int
+    large: int
+    reason: str
+
+    def describe(self) -> str:
+        """One line for ``-v`` and the benchmark: what hashes which files, and why."""
+        small, large = _ENGINE_NAMES[self.small], _ENGINE_NAMES[self.large]
+        what = (f"{small} for every file" if small == large else
+                f"{small} for files up to 1 MiB, {large} for larger ones")
+        return f"{what} ({self.reason})"
+
+
+_ENGINE_NAMES = {
+    0: "hashlib",
+    1: "the compiled loop with SHA-NI",
+    8: "the multi-buffer kernel (8 lanes, AVX2)",
+    16: "the multi-buffer kernel (16 lanes, AVX-512)",
+}
+
+
+def choose_engine(flags: AbstractSet[str], setting: Optional[str] = None, *,
+                  built: bool = True) -> Engine:
+    """The engine for a CPU with ``flags`` (:data:`SHA_NI`, :data:`AVX2`, :data:`AVX512`).
+
+    ``setting`` is :data:`SIMD_ENV`'s value; ``built`` whether the compiled
+    module imports. The rule, from the runs in ``docs/performance.md``:
+
+    - without SHA-NI, one sha256 chain runs at a few hundred MB/s, and 8 or 16
+      lanes are 2.3x - 2.8x faster: the kernel hashes every file;
+    - with SHA-NI, one chain runs at ~1.5 GB/s per core, as fast as 16
+      AVX-512 lanes (Zen 4) and 1.8x faster than 8 AVX2 lanes (Zen 3), so
+      large files go to hashlib (lanes would also need 16 alike files per
+      core to be full); small files stay in the compiled per-file loop, which
+      saves Python's work per file: 16 lanes with AVX-512, else that loop
+      with SHA-NI.
+
+    :raises InvalidValueError: when ``setting`` is not ``0``, ``1``, ``auto`` or empty.
+    """
+    value = (setting or "").strip().lower()
+    if value not in ("", "auto", "0", "1"):
+        raise InvalidValueError(
+            f"{SIMD_ENV}={setting!r}: use 0 (hashlib), 1 (the multi-buffer kernel) or auto")
+    widest = 16 if AVX512 in flags else 8 if AVX2 in flags else 1 if SHA_NI in flags else 0
+    if value == "0":
+        return Engine(0, 0, f"{SIMD_ENV}=0")
+    if not built:
+        return Engine(0, 0, "the compiled module taskgraph_images._sha256mb is not built")
+    if value == "1":
+        if not widest:
+            return Engine(0, 0, f"{SIMD_ENV}=1, but this CPU has no {AVX512}, {AVX2} or "
+                          f"{SHA_NI}")
+        return Engine(widest, widest, f"{SIMD_ENV}=1")
+    if SHA_NI not in flags:
+        if not widest:
+            return Engine(0, 0, f"this CPU has no {AVX512}, {AVX2} or {SHA_NI}")
+        return Engine(widest, widest, f"{AVX512 if widest == 16 else AVX2} without {SHA_NI}: "
+                      "lanes beat one sha256 chain")
+    if widest == 16:
+        return Engine(16, 0, f"{SHA_NI} and {AVX512}: lanes win on small files, "
+                      "one SHA-NI chain on large ones")
+    return Engine(1, 0, f"{SHA_NI} without {AVX512}: one SHA-NI chain beats 8 AVX2 lanes")
+
+
+def cpu_flags(widths: Iterable[int]) -> frozenset[str]:
+    """The flags of :func:`choose_engine` that the compiled module found (its ``widths()``).
+
+    It asks the CPU itself (``cpuid``), as the kernel does for ``/proc/cpuinfo``,
+    so the rule sees what the module can run: 16 lanes need ``avx512f`` and
+    ``avx512bw``, 8 need ``avx2``, 1 needs ``sha_ni``.
+    """
+    names = {16: AVX512, 8: AVX2, 1: SHA_NI}
+    return frozenset(names[w] for w in widths if w in names)
+
+
+def _compiled() -> Optional[LaneKernel]:
+    try:
+        from taskgraph_images import _sha256mb
+    except ImportError:
+        return None
+    kernel: LaneKernel = _sha256mb
+    return kernel
+
+
+def engine() -> Engine:
+    """The engine :func:`hash_paths` uses now (this CPU, :data:`SIMD_ENV`).
+
+    :raises InvalidValueError: when :data:`SIMD_ENV` has a value it does not know.
+    """
+    kernel = _compiled()
+    flags = cpu_flags(kernel.widths()) if kernel is not None else frozenset()
+    return choose_engine(flags, os.environ.get(SIMD_ENV), built=kernel is not None)
 
 
 class LaneKernel(Protocol):
@@ -139,21 +267,16 @@ class LaneKernel(Protocol):
 
 
 def lane_kernel() -> Optional[LaneKernel]:
-    """The multi-buffer SHA-256 module, or ``None``.
+    """The compiled SHA-256 module when :func:`engine` uses it for any file, else ``None``.
 
     ``None`` when the extension was not built (no compiler at install time,
-    or not x86), when the CPU has neither AVX2 nor AVX-512, or when the
-    environment sets :data:`SIMD_ENV` to ``0``. The digests are the same
+    or not x86), when the CPU has none of AVX2, AVX-512 and SHA-NI, or when
+    the environment sets :data:`SIMD_ENV` to ``0``. The digests are the same
     either way; only the speed differs.
     """
-    if os.environ.get(SIMD_ENV, "1").strip() == "0":
+    if engine().small == 0:
         return None
-    try:
-        from taskgraph_images import _sha256mb
-    except ImportError:
-        return None
-    kernel: LaneKernel = _sha256mb
-    return kernel if kernel.widths() else None
+    return _compiled()
 
 
 #: Files up to this size go through the lanes in the first pass; larger ones
@@ -161,46 +284,50 @@ def lane_kernel() -> Optional[LaneKernel]:
 _LANE_SMALL = 1 << 20
 
 
-def _hash_in_lanes(kernel: LaneKernel, paths: Sequence[str], jobs: int) -> list[str]:
-    """Hash ``paths`` with the multi-buffer kernel, on ``jobs`` threads.
+def _hash_in_lanes(kernel: LaneKernel, paths: Sequence[str], jobs: int, width: int,
+                   large: int) -> list[str]:
+    """Hash ``paths`` with the compiled module, on ``jobs`` threads.
 
-    The kernel hashes 8 or 16 files at once on one core, one file per vector
-    lane, reading and hashing with the GIL released, so threads share the
-    cores with no per-file Python work. A lane hashes one file at 1/16 of the
+    ``width`` and ``large`` are an :class:`Engine`'s lane counts for small
+    and large files. The compiled module hashes ``width`` files at once on
+    one core (one file per vector lane; 1: one file at a time with SHA-NI),
+    reading and hashing with the GIL released, so threads share the cores
+    with no per-file Python work. A lane hashes one file at 1/16 of the
     kernel's speed, so one large file would keep a whole run waiting:
 
     1. Files up to :data:`_LANE_SMALL` are hashed in runs of neighbouring
-       files; each thread takes the next run until none is left. The kernel
+       files; each thread takes the next run until none is left. The module
        skips larger files without reading them.
-    2. The skipped files are stat'ed. They go through the lanes (largest
-       first, dealt round-robin to the threads) when enough of them are alike:
-       a file does when at least ``jobs * lanes / 2`` files are at least half
-       its size. Every other one is hashed with :mod:`hashlib`, which is
-       faster for a few large files.
+    2. The skipped files are stat'ed. With ``large`` lanes, they go through
+       the lanes (largest first, dealt round-robin to the threads) when
+       enough of them are alike: a file does when at least
+       ``jobs * large / 2`` files are at least half its size. Every other one
+       (all of them when ``large`` is 0) is hashed with :mod:`hashlib`, which
+       is faster for a few large files.
     """
     count = len(paths)
-    width = kernel.widths()[0]
     out: list[Union[str, int, None]] = [None] * count
     size = max(4 * width, -(-count // (8 * jobs)))  # files per run
     runs = [(lo, min(count, lo + size)) for lo in range(0, count, size)]
 
     def first(run: tuple[int, int]) -> None:
         lo, hi = run
-        out[lo:hi] = kernel.hash_files(paths[lo:hi], limit=_LANE_SMALL)
+        out[lo:hi] = kernel.hash_files(paths[lo:hi], width=width, limit=_LANE_SMALL)
 
     _on_threads(first, runs, jobs)
     left = [i for i in range(count) if out[i] is None]
     if left:
         sizes = {i: _size(paths[i]) for i in left}
         left.sort(key=sizes.__getitem__, reverse=True)
-        enough = jobs * width // 2
-        bound = 2 * sizes[left[enough - 1]] if len(left) >= enough else -1
+        enough = jobs * large // 2
+        bound = 2 * sizes[left[enough - 1]] if large and len(left) >= enough else -1
         cut = next((k for k, i in enumerate(left) if sizes[i] <= bound), len(left))
         alone, wide = left[:cut], left[cut:]  # largest first: the alike ones are a tail
         shares = [wide[k::jobs] for k in range(jobs) if wide[k::jobs]]
 
         def second(share: list[int]) -> None:
-            for i, digest in zip(share, kernel.hash_files([paths[i] for i in share])):
+            hashed = kernel.hash_files([paths[i] for i in share], width=large)
+            for i, digest in zip(share, hashed):
                 out[i] = digest
 
         _on_threads(second, shares, jobs)

@@ -46,14 +46,22 @@ def independent_seed_hash(root: str, image_path: str) -> str:
     return outer.hexdigest()
 
 
-@pytest.fixture(params=["lanes", "one by one"])
+#: Every engine the compiled module can be asked for: (small, large) lane counts.
+_ENGINES = {"lanes 16": (16, 16), "lanes 8": (8, 8), "SHA-NI loop": (1, 0),
+            "lanes 16, hashlib large": (16, 0)}
+
+
+@pytest.fixture(params=[*_ENGINES, "one by one"])
 def hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test with the multi-buffer kernel, then with hashlib one file at a time."""
-    if request.param == "lanes":
-        if lane_kernel() is None:
-            pytest.skip("no multi-buffer kernel on this machine")
-    else:
+    """Run a test with each engine this CPU can run, then with hashlib one file at a time."""
+    if request.param == "one by one":
         monkeypatch.setenv(SIMD_ENV, "0")
+        return "one by one"
+    small, large = _ENGINES[request.param]
+    kernel = lane_kernel()
+    if kernel is None or small not in kernel.widths():
+        pytest.skip(f"no {request.param} on this machine")
+    monkeypatch.setattr(filehash, "engine", lambda: filehash.Engine(small, large, "a test"))
     return str(request.param)
 
 
@@ -173,14 +181,17 @@ def test_a_missing_file_is_a_context_error(hashing: str, tmp_path: Path) -> None
 
 
 # -- the multi-buffer kernel's share of the work -----------------------------------
-needs_lanes = pytest.mark.skipif(lane_kernel() is None,
+def _lane_widths() -> list[int]:
+    kernel = lane_kernel()
+    return [w for w in kernel.widths() if w > 1] if kernel is not None else []
+
+
+needs_lanes = pytest.mark.skipif(not _lane_widths(),
                                  reason="no multi-buffer kernel on this machine")
 
 
 def _widest() -> int:
-    kernel = lane_kernel()
-    assert kernel is not None
-    return kernel.widths()[0]
+    return _lane_widths()[0]
 
 
 def _hole(path: Path, size: int) -> str:
@@ -218,6 +229,7 @@ def test_a_lone_large_file_is_hashed_with_hashlib(tmp_path: Path,
 @needs_lanes
 def test_large_files_alike_share_the_lanes(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SIMD_ENV, "1")  # the kernel for every file, large ones too
     width = _widest()
     sizes = [(2 << 20) + i for i in range(width // 2)]  # enough for one thread
     paths = [_hole(tmp_path / f"l{i}", size) for i, size in enumerate(sizes)]
@@ -229,6 +241,7 @@ def test_large_files_alike_share_the_lanes(tmp_path: Path,
 @needs_lanes
 def test_a_file_over_twice_the_size_of_its_peers_leaves_the_lanes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SIMD_ENV, "1")
     width = _widest()
     paths = [_hole(tmp_path / f"l{i}", 2 << 20) for i in range(width // 2)]
     huge = _hole(tmp_path / "huge", (4 << 20) + 1)

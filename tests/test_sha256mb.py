@@ -116,9 +116,18 @@ def _cpuinfo_flags() -> set[str]:
 @pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="needs /proc/cpuinfo")
 def test_the_widths_are_the_kernels_the_cpu_flags_name() -> None:
     flags = _cpuinfo_flags()
-    expected = [w for w, needs in ((16, {"avx512f", "avx512bw"}), (8, {"avx2"}), (1, {"sha_ni"}))
+    expected = [w for w, needs in ((16, {"avx512f", "avx512bw"}), (8, {"avx2"}), (2, {"sha_ni"}))
                 if needs <= flags]
     assert list(WIDTHS) == expected
+
+
+def test_spin_times_a_kernel_without_reading_anything(width: int) -> None:
+    assert _sha256mb.spin(width, 2) is None
+
+
+def test_spin_refuses_a_width_this_cpu_lacks() -> None:
+    with pytest.raises(ValueError, match="no 4-lane kernel"):
+        _sha256mb.spin(4, 1)
 
 
 def test_a_width_this_cpu_lacks_is_refused() -> None:

@@ -233,6 +233,7 @@ typedef struct {
     int fd;
     size_t start, end; /* unhashed bytes of the buffer */
     uint64_t length;   /* bytes read so far */
+    uint64_t expect;   /* a regular file's size from fstat; 0: read to a read of 0 */
     int final;         /* padding appended: the buffer ends the message */
 } lane_t;
 
@@ -306,6 +307,9 @@ static void lane_take(lane_t *lane, lane_state st, int i, job_t *job, Py_ssize_t
         lane->fd = fd;
         lane->start = lane->end = 0;
         lane->length = 0;
+        /* once a regular file's size is read, its end is known without
+           another read (as filehash.sha256_fd does); empty ones are read */
+        lane->expect = S_ISREG(info.st_mode) ? (uint64_t)info.st_size : 0;
         lane->final = 0;
         lane_reset(st, i);
         return;
@@ -336,7 +340,8 @@ static int lane_fill(lane_t *lane, uint8_t *buf)
         if (n > 0) {
             lane->end += (size_t)n;
             lane->length += (uint64_t)n;
-            continue;
+            if (lane->length != lane->expect)
+                continue;
         }
         /* the end of the file: 0x80, zeros, and the length in bits */
         uint64_t bits = lane->length * 8;

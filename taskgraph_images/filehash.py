@@ -38,8 +38,8 @@ __all__ = [
     "LANES_MARGIN",
     "SHA_NI",
     "SIMD_ENV",
-    "Engine",
     "FileHasher",
+    "HashingEngine",
     "LaneKernel",
     "Rates",
     "calibrated_rates",
@@ -164,7 +164,7 @@ SHA_NI, AVX2, AVX512 = "sha_ni", "avx2", "avx512f"
 
 
 @attrs.frozen
-class Engine:
+class HashingEngine:
     """The code that hashes files on this machine, and why.
 
     ``width`` is a kernel of the compiled module, by its lane count (16:
@@ -205,7 +205,7 @@ LANES_MARGIN = 1.2
 
 
 def choose_engine(flags: AbstractSet[str], setting: Optional[str] = None, *,
-                  built: bool = True, rates: Optional[Rates] = None) -> Engine:
+                  built: bool = True, rates: Optional[Rates] = None) -> HashingEngine:
     """The engine for a CPU with ``flags`` (:data:`SHA_NI`, :data:`AVX2`, :data:`AVX512`).
 
     ``setting`` is :data:`SIMD_ENV`'s value, ``built`` whether the compiled
@@ -228,27 +228,28 @@ def choose_engine(flags: AbstractSet[str], setting: Optional[str] = None, *,
             f"{SIMD_ENV}={setting!r}: use 0 (hashlib), 1 (the multi-buffer kernel) or auto")
     vector = 16 if AVX512 in flags else 8 if AVX2 in flags else 0
     if value == "0":
-        return Engine(0, f"{SIMD_ENV}=0")
+        return HashingEngine(0, f"{SIMD_ENV}=0")
     if not built:
-        return Engine(0, "the compiled module taskgraph_images._sha256mb is not built")
+        return HashingEngine(0, "the compiled module taskgraph_images._sha256mb is not built")
     if value == "1":
         forced = vector or (2 if SHA_NI in flags else 0)
         if not forced:
-            return Engine(0, f"{SIMD_ENV}=1, but this CPU has no {AVX512}, {AVX2} or {SHA_NI}")
-        return Engine(forced, f"{SIMD_ENV}=1")
+            return HashingEngine(
+                0, f"{SIMD_ENV}=1, but this CPU has no {AVX512}, {AVX2} or {SHA_NI}")
+        return HashingEngine(forced, f"{SIMD_ENV}=1")
     if SHA_NI not in flags:
         if not vector:
-            return Engine(0, f"this CPU has no {AVX512}, {AVX2} or {SHA_NI}")
-        return Engine(vector, f"{AVX512 if vector == 16 else AVX2} without {SHA_NI}: "
-                      "lanes beat one sha256 chain")
+            return HashingEngine(0, f"this CPU has no {AVX512}, {AVX2} or {SHA_NI}")
+        return HashingEngine(vector, f"{AVX512 if vector == 16 else AVX2} without {SHA_NI}: "
+                             "lanes beat one sha256 chain")
     if vector != 16:
-        return Engine(2, f"{SHA_NI}: 2 SHA-NI chains beat "
-                      + ("8 AVX2 lanes" if vector else "hashlib's one"))
+        return HashingEngine(2, f"{SHA_NI}: 2 SHA-NI chains beat "
+                             + ("8 AVX2 lanes" if vector else "hashlib's one"))
     if rates is None:
-        return Engine(2, f"{SHA_NI} and {AVX512}, not measured here: 2 SHA-NI chains")
+        return HashingEngine(2, f"{SHA_NI} and {AVX512}, not measured here: 2 SHA-NI chains")
     measured = (f"{SHA_NI} and {AVX512}, measured here: 16 lanes {rates.lanes / 1e9:.2f} GB/s, "
                 f"2 SHA-NI chains {rates.sha_ni / 1e9:.2f} GB/s")
-    return Engine(16 if rates.lanes >= LANES_MARGIN * rates.sha_ni else 2, measured)
+    return HashingEngine(16 if rates.lanes >= LANES_MARGIN * rates.sha_ni else 2, measured)
 
 
 def cpu_flags(widths: Iterable[int]) -> frozenset[str]:
@@ -271,7 +272,7 @@ def _compiled() -> Optional[LaneKernel]:
     return kernel
 
 
-def engine() -> Engine:
+def engine() -> HashingEngine:
     """The engine :func:`hash_paths` uses now (this CPU, :data:`SIMD_ENV`).
 
     With both SHA-NI and AVX-512, the kernels' speeds come from

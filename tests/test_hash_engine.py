@@ -28,7 +28,7 @@ from taskgraph_images.filehash import (
     LANES_MARGIN,
     SHA_NI,
     SIMD_ENV,
-    Engine,
+    HashingEngine,
     Rates,
     calibrated_rates,
     calibration_path,
@@ -101,7 +101,7 @@ def test_simd_1_forces_the_kernel(flags: set[str], width: int) -> None:
 
 @pytest.mark.parametrize("flags", [flags for flags, _ in RULE])
 def test_simd_0_forces_hashlib_whatever_the_cpu(flags: set[str]) -> None:
-    assert choose_engine(frozenset(flags), "0") == Engine(0, "TASKGRAPH_IMAGES_SIMD=0")
+    assert choose_engine(frozenset(flags), "0") == HashingEngine(0, "TASKGRAPH_IMAGES_SIMD=0")
 
 
 @pytest.mark.parametrize("setting", [None, "", "auto", " AUTO "])
@@ -119,7 +119,8 @@ def test_an_unknown_setting_is_refused_naming_it(setting: str) -> None:
 @pytest.mark.parametrize("setting", [None, "1"])
 def test_without_the_compiled_module_it_is_hashlib(setting: str | None) -> None:
     chosen = choose_engine(frozenset({SHA_NI, AVX512, AVX2}), setting, built=False)
-    assert chosen == Engine(HASHLIB, "the compiled module taskgraph_images._sha256mb is not built")
+    assert chosen == HashingEngine(
+        HASHLIB, "the compiled module taskgraph_images._sha256mb is not built")
 
 
 #: Flags, setting and rates -> the reason given.
@@ -144,17 +145,18 @@ def test_the_reason_names_the_flags_the_speeds_or_the_setting(
     assert choose_engine(frozenset(flags), setting, rates=rates).reason == reason
 
 
-#: Engine -> its one-line description.
+#: HashingEngine -> its one-line description.
 DESCRIPTIONS = [
-    (Engine(16, "why"), "the multi-buffer kernel, 16 files at once per core (AVX-512) (why)"),
-    (Engine(8, "why"), "the multi-buffer kernel, 8 files at once per core (AVX2) (why)"),
-    (Engine(2, "why"), "the SHA-NI kernel, 2 files at once per core (why)"),
-    (Engine(0, "why"), "hashlib, one file per call (why)"),
+    (HashingEngine(16, "why"),
+     "the multi-buffer kernel, 16 files at once per core (AVX-512) (why)"),
+    (HashingEngine(8, "why"), "the multi-buffer kernel, 8 files at once per core (AVX2) (why)"),
+    (HashingEngine(2, "why"), "the SHA-NI kernel, 2 files at once per core (why)"),
+    (HashingEngine(0, "why"), "hashlib, one file per call (why)"),
 ]
 
 
 @pytest.mark.parametrize(("chosen", "text"), DESCRIPTIONS)
-def test_the_description_says_what_hashes_and_why(chosen: Engine, text: str) -> None:
+def test_the_description_says_what_hashes_and_why(chosen: HashingEngine, text: str) -> None:
     assert chosen.describe() == text
 
 
@@ -299,7 +301,7 @@ def test_the_environment_forces_either_engine(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv(SIMD_ENV, "0")
-    assert filehash.engine() == Engine(0, "TASKGRAPH_IMAGES_SIMD=0")
+    assert filehash.engine() == HashingEngine(0, "TASKGRAPH_IMAGES_SIMD=0")
     assert filehash.lane_kernel() is None
     monkeypatch.setenv(SIMD_ENV, "1")
     assert filehash.engine().reason.startswith("TASKGRAPH_IMAGES_SIMD=1")

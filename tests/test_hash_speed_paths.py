@@ -56,7 +56,7 @@ def hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     kernel = lane_kernel()
     if kernel is None or width not in kernel.widths():
         pytest.skip(f"no {width}-lane kernel on this machine")
-    monkeypatch.setattr(filehash, "engine", lambda: filehash.Engine(width, "a test"))
+    monkeypatch.setattr(filehash, "engine", lambda: filehash.HashingEngine(width, "a test"))
     return f"{width} lanes"
 
 
@@ -190,7 +190,7 @@ def lanes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> in
     width = int(request.param)
     if width not in _widths():
         pytest.skip(f"no {width}-lane kernel on this machine")
-    monkeypatch.setattr(filehash, "engine", lambda: filehash.Engine(width, "a test"))
+    monkeypatch.setattr(filehash, "engine", lambda: filehash.HashingEngine(width, "a test"))
     return width
 
 

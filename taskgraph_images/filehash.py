@@ -432,6 +432,10 @@ def lane_kernel() -> Optional[LaneKernel]:
 #: Files up to this size go through the lanes in the first pass; larger ones
 #: wait for the second, which knows their sizes.
 _LANE_SMALL = 1 << 20
+#: The first pass hands out runs of at least this many files: a smaller
+#: context is hashed on the calling thread, where starting a thread would
+#: cost more than it saves.
+_RUN_MIN = 64
 
 
 def _hash_in_lanes(kernel: LaneKernel, paths: Sequence[str], jobs: int,
@@ -454,7 +458,7 @@ def _hash_in_lanes(kernel: LaneKernel, paths: Sequence[str], jobs: int,
     """
     count = len(paths)
     out: list[Union[str, int, None]] = [None] * count
-    size = max(4 * width, -(-count // (8 * jobs)))  # files per run
+    size = max(_RUN_MIN, -(-count // (8 * jobs)))  # files per run
     runs = [(lo, min(count, lo + size)) for lo in range(0, count, size)]
 
     def first(run: tuple[int, int]) -> None:

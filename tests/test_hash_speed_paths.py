@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import pytest
 import trees
@@ -243,6 +244,27 @@ def test_a_file_over_twice_the_size_of_its_peers_leaves_the_lanes(
     digests = hash_paths([huge, *paths], jobs=1)
     assert calls == [[huge]]
     assert digests[0] == hashlib.sha256(bytes((4 << 20) + 1)).hexdigest()
+
+
+def test_a_small_context_is_one_run_on_the_calling_thread(
+        tmp_path: Path, lanes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    contents = {f"f{i}": b"%d" % i for i in range(filehash._RUN_MIN + 1)}
+    trees.make_tree(tmp_path, contents)
+    handed: list[int] = []
+    real = filehash._on_threads
+
+    def spy(work: Callable[[Any], None], items: Sequence[Any], jobs: int) -> None:
+        handed.append(len(items))
+        real(work, items, jobs)
+
+    monkeypatch.setattr(filehash, "_on_threads", spy)
+    paths = [str(tmp_path / name) for name in contents]
+    assert hash_paths(paths[:-1], jobs=2) == [hashlib.sha256(c).hexdigest()
+                                              for c in list(contents.values())[:-1]]
+    assert handed == [1]  # one run: no thread is started for it
+    handed.clear()
+    hash_paths(paths, jobs=2)
+    assert handed == [2]
 
 
 def test_a_file_the_lanes_cannot_open_is_a_context_error_naming_it(tmp_path: Path,

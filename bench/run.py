@@ -597,7 +597,8 @@ def _machine(peer: Optional[str]) -> list[str]:
         f"- {version(['openssl', 'version'])}; {version(['zstd', '--version'])}",
         f"- CPU flags: {_cpu_flags()}",
         f"- file hashing: {_engine_text()}",
-        "- load average at the end (1/5/15 min): "
+        "- load average at the start and at the end (1/5/15 min): "
+        + " / ".join(f"{x:.2f}" for x in LOAD_AT_START) + "; "
         + " / ".join(f"{x:.2f}" for x in os.getloadavg())
         + " (above ~0.5 means something else shared the cores: treat the ratios with care)",
     ]
@@ -685,6 +686,10 @@ def find_peer_python(given: Optional[str]) -> Optional[str]:
     return None
 
 
+#: The machine's load average when the benchmark started (1, 5, 15 minutes).
+LOAD_AT_START = os.getloadavg()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the suite, print the table and write ``docs/performance.md``."""
     raw = list(sys.argv[1:] if argv is None else argv)
@@ -768,8 +773,8 @@ def _write_doc(path: str, text: str, verdicts: list[str], notes: list[str],
         "only. Floors: hashlib sha256 over the same files in one thread, the same split "
         "over two processes (the two-core floor), two processes that only read the files, "
         "and `openssl dgst -sha256`. The hashlib floors hash one file at a time in a Python "
-        "loop; ours hashes small files in a loop in C, 8 or 16 at once per core where "
-        "the CPU has AVX2 or AVX-512, which is why it can beat them. The rows with "
+        "loop; ours hashes files in a loop in C, several at once per core (16 with AVX-512, "
+        "8 with AVX2, 2 with SHA-NI), which is why it can beat them. The rows with "
         "`TASKGRAPH_IMAGES_SIMD=0` and `=1` are ours with one engine forced for every file "
         "(hashlib, or the widest compiled kernel); `better engine alone / ours` is, round by "
         "round, the faster of the two over ours.",

@@ -2,10 +2,11 @@
 
 :func:`hash_paths` returns the sha256 hexdigest of each file of a list, in
 order. Depending on the list it hashes on the calling thread, on threads,
-in forked processes, or through the multi-buffer kernel
-(``taskgraph_images._sha256mb``, 8 or 16 files at once per core); the
-digests never depend on the route. :func:`file_sha256` is the one-file form
-and the default :data:`FileHasher`.
+in forked processes, or through the compiled module
+(``taskgraph_images._sha256mb``: 8 or 16 files at once per core in vector
+lanes, or 2 with SHA-NI); :func:`engine` picks the fastest for this CPU
+(:func:`choose_engine`). The digests never depend on the route.
+:func:`file_sha256` is the one-file form and the default :data:`FileHasher`.
 """
 
 from __future__ import annotations
@@ -13,18 +14,46 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from typing import Callable, Iterable, Optional, Protocol, Sequence, TypeVar, Union
+from typing import (
+    AbstractSet,
+    Callable,
+    Iterable,
+    Mapping,
+    Optional,
+    Protocol,
+    Sequence,
+    TypeVar,
+    Union,
+)
 
-from taskgraph_images.errors import ContextError
+import attrs
+
+from taskgraph_images.errors import ContextError, InvalidValueError
 
 __all__ = [
+    "AVX2",
+    "AVX512",
+    "CALIBRATION_FILE",
     "CHUNK",
+    "LANES_MARGIN",
+    "SHA_NI",
     "SIMD_ENV",
     "FileHasher",
+    "HashingEngine",
     "LaneKernel",
+    "Rates",
+    "calibrated_rates",
+    "calibration_path",
+    "choose_engine",
+    "cpu_flags",
+    "engine",
     "file_sha256",
     "hash_paths",
     "lane_kernel",
+    "load_rates",
+    "machine_key",
+    "measure_rates",
+    "save_rates",
     "sha256_fd",
 ]
 
@@ -109,9 +138,9 @@ def hash_paths(paths: Sequence[str], *, jobs: Optional[int] = None,
     """Return ``hasher(path)`` for every path, in order, on up to ``jobs`` cores.
 
     ``jobs`` defaults to one per core (at most eight). With the default
-    hasher, files go through the multi-buffer kernel (:func:`lane_kernel`)
-    when this machine has one: see :func:`_hash_in_lanes`. Otherwise, or with
-    another hasher, see :func:`_hash_one_by_one`.
+    hasher, the files go where this machine's :func:`engine` says: the
+    compiled module (:func:`_hash_in_lanes`) or hashlib one file per call
+    (:func:`_hash_one_by_one`, also the route of any other hasher).
 
     :raises ContextError: when a file cannot be read.
     """
@@ -119,14 +148,261 @@ def hash_paths(paths: Sequence[str], *, jobs: Optional[int] = None,
         jobs = _default_jobs()
     jobs = max(1, min(jobs, len(paths)))
     if hasher is file_sha256 and paths:
-        kernel = lane_kernel()
+        width = engine().width
+        kernel = _compiled() if width else None
         if kernel is not None:
-            return _hash_in_lanes(kernel, paths, jobs)
+            return _hash_in_lanes(kernel, paths, jobs, width)
     return _hash_one_by_one(paths, jobs, hasher)
 
 
-#: The environment variable that turns the multi-buffer kernel off when ``0``.
+#: The environment variable that forces an engine: ``0`` hashlib, ``1`` the
+#: multi-buffer kernel; unset, empty or ``auto``: :func:`choose_engine` decides.
 SIMD_ENV = "TASKGRAPH_IMAGES_SIMD"
+
+#: The CPU features the choice depends on, spelled as ``/proc/cpuinfo`` spells them.
+SHA_NI, AVX2, AVX512 = "sha_ni", "avx2", "avx512f"
+
+
+@attrs.frozen
+class HashingEngine:
+    """The code that hashes files on this machine, and why.
+
+    ``width`` is a kernel of the compiled module, by its lane count (16:
+    AVX-512 lanes, 8: AVX2 lanes, 2: two SHA-NI chains), or 0: :mod:`hashlib`,
+    one file per call.
+    """
+
+    width: int
+    reason: str
+
+    def describe(self) -> str:
+        """One line for ``-v`` and the benchmark: what hashes the files, and why."""
+        return f"{_ENGINE_NAMES[self.width]} ({self.reason})"
+
+
+_ENGINE_NAMES = {
+    0: "hashlib, one file per call",
+    2: "the SHA-NI kernel, 2 files at once per core",
+    8: "the multi-buffer kernel, 8 files at once per core (AVX2)",
+    16: "the multi-buffer kernel, 16 files at once per core (AVX-512)",
+}
+
+
+@attrs.frozen
+class Rates:
+    """What this machine's kernels hash per second on one core, from memory (bytes)."""
+
+    #: 16 AVX-512 lanes.
+    lanes: float
+    #: 2 SHA-NI chains.
+    sha_ni: float
+
+
+#: With both SHA-NI and AVX-512, the 16 lanes are chosen only when measured at
+#: least this much faster: files end at different times and large ones leave
+#: lanes idle, which costs 16 lanes more than 2 chains.
+LANES_MARGIN = 1.2
+
+
+def choose_engine(flags: AbstractSet[str], setting: Optional[str] = None, *,
+                  built: bool = True, rates: Optional[Rates] = None) -> HashingEngine:
+    """The engine for a CPU with ``flags`` (:data:`SHA_NI`, :data:`AVX2`, :data:`AVX512`).
+
+    ``setting`` is :data:`SIMD_ENV`'s value, ``built`` whether the compiled
+    module imports, and ``rates`` its kernels' measured speeds here (used with
+    both SHA-NI and AVX-512). The rule, from the runs in ``docs/performance.md``:
+
+    - without SHA-NI, one sha256 chain runs at a few hundred MB/s: the widest
+      vector kernel (16 or 8 lanes, 2.3x - 2.8x faster than hashlib);
+    - with SHA-NI, one chain runs at ~1.8 GB/s per core and two interleaved
+      ones at ~3.4 GB/s (Zen 4), against 1.6 GB/s for 8 AVX2 lanes: the
+      SHA-NI kernel. 16 AVX-512 lanes (2.9 GB/s on Zen 4) may do better on
+      another CPU: they are taken when ``rates`` says they are
+      :data:`LANES_MARGIN` times faster.
+
+    :raises InvalidValueError: when ``setting`` is not ``0``, ``1``, ``auto`` or empty.
+    """
+    value = (setting or "").strip().lower()
+    if value not in ("", "auto", "0", "1"):
+        raise InvalidValueError(
+            f"{SIMD_ENV}={setting!r}: use 0 (hashlib), 1 (the multi-buffer kernel) or auto")
+    vector = 16 if AVX512 in flags else 8 if AVX2 in flags else 0
+    if value == "0":
+        return HashingEngine(0, f"{SIMD_ENV}=0")
+    if not built:
+        return HashingEngine(0, "the compiled module taskgraph_images._sha256mb is not built")
+    if value == "1":
+        forced = vector or (2 if SHA_NI in flags else 0)
+        if not forced:
+            return HashingEngine(
+                0, f"{SIMD_ENV}=1, but this CPU has no {AVX512}, {AVX2} or {SHA_NI}")
+        return HashingEngine(forced, f"{SIMD_ENV}=1")
+    if SHA_NI not in flags:
+        if not vector:
+            return HashingEngine(0, f"this CPU has no {AVX512}, {AVX2} or {SHA_NI}")
+        return HashingEngine(vector, f"{AVX512 if vector == 16 else AVX2} without {SHA_NI}: "
+                             "lanes beat one sha256 chain")
+    if vector != 16:
+        return HashingEngine(2, f"{SHA_NI}: 2 SHA-NI chains beat "
+                             + ("8 AVX2 lanes" if vector else "hashlib's one"))
+    if rates is None:
+        return HashingEngine(2, f"{SHA_NI} and {AVX512}, not measured here: 2 SHA-NI chains")
+    measured = (f"{SHA_NI} and {AVX512}, measured here: 16 lanes {rates.lanes / 1e9:.2f} GB/s, "
+                f"2 SHA-NI chains {rates.sha_ni / 1e9:.2f} GB/s")
+    return HashingEngine(16 if rates.lanes >= LANES_MARGIN * rates.sha_ni else 2, measured)
+
+
+def cpu_flags(widths: Iterable[int]) -> frozenset[str]:
+    """The flags of :func:`choose_engine` that the compiled module found (its ``widths()``).
+
+    It asks the CPU itself (``cpuid``), as the kernel does for ``/proc/cpuinfo``,
+    so the rule sees what the module can run: 16 lanes need ``avx512f`` and
+    ``avx512bw``, 8 need ``avx2``, 2 need ``sha_ni``.
+    """
+    names = {16: AVX512, 8: AVX2, 2: SHA_NI}
+    return frozenset(names[w] for w in widths if w in names)
+
+
+def _compiled() -> Optional[LaneKernel]:
+    try:
+        from taskgraph_images import _sha256mb
+    except ImportError:
+        return None
+    kernel: LaneKernel = _sha256mb
+    return kernel
+
+
+def engine() -> HashingEngine:
+    """The engine :func:`hash_paths` uses now (this CPU, :data:`SIMD_ENV`).
+
+    With both SHA-NI and AVX-512, the kernels' speeds come from
+    :func:`calibrated_rates` (measured once per machine).
+
+    :raises InvalidValueError: when :data:`SIMD_ENV` has a value it does not know.
+    """
+    setting = os.environ.get(SIMD_ENV)
+    kernel = _compiled()
+    flags = cpu_flags(kernel.widths()) if kernel is not None else frozenset()
+    rates = None
+    if kernel is not None and {SHA_NI, AVX512} <= flags and (setting or "").strip().lower() in (
+            "", "auto"):
+        rates = calibrated_rates(kernel, calibration_path())
+    return choose_engine(flags, setting, built=kernel is not None, rates=rates)
+
+
+# -- calibration: measured once per machine, kept in the user's cache folder -------
+#: The calibration file's name, beside the file-hash cache.
+CALIBRATION_FILE = "hash-engine.json"
+#: Bumped when the kernels change, so that older measurements are taken again.
+_CALIBRATION_VERSION = 1
+#: Each trial hashes this many bytes per kernel; the best of the trials counts.
+_TRIAL_BYTES = 2 << 20
+_TRIALS = 7
+#: A calibration file is never read past this size.
+_CALIBRATION_MAX = 4096
+
+_measured: dict[tuple[str, str], Rates] = {}
+
+
+def calibration_path(environ: Optional[Mapping[str, str]] = None) -> str:
+    """The calibration file: ``$XDG_CACHE_HOME`` or ``~/.cache``, then ``taskgraph-images``."""
+    from taskgraph_images._hashcache import default_cache_path
+
+    return os.path.join(os.path.dirname(default_cache_path(environ)), CALIBRATION_FILE)
+
+
+def machine_key(widths: Sequence[int], cpuinfo: str = "/proc/cpuinfo") -> str:
+    """What a calibration is valid for: the CPU model, the kernels, their version."""
+    model = "unknown CPU"
+    try:
+        with open(cpuinfo, "rb") as f:
+            head = f.read(16384).decode("utf-8", "replace")
+    except OSError:
+        head = ""
+    for line in head.splitlines():
+        if line.startswith("model name") and ":" in line:
+            model = line.split(":", 1)[1].strip()
+            break
+    return f"{model}; kernels {','.join(map(str, widths))}; v{_CALIBRATION_VERSION}"
+
+
+def measure_rates(kernel: LaneKernel) -> Rates:
+    """Time 16 AVX-512 lanes against 2 SHA-NI chains, from memory (~10 ms).
+
+    The trials alternate between the kernels and the fastest of each counts,
+    so that another process taking the core for a moment does not decide.
+    """
+    import time
+
+    best = {16: 0.0, 2: 0.0}
+    for _ in range(_TRIALS):
+        for width in best:
+            rounds = max(1, _TRIAL_BYTES // (width * 65536))
+            start = time.perf_counter()
+            kernel.spin(width, rounds)
+            took = max(time.perf_counter() - start, 1e-9)
+            best[width] = max(best[width], width * rounds * 65536 / took)
+    return Rates(lanes=best[16], sha_ni=best[2])
+
+
+def load_rates(path: str, key: str) -> Optional[Rates]:
+    """The rates kept at ``path`` for ``key``; ``None`` when absent, another
+    machine's, or not exactly what :func:`save_rates` writes."""
+    import json
+    import math
+
+    try:
+        fd = os.open(path, _OPEN_FLAGS | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, _CALIBRATION_MAX + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(data) > _CALIBRATION_MAX:
+        return None
+    try:
+        kept = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(kept, dict) or set(kept) != {"machine", "lanes", "sha_ni"}:
+        return None
+    if kept["machine"] != key:
+        return None
+    values = (kept["lanes"], kept["sha_ni"])
+    if not all(type(v) is float and math.isfinite(v) and v > 0 for v in values):
+        return None
+    return Rates(lanes=values[0], sha_ni=values[1])
+
+
+def save_rates(path: str, key: str, rates: Rates) -> None:
+    """Keep ``rates`` for ``key`` at ``path``, written atomically; nothing when it cannot be."""
+    import json
+
+    from taskgraph_images._atomic import atomic_output
+
+    text = json.dumps({"machine": key, "lanes": rates.lanes, "sha_ni": rates.sha_ni})
+    with contextlib.suppress(OSError):
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with atomic_output(path) as f:
+            f.write(text.encode("utf-8") + b"\n")
+
+
+def calibrated_rates(kernel: LaneKernel, path: str) -> Rates:
+    """This machine's rates: kept at ``path`` when they are this machine's,
+    else measured (:func:`measure_rates`) and kept there; once per process."""
+    key = machine_key(kernel.widths())
+    known = _measured.get((path, key))
+    if known is not None:
+        return known
+    rates = load_rates(path, key)
+    if rates is None:
+        rates = measure_rates(kernel)
+        save_rates(path, key, rates)
+    _measured[(path, key)] = rates
+    return rates
 
 
 class LaneKernel(Protocol):
@@ -137,36 +413,38 @@ class LaneKernel(Protocol):
     def hash_files(self, paths: Sequence[str], width: int = 0,
                    limit: int = -1) -> list[Union[str, int, None]]: ...
 
+    def spin(self, width: int, rounds: int) -> None: ...
+
 
 def lane_kernel() -> Optional[LaneKernel]:
-    """The multi-buffer SHA-256 module, or ``None``.
+    """The compiled SHA-256 module when :func:`engine` uses it, else ``None``.
 
     ``None`` when the extension was not built (no compiler at install time,
-    or not x86), when the CPU has neither AVX2 nor AVX-512, or when the
-    environment sets :data:`SIMD_ENV` to ``0``. The digests are the same
+    or not x86), when the CPU has none of AVX2, AVX-512 and SHA-NI, or when
+    the environment sets :data:`SIMD_ENV` to ``0``. The digests are the same
     either way; only the speed differs.
     """
-    if os.environ.get(SIMD_ENV, "1").strip() == "0":
+    if engine().width == 0:
         return None
-    try:
-        from taskgraph_images import _sha256mb
-    except ImportError:
-        return None
-    kernel: LaneKernel = _sha256mb
-    return kernel if kernel.widths() else None
+    return _compiled()
 
 
 #: Files up to this size go through the lanes in the first pass; larger ones
 #: wait for the second, which knows their sizes.
 _LANE_SMALL = 1 << 20
+#: The first pass hands out runs of at least this many files: a smaller
+#: context is hashed on the calling thread, where starting a thread would
+#: cost more than it saves.
+_RUN_MIN = 64
 
 
-def _hash_in_lanes(kernel: LaneKernel, paths: Sequence[str], jobs: int) -> list[str]:
-    """Hash ``paths`` with the multi-buffer kernel, on ``jobs`` threads.
+def _hash_in_lanes(kernel: LaneKernel, paths: Sequence[str], jobs: int,
+                   width: int) -> list[str]:
+    """Hash ``paths`` with the compiled module's ``width``-lane kernel, on ``jobs`` threads.
 
-    The kernel hashes 8 or 16 files at once on one core, one file per vector
-    lane, reading and hashing with the GIL released, so threads share the
-    cores with no per-file Python work. A lane hashes one file at 1/16 of the
+    The kernel hashes ``width`` files at once on one core (one file per lane),
+    reading and hashing with the GIL released, so threads share the cores with
+    no per-file Python work. A lane hashes one file at 1/``width`` of the
     kernel's speed, so one large file would keep a whole run waiting:
 
     1. Files up to :data:`_LANE_SMALL` are hashed in runs of neighbouring
@@ -174,33 +452,33 @@ def _hash_in_lanes(kernel: LaneKernel, paths: Sequence[str], jobs: int) -> list[
        skips larger files without reading them.
     2. The skipped files are stat'ed. They go through the lanes (largest
        first, dealt round-robin to the threads) when enough of them are alike:
-       a file does when at least ``jobs * lanes / 2`` files are at least half
+       a file does when at least ``jobs * width / 2`` files are at least half
        its size. Every other one is hashed with :mod:`hashlib`, which is
        faster for a few large files.
     """
     count = len(paths)
-    width = kernel.widths()[0]
     out: list[Union[str, int, None]] = [None] * count
-    size = max(4 * width, -(-count // (8 * jobs)))  # files per run
+    size = max(_RUN_MIN, -(-count // (8 * jobs)))  # files per run
     runs = [(lo, min(count, lo + size)) for lo in range(0, count, size)]
 
     def first(run: tuple[int, int]) -> None:
         lo, hi = run
-        out[lo:hi] = kernel.hash_files(paths[lo:hi], limit=_LANE_SMALL)
+        out[lo:hi] = kernel.hash_files(paths[lo:hi], width=width, limit=_LANE_SMALL)
 
     _on_threads(first, runs, jobs)
     left = [i for i in range(count) if out[i] is None]
     if left:
         sizes = {i: _size(paths[i]) for i in left}
         left.sort(key=sizes.__getitem__, reverse=True)
-        enough = jobs * width // 2
+        enough = max(1, jobs * width // 2)
         bound = 2 * sizes[left[enough - 1]] if len(left) >= enough else -1
         cut = next((k for k, i in enumerate(left) if sizes[i] <= bound), len(left))
         alone, wide = left[:cut], left[cut:]  # largest first: the alike ones are a tail
         shares = [wide[k::jobs] for k in range(jobs) if wide[k::jobs]]
 
         def second(share: list[int]) -> None:
-            for i, digest in zip(share, kernel.hash_files([paths[i] for i in share])):
+            hashed = kernel.hash_files([paths[i] for i in share], width=width)
+            for i, digest in zip(share, hashed):
                 out[i] = digest
 
         _on_threads(second, shares, jobs)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import pytest
 import trees
@@ -46,15 +47,18 @@ def independent_seed_hash(root: str, image_path: str) -> str:
     return outer.hexdigest()
 
 
-@pytest.fixture(params=["lanes", "one by one"])
+@pytest.fixture(params=[16, 8, 2, "one by one"])
 def hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test with the multi-buffer kernel, then with hashlib one file at a time."""
-    if request.param == "lanes":
-        if lane_kernel() is None:
-            pytest.skip("no multi-buffer kernel on this machine")
-    else:
+    """Run a test with each kernel this CPU has, then with hashlib one file at a time."""
+    if request.param == "one by one":
         monkeypatch.setenv(SIMD_ENV, "0")
-    return str(request.param)
+        return "one by one"
+    width = int(request.param)
+    kernel = lane_kernel()
+    if kernel is None or width not in kernel.widths():
+        pytest.skip(f"no {width}-lane kernel on this machine")
+    monkeypatch.setattr(filehash, "engine", lambda: filehash.HashingEngine(width, "a test"))
+    return f"{width} lanes"
 
 
 _names = st.text(
@@ -173,14 +177,22 @@ def test_a_missing_file_is_a_context_error(hashing: str, tmp_path: Path) -> None
 
 
 # -- the multi-buffer kernel's share of the work -----------------------------------
-needs_lanes = pytest.mark.skipif(lane_kernel() is None,
-                                 reason="no multi-buffer kernel on this machine")
+def _widths() -> tuple[int, ...]:
+    kernel = filehash._compiled()
+    return kernel.widths() if kernel is not None else ()
 
 
-def _widest() -> int:
-    kernel = lane_kernel()
-    assert kernel is not None
-    return kernel.widths()[0]
+needs_lanes = pytest.mark.skipif(not _widths(), reason="no compiled kernel on this machine")
+
+
+@pytest.fixture(params=[16, 8, 2])
+def lanes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Hash with each kernel this CPU has (the engine's choice set aside)."""
+    width = int(request.param)
+    if width not in _widths():
+        pytest.skip(f"no {width}-lane kernel on this machine")
+    monkeypatch.setattr(filehash, "engine", lambda: filehash.HashingEngine(width, "a test"))
+    return width
 
 
 def _hole(path: Path, size: int) -> str:
@@ -203,8 +215,7 @@ def _one_by_one_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     return calls
 
 
-@needs_lanes
-def test_a_lone_large_file_is_hashed_with_hashlib(tmp_path: Path,
+def test_a_lone_large_file_is_hashed_with_hashlib(tmp_path: Path, lanes: int,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     small = [str(trees.make_tree(tmp_path, {f"s{i}": b"%d" % i}) / f"s{i}") for i in range(40)]
     large = _hole(tmp_path / "large", 3 << 20)
@@ -215,22 +226,19 @@ def test_a_lone_large_file_is_hashed_with_hashlib(tmp_path: Path,
     assert digests[0] == hashlib.sha256(b"0").hexdigest()
 
 
-@needs_lanes
-def test_large_files_alike_share_the_lanes(tmp_path: Path,
+def test_large_files_alike_share_the_lanes(tmp_path: Path, lanes: int,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    width = _widest()
-    sizes = [(2 << 20) + i for i in range(width // 2)]  # enough for one thread
+    sizes = [(2 << 20) + i for i in range(lanes // 2)]  # enough for one thread
     paths = [_hole(tmp_path / f"l{i}", size) for i, size in enumerate(sizes)]
     calls = _one_by_one_calls(monkeypatch)
     assert hash_paths(paths, jobs=1) == [hashlib.sha256(bytes(n)).hexdigest() for n in sizes]
     assert calls == [[]]
 
 
-@needs_lanes
+@pytest.mark.parametrize("lanes", [16, 8], indirect=True)
 def test_a_file_over_twice_the_size_of_its_peers_leaves_the_lanes(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    width = _widest()
-    paths = [_hole(tmp_path / f"l{i}", 2 << 20) for i in range(width // 2)]
+        tmp_path: Path, lanes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = [_hole(tmp_path / f"l{i}", 2 << 20) for i in range(lanes // 2)]
     huge = _hole(tmp_path / "huge", (4 << 20) + 1)
     calls = _one_by_one_calls(monkeypatch)
     digests = hash_paths([huge, *paths], jobs=1)
@@ -238,8 +246,29 @@ def test_a_file_over_twice_the_size_of_its_peers_leaves_the_lanes(
     assert digests[0] == hashlib.sha256(bytes((4 << 20) + 1)).hexdigest()
 
 
-@needs_lanes
-def test_a_file_the_lanes_cannot_open_is_a_context_error_naming_it(tmp_path: Path) -> None:
+def test_a_small_context_is_one_run_on_the_calling_thread(
+        tmp_path: Path, lanes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    contents = {f"f{i}": b"%d" % i for i in range(filehash._RUN_MIN + 1)}
+    trees.make_tree(tmp_path, contents)
+    handed: list[int] = []
+    real = filehash._on_threads
+
+    def spy(work: Callable[[Any], None], items: Sequence[Any], jobs: int) -> None:
+        handed.append(len(items))
+        real(work, items, jobs)
+
+    monkeypatch.setattr(filehash, "_on_threads", spy)
+    paths = [str(tmp_path / name) for name in contents]
+    assert hash_paths(paths[:-1], jobs=2) == [hashlib.sha256(c).hexdigest()
+                                              for c in list(contents.values())[:-1]]
+    assert handed == [1]  # one run: no thread is started for it
+    handed.clear()
+    hash_paths(paths, jobs=2)
+    assert handed == [2]
+
+
+def test_a_file_the_lanes_cannot_open_is_a_context_error_naming_it(tmp_path: Path,
+                                                                   lanes: int) -> None:
     paths = [str(trees.make_tree(tmp_path, {f"f{i}": b"x"}) / f"f{i}") for i in range(20)]
     gone = str(tmp_path / "gone")
     with pytest.raises(ContextError, match=f"cannot read {gone}: No such file or directory"):

@@ -31,7 +31,7 @@ LANE_BUF = 64 * 1024
 EDGES = sorted({n for base in (0, 64, 128, LANE_BUF, 2 * LANE_BUF)
                 for n in range(max(0, base - 9), base + 10)})
 
-pytestmark = pytest.mark.skipif(not WIDTHS, reason="this CPU has neither AVX2 nor AVX-512")
+pytestmark = pytest.mark.skipif(not WIDTHS, reason="this CPU has none of AVX2, AVX-512 and SHA-NI")
 
 
 @pytest.fixture(params=WIDTHS or [0])
@@ -103,6 +103,31 @@ def test_an_empty_list_hashes_nothing(width: int) -> None:
 def test_a_path_with_a_nul_byte_is_refused(width: int) -> None:
     with pytest.raises(ValueError):
         _sha256mb.hash_files(["a\0b"], width=width)
+
+
+def _cpuinfo_flags() -> set[str]:
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="needs /proc/cpuinfo")
+def test_the_widths_are_the_kernels_the_cpu_flags_name() -> None:
+    flags = _cpuinfo_flags()
+    expected = [w for w, needs in ((16, {"avx512f", "avx512bw"}), (8, {"avx2"}), (2, {"sha_ni"}))
+                if needs <= flags]
+    assert list(WIDTHS) == expected
+
+
+def test_spin_times_a_kernel_without_reading_anything(width: int) -> None:
+    assert _sha256mb.spin(width, 2) is None
+
+
+def test_spin_refuses_a_width_this_cpu_lacks() -> None:
+    with pytest.raises(ValueError, match="no 4-lane kernel"):
+        _sha256mb.spin(4, 1)
 
 
 def test_a_width_this_cpu_lacks_is_refused() -> None:

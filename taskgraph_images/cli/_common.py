@@ -295,6 +295,10 @@ def _load_catalog(
     from taskgraph_images._hashcache import hasher_for_option
 
     hasher = hasher_for_option(getattr(args, "hash_cache", None))
+    if reporter().verbosity > 0:
+        from taskgraph_images.filehash import engine
+
+        reporter().debug(f"file hashing: {engine().describe()}")
     return ImageCatalog.load(root, **kwargs, hasher=hasher)
 
 

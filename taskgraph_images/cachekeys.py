@@ -80,7 +80,8 @@ class IndexKeys:
         """The ``hash`` namespaces a lookup of ``name`` at ``digest`` for a push at ``level`` tries.
 
         Seed: the push's level up to 3. taskgraph: level 3 down to the
-        push's, then the pull-request namespace for a pull request.
+        push's, then the pull-request namespace for a pull request (a
+        candidate the lookup trusts only at level 1: :meth:`Candidate.distrust`).
         """
         if self.taskgraph_prefix is None:
             return list(search_order(name, digest, level, prefix=self.prefix))
@@ -90,7 +91,8 @@ class IndexKeys:
                              tasks_for=self.tasks_for,
                              cache_pull_requests=self.cache_pull_requests)
         levels = list(range(3, level - 1, -1))
-        return [Candidate(levels[i] if i < len(levels) else level, ns)
+        return [Candidate(levels[i], ns) if i < len(levels)
+                else Candidate(1, ns, pull_request=True)
                 for i, ns in enumerate(found)]
 
     def latest(self, name: str, level: int) -> list[Candidate]:

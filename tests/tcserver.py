@@ -270,6 +270,12 @@ class TCServer:
                 "content": content,
             }
 
+    def add_definition(self, task_id: str, body: Mapping[str, Any]) -> None:
+        """Give ``queue.task`` the definition of planted task ``task_id`` (a ``createTask``
+        body; the answer adds the Queue's defaults)."""
+        with self._lock:
+            self.definitions[task_id] = dict(body)
+
     def index_task(
         self,
         namespace: str,

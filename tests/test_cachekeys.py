@@ -45,9 +45,13 @@ def test_taskgraph_keys_are_taskgraphs_namespaces(level: int, tasks_for: str) ->
     found = keys.search("base", D, level)
     assert [c.namespace for c in found] == index_search("proj", "base", D, level=level,
                                                         tasks_for=tasks_for)
-    # Each hash namespace's level is the level it holds; the pull-request one counts as the push's.
+    # Each hash namespace's level is the level it holds; the pull-request one is
+    # level 1's, trusted by a level 1 push only.
     assert [c.level for c in found][: 4 - level] == list(range(3, level - 1, -1))
-    assert all(c.level >= level for c in found)
+    assert [c.pull_request for c in found] == [False] * (4 - level) + (
+        [True] if tasks_for == "github-pull-request" else [])
+    assert [c.distrust(level) is None for c in found] == [True] * (4 - level) + (
+        [level == 1] if tasks_for == "github-pull-request" else [])
     assert [(c.level, c.namespace) for c in keys.latest("base", level)] == [
         (lv, f"proj.cache.level-{lv}.docker-images.v2.base.latest")
         for lv in (1, 2, 3) if lv >= level]

@@ -102,6 +102,18 @@ def _entry(item: object) -> IndexedTask:
         raise _Malformed(str(e)) from e
 
 
+def _pool(service: Any, size: int) -> None:
+    """Let ``service``'s session keep ``size`` connections alive: one per worker thread
+    (requests keeps 10, and discards, with a warning, each one more used at once)."""
+    import requests
+
+    session = getattr(service, "session", None)
+    if isinstance(session, requests.Session):
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=size)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+
+
 class TaskclusterIndex:
     """Look images up in a Taskcluster deployment's Index and Queue.
 
@@ -162,6 +174,8 @@ class TaskclusterIndex:
         self._options = opts
         self._index = client("Index", opts)
         self._queue = client("Queue", opts)
+        _pool(self._index, max_workers)
+        _pool(self._queue, max_workers)
         self._max_workers = max_workers
         self._max_retries = max_retries
         self._timeout = timeout

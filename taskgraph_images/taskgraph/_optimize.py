@@ -29,7 +29,8 @@ taskgraph has already looked up every ``index-search`` path of the graph
 request) before the first task is judged. The artifact checks (one
 ``queue.latestArtifactInfo`` per completed docker-image task found) run all
 at once on the first docker-image task judged: one round trip more, in
-sequence, than taskgraph's own strategy.
+sequence, than taskgraph's own strategy (up to :data:`MAX_CONCURRENT`
+images found; each further 64 costs one more).
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ logger = logging.getLogger(__name__)
 
 #: The name taskgraph's cached tasks give their optimization.
 STRATEGY = "index-search"
+#: The most artifact checks in flight at once (taskgraph itself allows 50 requests).
+MAX_CONCURRENT = 64
 
 
 @attrs.frozen
@@ -275,7 +278,7 @@ class SoundIndexSearch(IndexSearch):  # type: ignore[misc]  # taskgraph has no t
         if self._index is None:
             from taskgraph_images.index.taskcluster import TaskclusterIndex
 
-            self._index = TaskclusterIndex()
+            self._index = TaskclusterIndex(max_workers=MAX_CONCURRENT)
         return self._index
 
 

@@ -369,3 +369,10 @@ def test_an_earlier_context_is_read_bounded(tmp_path: Path) -> None:
         context_members(packed, unpacked_limit=50_000)
     with pytest.raises(TaskgraphImagesError, match="not a gzip tar"):
         context_members(b"not gzip")
+
+
+def test_importing_it_loads_neither_taskgraph_nor_the_client() -> None:
+    from importcheck import modules_added_by
+
+    loaded = modules_added_by("import taskgraph_images.taskgraph")
+    assert not {m for m in loaded if m.split(".")[0] in ("taskgraph", "taskcluster", "yaml")}

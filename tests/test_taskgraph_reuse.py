@@ -376,3 +376,69 @@ def test_importing_it_loads_neither_taskgraph_nor_the_client() -> None:
 
     loaded = modules_added_by("import taskgraph_images.taskgraph")
     assert not {m for m in loaded if m.split(".")[0] in ("taskgraph", "taskcluster", "yaml")}
+
+
+# -- the strategy, in this process -------------------------------------------------------
+
+
+def _image_task(name: str, digest: str, paths: list[str]) -> Any:
+    task = peer("taskgraph.task")
+    return task.Task(kind="docker-image", label=f"docker-image-{name}",
+                     attributes={"cached_task": {"type": "docker-images.v2", "name": name,
+                                                 "digest": digest}},
+                     task={"deadline": {"relative-datestamp": "1 day"}},
+                     optimization={"index-search": paths})
+
+
+def _strategy(index: Any) -> Any:
+    strategies = peer("taskgraph.optimize.strategies")
+    from taskgraph_images.taskgraph._optimize import Settings, SoundIndexSearch
+
+    return SoundIndexSearch(Settings(PREFIX), strategies.IndexSearch(), index=index)
+
+
+def test_called_without_taskgraphs_batch_it_looks_up_itself(tc_server: TCServer,
+                                                            tc_index: Any) -> None:
+    """As ``taskgraph load-image`` style callers do: the paths alone."""
+    d = "b" * 64
+    paths = [cache_namespace(PREFIX, "x", d, level=3), cache_namespace(PREFIX, "x", d, level=2)]
+    expired = tc_server.add_task(artifact_expires=now() - DAY)
+    sound = tc_server.add_task()
+    tc_server.index_task(paths[0], expired)
+    tc_server.index_task(paths[1], sound)
+    strategy = _strategy(tc_index)
+    assert strategy.should_replace_task(_image_task("x", d, paths), {"level": "2"}, None,
+                                        paths) == sound
+    lookup = strategy.verdicts["docker-image-x"].lookup
+    assert lookup.reason == "indexed at level 2 (artifact expired at level 3)"
+
+
+def test_an_untrusted_path_or_a_queue_that_cannot_answer_builds(tc_server: TCServer,
+                                                                tc_index: Any) -> None:
+    d = "c" * 64
+    odd = cache_namespace("someone-else", "x", d, level=3)
+    mine = cache_namespace(PREFIX, "x", d, level=3)
+    task_id = tc_server.add_task()
+    statuses = {task_id: {"state": "completed"}}
+    strategy = _strategy(tc_index)
+    task = _image_task("x", d, [odd])
+    assert strategy.should_replace_task(task, {"level": "3"}, None,
+                                        ([odd], {odd: task_id}, statuses)) is False
+    assert strategy.verdicts[task.label].lookup.reason == (
+        f"not trusted: {odd} is not a cache namespace of {PREFIX}")
+    tc_server.inject("latestArtifactInfo", status=500)
+    task = _image_task("x", d, [mine])
+    assert strategy.should_replace_task(task, {"level": "3"}, None,
+                                        ([mine], {mine: task_id}, statuses)) is False
+    reason = strategy.verdicts[task.label].lookup.reason
+    assert reason.startswith("artifact not checked (Taskcluster queue service at ")
+    assert reason.endswith(" at level 3")
+
+
+def test_other_kinds_go_to_the_replaced_strategy(tc_index: Any) -> None:
+    task = peer("taskgraph.task")
+    fetch = task.Task(kind="fetch", label="fetch-x", attributes={}, task={},
+                      optimization={"index-search": ["p.x"]})
+    # taskgraph's own: an indexed task that is not failed replaces it, whatever its artifacts.
+    assert _strategy(tc_index).should_replace_task(
+        fetch, {"level": "3"}, None, (["p.x"], {"p.x": "T"}, {"T": {"state": "completed"}})) == "T"

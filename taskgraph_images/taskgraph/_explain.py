@@ -349,9 +349,13 @@ def explain_images(graph: Any, label_to_taskid: Any, parameters: Any,
     reports, tasks = _collect(graph, label_to_taskid, strategy.verdicts)
     built = [r for r in reports if r.action == "build" and r.digest is not None]
     if built:
-        reports = [r for r in reports if r not in built] + _explain(
-            built, tasks, strategy, int(parameters["level"]), _repository_root(graph_config),
-            label_to_taskid)
+        try:
+            explained = _explain(built, tasks, strategy, int(parameters["level"]),
+                                 _repository_root(graph_config), label_to_taskid)
+        except Exception as e:  # an explanation never stops a decision
+            why = f"no earlier context to compare ({type(e).__name__}: {e})"
+            explained = [attrs.evolve(r, explanation=why) for r in built]
+        reports = [r for r in reports if r not in built] + explained
     reports.sort(key=lambda r: r.name)
     for report in reports:
         if report.action == "build":
@@ -392,8 +396,12 @@ def _write(doc: Mapping[str, Any]) -> None:
         return
     from taskgraph_images._atomic import atomic_output
 
-    with atomic_output(os.path.join(folder, ARTIFACT)) as f:
-        f.write((json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    path = os.path.join(folder, ARTIFACT)
+    try:
+        with atomic_output(path) as f:
+            f.write((json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    except OSError as e:  # the graph is sound without it: say so, and go on
+        logger.warning("cannot write %s: %s", path, e.strerror or e)
 
 
 def install_morph() -> None:

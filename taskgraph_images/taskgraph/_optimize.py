@@ -62,6 +62,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+#: taskgraph's optimization log (the decision's ``public/optimizations.log``).
+_optimization_log = logging.getLogger("optimization")
 
 #: The name taskgraph's cached tasks give their optimization.
 STRATEGY = "index-search"
@@ -198,6 +200,9 @@ class SoundIndexSearch(IndexSearch):  # type: ignore[misc]  # taskgraph has no t
                             index_to_taskid, statuses, now, needed)
         self.verdicts[task.label] = judged
         found = judged.lookup.found
+        _optimization_log.debug(
+            "%s: %s (%s)", task.label,
+            f"reuse {found.task_id}" if found is not None else "build", judged.lookup.reason)
         return found.task_id if found is not None else False
 
     # -- the decision -----------------------------------------------------------------

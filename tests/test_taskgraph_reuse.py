@@ -32,7 +32,7 @@ from taskgraph_images.taskgraph_keys import cache_namespace, latest_namespace, p
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "tgreuse"
 PREFIX = "reuse.v2"  # the repository's cached-task-prefix
-IMAGES = ("base", "expired", "failed", "lower", "missing", "pr", "python", "soon")
+IMAGES = ("base", "expired", "failed", "lower", "missing", "packaged", "pr", "python", "soon")
 DAY = datetime.timedelta(days=1)
 OWN = "reuse_taskgraph.compare:TASKGRAPH_OWN"
 
@@ -207,22 +207,28 @@ def _context_tar(repo: Path, name: str, args: dict[str, str], out: Path) -> byte
     return out.read_bytes()
 
 
+SETUP = (DATA / "taskcluster" / "scripts" / "setup.sh").read_bytes()
+
+
+def _python_built_before(repo: Path, server: TCServer, tmp_path: Path) -> str:
+    """Plant the last build of python, made on a tree whose setup script differed."""
+    setup = repo / "taskcluster" / "scripts" / "setup.sh"
+    setup.write_bytes(SETUP + b"apt-get clean\n")
+    old_graph, _ = taskgraph("optimized", repo, "push-level-3", server)
+    old_python = next(t for t in old_graph.values() if t["label"] == "docker-image-python")
+    old_context = _context_tar(repo, "python", {"DEBIAN": "bookworm"}, tmp_path / "old.tar.gz")
+    setup.write_bytes(SETUP)
+    task_id, _ = _earlier_build(server, repo, "python", old_python["task"], context=old_context)
+    return task_id
+
+
 def test_the_decision_says_why_each_image_is_built(repo: Path, tc_server: TCServer,
                                                    tmp_path: Path) -> None:
     """``taskgraph morphed`` (the decision's last step) logs one line per image built and,
     where the decision writes artifacts, writes ``docker-images.json``."""
     planted = Planted(tc_server, docker_tasks(repo, "push-level-3"))
     planted.every_case()
-    # The last build of python ran on a tree whose setup script differed.
-    setup = repo / "taskcluster" / "scripts" / "setup.sh"
-    current = setup.read_bytes()
-    setup.write_bytes(current + b"apt-get clean\n")
-    old_graph, _ = taskgraph("optimized", repo, "push-level-3", tc_server)
-    old_python = next(t for t in old_graph.values() if t["label"] == "docker-image-python")
-    old_context = _context_tar(repo, "python", {"DEBIAN": "bookworm"}, tmp_path / "old.tar.gz")
-    setup.write_bytes(current)
-    python_before, _ = _earlier_build(tc_server, repo, "python", old_python["task"],
-                                      context=old_context)
+    python_before = _python_built_before(repo, tc_server, tmp_path)
     # The expired image's last build is the expired entry itself, from this very tree.
     this_graph, _ = taskgraph("optimized", repo, "push-level-3", tc_server)
     this_expired = next(t for t in this_graph.values() if t["label"] == "docker-image-expired")
@@ -235,8 +241,13 @@ def test_the_decision_says_why_each_image_is_built(repo: Path, tc_server: TCServ
     failed_before, failed_decision = _earlier_build(tc_server, repo, "failed",
                                                     this_failed["task"], context=None)
 
+    # The decision writes artifacts, and its docker-image transforms the contexts.
     workdir = tmp_path / "decision"
     (workdir / "artifacts").mkdir(parents=True)
+    (workdir / "docker-contexts").mkdir()
+    _context_tar(repo, "python", {"DEBIAN": "bookworm"},
+                 workdir / "docker-contexts" / "python.tar.gz")
+    (workdir / "docker-contexts" / "expired.tar.gz").write_bytes(expired_context)
     morphed, log = taskgraph("morphed", repo, "push-level-3", tc_server, cwd=workdir)
     ids = {t["label"]: task_id for task_id, t in morphed.items()}
     lines = sorted(line.split(" - INFO - ", 1)[1] for line in log.splitlines()
@@ -248,6 +259,8 @@ def test_the_decision_says_why_each_image_is_built(repo: Path, tc_server: TCServ
         f"(task {failed_decision} has no public/docker-contexts/failed.tar.gz)",
         "docker-image lower: built: not indexed; first build of this image",
         "docker-image missing: built: artifact missing at level 3; first build of this image",
+        # Its packages task always runs (it is not cached), so taskgraph never asks.
+        "docker-image packaged: built: packages-deb-tool runs; first build of this image",
         "docker-image pr: built: not indexed; first build of this image",
         "docker-image python: built: not indexed; 1 file changed "
         "(topsrcdir/taskcluster/scripts/setup.sh), 0 added, 0 removed",
@@ -266,12 +279,29 @@ def test_the_decision_says_why_each_image_is_built(repo: Path, tc_server: TCServ
     assert python["digest"] == planted.digests["python"]
     assert python["changes"]["changed"] == [{
         "path": "topsrcdir/taskcluster/scripts/setup.sh",
-        "old": hashlib.sha256(current + b"apt-get clean\n").hexdigest(),
-        "new": hashlib.sha256(current).hexdigest()}]
+        "old": hashlib.sha256(SETUP + b"apt-get clean\n").hexdigest(),
+        "new": hashlib.sha256(SETUP).hexdigest()}]
     assert images["expired"]["compared_with"] == expired_before
     assert images["failed"]["compared_with"] == failed_before
     assert images["failed"]["changes"] is None
     assert tc_server.schema_errors == []
+
+
+def test_a_local_run_compares_with_the_tree(repo: Path, tc_server: TCServer,
+                                           tmp_path: Path) -> None:
+    """Without the contexts a decision writes, the tree's are read (:class:`ImageCatalog`)."""
+    kind = repo / "taskcluster" / "kinds" / "docker-image" / "kind.yml"
+    text = kind.read_text()
+    # An image with packages is left out: the catalog does not read them yet.
+    kind.write_text(text[:text.index("    packaged:")].replace(
+        "kind-dependencies:\n    - packages\n\n", ""))
+    Planted(tc_server, docker_tasks(repo, "push-level-3")).at("base")
+    _python_built_before(repo, tc_server, tmp_path)
+    workdir = tmp_path / "local"
+    workdir.mkdir()
+    _, log = taskgraph("morphed", repo, "push-level-3", tc_server, cwd=workdir)
+    assert ("docker-image python: built: not indexed; 1 file changed "
+            "(topsrcdir/taskcluster/scripts/setup.sh), 0 added, 0 removed") in log
 
 
 def test_without_an_artifacts_folder_nothing_is_written(repo: Path, tc_server: TCServer,
@@ -285,6 +315,8 @@ def test_without_an_artifacts_folder_nothing_is_written(repo: Path, tc_server: T
     # Nothing is indexed: base is looked up; taskgraph never asks about its children.
     assert lines == ["docker-image base: built: not indexed; first build of this image"] + [
         f"docker-image {name}: built: parent base rebuilt; first build of this image"
+        if name != "packaged" else
+        "docker-image packaged: built: packages-deb-tool runs; first build of this image"
         for name in IMAGES if name != "base"]
 
 

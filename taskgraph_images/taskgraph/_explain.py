@@ -69,6 +69,8 @@ MAX_CONTEXT_BYTES = 64 * 1024 * 1024
 MAX_CONTEXT_UNPACKED = 1024 * 1024 * 1024
 
 _PREFIX = "docker-image-"
+#: Where taskgraph's docker-image transforms write the contexts a decision publishes.
+CONTEXTS_DIR = "docker-contexts"
 _DIGEST = re.compile(r"[0-9a-f]{64}\Z")
 
 
@@ -140,10 +142,15 @@ def _collect(graph: Any, label_to_taskid: Mapping[str, str],
         cached = task.attributes.get("cached_task") or {}
         judged = verdicts.get(task.label)
         parent = by_task.get(str(task.dependencies.get("parent", "")))
+        # taskgraph asks the strategy only about a task none of whose dependencies runs.
+        running = sorted(graph.tasks[t].label for t in task.dependencies.values()
+                         if t in graph.tasks)
         if judged is not None:
             reason = judged.lookup.reason
         elif parent is not None and parent in built_names:
             reason = f"parent {parent} rebuilt"
+        elif running:
+            reason = f"{running[0]} runs"
         elif not cached:
             reason = "cache: false in the kind config"
         else:
@@ -209,22 +216,33 @@ def context_members(data: bytes, *, unpacked_limit: int = MAX_CONTEXT_UNPACKED) 
     return members
 
 
-def _tree_members(root: str, names: Sequence[str]) -> Callable[[str], dict[str, str]]:
-    """A function giving each image's context members as the tree has them now."""
-    from taskgraph_images.catalog import ImageCatalog
+def _tree_members(root: str) -> Callable[[str], dict[str, str]]:
+    """A function giving each image's context members as this decision has them.
+
+    The context the decision wrote (taskgraph's ``docker-contexts/NAME.tar.gz``
+    in the working folder, which a decision publishes) when there is one;
+    else the tree's, as :class:`~taskgraph_images.catalog.ImageCatalog`
+    reads it (a local ``taskgraph morphed`` writes no contexts).
+    """
     from taskgraph_images.filehash import file_sha256
 
-    catalog = ImageCatalog.load(root, cache_keys="taskgraph")
+    catalogs: list[Any] = []
 
     def members(name: str) -> dict[str, str]:
-        files = catalog.context(name).taskgraph_files()
-        out = {}
-        for member, source in files.items():
-            if isinstance(source, bytes):
-                out[member] = hashlib.sha256(source).hexdigest()
-            else:
-                out[member] = file_sha256(source)
-        return out
+        written = os.path.join(CONTEXTS_DIR, f"{name}.tar.gz")
+        if os.path.isfile(written):
+            with open(written, "rb") as f:
+                data = f.read(MAX_CONTEXT_BYTES + 1)
+            if len(data) > MAX_CONTEXT_BYTES:
+                raise TaskgraphImagesError(f"{written} is more than {MAX_CONTEXT_BYTES} bytes")
+            return context_members(data)
+        if not catalogs:
+            from taskgraph_images.catalog import ImageCatalog
+
+            catalogs.append(ImageCatalog.load(root, cache_keys="taskgraph"))
+        files = catalogs[0].context(name).taskgraph_files()
+        return {member: hashlib.sha256(source).hexdigest() if isinstance(source, bytes)
+                else file_sha256(source) for member, source in files.items()}
 
     return members
 
@@ -374,15 +392,7 @@ def _explain(built: list[ImageReport], tasks: Mapping[str, Any], strategy: Any, 
         history = _history(strategy.index(), names, level, strategy.settings.prefix)
     except TaskgraphImagesError as e:
         history = _History({}, {}, {}, str(e))
-    tree: Callable[[str], dict[str, str]]
-    try:
-        tree = _tree_members(root, names)
-    except TaskgraphImagesError as e:
-        problem = str(e)
-
-        def tree(name: str) -> dict[str, str]:
-            raise TaskgraphImagesError(problem)
-
+    tree = _tree_members(root)
     return [_explain_one(r, tasks[r.name], history, strategy.settings.prefix, tree,
                          {k: v for k, v in parents.items() if v}) for r in built]
 

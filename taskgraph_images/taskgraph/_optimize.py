@@ -91,7 +91,7 @@ class Settings:
         from taskgraph_images.config import find_config, load_config
         from taskgraph_images.taskgraph_keys import cache_prefix
 
-        taskgraph_section = graph_config["taskgraph"]
+        taskgraph_section = graph_config.get("taskgraph") or {}
         prefix = cache_prefix(graph_config["trust-domain"],
                               taskgraph_section.get("cached-task-prefix"))
         path = find_config(_repository_root(graph_config))

@@ -44,7 +44,7 @@ import attrs
 from taskgraph.optimize import base as _optimize_base
 from taskgraph.optimize.strategies import IndexSearch
 
-from taskgraph_images.errors import IndexBackendError, TaskgraphImagesError
+from taskgraph_images.errors import TaskgraphImagesError
 from taskgraph_images.index._base import DEFAULT_ARTIFACT, Lookup, Usability, utcnow, verdict
 from taskgraph_images.index._lookup import decide
 from taskgraph_images.index._namespaces import Candidate
@@ -262,7 +262,7 @@ class SoundIndexSearch(IndexSearch):  # type: ignore[misc]  # taskgraph has no t
             return
         try:
             self._expiries = self.index().artifact_expiries(image_ids, self.settings.artifact)
-        except IndexBackendError as e:
+        except TaskgraphImagesError as e:  # unreachable, or no deployment configured
             self._expiry_error = f"artifact not checked ({e})"
 
     def _look_up(self, paths: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
@@ -271,7 +271,7 @@ class SoundIndexSearch(IndexSearch):  # type: ignore[misc]  # taskgraph has no t
             entries = self.index().find_tasks(paths)
             ids = sorted({e.task_id for e in entries.values()})
             states = self.index().task_states(ids)
-        except IndexBackendError as e:
+        except TaskgraphImagesError as e:
             logger.warning("docker-image lookup failed, building: %s", e)
             return {}, {}
         self._batch = None
@@ -281,9 +281,15 @@ class SoundIndexSearch(IndexSearch):  # type: ignore[misc]  # taskgraph has no t
     def index(self) -> Any:
         """The Taskcluster index and queue of the environment (as taskgraph finds them)."""
         if self._index is None:
+            from taskgraph_images.errors import ConfigError
             from taskgraph_images.index.taskcluster import TaskclusterIndex
 
-            self._index = TaskclusterIndex(max_workers=MAX_CONCURRENT)
+            try:
+                self._index = TaskclusterIndex(max_workers=MAX_CONCURRENT)
+            except ConfigError:  # no root URL in the environment: taskgraph's own default
+                from taskgraph.util.taskcluster import get_root_url
+
+                self._index = TaskclusterIndex(get_root_url(), max_workers=MAX_CONCURRENT)
         return self._index
 
 

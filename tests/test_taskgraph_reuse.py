@@ -224,7 +224,8 @@ def _python_built_before(repo: Path, server: TCServer, tmp_path: Path) -> str:
 
 def test_the_decision_says_why_each_image_is_built(repo: Path, tc_server: TCServer,
                                                    tmp_path: Path) -> None:
-    """``taskgraph morphed`` (the decision's last step) logs one line per image built and,
+    """``taskgraph morphed`` (the decision's last step) logs one line per image, why it is
+    built or where it is reused from, and,
     where the decision writes artifacts, writes ``docker-images.json``."""
     planted = Planted(tc_server, docker_tasks(repo, "push-level-3"))
     planted.every_case()
@@ -253,6 +254,7 @@ def test_the_decision_says_why_each_image_is_built(repo: Path, tc_server: TCServ
     lines = sorted(line.split(" - INFO - ", 1)[1] for line in log.splitlines()
                    if " - INFO - docker-image " in line)
     assert lines == [
+        f"docker-image base: reused task {planted.ids['base']} (indexed at level 3)",
         "docker-image expired: built: artifact expired at level 3; "
         "unchanged since the earlier build",
         f"docker-image failed: built: task failed at level 3; no earlier context to compare "

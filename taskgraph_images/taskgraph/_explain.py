@@ -23,7 +23,8 @@ from the first decision that uses this package, against builds made before
 it. Anything that goes wrong reading the history changes only the
 explanation, never the graph.
 
-Each built image gets one ``INFO`` line in the decision's log; the decision
+Each image gets one ``INFO`` line in the decision's log, a built one
+saying why it is built and what changed; the decision
 (whose ``artifacts/`` folder taskgraph publishes as ``public/``) also gets
 ``public/docker-images.json`` (:data:`REPORT_FORMAT`).
 """
@@ -376,8 +377,7 @@ def explain_images(graph: Any, label_to_taskid: Any, parameters: Any,
         reports = [r for r in reports if r not in built] + explained
     reports.sort(key=lambda r: r.name)
     for report in reports:
-        if report.action == "build":
-            logger.info(report.line())
+        logger.info(report.line())
     _write(report_json(reports))
     return graph, label_to_taskid
 

@@ -476,3 +476,20 @@ def test_other_kinds_go_to_the_replaced_strategy(tc_index: Any) -> None:
     # taskgraph's own: an indexed task that is not failed replaces it, whatever its artifacts.
     assert _strategy(tc_index).should_replace_task(
         fetch, {"level": "3"}, None, (["p.x"], {"p.x": "T"}, {"T": {"state": "completed"}})) == "T"
+
+
+def test_a_repository_without_a_hook_names_register_in_config_yml(repo: Path,
+                                                                  tc_server: TCServer) -> None:
+    config = repo / "taskcluster" / "config.yml"
+    config.write_text(config.read_text().replace(
+        "register: reuse_taskgraph:register", "register: taskgraph_images.taskgraph:register"))
+    params = repo / "params" / "push-level-3.yml"
+    params.write_text(params.read_text().replace("target_tasks_method: checks",
+                                                 "target_tasks_method: default"))
+    planted = Planted(tc_server, docker_tasks(repo, "push-level-3"))
+    planted.every_case()
+    ours, _ = taskgraph("optimized", repo, "push-level-3", tc_server)
+    assert outcome(ours) == {
+        "base": planted.ids["base"], "python": "build", "expired": "build", "soon": "build",
+        "failed": "build", "lower": "build", "missing": "build", "pr": "build",
+    }

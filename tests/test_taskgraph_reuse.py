@@ -445,6 +445,11 @@ def test_called_without_taskgraphs_batch_it_looks_up_itself(tc_server: TCServer,
                                         paths) == sound
     lookup = strategy.verdicts["docker-image-x"].lookup
     assert lookup.reason == "indexed at level 2 (artifact expired at level 3)"
+    tc_server.inject("findTasksAtIndex", status=500)
+    assert strategy.should_replace_task(_image_task("x", d, paths), {"level": "2"}, None,
+                                        paths) is False
+    assert strategy.verdicts["docker-image-x"].lookup.reason.startswith(
+        "index unavailable: Taskcluster index service at ")
 
 
 def test_an_untrusted_path_or_a_queue_that_cannot_answer_builds(tc_server: TCServer,

@@ -61,7 +61,6 @@ __all__ = [
     "needed_until",
 ]
 
-logger = logging.getLogger(__name__)
 #: taskgraph's optimization log (the decision's ``public/optimizations.log``).
 _optimization_log = logging.getLogger("optimization")
 
@@ -187,16 +186,23 @@ class SoundIndexSearch(IndexSearch):  # type: ignore[misc]  # taskgraph has no t
         cached = (getattr(task, "attributes", None) or {}).get("cached_task")
         if getattr(task, "kind", None) != "docker-image" or not isinstance(cached, dict):
             return self.fallback.should_replace_task(task, params, deadline, arg)
-        if isinstance(arg, tuple) and len(arg) == 3:
-            paths, index_to_taskid, statuses = arg
-        else:
-            paths = arg
-            index_to_taskid, statuses = self._look_up(list(paths))
         now = utcnow()
         own = _as_time(_resolve_deadline(task.task["deadline"], now))
         assert own is not None
         needed = needed_until(_as_time(deadline), own, self.settings.min_lifetime)
-        judged = self.judge(task.label, cached, int(params["level"]), list(paths),
+        level = int(params["level"])
+        if isinstance(arg, tuple) and len(arg) == 3:
+            paths, index_to_taskid, statuses = arg
+        else:  # called on its own, not by taskgraph's optimization: look up here
+            paths = arg
+            try:
+                index_to_taskid, statuses = self._look_up(list(paths))
+            except TaskgraphImagesError as e:
+                name, digest = str(cached["name"]), str(cached["digest"])
+                lookup = Lookup(name, digest, level, None, f"index unavailable: {e}", str(e))
+                self.verdicts[task.label] = ImageVerdict(task.label, name, digest, lookup, needed)
+                return False
+        judged = self.judge(task.label, cached, level, list(paths),
                             index_to_taskid, statuses, now, needed)
         self.verdicts[task.label] = judged
         found = judged.lookup.found
@@ -251,10 +257,9 @@ class SoundIndexSearch(IndexSearch):  # type: ignore[misc]  # taskgraph has no t
             return
         self._batch = index_to_taskid
         self._expiries, self._expiry_error = {}, None
-        marker = ".cache."
         image_ids = sorted({
             task_id for path, task_id in index_to_taskid.items()
-            if path.startswith(self.settings.prefix + marker) and f".{CACHE_TYPE}." in path
+            if path.startswith(f"{self.settings.prefix}.cache.") and f".{CACHE_TYPE}." in path
             and isinstance(statuses.get(task_id), dict)
             and statuses[task_id].get("state") == "completed"
         })
@@ -266,14 +271,12 @@ class SoundIndexSearch(IndexSearch):  # type: ignore[misc]  # taskgraph has no t
             self._expiry_error = f"artifact not checked ({e})"
 
     def _look_up(self, paths: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
-        """The index and queue answers for ``paths``, when taskgraph did not batch them."""
-        try:
-            entries = self.index().find_tasks(paths)
-            ids = sorted({e.task_id for e in entries.values()})
-            states = self.index().task_states(ids)
-        except TaskgraphImagesError as e:
-            logger.warning("docker-image lookup failed, building: %s", e)
-            return {}, {}
+        """The index and queue answers for ``paths``, when taskgraph did not batch them.
+
+        :raises TaskgraphImagesError: when the index or the queue cannot answer.
+        """
+        entries = self.index().find_tasks(paths)
+        states = self.index().task_states(sorted({e.task_id for e in entries.values()}))
         self._batch = None
         return ({p: e.task_id for p, e in entries.items()},
                 {t: {"state": s} for t, s in states.items()})

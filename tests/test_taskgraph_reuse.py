@@ -498,3 +498,41 @@ def test_a_repository_without_a_hook_names_register_in_config_yml(repo: Path,
         "base": planted.ids["base"], "python": "build", "expired": "build", "soon": "build",
         "failed": "build", "lower": "build", "missing": "build", "pr": "build",
     }
+
+
+def test_a_decision_task_publishes_why(repo: Path, tc_server: TCServer, tmp_path: Path) -> None:
+    """``taskgraph decision`` itself: the contexts its docker-image transforms write are
+    this decision's side of the comparison, and ``docker-images.json`` lands among the
+    artifacts it publishes."""
+    Planted(tc_server, docker_tasks(repo, "push-level-3")).at(
+        "base", artifact_expires=now() + 300 * DAY)
+    _python_built_before(repo, tc_server, tmp_path)
+    (repo / ".taskcluster.yml").write_text("version: 1\ntasks: []\n")
+    git = ["git", "-c", "user.email=dev@example.com", "-c", "user.name=dev"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "tree"], cwd=repo, check=True)
+    rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    decision = tc_server.add_task(state="running", artifacts={})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKCLUSTER_")}
+    env.update(TASKCLUSTER_ROOT_URL=tc_server.root_url, TASK_ID=decision,
+               PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]))
+    url = "https://github.com/example/reuse"
+    done = subprocess.run(
+        [sys.executable, "-c", "from taskgraph.main import main; main()", "decision",
+         "--root", "taskcluster", "--tasks-for", "github-push", "--head-rev", rev,
+         "--head-ref", "refs/heads/main", "--head-repository", url, "--base-repository", url,
+         "--repository-type", "git", "--level", "3", "--owner", "dev@example.com",
+         "--pushdate", "0", "--pushlog-id", "0", "--project", "reuse",
+         "--target-tasks-method", "checks"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ("docker-image python: built: not indexed; 1 file changed "
+            "(topsrcdir/taskcluster/scripts/setup.sh), 0 added, 0 removed") in done.stderr
+    report = json.loads((repo / "artifacts" / "docker-images.json").read_text())
+    assert report["images"]["base"]["decision"] == "reuse"
+    created = {tc_server.definitions[t]["metadata"]["name"] for t in tc_server.definitions}
+    assert {n for n, i in report["images"].items() if i["decision"] == "build"} == {
+        n for n in IMAGES if f"docker-image-{n}" in created}
+    assert tc_server.schema_errors == []

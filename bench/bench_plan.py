@@ -37,7 +37,7 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from loopback import serving
+from loopback import obey, serving
 
 __all__ = ["EXPLAIN_TARGET", "GENERATIONS", "TARGET", "main", "make_repository", "run"]
 
@@ -100,13 +100,7 @@ def _serve(conn: Any, plants: list[tuple[int, str, str]], latency: float,
         if hasattr(server, "validate_responses"):
             server.validate_responses = False  # CPU only; the tests check the responses
         conn.send(server.root_url)
-        while True:
-            command = conn.recv()
-            if command == "stop":
-                break
-            if command == "clear":
-                server.requests.clear()
-            conn.send(server.count())
+        obey(conn, server)
 
 
 def _sequential(index: Any, catalog: Any) -> dict[str, Optional[str]]:

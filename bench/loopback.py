@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterator
 
-__all__ = ["serving"]
+__all__ = ["obey", "serving"]
 
 
 @contextlib.contextmanager
@@ -34,3 +34,20 @@ def serving(target: Callable[..., None], *args: Any) -> Iterator[Any]:
             proc.kill()
             proc.join()
         parent.close()
+
+
+def obey(conn: Any, server: Any) -> None:
+    """Answer the commands coming over ``conn`` about ``server`` until ``"stop"``.
+
+    ``"clear"`` forgets the requests answered so far; ``"sequence"`` is answered
+    with the round trips in sequence since (``server.in_sequence()``), any other
+    command with the number of requests since (``server.count()``).
+    """
+    while True:
+        command = conn.recv()
+        if command == "stop":
+            return
+        if command == "clear":
+            server.requests.clear()
+            server.spans.clear()
+        conn.send(server.in_sequence() if command == "sequence" else server.count())

@@ -20,7 +20,9 @@ hashing them, and ``openssl dgst``), ``cache`` (cold and warm
 benchmarks' ``run()`` when present: ``index`` (``bench_index.py``), ``plan``
 (``bench_plan.py``), ``artifacts`` (``bench_artifacts.py``), ``submit``
 (``bench_submit.py``), ``buildah`` (``bench_buildah.py``: the in-task
-builder's save and the zstd levels; needs buildah).
+builder's save and the zstd levels; needs buildah), ``tgoptimize``
+(``bench_tgoptimize.py``: taskgraph's optimization phase for 60 docker images
+at 50 ms per request, our strategy against taskgraph's ``index-search``).
 
 Usage: ``python bench/run.py [--quick] [--only CASE] [--big-mb 800] [--runs 5]``.
 The peer runs in the interpreter given by ``--peer-python`` (default:
@@ -53,7 +55,7 @@ __all__ = ["main", "make_contexts"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 CASES = ("hash", "tgtar", "cache", "startup", "index", "plan", "artifacts", "submit",
-         "buildah")
+         "buildah", "tgoptimize")
 #: The issue's targets: ratio name -> (bound, "min" or "max").
 TARGETS: dict[str, tuple[float, str]] = {
     "small: better engine alone / ours": (0.95, "min"),
@@ -487,6 +489,7 @@ def bench_others(table: Table, which: list[str], quick: bool, runs: int,
         "submit": {"tasks": 96} if quick else {},
         "artifacts": dict({"size": 64 << 20, "repeat": 3} if quick else {"repeat": max(3, runs)},
                           peer_python=peer),
+        "tgoptimize": {"rounds": 1} if quick else {"rounds": max(3, runs)},
         "buildah": ({"size": 64 << 20, "repeat": 2, "levels": (3, 10)} if quick
                     else {"size": 128 << 20, "repeat": max(3, runs), "levels": (3, 10, 19)}),
     }
@@ -523,6 +526,8 @@ def bench_others(table: Table, which: list[str], quick: bool, runs: int,
             for key in ("save_ours", "load_ours", "load_ours_http"):
                 if key in numbers:
                     table.ratios[f"artifacts {key} rss"] = float(numbers[key]["peak_rss_mb"])
+        if case == "tgoptimize":
+            table.ratios["tgoptimize: ours / taskgraph"] = float(numbers["ours_over_taskgraph"])
         if case == "buildah":
             table.ratios["buildah save_ratio"] = float(numbers["save_ratio"])
             table.ratios["buildah save rss"] = float(numbers["save_own_rss_mb"])
@@ -737,7 +742,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 bench_cache(table, os.path.join(tmp, "src"), rels, args.runs, tmp)
         if "startup" in cases:
             bench_startup(table, args.runs, peer)
-        others = [c for c in ("index", "plan", "artifacts", "submit", "buildah") if c in cases]
+        others = [c for c in ("index", "plan", "artifacts", "submit", "buildah", "tgoptimize")
+                  if c in cases]
         if others:
             bench_others(table, others, args.quick, args.runs, peer)
     finally:

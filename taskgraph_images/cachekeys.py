@@ -82,7 +82,8 @@ class IndexKeys:
         Seed: the push's level up to 3. taskgraph: level 3 down to the
         push's, then the pull-request namespace for a pull request at level 1
         only: any pull request can write it, so a level-2 or level-3 decision
-        never trusts it (see ``docs/security.rst``). Its candidate is level 1.
+        never asks for it (see ``docs/security.rst``). Its candidate is a
+        level 1 pull-request one (:meth:`Candidate.distrust`).
         """
         if self.taskgraph_prefix is None:
             return list(search_order(name, digest, level, prefix=self.prefix))
@@ -92,7 +93,8 @@ class IndexKeys:
                              tasks_for=self.tasks_for,
                              cache_pull_requests=self.cache_pull_requests and level == 1)
         levels = list(range(3, level - 1, -1))
-        return [Candidate(levels[i] if i < len(levels) else 1, ns)
+        return [Candidate(levels[i], ns) if i < len(levels)
+                else Candidate(1, ns, pull_request=True)
                 for i, ns in enumerate(found)]
 
     def latest(self, name: str, level: int) -> list[Candidate]:

@@ -210,6 +210,9 @@ class BuildConfig:
         (datetime.timedelta(days=28), datetime.timedelta(days=365), datetime.timedelta(days=365))
     )
     artifact_expires_after: PerLevel[Optional[datetime.timedelta]] = None
+    #: How long a reused image's artifact must still live after the deadline a
+    #: build task of this push would have (taskgraph's docker-image strategy).
+    min_artifact_lifetime: Optional[datetime.timedelta] = None
     max_run_time: PerLevel[int] = 3600
     zstd_level: PerLevel[int] = ByLevel((3, 10, 10))
     image_builder: str = "image_builder"
@@ -505,6 +508,7 @@ _PARSERS: dict[str, tuple[str, _Parser]] = {
     "deadline-after": ("deadline_after", _duration),
     "expires-after": ("expires_after", _duration),
     "artifact-expires-after": ("artifact_expires_after", _opt_duration),
+    "min-artifact-lifetime": ("min_artifact_lifetime", _opt_duration),
     "max-run-time": ("max_run_time", _int),
     "zstd-level": ("zstd_level", _int),
     "image-builder": ("image_builder", _str),

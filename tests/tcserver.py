@@ -24,7 +24,8 @@ Faults, per test: :attr:`TCServer.latency` (seconds added to every request),
 a malformed JSON body or a continuation token that never ends, for ``count``
 requests or forever, after ``after`` requests, on one endpoint or all) and
 :meth:`TCServer.disable` (an endpoint answers 404 or 405).
-:attr:`TCServer.peak` is the most requests ever handled at once. Benchmarks
+:attr:`TCServer.peak` is the most requests ever handled at once;
+:meth:`TCServer.in_sequence` how many were answered one after another. Benchmarks
 may turn off :attr:`TCServer.validate_requests` and
 :attr:`TCServer.validate_responses` (the tests keep both on): a real service's
 CPU is not the client's machine's.
@@ -194,6 +195,8 @@ class TCServer:
             self.disabled: dict[str, int] = {}
             self.latency = 0.0
             self.requests: list[str] = []
+            #: (start, end) of every request answered, on the monotonic clock.
+            self.spans: list[tuple[float, float]] = []
             # Requests being answered right now (live, so not forgotten) and the most at once.
             self.active = getattr(self, "active", 0)
             self.peak = self.active
@@ -270,6 +273,12 @@ class TCServer:
                 "content": content,
             }
 
+    def add_definition(self, task_id: str, body: Mapping[str, Any]) -> None:
+        """Give ``queue.task`` the definition of planted task ``task_id`` (a ``createTask``
+        body; the answer adds the Queue's defaults)."""
+        with self._lock:
+            self.definitions[task_id] = dict(body)
+
     def index_task(
         self,
         namespace: str,
@@ -339,6 +348,17 @@ class TCServer:
         """Return how many requests reached ``endpoint`` (all when None)."""
         with self._lock:
             return sum(1 for r in self.requests if endpoint is None or r == endpoint)
+
+    def in_sequence(self) -> int:
+        """How many requests were answered one after another: the longest chain of
+        requests each starting after the previous one ended (round trips in sequence)."""
+        with self._lock:
+            spans = sorted(self.spans, key=lambda s: s[1])
+        chain, end = 0, float("-inf")
+        for start, stop in spans:
+            if start >= end:
+                chain, end = chain + 1, stop
+        return chain
 
     def _take_fault(self, endpoint: str) -> Optional[Fault]:
         with self._lock:
@@ -625,10 +645,13 @@ def _make_handler(server: TCServer) -> type[BaseHTTPRequestHandler]:
                 server.active += 1
                 server.peak = max(server.peak, server.active)
             self._in_flight = True
+            start = time.monotonic()
             try:
                 self._answer(method, split, query, raw, found, blob, endpoint)
             finally:
                 self._answered()
+                with server._lock:
+                    server.spans.append((start, time.monotonic()))
 
         def _answer(
             self,

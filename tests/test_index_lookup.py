@@ -188,3 +188,23 @@ def test_memory_index_found_image_is_reusable() -> None:
     task_id = index.record_build(2, "a", D, 0)
     lookup = find_image(index, "a", D, 1)
     assert lookup.reuse and lookup.found == Found(task_id, hash_namespace(2, "a", D), 2)
+
+
+@pytest.mark.parametrize(("level", "reused"), [(1, True), (2, False), (3, False)])
+def test_a_pull_request_entry_is_trusted_at_level_1_only(level: int, reused: bool) -> None:
+    """The plan decides as the taskgraph strategy does (one ``decide``): taskgraph's
+    pull-request namespace holds level 1 builds."""
+    from taskgraph_images.cachekeys import IndexKeys
+    from taskgraph_images.taskgraph_keys import pull_request_namespace
+
+    index = MemoryIndex()
+    namespace = pull_request_namespace("proj", "a", D)
+    task_id = index.record_build(1, "a", D, 0, namespaces=[namespace])
+    keys = IndexKeys(taskgraph_prefix="proj", tasks_for="github-pull-request")
+    lookup = find_images(index, [("a", D)], level, search=keys.search)["a"]
+    if reused:
+        assert lookup.found == Found(task_id, namespace, 1)
+        assert lookup.reason == "indexed at the pull-request namespace"
+    else:
+        assert lookup.found is None
+        assert lookup.reason == f"not trusted: a pull-request entry at a level {level} push"

@@ -113,22 +113,35 @@ def verdict(
     now: datetime.datetime,
     *,
     artifact_exists: bool = True,
+    needed_until: Optional[datetime.datetime] = None,
 ) -> Usability:
-    """Decide whether a task's artifact is usable (pure).
+    """Decide whether a task's artifact is usable (pure): the one reuse verdict.
 
     ``state`` is the task's state (``None``: the queue does not know the
     task); ``artifact_expires`` is ``None`` when the artifact does not exist.
+    A task that is not ``completed`` (``failed``, ``exception``, still
+    running...) is never used, nor an artifact that is missing or expired at
+    ``now``. ``needed_until``, when given, is the last moment the artifact
+    is needed (the deadline of the tasks that use it): an artifact that
+    expires by then is not used either.
+
+    >>> import datetime as dt
+    >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    >>> verdict("completed", t + dt.timedelta(days=1), t).usable
+    True
+    >>> verdict("completed", t + dt.timedelta(days=1), t, needed_until=t + dt.timedelta(days=2))
+    Usability(usable=False, reason='artifact expires too soon')
     """
     if state is None:
         return Usability(False, "task unknown")
-    if state in ("failed", "exception"):
-        return Usability(False, f"task {state}")
     if state != "completed":
         return Usability(False, f"task {state}")
     if not artifact_exists or artifact_expires is None:
         return Usability(False, "artifact missing")
     if artifact_expires <= now:
         return Usability(False, "artifact expired")
+    if needed_until is not None and artifact_expires <= needed_until:
+        return Usability(False, "artifact expires too soon")
     return Usability(True)
 
 

@@ -10,14 +10,13 @@ still undecided), so a remote backend can batch each step.
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional, Sequence
+from typing import Callable, Literal, Mapping, Optional, Sequence
 
 from taskgraph_images.errors import IndexBackendError, InvalidValueError
 from taskgraph_images.index._base import (
     DEFAULT_ARTIFACT,
     Found,
     IndexBackend,
-    IndexedTask,
     Lookup,
     Usability,
     validate_artifact_name,
@@ -46,43 +45,53 @@ def decide(
     digest: str,
     level: int,
     candidates: Sequence[Candidate],
-    tasks: dict[str, IndexedTask],
-    verdicts: dict[str, Usability],
+    tasks: Mapping[str, str],
+    verdicts: Mapping[str, Usability],
 ) -> Optional[Lookup]:
     """Return the lookup's outcome, or ``None`` if a verdict is still needed (pure).
 
-    Walks ``candidates`` in order: unindexed ones are passed over, the first
-    indexed one without a verdict stops the walk (``None``), unusable ones
-    are skipped with their reason, and the first usable one wins.
+    ``tasks`` maps each indexed namespace to its task id, ``verdicts`` each
+    task id to :func:`~taskgraph_images.index._base.verdict`'s answer.
+    Walks ``candidates`` in order: unindexed ones are passed over, indexed
+    ones a push at ``level`` must not trust (:meth:`Candidate.distrust`) are
+    skipped with the reason, the first indexed one without a verdict stops
+    the walk (``None``), unusable ones are skipped with their reason, and
+    the first usable one wins. The plan and the taskgraph strategy
+    (:mod:`taskgraph_images.taskgraph`) both decide here.
     """
     skipped: list[str] = []
     for candidate in candidates:
-        entry = tasks.get(candidate.namespace)
-        if entry is None:
+        task_id = tasks.get(candidate.namespace)
+        if task_id is None:
             continue
-        usability = verdicts.get(entry.task_id)
+        distrust = candidate.distrust(level)
+        if distrust is not None:
+            skipped.append(f"not trusted: {distrust}")
+            continue
+        usability = verdicts.get(task_id)
         if usability is None:
             return None
         if usability.usable:
-            found = Found(entry.task_id, candidate.namespace, candidate.level)
-            reason = f"indexed at level {candidate.level}"
+            found = Found(task_id, candidate.namespace, candidate.level)
+            reason = f"indexed at {candidate.where}"
             if skipped:
                 reason += f" ({'; '.join(skipped)})"
             return Lookup(name, digest, level, found, reason)
-        skipped.append(f"{usability.reason} at level {candidate.level}")
+        skipped.append(f"{usability.reason} at {candidate.where}")
     reason = "; ".join(skipped) if skipped else NOT_INDEXED
     return Lookup(name, digest, level, None, reason)
 
 
 def _next_task_id(
     candidates: Sequence[Candidate],
-    tasks: dict[str, IndexedTask],
-    verdicts: dict[str, Usability],
+    tasks: Mapping[str, str],
+    verdicts: Mapping[str, Usability],
+    level: int,
 ) -> Optional[str]:
     for candidate in candidates:
-        entry = tasks.get(candidate.namespace)
-        if entry is not None and entry.task_id not in verdicts:
-            return entry.task_id
+        task_id = tasks.get(candidate.namespace)
+        if task_id is not None and candidate.distrust(level) is None and task_id not in verdicts:
+            return task_id
     return None  # pragma: no cover - decide() returned a result first
 
 
@@ -135,7 +144,7 @@ def find_images(
 
     namespaces = sorted({c.namespace for order in orders.values() for c in order})
     try:
-        tasks = index.find_tasks(namespaces)
+        tasks = {ns: e.task_id for ns, e in index.find_tasks(namespaces).items()}
     except IndexBackendError as e:
         if on_error == "raise":
             raise
@@ -150,7 +159,7 @@ def find_images(
             if outcome is not None:
                 results[name] = outcome
             else:
-                task_id = _next_task_id(order, tasks, verdicts)
+                task_id = _next_task_id(order, tasks, verdicts, level)
                 assert task_id is not None
                 needed[name] = task_id
         pending = {name: orders[name] for name in needed}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import Union
+from typing import Optional, Union
 
 import attrs
 
@@ -199,10 +199,35 @@ def index_namespaces(
 
 @attrs.frozen
 class Candidate:
-    """One place a lookup tries: the ``hash`` namespace at ``level``."""
+    """One place a lookup tries: the ``hash`` namespace at ``level``.
+
+    ``pull_request`` marks taskgraph's pull-request namespace, whose builds
+    run at level 1: a lookup trusts it only for a push at level 1.
+    """
 
     level: int
     namespace: str
+    pull_request: bool = False
+
+    @property
+    def where(self) -> str:
+        """``level 3``, or ``the pull-request namespace``: where an entry was found, in reasons."""
+        return "the pull-request namespace" if self.pull_request else f"level {self.level}"
+
+    def distrust(self, level: int) -> Optional[str]:
+        """Why a push at ``level`` must not use this candidate's entry, or ``None`` (pure).
+
+        Never an entry of a lower level than the push's; a pull request's
+        only for a push at level 1.
+
+        >>> Candidate(1, "p.cache.pr.x", pull_request=True).distrust(3)
+        'a pull-request entry at a level 3 push'
+        >>> Candidate(1, "p.cache.level-1.x").distrust(3)
+        'a level 1 entry at a level 3 push'
+        """
+        if self.pull_request:
+            return None if level == 1 else f"a pull-request entry at a level {level} push"
+        return None if self.level >= level else f"a level {self.level} entry at a level {level} push"
 
 
 def search_order(

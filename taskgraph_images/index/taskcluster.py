@@ -102,6 +102,18 @@ def _entry(item: object) -> IndexedTask:
         raise _Malformed(str(e)) from e
 
 
+def _pool(service: Any, size: int) -> None:
+    """Let ``service``'s session keep ``size`` connections alive: one per worker thread
+    (requests keeps 10, and discards, with a warning, each one more used at once)."""
+    import requests
+
+    session = getattr(service, "session", None)
+    if isinstance(session, requests.Session):
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=size)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+
+
 class TaskclusterIndex:
     """Look images up in a Taskcluster deployment's Index and Queue.
 
@@ -162,6 +174,8 @@ class TaskclusterIndex:
         self._options = opts
         self._index = client("Index", opts)
         self._queue = client("Queue", opts)
+        _pool(self._index, max_workers)
+        _pool(self._queue, max_workers)
         self._max_workers = max_workers
         self._max_retries = max_retries
         self._timeout = timeout
@@ -507,6 +521,37 @@ class TaskclusterIndex:
         except InvalidValueError as e:
             raise self._malformed("queue", "latestArtifactInfo", e) from e
 
+    def _definition(self, task_id: str) -> Optional[dict[str, Any]]:
+        try:
+            return self._call("queue", "task", task_id)
+        except _Status as e:
+            if e.status == 404:
+                return None
+            raise self._refused("queue", "task", e) from e
+
+    def task_definitions(self, task_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Return the definition of each task the queue knows (``queue.task``, all at once).
+
+        :raises IndexBackendError: when the queue cannot answer.
+        """
+        ids = list(dict.fromkeys(task_ids))
+        found = dict(zip(ids, self._map(self._definition, ids)))
+        return {t: d for t, d in found.items() if d is not None}
+
+    def artifact_expiries(
+        self, task_ids: Sequence[str], artifact: str
+    ) -> dict[str, Optional[datetime.datetime]]:
+        """Return when each task's latest ``artifact`` expires, ``None`` where it has none.
+
+        One ``queue.latestArtifactInfo`` call per task, all at once on at
+        most ``max_workers`` threads: one round trip for the whole set.
+
+        :raises IndexBackendError: when the queue cannot answer.
+        """
+        validate_artifact_name(artifact)
+        ids = list(dict.fromkeys(task_ids))
+        return dict(zip(ids, self._map(lambda t: self._artifact_expiry(t, artifact), ids)))
+
     def _read_artifact(
         self, session: requests.Session, task_id: str, name: str, limit: int
     ) -> ArtifactRead:
@@ -573,9 +618,7 @@ class TaskclusterIndex:
         validate_artifact_name(artifact)
         ids = list(dict.fromkeys(task_ids))
         states = self.task_states(ids)
-        completed = [t for t in ids if states.get(t) == "completed"]
-        expiries = dict(
-            zip(completed, self._map(lambda t: self._artifact_expiry(t, artifact), completed))
-        )
+        expiries = self.artifact_expiries([t for t in ids if states.get(t) == "completed"],
+                                          artifact)
         now = self._clock()
         return {t: verdict(states.get(t), expiries.get(t), now) for t in ids}

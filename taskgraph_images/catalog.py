@@ -95,12 +95,18 @@ class Image:
     config_parent: Optional[str] = None
     #: The ``# %include`` paths as the Dockerfile writes them (same order as ``includes``).
     include_lines: tuple[str, ...] = ()
-    #: The folder of the run-task files, when the Dockerfile has ``# %include-run-task``.
+    #: The folder of the run-task files, when the Dockerfile has ``# %include-run-task``
+    #: and the folder is known (see ``run_task_line``).
     run_task: Optional[str] = None
     #: ``False`` when the kind config says ``cache: false``: never reused, built every push.
     cache: bool = True
     #: The kind config's ``index`` (routes for the build task), if any.
     index: Optional[IndexConfig] = None
+    #: Where the Dockerfile writes ``# %include-run-task`` (``FILE:LINE``), if it does.
+    #: With no ``run_task`` folder (taskgraph is not installed and none is
+    #: configured), the image's context cannot be made; the catalog's other
+    #: images are not affected.
+    run_task_line: Optional[str] = None
 
     @property
     def prebuilt(self) -> bool:
@@ -397,8 +403,10 @@ class _RunTask:
         self._found: Optional[Optional[str]] = None
         self._looked = False
 
-    def folder(self, where: str) -> str:
-        """Return the folder, or raise :class:`DockerfileError` naming ``where``."""
+    def folder(self, where: str) -> Optional[str]:
+        """Return the folder (``None`` when taskgraph is not installed and none is
+        configured), or raise :class:`DockerfileError` naming ``where`` for a
+        folder that lacks a file."""
         if self._configured is not None:
             folder = os.path.join(self._root, os.fspath(self._configured))
             what = f"run-task folder {os.fspath(self._configured)}"
@@ -406,11 +414,7 @@ class _RunTask:
             if not self._looked:
                 self._found, self._looked = _installed_run_task(), True
             if self._found is None:
-                raise DockerfileError(
-                    f"{where}: '# %include-run-task' needs taskgraph's run-task files: "
-                    "install taskcluster-taskgraph, or name a folder holding them with "
-                    "run-task: in the build-task config"
-                )
+                return None
             folder, what = self._found, f"run-task folder {self._found}"
         for entry in _dockerfile.RUN_TASK_FILES:
             if not os.path.isfile(os.path.join(folder, entry)):
@@ -463,9 +467,10 @@ def _draft(
     includes = tuple(
         _check_include(root, f"{rel}/Dockerfile", lineno, path) for lineno, path in parsed.includes
     )
-    run_task_dir = None
+    run_task_dir = run_task_line = None
     if parsed.run_task is not None:
-        run_task_dir = run_task.folder(f"{rel}/Dockerfile:{parsed.run_task}")
+        run_task_line = f"{rel}/Dockerfile:{parsed.run_task}"
+        run_task_dir = run_task.folder(run_task_line)
     image = Image(
         name=name,
         path=rel,
@@ -482,6 +487,7 @@ def _draft(
         config_parent=cfg.parent if cfg else None,
         include_lines=tuple(path for _, path in parsed.includes),
         run_task=run_task_dir,
+        run_task_line=run_task_line,
         cache=cfg.cache if cfg else True,
         index=cfg.index if cfg else None,
     )

@@ -271,8 +271,8 @@ def _builder_reference(
             return name, None
         known = ", ".join(catalog.names()) or "none"
         raise PlanError(
-            f"image builder {name!r} is not an image of the catalog (known images: {known}); "
-            "set image-builder in the build-task config"
+            f"image builder {name!r} is not an image of the catalog (known images: {known}): "
+            + config.ask("image-builder: IMAGE_OR_REGISTRY_TAG")
         )
     decision = decisions[name]
     if decision.docker_image is not None:
@@ -465,7 +465,7 @@ def _build_tasks(
             if config.image_builder_bootstrap is None:
                 raise PlanError(
                     f"the image builder {decision.name!r} must be built, but nothing can build "
-                    "it: set image-builder-bootstrap (a registry tag) in the build-task config"
+                    "it: " + config.ask("image-builder-bootstrap: REGISTRY/IMAGE:TAG")
                 )
             this_builder = config.image_builder_bootstrap
         elif builder_task is not None:
@@ -501,7 +501,7 @@ def _index_routes(catalog: ImageCatalog, decision: Decision, params: Params,
 
         routes += index_routes(_cache_prefix(config), image.name, decision.digest,
                                level=params.level, tasks_for=params.tasks_for or _PUSH,
-                               build_date=params.pushdate_epoch,
+                               build_date=params.build_date_epoch,
                                cache_pull_requests=config.cache_pull_requests)
     elif image.cache:
         routes += default_index_routes(image.name, decision.digest, params, config)
@@ -509,7 +509,7 @@ def _index_routes(catalog: ImageCatalog, decision: Decision, params: Params,
         if config.trust_domain is None:
             raise PlanError(
                 f"image {image.name!r} has index: in the kind config, whose routes start with "
-                "the trust domain: set trust-domain in the build-task config"
+                "the trust domain: " + config.ask("trust-domain: NAME")
             )
         routes += kind_index_routes(image.index.product, image.index.job_name, params,
                                     config.trust_domain)
@@ -527,9 +527,9 @@ def _index_rank(index: Optional[IndexConfig], params: Params,
         return None
     if index.rank == "by-tier":
         tier = config.treeherder_tier if config.treeherder else 3
-        return params.pushdate_epoch if tier == 1 else 0
+        return params.build_date_epoch if tier == 1 else 0
     if index.rank == "build_date":
-        return params.pushdate_epoch
+        return params.build_date_epoch
     return int(index.rank)
 
 

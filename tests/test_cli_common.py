@@ -39,9 +39,9 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = taskgraph_images.config.load_config
 
-    def spy(path: Any) -> BuildConfig:
+    def spy(path: Any, **kwargs: Any) -> BuildConfig:
         seen.append(str(path))
-        return real(path)
+        return real(path, **kwargs)
 
     monkeypatch.setattr(taskgraph_images.config, "load_config", spy)
     return seen

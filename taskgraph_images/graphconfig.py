@@ -1,0 +1,359 @@
+"""taskgraph's graph config (``taskcluster/config.yml``) as build-task config settings.
+
+A repository that runs taskcluster-taskgraph already says, in its graph
+config and its ``docker-image`` kind file, most of what its image build
+tasks need. This module reads those facts and gives them as settings of the
+build-task config (:mod:`taskgraph_images.config`), each with the place it
+came from; the repository's own ``taskcluster/taskgraph-images.yml`` is read
+over them, key by key (:func:`taskgraph_images.config.parse_config`'s
+``defaults``).
+
+======================================  ===================================================
+graph config                            build-task config key
+======================================  ===================================================
+``trust-domain``                        ``trust-domain``
+``taskgraph.cached-task-prefix``        ``cached-task-prefix``
+``taskgraph.cache-pull-requests``       ``cache-pull-requests``
+``task-expires-after``                  ``expires-after`` at level 1 (1 year above it, as
+                                        taskgraph's docker-image transform sets it)
+``task-priority``                       ``priority`` (``by-project`` for the push's
+                                        project, ``by-level`` per level)
+``workers.aliases.images``              ``task-queue-id``: ``{provisioner}/{worker-type}``,
+                                        ``by-level`` allowed, ``{alias}``, ``{level}`` and
+                                        ``{trust-domain}`` replaced
+======================================  ===================================================
+
+And when the ``docker-image`` kind file runs taskgraph's own
+``taskgraph.transforms.docker_image:transforms``, taskgraph decides the
+images' digests: ``cache-keys: taskgraph`` and ``image-builder`` the image
+builder reference taskgraph digests (:func:`taskgraph_image_builder`).
+
+Every other key of the graph config is taskgraph's business and is not
+read. A key read here with a value of the wrong shape is a
+:class:`~taskgraph_images.errors.ConfigError` naming the file and the key.
+:func:`graph_settings` is pure; :func:`read_graph_config` and
+:func:`kind_uses_taskgraph_transforms` read one bounded regular file inside
+the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from typing import Any, Mapping, Optional
+
+import attrs
+
+from taskgraph_images.errors import ConfigError
+
+__all__ = [
+    "DOCKER_IMAGE_TRANSFORMS",
+    "GRAPH_CONFIG_PATH",
+    "MAX_FILE_BYTES",
+    "Setting",
+    "graph_settings",
+    "kind_uses_taskgraph_transforms",
+    "read_graph_config",
+    "repository_settings",
+    "taskgraph_image_builder",
+]
+
+#: Where taskgraph keeps its graph config, from the repository root.
+GRAPH_CONFIG_PATH = "taskcluster/config.yml"
+#: The transforms that make a kind's tasks taskgraph's docker-image tasks.
+DOCKER_IMAGE_TRANSFORMS = "taskgraph.transforms.docker_image:transforms"
+#: The largest graph config or kind file read (real ones are a few KiB).
+MAX_FILE_BYTES = 1 << 20
+#: The worker alias taskgraph's docker-image tasks run on.
+IMAGES_ALIAS = "images"
+_LEVELS = ("1", "2", "3")
+
+
+@attrs.frozen
+class Setting:
+    """One build-task config key's value, in the config file's form, and where it came from."""
+
+    #: The build-task config key (``task-queue-id``, ...).
+    key: str
+    #: The value as a config file would write it (``{by-level: ...}`` included).
+    value: Any
+    #: Where it came from: ``FILE (its key there)``.
+    origin: str
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def _read_bounded(root: str, rel: str, what: str) -> Optional[str]:
+    """The text of ``rel`` under ``root``, ``None`` when absent; only a regular file inside."""
+    path = os.path.join(root, *rel.split("/"))
+    if not os.path.lexists(path):
+        return None
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if not real.startswith(real_root + os.sep):
+        raise ConfigError(f"{rel}: the {what} leaves the repository")
+    try:
+        st = os.stat(real)
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {rel}: {e.strerror}") from e
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{rel}: the {what} is not a regular file")
+    if st.st_size > MAX_FILE_BYTES:
+        raise ConfigError(f"{rel}: the {what} is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        with open(real, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {rel}: {e.strerror}") from e
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{rel}: the {what} is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {rel} is not UTF-8 text") from None
+
+
+def _yaml(text: str, rel: str) -> Any:
+    import yaml
+
+    from taskgraph_images._yamlfile import yaml_error_where
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        where, problem = yaml_error_where(e)
+        raise ConfigError(f"{rel}{where}: {problem}") from None
+
+
+def read_graph_config(root: str) -> Optional[Mapping[str, Any]]:
+    """Return the parsed ``taskcluster/config.yml`` of ``root``, or ``None`` without one.
+
+    :raises ConfigError: for a file that is not a regular file inside the
+        repository, larger than :data:`MAX_FILE_BYTES`, not UTF-8 or not a YAML mapping.
+    """
+    text = _read_bounded(root, GRAPH_CONFIG_PATH, "graph config")
+    if text is None:
+        return None
+    data = _yaml(text, GRAPH_CONFIG_PATH)
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{GRAPH_CONFIG_PATH}: the graph config must be a mapping of keys")
+    return data
+
+
+def kind_uses_taskgraph_transforms(root: str, kind_config: str) -> bool:
+    """Whether the kind file ``kind_config`` (from ``root``) runs taskgraph's docker-image transforms.
+
+    :raises ConfigError: as :func:`read_graph_config`, for the kind file.
+    """
+    text = _read_bounded(root, kind_config, "kind config")
+    if text is None:
+        return False
+    data = _yaml(text, kind_config)
+    transforms = data.get("transforms") if isinstance(data, Mapping) else None
+    return isinstance(transforms, list) and DOCKER_IMAGE_TRANSFORMS in transforms
+
+
+def taskgraph_image_builder() -> str:
+    """The image builder reference taskgraph digests: the installed taskgraph's, else ours.
+
+    Without taskgraph installed, it is the reference of the newest taskgraph
+    release this library is tested against
+    (:data:`taskgraph_images.taskgraph_keys.IMAGE_BUILDER_IMAGE`).
+    """
+    try:
+        from taskgraph.transforms.docker_image import (  # type: ignore[import-untyped]
+            IMAGE_BUILDER_IMAGE as theirs,
+        )
+    except Exception:  # not installed, or an install that does not import
+        from taskgraph_images.taskgraph_keys import IMAGE_BUILDER_IMAGE
+
+        return IMAGE_BUILDER_IMAGE
+    return str(theirs)
+
+
+# -- the settings (pure) ---------------------------------------------------------------
+
+
+def _fail(source: str, key: str, message: str) -> ConfigError:
+    return ConfigError(f"{source}: {key}: {message}")
+
+
+def _keyed(value: Any, source: str, key: str, attributes: Mapping[str, Optional[str]]) -> Any:
+    """Evaluate ``by-NAME`` mappings as taskgraph does: an exact key, else a regex, else default."""
+    while isinstance(value, Mapping) and len(value) == 1:
+        (by, alternatives), = value.items()
+        if not (isinstance(by, str) and by.startswith("by-")):
+            return value
+        name = by[3:]
+        if name not in attributes:
+            raise _fail(source, key, f"{by} is not supported here (known: "
+                        f"{', '.join('by-' + a for a in attributes)})")
+        if not isinstance(alternatives, Mapping) or not alternatives:
+            raise _fail(source, key, f"{by}: expected a mapping of values")
+        target = attributes[name]
+        matches: list[Any] = []
+        if target is not None:
+            if target in alternatives:
+                matches = [alternatives[target]]
+            else:
+                matches = [v for k, v in alternatives.items()
+                           if isinstance(k, str) and _full_match(k, target, source, key)]
+        if not matches and "default" in alternatives:
+            matches = [alternatives["default"]]
+        if len(matches) != 1:
+            what = "nothing" if not matches else "more than one value"
+            raise _fail(source, key, f"{by}: {what} for {name} {target!r} and no single default")
+        value = matches[0]
+    return value
+
+
+def _full_match(pattern: str, target: str, source: str, key: str) -> bool:
+    try:
+        return re.match(pattern + "$", target) is not None
+    except re.error as e:
+        raise _fail(source, key, f"{pattern!r} is not a regular expression: {e}") from None
+
+
+def _per_level(value: Any, source: str, key: str,
+               attributes: Mapping[str, Optional[str]], expect: type) -> Any:
+    """``value`` evaluated at each level: one value, or ``{by-level: {1: ..., 2: ..., 3: ...}}``."""
+    at = []
+    for level in _LEVELS:
+        got = _keyed(value, source, key, {**attributes, "level": level})
+        if not isinstance(got, expect):
+            raise _fail(source, key, f"expected {expect.__name__}, got {type(got).__name__}")
+        at.append(got)
+    if at[0] == at[1] == at[2]:
+        return at[0]
+    return {"by-level": {int(level): v for level, v in zip(_LEVELS, at)}}
+
+
+def graph_settings(
+    data: Mapping[str, Any],
+    *,
+    source: str = GRAPH_CONFIG_PATH,
+    project: Optional[str] = None,
+) -> list[Setting]:
+    """Return the build-task config settings the graph config ``data`` makes (pure).
+
+    ``project`` is the push's project, for a ``task-priority`` written
+    ``by-project``; without one, such a priority takes its ``default``, if any.
+
+    :raises ConfigError: naming ``source`` and the graph config key.
+    """
+    out: list[Setting] = []
+
+    def put(key: str, value: Any, where: str) -> None:
+        out.append(Setting(key, value, f"{source} ({where})"))
+
+    for where, key, kind, expected in _COPIED:
+        value = _get(data, where, source)
+        if value is None:
+            continue
+        if not isinstance(value, kind):
+            raise _fail(source, where, f"expected {expected}")
+        put(key, value, where)
+    expires = data.get("task-expires-after")
+    if expires is not None:
+        if not isinstance(expires, str):
+            raise _fail(source, "task-expires-after", "expected a time offset such as '28 days'")
+        # taskgraph's docker-image transform: level 1 takes it, the others a year.
+        put("expires-after", {"by-level": {1: expires, "default": "1 year"}}, "task-expires-after")
+    priority = data.get("task-priority")
+    if priority is not None:
+        attributes = {"project": project}
+        if project is None and _needs(priority, "by-project") and not _has_default(priority):
+            pass  # decided by the push's project: only a plan knows it
+        else:
+            put("priority", _per_level(priority, source, "task-priority", attributes, str),
+                "task-priority")
+    queue = _images_queue(data, source)
+    if queue is not None:
+        put("task-queue-id", queue, f"workers.aliases.{IMAGES_ALIAS}")
+    return out
+
+
+# Graph config keys copied as they are: (where, build-task config key, type, in words).
+_COPIED: tuple[tuple[str, str, type, str], ...] = (
+    ("trust-domain", "trust-domain", str, "a string"),
+    ("taskgraph.cached-task-prefix", "cached-task-prefix", str, "a string"),
+    ("taskgraph.cache-pull-requests", "cache-pull-requests", bool, "true or false"),
+)
+
+
+def _get(data: Mapping[str, Any], where: str, source: str) -> Any:
+    """The value at the dotted path ``where``, or ``None``."""
+    value: Any = data
+    walked: list[str] = []
+    for part in where.split("."):
+        if not isinstance(value, Mapping):
+            raise _fail(source, ".".join(walked), "expected a mapping")
+        value = value.get(part)
+        walked.append(part)
+        if value is None:
+            return None
+    return value
+
+
+def _needs(value: Any, by: str) -> bool:
+    return isinstance(value, Mapping) and by in value
+
+
+def _has_default(value: Any) -> bool:
+    return (isinstance(value, Mapping) and len(value) == 1
+            and isinstance(next(iter(value.values())), Mapping)
+            and "default" in next(iter(value.values())))
+
+
+def _images_queue(data: Mapping[str, Any], source: str) -> Any:
+    workers = data.get("workers")
+    aliases = workers.get("aliases") if isinstance(workers, Mapping) else None
+    if not isinstance(aliases, Mapping) or IMAGES_ALIAS not in aliases:
+        return None
+    key = f"workers.aliases.{IMAGES_ALIAS}"
+    alias = aliases[IMAGES_ALIAS]
+    if not isinstance(alias, Mapping):
+        raise _fail(source, key, "expected a mapping with provisioner and worker-type")
+    parts = []
+    for field in ("provisioner", "worker-type"):
+        if field not in alias:
+            raise _fail(source, key, f"has no {field}")
+        value = _per_level(alias[field], source, f"{key}.{field}", {}, str)
+        parts.append(value)
+    provisioner, worker_type = parts
+
+    def at(value: Any, level: int) -> str:
+        text: str = value["by-level"][level] if isinstance(value, Mapping) else value
+        # taskgraph formats {alias} too; {level} and {trust-domain} the config replaces.
+        return text.replace("{alias}", IMAGES_ALIAS)
+
+    if isinstance(provisioner, Mapping) or isinstance(worker_type, Mapping):
+        return {"by-level": {level: f"{at(provisioner, level)}/{at(worker_type, level)}"
+                             for level in (1, 2, 3)}}
+    return f"{at(provisioner, 1)}/{at(worker_type, 1)}"
+
+
+def repository_settings(
+    root: str,
+    kind_config: Optional[str],
+    *,
+    project: Optional[str] = None,
+) -> list[Setting]:
+    """The settings ``root``'s graph config and docker-image kind file make (see the module).
+
+    ``kind_config`` is the kind file the catalog reads, from ``root`` (or
+    ``None``). A repository without ``taskcluster/config.yml`` gets none.
+
+    :raises ConfigError: as :func:`read_graph_config` and :func:`graph_settings`.
+    """
+    data = read_graph_config(root)
+    if data is None:
+        return []
+    settings = graph_settings(data, project=project)
+    if kind_config is not None and kind_uses_taskgraph_transforms(root, kind_config):
+        where = f"{kind_config} (transforms: {DOCKER_IMAGE_TRANSFORMS})"
+        settings.append(Setting("cache-keys", "taskgraph", where))
+        settings.append(Setting("image-builder", taskgraph_image_builder(), where))
+    return settings

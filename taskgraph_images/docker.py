@@ -615,11 +615,12 @@ class Built:
     reused: bool  # already present locally (an ancestor), not built
 
 
-def build_chain(catalog: ImageCatalog, name: str) -> list[str]:
+def build_chain(catalog: ImageCatalog, name: str, *, by: str = "locally") -> list[str]:
     """Return the images a local build of ``name`` may build: its in-tree ancestors, then it.
 
     :raises ImageBuildError: when one of them has a name Docker refuses as a
-        repository name (a local build tags each image by its name).
+        repository name (a local build, or buildah in a build task: ``by``,
+        tags each image by its name).
     """
     wanted = set(catalog.ancestors(name))
     chain = [n for n in catalog.order() if n in wanted] + [name]
@@ -627,7 +628,7 @@ def build_chain(catalog: ImageCatalog, name: str) -> list[str]:
         problem = docker_repository_problem(current)
         if problem is not None:
             raise ImageBuildError(
-                f"image {current!r} cannot be built locally: Docker tags an image by its name, "
+                f"image {current!r} cannot be built {by}: Docker tags an image by its name, "
                 f"and {problem} (Docker repository names are lower case)"
             )
     return chain

@@ -253,6 +253,7 @@ def load_catalog(
     root = catalog_root(args)
     if config is None and hasattr(args, "config"):
         config = _read_config(config_path(args.config, root), root, args)
+        _say_origins(config)
     return _load_catalog(args, root, config)
 
 
@@ -370,6 +371,11 @@ def note_config(given: Optional[str], config: BuildConfig) -> None:
         note(f"using taskgraph's settings from {' and '.join(taskgraph)} (-v lists them)")
     if given is None and config.path is not None:
         note(f"using the build-task config {config.path}")
+    _say_origins(config)
+
+
+def _say_origins(config: BuildConfig) -> None:
+    """With ``-v``: which file set each key of ``config``."""
     for key, origin in config.origins:
         reporter().debug(f"  {key}: set by {origin}")
 

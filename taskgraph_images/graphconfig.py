@@ -158,19 +158,39 @@ def kind_uses_taskgraph_transforms(root: str, kind_config: str) -> bool:
 def taskgraph_image_builder() -> str:
     """The image builder reference taskgraph digests: the installed taskgraph's, else ours.
 
-    Without taskgraph installed, it is the reference of the newest taskgraph
-    release this library is tested against
-    (:data:`taskgraph_images.taskgraph_keys.IMAGE_BUILDER_IMAGE`).
+    The installed taskgraph's ``IMAGE_BUILDER_IMAGE`` is read from its
+    ``transforms/docker_image.py`` without importing taskgraph (which takes
+    ~0.4 s). Without taskgraph installed, or where that file does not say it
+    as a string, it is the reference of the newest taskgraph release this
+    library is tested against (:data:`taskgraph_images.taskgraph_keys.IMAGE_BUILDER_IMAGE`).
     """
-    try:
-        from taskgraph.transforms.docker_image import (  # type: ignore[import-untyped]
-            IMAGE_BUILDER_IMAGE as theirs,
-        )
-    except Exception:  # not installed, or an install that does not import
-        from taskgraph_images.taskgraph_keys import IMAGE_BUILDER_IMAGE
+    from taskgraph_images.taskgraph_keys import IMAGE_BUILDER_IMAGE
 
-        return IMAGE_BUILDER_IMAGE
-    return str(theirs)
+    found = _installed_constant("transforms/docker_image.py", "IMAGE_BUILDER_IMAGE")
+    return IMAGE_BUILDER_IMAGE if found is None else found
+
+
+def _installed_constant(module_path: str, name: str) -> Optional[str]:
+    """The string constant ``name`` of the installed taskgraph's ``module_path``, if any."""
+    import ast
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("taskgraph")
+    except (ImportError, ValueError):
+        return None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        try:
+            with open(os.path.join(location, *module_path.split("/")), encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+        except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and isinstance(node.targets[0], ast.Name) and node.targets[0].id == name
+                    and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+                return node.value.value
+    return None
 
 
 # -- the settings (pure) ---------------------------------------------------------------

@@ -173,15 +173,29 @@ def test_a_repository_without_a_graph_config_gets_no_settings(tmp_path: Path) ->
     assert repository_settings(str(tmp_path), KIND) == []
 
 
-def test_the_image_builder_is_the_installed_taskgraphs_else_the_newest_tested() -> None:
+def _builder_with(path: list[str], hide_taskgraph: bool = False) -> str:
+    """``taskgraph_image_builder()`` in a fresh interpreter with ``path`` first on sys.path."""
+    code = ("import sys; sys.path[:0] = sys.argv[1:]\n"
+            + ("sys.modules['taskgraph'] = None\n" if hide_taskgraph else "")
+            + "from taskgraph_images.graphconfig import taskgraph_image_builder\n"
+            "print(taskgraph_image_builder())\n")
+    return subprocess.run([sys.executable, "-c", code, *path], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_the_image_builder_is_the_installed_taskgraphs_else_the_newest_tested(
+    tmp_path: Path,
+) -> None:
     theirs = peer("taskgraph.transforms.docker_image").IMAGE_BUILDER_IMAGE
     assert taskgraph_image_builder() == theirs
-    code = ("import sys; sys.modules['taskgraph'] = None\n"
-            "from taskgraph_images.graphconfig import taskgraph_image_builder\n"
-            "print(taskgraph_image_builder())\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    assert out == IMAGE_BUILDER_IMAGE + "\n"
+    assert _builder_with([], hide_taskgraph=True) == IMAGE_BUILDER_IMAGE
+    # Another release's constant is read from its file, without importing it.
+    make_tree(tmp_path, {
+        "taskgraph/__init__.py": "raise ImportError('never imported')\n",
+        "taskgraph/transforms/docker_image.py":
+            'IMAGE_BUILDER_IMAGE = (\n    "example/image_builder:9.0"\n    "@sha256:" "ab12"\n)\n',
+    })
+    assert _builder_with([str(tmp_path)]) == "example/image_builder:9.0@sha256:ab12"
 
 
 def test_the_graph_config_is_read_only_as_a_bounded_regular_file_inside_the_root(

@@ -170,3 +170,34 @@ def test_why_explains_with_no_file_of_ours(
                          "--index", f"local:{tmp_path}/index.sqlite")
     assert code == 0, err
     assert out == "python3.11: first build of this image\n"
+
+
+def test_a_json_parameters_file_reads_as_the_yaml_one(
+    capsys: pytest.CaptureFixture[str], repo: Path, tmp_path: Path,
+) -> None:
+    import yaml
+
+    data = yaml.safe_load((repo / "parameters-pr.yml").read_text())
+    (tmp_path / "parameters.json").write_text(json.dumps(data))
+    from_yaml, _ = plan(capsys, repo, "pr", tmp_path / "y")
+    code, out, err = run(capsys, "plan", "--json", "--root", str(repo), "--params",
+                         str(tmp_path / "parameters.json"), "--index", f"local:{tmp_path}/j.sqlite")
+    assert code == 0, err
+    assert json.loads(out)["params"] == from_yaml["params"]
+    assert {n: i["digest"] for n, i in json.loads(out)["images"].items()} == {
+        n: i["digest"] for n, i in from_yaml["images"].items()}
+
+
+def test_without_a_graph_config_the_repository_reads_as_before(
+    capsys: pytest.CaptureFixture[str], repo: Path, theirs: dict[str, Any], tmp_path: Path,
+) -> None:
+    copy = tmp_path / "shaped"
+    shutil.copytree(repo, copy)
+    (copy / "taskcluster" / "config.yml").unlink()
+    code, out, err = run(capsys, "list", "--json", "--root", str(copy))
+    assert code == 0 and "taskgraph's settings" not in err
+    ours = {i["name"]: i["digest"] for i in json.loads(out)}
+    # This library's own digests: none is taskgraph's.
+    assert sorted(ours) == sorted(theirs["push"])
+    assert not set(ours.values()) & {t["attributes"]["cached_task"]["digest"]
+                                     for t in theirs["push"].values()}

@@ -282,13 +282,10 @@ def graph_settings(
         # taskgraph's docker-image transform: level 1 takes it, the others a year.
         put("expires-after", {"by-level": {1: expires, "default": "1 year"}}, "task-expires-after")
     priority = data.get("task-priority")
-    if priority is not None:
-        attributes = {"project": project}
-        if project is None and _needs(priority, "by-project") and not _has_default(priority):
-            pass  # decided by the push's project: only a plan knows it
-        else:
-            put("priority", _per_level(priority, source, "task-priority", attributes, str),
-                "task-priority")
+    # A priority by-project with no default waits for the push's project (a plan's).
+    if priority is not None and (project is not None or not _waits_for_project(priority)):
+        put("priority", _per_level(priority, source, "task-priority", {"project": project}, str),
+            "task-priority")
     queue = _images_queue(data, source)
     if queue is not None:
         put("task-queue-id", queue, f"workers.aliases.{IMAGES_ALIAS}")
@@ -317,14 +314,12 @@ def _get(data: Mapping[str, Any], where: str, source: str) -> Any:
     return value
 
 
-def _needs(value: Any, by: str) -> bool:
-    return isinstance(value, Mapping) and by in value
-
-
-def _has_default(value: Any) -> bool:
-    return (isinstance(value, Mapping) and len(value) == 1
-            and isinstance(next(iter(value.values())), Mapping)
-            and "default" in next(iter(value.values())))
+def _waits_for_project(value: Any) -> bool:
+    """Whether ``value`` is ``{by-project: {...}}`` without a ``default``."""
+    if not isinstance(value, Mapping) or set(value) != {"by-project"}:
+        return False
+    alternatives = value["by-project"]
+    return not (isinstance(alternatives, Mapping) and "default" in alternatives)
 
 
 def _images_queue(data: Mapping[str, Any], source: str) -> Any:

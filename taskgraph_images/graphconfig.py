@@ -41,11 +41,14 @@ from __future__ import annotations
 import os
 import re
 import stat
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import attrs
 
 from taskgraph_images.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from taskgraph_images.config import BuildConfig
 
 __all__ = [
     "DOCKER_IMAGE_TRANSFORMS",
@@ -55,6 +58,7 @@ __all__ = [
     "graph_settings",
     "kind_uses_taskgraph_transforms",
     "read_graph_config",
+    "repository_config",
     "repository_settings",
     "taskgraph_image_builder",
 ]
@@ -372,3 +376,37 @@ def repository_settings(
         settings.append(Setting("cache-keys", "taskgraph", where))
         settings.append(Setting("image-builder", taskgraph_image_builder(), where))
     return settings
+
+
+def repository_config(
+    root: str,
+    config_file: Optional[str] = None,
+    *,
+    kind_config: Optional[str] = "auto",
+    project: Optional[str] = None,
+) -> BuildConfig:
+    """The build-task config of the repository at ``root``: ``config_file`` (if
+    any) read over what taskgraph's files there say (:func:`repository_settings`).
+
+    ``kind_config`` is the kind file from ``root``, ``"auto"`` for the one the
+    catalog finds by default, or ``None``. A repository without
+    ``taskcluster/config.yml`` gets exactly ``config_file``'s config (or the
+    defaults).
+
+    >>> from taskgraph_images.config import BuildConfig
+    >>> repository_config("/nonexistent") == BuildConfig()
+    True
+
+    :raises ConfigError: naming the file and key at fault.
+    """
+    from taskgraph_images.config import BuildConfig, load_config, parse_config
+
+    if kind_config == "auto":
+        from taskgraph_images.kindconfig import find_kind_config
+
+        found = find_kind_config(root)
+        kind_config = None if found is None else os.path.relpath(found, root).replace(os.sep, "/")
+    defaults = repository_settings(root, kind_config, project=project)
+    if config_file is not None:
+        return load_config(config_file, defaults=defaults)
+    return parse_config(None, "<defaults>", defaults=defaults) if defaults else BuildConfig()

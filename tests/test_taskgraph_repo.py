@@ -22,9 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from peer_taskgraph import peer
+from plan_helpers import NOW
 
+from taskgraph_images.catalog import ImageCatalog
 from taskgraph_images.cli import main
+from taskgraph_images.graphconfig import repository_config
+from taskgraph_images.index import MemoryIndex
+from taskgraph_images.params import Params, split_taskgraph_parameters
+from taskgraph_images.plan import plan_images
 from taskgraph_images.tctime import parse_offset
 
 TREE = Path(__file__).resolve().parent / "data" / "taskgraph_repo"
@@ -175,8 +182,6 @@ def test_why_explains_with_no_file_of_ours(
 def test_a_json_parameters_file_reads_as_the_yaml_one(
     capsys: pytest.CaptureFixture[str], repo: Path, tmp_path: Path,
 ) -> None:
-    import yaml
-
     data = yaml.safe_load((repo / "parameters-pr.yml").read_text())
     (tmp_path / "parameters.json").write_text(json.dumps(data))
     from_yaml, _ = plan(capsys, repo, "pr", tmp_path / "y")
@@ -201,3 +206,26 @@ def test_without_a_graph_config_the_repository_reads_as_before(
     assert sorted(ours) == sorted(theirs["push"])
     assert not set(ours.values()) & {t["attributes"]["cached_task"]["digest"]
                                      for t in theirs["push"].values()}
+
+
+def test_images_taskgraph_indexed_are_reused(repo: Path, theirs: dict[str, Any]) -> None:
+    # The library's way: the repository's config, the catalog it says, a plan.
+    config = repository_config(str(repo))
+    catalog = ImageCatalog.load(repo, cache_keys=config.cache_keys)
+    index = MemoryIndex()
+    task_ids = {"base": "fN1w0PbpQ0ys2hc7_EpA-g", "python3.11": "Wv-3ef4NQ-O5rZOrP7I_ug"}
+    for name, task_id in task_ids.items():
+        # Where taskgraph's build task of the push indexed it (its first route).
+        namespace = theirs["push"][name]["task"]["routes"][0].removeprefix("index.")
+        index.insert_task(namespace, task_id, expires=NOW.replace(year=2099))
+        index.add_artifact(task_id, expires=NOW.replace(year=2099))
+        index.set_task_state(task_id, "completed")
+    data = yaml.safe_load((repo / "parameters-pr.yml").read_text())
+    ours, _ = split_taskgraph_parameters(data)
+    pull_request = Params.from_mapping({**ours, "source": "https://github.com/example/shaped"})
+    plan = plan_images(catalog, pull_request, index, config, now=NOW)
+    # A pull request finds what a push indexed, at level 3, as taskgraph's search does.
+    assert {n: (plan[n].action, plan[n].task_id, plan[n].level) for n in task_ids} == {
+        n: ("reuse", t, 3) for n, t in task_ids.items()}
+    assert {n for n, d in plan.decisions.items() if d.action == "build"} == {
+        "decision", "gcc-4.4", "python3.12"}

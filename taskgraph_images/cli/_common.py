@@ -384,29 +384,23 @@ def _read_config(
     path: Optional[str], root: Optional[str] = None, args: Optional[argparse.Namespace] = None,
     *, project: Optional[str] = None,
 ) -> BuildConfig:
-    from taskgraph_images.config import BuildConfig, load_config, parse_config
+    from taskgraph_images.config import BuildConfig, load_config
 
-    defaults = []
-    if root is not None:
-        from taskgraph_images.graphconfig import repository_settings
+    if root is None:
+        return BuildConfig() if path is None else load_config(path)
+    from taskgraph_images.graphconfig import repository_config
 
-        defaults = repository_settings(root, _kind_config(root, args), project=project)
-    if path is not None:
-        return load_config(path, defaults=defaults)
-    return parse_config(None, "<defaults>", defaults=defaults) if defaults else BuildConfig()
+    return repository_config(root, path, kind_config=_kind_config(args, root), project=project)
 
 
-def _kind_config(root: str, args: Optional[argparse.Namespace]) -> Optional[str]:
-    """The kind file the catalog reads, from ``root``, if any (``--kind-config``, else found)."""
+def _kind_config(args: Optional[argparse.Namespace], root: str) -> Optional[str]:
+    """The kind file the catalog reads, from ``root``: ``--kind-config``, else ``auto``."""
     given = getattr(args, "kind_config", None)
     if given in ("none", ""):
         return None
     if given is None:
-        from taskgraph_images.kindconfig import find_kind_config
-
-        found = find_kind_config(root)
-        return None if found is None else os.path.relpath(found, root).replace(os.sep, "/")
-    rel = os.path.relpath(os.path.join(root, given), root)
+        return "auto"
+    rel = os.path.relpath(os.path.join(root, str(given)), root)
     return None if rel.startswith("..") else rel.replace(os.sep, "/")
 
 

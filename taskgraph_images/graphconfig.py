@@ -23,7 +23,8 @@ graph config                            build-task config key
                                         ``{trust-domain}`` replaced
 ======================================  ===================================================
 
-And when the ``docker-image`` kind file runs taskgraph's own
+The graph config's ``docker-image-kind`` names the kind whose file lists the
+images (:func:`kind_config_of`). And when that kind file runs taskgraph's own
 ``taskgraph.transforms.docker_image:transforms``, taskgraph decides the
 images' digests: ``cache-keys: taskgraph`` and ``image-builder`` the image
 builder reference taskgraph digests (:func:`taskgraph_image_builder`).
@@ -56,6 +57,7 @@ __all__ = [
     "MAX_FILE_BYTES",
     "Setting",
     "graph_settings",
+    "kind_config_of",
     "kind_uses_taskgraph_transforms",
     "read_graph_config",
     "repository_config",
@@ -402,11 +404,33 @@ def repository_config(
     from taskgraph_images.config import BuildConfig, load_config, parse_config
 
     if kind_config == "auto":
-        from taskgraph_images.kindconfig import find_kind_config
-
-        found = find_kind_config(root)
-        kind_config = None if found is None else os.path.relpath(found, root).replace(os.sep, "/")
+        kind_config = kind_config_of(root)
     defaults = repository_settings(root, kind_config, project=project)
     if config_file is not None:
         return load_config(config_file, defaults=defaults)
     return parse_config(None, "<defaults>", defaults=defaults) if defaults else BuildConfig()
+
+
+def kind_config_of(root: str) -> Optional[str]:
+    """The docker-image kind file of ``root``, from ``root``, or ``None``.
+
+    taskgraph's graph config may name the kind (``docker-image-kind``); then
+    it is ``taskcluster/kinds/{kind}/kind.yml``. Otherwise the first of
+    :data:`~taskgraph_images.kindconfig.KIND_CONFIG_PATHS` that exists.
+
+    :raises ConfigError: for a ``docker-image-kind`` that is not a kind's
+        name, or whose kind file does not exist.
+    """
+    from taskgraph_images.kindconfig import find_kind_config
+
+    data = read_graph_config(root)
+    kind = data.get("docker-image-kind") if data is not None else None
+    if kind is not None:
+        if not isinstance(kind, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", kind):
+            raise _fail(GRAPH_CONFIG_PATH, "docker-image-kind", f"{kind!r} is not a kind's name")
+        rel = f"taskcluster/kinds/{kind}/kind.yml"
+        if not os.path.isfile(os.path.join(root, *rel.split("/"))):
+            raise _fail(GRAPH_CONFIG_PATH, "docker-image-kind", f"{rel} does not exist")
+        return rel
+    found = find_kind_config(root)
+    return None if found is None else os.path.relpath(found, root).replace(os.sep, "/")

@@ -229,3 +229,21 @@ def test_images_taskgraph_indexed_are_reused(repo: Path, theirs: dict[str, Any])
         n: ("reuse", t, 3) for n, t in task_ids.items()}
     assert {n for n, d in plan.decisions.items() if d.action == "build"} == {
         "decision", "gcc-4.4", "python3.12"}
+
+
+def test_the_graph_config_may_name_the_docker_image_kind(
+    capsys: pytest.CaptureFixture[str], repo: Path, theirs: dict[str, Any], tmp_path: Path,
+) -> None:
+    copy = tmp_path / "shaped"
+    shutil.copytree(repo, copy)
+    (copy / "taskcluster/kinds/docker-image").rename(copy / "taskcluster/kinds/images")
+    config = copy / "taskcluster/config.yml"
+    config.write_text(config.read_text() + "docker-image-kind: images\n")
+    code, out, err = run(capsys, "list", "--json", "--root", str(copy))
+    assert code == 0, err
+    assert {i["name"]: i["digest"] for i in json.loads(out)} == {
+        name: t["attributes"]["cached_task"]["digest"] for name, t in theirs["push"].items()}
+    config.write_text(config.read_text().replace("kind: images", "kind: nope"))
+    code, _, err = run(capsys, "list", "--root", str(copy))
+    assert code == 1 and err == ("taskgraph-images: error: taskcluster/config.yml: "
+                                 "docker-image-kind: taskcluster/kinds/nope/kind.yml does not exist\n")

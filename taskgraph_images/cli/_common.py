@@ -302,6 +302,11 @@ def _load_catalog(
         kwargs["images_dir"] = args.images_dir
     if getattr(args, "kind_config", None) is not None:
         kwargs["kind_config"] = args.kind_config
+    else:
+        # taskgraph's graph config may name the docker-image kind.
+        from taskgraph_images.graphconfig import kind_config_of
+
+        kwargs["kind_config"] = kind_config_of(root) or "none"
     from taskgraph_images._hashcache import hasher_for_option
 
     hasher = hasher_for_option(getattr(args, "hash_cache", None))

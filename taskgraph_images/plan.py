@@ -365,7 +365,10 @@ def plan_images(
             continue
         rebuilt = [p for p in image.parents if decisions[p].action == "build"]
         lookup = lookups.get(name)
-        if not rebuilt and lookup is not None and lookup.found is not None:
+        # taskgraph replaces every task its index has, whatever its parents' fate:
+        # the digest already holds the parents' digests.
+        follows_parents = bool(rebuilt) and catalog.cache_keys != "taskgraph"
+        if not follows_parents and lookup is not None and lookup.found is not None:
             found = lookup.found
             decisions[name] = attrs.evolve(
                 base,

@@ -247,3 +247,22 @@ def test_the_graph_config_may_name_the_docker_image_kind(
     code, _, err = run(capsys, "list", "--root", str(copy))
     assert code == 1 and err == ("taskgraph-images: error: taskcluster/config.yml: "
                                  "docker-image-kind: taskcluster/kinds/nope/kind.yml does not exist\n")
+
+
+def test_as_in_taskgraph_an_indexed_image_is_reused_even_when_its_parent_is_built(
+    repo: Path, theirs: dict[str, Any],
+) -> None:
+    # Its digest holds its parent's: what the index has was built on this very parent.
+    config = repository_config(str(repo))
+    catalog = ImageCatalog.load(repo, cache_keys=config.cache_keys)
+    index = MemoryIndex()
+    namespace = theirs["push"]["python3.11"]["task"]["routes"][0].removeprefix("index.")
+    index.insert_task(namespace, "Wv-3ef4NQ-O5rZOrP7I_ug", expires=NOW.replace(year=2099))
+    index.add_artifact("Wv-3ef4NQ-O5rZOrP7I_ug", expires=NOW.replace(year=2099))
+    index.set_task_state("Wv-3ef4NQ-O5rZOrP7I_ug", "completed")
+    data = yaml.safe_load((repo / "parameters-push.yml").read_text())
+    push = Params.from_mapping({**split_taskgraph_parameters(data)[0],
+                                "source": "https://github.com/example/shaped"})
+    plan = plan_images(catalog, push, index, config, now=NOW)
+    assert (plan["base"].action, plan["python3.11"].action) == ("build", "reuse")
+    assert plan["python3.12"].reason.startswith("parent base rebuilt")

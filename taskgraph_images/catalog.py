@@ -34,6 +34,7 @@ from taskgraph_images.kindconfig import (
     find_kind_config,
     load_kind_config,
 )
+from taskgraph_images.names import IMAGE_NAME_RULE, ImageName, is_docker_component, is_image_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.context import ContextFile, ImageContext
@@ -47,12 +48,11 @@ PathLike = Union[str, "os.PathLike[str]"]
 DEFAULT_IMAGES_DIR = "taskcluster/docker"
 _AUTO = "auto"
 
-IMAGE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 # Docker's tag grammar.
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 # Docker's repository grammar, without the final image name: an optional
-# domain (it has a '.' or a ':' or is localhost) and lower-case path components.
-_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
+# domain (it has a '.' or a ':' or is localhost) and lower-case path
+# components (names.is_docker_component).
 _DOMAIN = re.compile(
     r"(?:localhost|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)(?::[0-9]+)?\Z"
@@ -60,18 +60,15 @@ _DOMAIN = re.compile(
 _PARENT_VARS = ("$DOCKER_IMAGE_PARENT", "${DOCKER_IMAGE_PARENT}")
 
 
-def validate_image_name(name: str) -> str:
+def validate_image_name(name: str) -> ImageName:
     """Return ``name`` if it is a valid image name, else raise :class:`CatalogError`.
 
-    Names are ``[a-z0-9][a-z0-9_-]*``, so they can never put a ``.`` into an
-    index namespace.
+    Names follow :mod:`taskgraph_images.names`: what taskgraph and the
+    Taskcluster Index accept (``python3.11``, ``gcc-4.4``).
     """
-    if not IMAGE_NAME.match(name):
-        raise CatalogError(
-            f"{name!r} is not a valid image name: use lower-case letters, digits, '-' and '_', "
-            "starting with a letter or digit"
-        )
-    return name
+    if not is_image_name(name):
+        raise CatalogError(f"{name!r} is not a valid image name: {IMAGE_NAME_RULE}")
+    return ImageName(name)
 
 
 @attrs.frozen
@@ -106,12 +103,18 @@ class Image:
     config_parent: Optional[str] = None
     #: The ``# %include`` paths as the Dockerfile writes them (same order as ``includes``).
     include_lines: tuple[str, ...] = ()
-    #: The folder of the run-task files, when the Dockerfile has ``# %include-run-task``.
+    #: The folder of the run-task files, when the Dockerfile has ``# %include-run-task``
+    #: and the folder is known (see ``run_task_line``).
     run_task: Optional[str] = None
     #: ``False`` when the kind config says ``cache: false``: never reused, built every push.
     cache: bool = True
     #: The kind config's ``index`` (routes for the build task), if any.
     index: Optional[IndexConfig] = None
+    #: Where the Dockerfile writes ``# %include-run-task`` (``FILE:LINE``), if it does.
+    #: With no ``run_task`` folder (taskgraph is not installed and none is
+    #: configured), the image's context cannot be made; the catalog's other
+    #: images are not affected.
+    run_task_line: Optional[str] = None
 
     @property
     def prebuilt(self) -> bool:
@@ -151,7 +154,7 @@ def _valid_registry(value: str) -> bool:
         components = rest.split("/") if rest else []
     else:
         components = value.split("/")
-    return all(_COMPONENT.match(c) for c in components)
+    return all(is_docker_component(c) for c in components)
 
 
 def _read_registry(root: str, path: str) -> Optional[str]:
@@ -406,8 +409,10 @@ class _RunTask:
         self._found: Optional[Optional[str]] = None
         self._looked = False
 
-    def folder(self, where: str) -> str:
-        """Return the folder, or raise :class:`DockerfileError` naming ``where``."""
+    def folder(self, where: str) -> Optional[str]:
+        """Return the folder (``None`` when taskgraph is not installed and none is
+        configured), or raise :class:`DockerfileError` naming ``where`` for a
+        folder that lacks a file."""
         root = self._root
         if self._configured is not None:
             what = f"run-task folder {escape(os.fspath(self._configured))}"
@@ -421,11 +426,7 @@ class _RunTask:
             if not self._looked:
                 self._found, self._looked = _installed_run_task(), True
             if self._found is None:
-                raise DockerfileError(
-                    f"{where}: '# %include-run-task' needs taskgraph's run-task files: "
-                    "install taskcluster-taskgraph, or name a folder holding them with "
-                    "run-task: in the build-task config"
-                )
+                return None
             folder, what = self._found, f"run-task folder {self._found}"
             root = folder
         for entry in _dockerfile.RUN_TASK_FILES:
@@ -485,9 +486,10 @@ def _draft(
     includes = tuple(
         _check_include(root, f"{rel}/Dockerfile", lineno, path) for lineno, path in parsed.includes
     )
-    run_task_dir = None
+    run_task_dir = run_task_line = None
     if parsed.run_task is not None:
-        run_task_dir = run_task.folder(f"{rel}/Dockerfile:{parsed.run_task}")
+        run_task_line = f"{rel}/Dockerfile:{parsed.run_task}"
+        run_task_dir = run_task.folder(run_task_line)
     image = Image(
         name=name,
         path=rel,
@@ -504,6 +506,7 @@ def _draft(
         config_parent=cfg.parent if cfg else None,
         include_lines=tuple(path for _, path in parsed.includes),
         run_task=run_task_dir,
+        run_task_line=run_task_line,
         cache=cfg.cache if cfg else True,
         index=cfg.index if cfg else None,
     )

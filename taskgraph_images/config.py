@@ -15,12 +15,16 @@ from __future__ import annotations
 import datetime
 import os
 import re
-from typing import Any, Callable, Generic, Mapping, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Generic, Mapping, Optional, Sequence, TypeVar, Union
 
 import attrs
 
 from taskgraph_images.errors import ConfigError, InvalidValueError
+from taskgraph_images.names import is_image_name
 from taskgraph_images.tctime import parse_offset
+
+if TYPE_CHECKING:  # pragma: no cover
+    from taskgraph_images.graphconfig import Setting
 
 __all__ = [
     "CACHE_KEYS",
@@ -95,7 +99,6 @@ _PROJECT_ID = re.compile(r"[a-zA-Z0-9._/-]{1,500}\Z")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _WORD = r"[A-Za-z0-9_-]+"
 _DOTTED = re.compile(rf"{_WORD}(?:\.{_WORD})*\Z")
-_IMAGE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _ARTIFACT = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*\Z")
 _CACHE_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -253,6 +256,9 @@ class BuildConfig:
     source: str = "<defaults>"
     #: The file the config was read from (:func:`load_config`), if any.
     path: Optional[str] = None
+    #: ``(key, where it was set)`` for each key not left at its default: the
+    #: config file, or taskgraph's graph config (:mod:`taskgraph_images.graphconfig`).
+    origins: tuple[tuple[str, str], ...] = ()
 
     def __attrs_post_init__(self) -> None:
         _check(self)
@@ -299,9 +305,19 @@ class BuildConfig:
         """
         if self.at(level).task_queue_id is None:
             raise ConfigError(
-                f"{self.source}: task-queue-id is not set (at level {level}), but {why}: set "
-                "task-queue-id in the build-task config, e.g. '{trust-domain}-{level}/images'"
+                f"task-queue-id is not set (at level {level}), but {why}: "
+                + self.ask('task-queue-id: "{trust-domain}-{level}/images"')
             )
+
+    def ask(self, line: str) -> str:
+        """Say where to add the config ``line`` a message asks for: this config's file
+        (its :attr:`source`), else the repository's :data:`DEFAULT_CONFIG_PATH`.
+
+        >>> BuildConfig().ask("trust-domain: NAME")
+        'add the line `trust-domain: NAME` to taskcluster/taskgraph-images.yml'
+        """
+        named = not self.source.startswith("<")  # a file, not <defaults> or <config>
+        return f"add the line `{line}` to {self.source if named else DEFAULT_CONFIG_PATH}"
 
 
 def _substitute(c: BuildConfig, key: str, value: Optional[str], level: int) -> Optional[str]:
@@ -314,7 +330,8 @@ def _substitute(c: BuildConfig, key: str, value: Optional[str], level: int) -> O
             return str(level)
         if name == "trust-domain":
             if c.trust_domain is None:
-                raise _fail(c, key, "{trust-domain} needs trust-domain to be set")
+                raise _fail(c, key, "{trust-domain} needs trust-domain to be set: "
+                            + c.ask("trust-domain: NAME"))
             return c.trust_domain
         raise _fail(c, key, f"unknown placeholder {m.group(0)} (known: {{level}}, {{trust-domain}})")
 
@@ -322,7 +339,7 @@ def _substitute(c: BuildConfig, key: str, value: Optional[str], level: int) -> O
 
 
 def _fail(config: BuildConfig, key: str, message: str) -> ConfigError:
-    return ConfigError(f"{config.source}: {key}: {message}")
+    return ConfigError(f"{dict(config.origins).get(key, config.source)}: {key}: {message}")
 
 
 def _check(c: BuildConfig) -> None:
@@ -337,7 +354,7 @@ def _check(c: BuildConfig) -> None:
     need(c.project_id is None or bool(_PROJECT_ID.match(c.project_id)), "project-id",
          f"invalid project id {c.project_id!r}")
     need(0 <= c.retries <= 49, "retries", f"{c.retries} is not between 0 and 49")
-    need(bool(_IMAGE_NAME.match(c.image_builder)) or ":" in c.image_builder,
+    need(is_image_name(c.image_builder) or ":" in c.image_builder,
          "image-builder", f"{c.image_builder!r} is neither an image name nor a registry tag")
     need(c.image_builder_bootstrap is None or _nonempty_str(c.image_builder_bootstrap),
          "image-builder-bootstrap", "expected a registry tag")
@@ -384,7 +401,8 @@ def _check(c: BuildConfig) -> None:
     need(c.cached_task_prefix is None or bool(_DOTTED.match(c.cached_task_prefix)),
          "cached-task-prefix", f"invalid namespace prefix {c.cached_task_prefix!r}")
     need(c.cache_keys != "taskgraph" or c.trust_domain is not None, "cache-keys",
-         "'taskgraph' needs trust-domain: NAME (taskgraph's cache namespaces start with it)")
+         "'taskgraph' needs the trust domain (taskgraph's cache namespaces start with it): "
+         + c.ask("trust-domain: NAME"))
     need(c.run_task is None or (bool(c.run_task) and not os.path.isabs(c.run_task)), "run-task",
          "expected a folder relative to the repository root")
 
@@ -591,38 +609,55 @@ def _by_level(source: str, key: str, field: str, parse: _Parser, value: object) 
     ))
 
 
-def parse_config(data: object, source: str = "<config>") -> BuildConfig:
+def _parse_key(source: str, key: object, value: object) -> tuple[str, Any]:
+    """Return the field and parsed value of one config ``key``."""
+    if isinstance(key, str) and key in _RETIRED:
+        raise ConfigError(f"{source}: {key}: {_RETIRED[key]}")
+    entry = _PARSERS.get(key) if isinstance(key, str) else None
+    if entry is None:
+        raise ConfigError(
+            f"{source}: unknown key {key!r} (known keys: {', '.join(sorted(KEYS))})"
+        )
+    field, parse = entry
+    if key in PER_LEVEL_KEYS:
+        return field, _by_level(source, str(key), field, parse, value)
+    return field, parse(source, str(key), value)
+
+
+def parse_config(
+    data: object, source: str = "<config>", *, defaults: Sequence[Setting] = ()
+) -> BuildConfig:
     """Validate parsed YAML ``data`` (a mapping of the keys in ``docs/tasks.rst``).
 
     An empty document (``None``) gives the defaults. A key of
     :data:`PER_LEVEL_KEYS` may hold ``{by-level: {LEVEL: value, default: value}}``;
     levels left out take ``default``, else the built-in default.
+    ``defaults`` are settings read elsewhere (taskgraph's graph config:
+    :func:`taskgraph_images.graphconfig.repository_settings`) that replace
+    the built-in defaults; ``data`` wins over them key by key.
+    :attr:`BuildConfig.origins` says where each key was set.
 
-    :raises ConfigError: naming ``source`` and the key at fault.
+    :raises ConfigError: naming ``source`` (or the setting's origin) and the key at fault.
     """
-    if data is None:
-        return BuildConfig(source=source)
-    if not isinstance(data, Mapping):
+    if data is not None and not isinstance(data, Mapping):
         raise ConfigError(f"{source}: the build-task config must be a mapping of keys to values")
     fields: dict[str, Any] = {"source": source}
-    for key, value in data.items():
-        if isinstance(key, str) and key in _RETIRED:
-            raise ConfigError(f"{source}: {key}: {_RETIRED[key]}")
-        entry = _PARSERS.get(key) if isinstance(key, str) else None
-        if entry is None:
-            raise ConfigError(
-                f"{source}: unknown key {key!r} (known keys: {', '.join(sorted(KEYS))})"
-            )
-        field, parse = entry
-        if key in PER_LEVEL_KEYS:
-            fields[field] = _by_level(source, key, field, parse, value)
-        else:
-            fields[field] = parse(source, key, value)
-    return BuildConfig(**fields)
+    origins: dict[str, str] = {}
+    for setting in defaults:
+        field, value = _parse_key(setting.origin, setting.key, setting.value)
+        fields[field] = value
+        origins[setting.key] = setting.origin
+    for key, value in (data or {}).items():
+        field, parsed = _parse_key(source, key, value)
+        fields[field] = parsed
+        origins[key] = source
+    return BuildConfig(**fields, origins=tuple(origins.items()))
 
 
-def load_config(path: PathLike, *, root: Optional[PathLike] = None) -> BuildConfig:
-    """Read and validate the build-task config YAML file at ``path``.
+def load_config(path: PathLike, *, root: Optional[PathLike] = None,
+                defaults: Sequence[Setting] = ()) -> BuildConfig:
+    """Read and validate the build-task config YAML file at ``path`` (over ``defaults``,
+    as :func:`parse_config` takes them).
 
     With ``root`` (the repository's own config, :func:`find_config`), the file
     must be a regular file inside ``root`` (see ``docs/security.rst``).
@@ -634,7 +669,8 @@ def load_config(path: PathLike, *, root: Optional[PathLike] = None) -> BuildConf
 
     data = load_yaml_file(path, "build-task config", ConfigError, root=root)
     source = os.fspath(path)
-    return attrs.evolve(parse_config(data, source), path=os.path.abspath(source))
+    return attrs.evolve(parse_config(data, source, defaults=defaults),
+                        path=os.path.abspath(source))
 
 
 def find_config(root: PathLike) -> Optional[str]:

@@ -24,7 +24,7 @@ import attrs
 from taskgraph_images import _dockerfile
 from taskgraph_images._safefile import MAX_DOCKERFILE_BYTES, read_repo_text
 from taskgraph_images._safefile import file_kind as _kind
-from taskgraph_images.errors import ContextError
+from taskgraph_images.errors import ContextError, DockerfileError
 from taskgraph_images.filehash import FileHasher, file_sha256
 from taskgraph_images.seedhash import hash_files
 
@@ -275,6 +275,8 @@ class ImageFacts(Protocol):
     @property
     def run_task(self) -> Optional[str]: ...
     @property
+    def run_task_line(self) -> Optional[str]: ...
+    @property
     def config_parent(self) -> Optional[str]: ...
 
 
@@ -309,6 +311,12 @@ def image_context(facts: ContextFacts, name: str) -> ImageContext:
             link = os.readlink(full) if os.path.islink(full) else None
             includes.append(Include(written, rel, False, (ContextFile(rel, full, link),)))
     run_task: tuple[tuple[str, str], ...] = ()
+    if image.run_task_line is not None and image.run_task is None:
+        raise DockerfileError(
+            f"{image.run_task_line}: '# %include-run-task' needs taskgraph's run-task files: "
+            "pip install 'taskgraph-images[taskgraph]' (or add the line `run-task: FOLDER` to "
+            "taskcluster/taskgraph-images.yml)"
+        )
     if image.run_task is not None:
         run_task = tuple(
             (f"run-task/{n}", os.path.join(image.run_task, n)) for n in _dockerfile.RUN_TASK_FILES

@@ -396,6 +396,7 @@ def build_in_task(
     :raises ArtifactError: for a bad parent artifact or an unwritable artifact path.
     """
     from taskgraph_images.artifacts import FileSink
+    from taskgraph_images.docker import build_chain
 
     def say(text: str) -> None:
         if on_note is not None:
@@ -403,6 +404,7 @@ def build_in_task(
 
     name = env.image
     parent = check_task(catalog, env)
+    build_chain(catalog, name, by="by buildah in the task")  # buildah tags by name too
     tag = catalog.local_tag(name)
     work = tempfile.mkdtemp(prefix="taskgraph-images-build-", dir=workdir)
     try:

@@ -18,7 +18,17 @@ import attrs
 from taskgraph_images._redact import QUOTE_LIMIT, has_userinfo, quote_value
 from taskgraph_images.errors import ParamsError
 
-__all__ = ["PARAM_NAMES", "REQUIRED", "Params", "ParamsLike", "coerce_params", "parse_pushdate"]
+__all__ = [
+    "PARAM_NAMES",
+    "REQUIRED",
+    "TASKGRAPH_ONLY",
+    "Params",
+    "ParamsLike",
+    "coerce_params",
+    "is_taskgraph_parameters",
+    "parse_pushdate",
+    "split_taskgraph_parameters",
+]
 
 #: The parameters every plan needs.
 REQUIRED = (
@@ -31,8 +41,33 @@ REQUIRED = (
     "owner",
     "source",
 )
-#: Every parameter :meth:`Params.from_mapping` accepts.
-PARAM_NAMES = (*REQUIRED, "decision_task_id", "pushlog_id", "tasks_for")
+#: Every parameter :class:`Params` holds.
+PARAM_NAMES = (*REQUIRED, "decision_task_id", "pushlog_id", "tasks_for", "build_date", "head_ref")
+#: The parameters of taskgraph's schema (its decision's ``parameters.yml``)
+#: that do not concern images: :meth:`Params.from_mapping` accepts them and
+#: leaves them out.
+TASKGRAPH_ONLY = (
+    "base_ref",
+    "base_rev",
+    "build_number",
+    "code-review",
+    "do_not_optimize",
+    "enable_always_target",
+    "existing_tasks",
+    "files_changed",
+    "filters",
+    "head_tag",
+    "moz_build_date",
+    "next_version",
+    "optimize_strategies",
+    "optimize_target_tasks",
+    "repository_type",
+    "target-kinds",
+    "target_tasks_method",
+    "version",
+)
+# Keys only a taskgraph decision writes: a file holding them is taskgraph's.
+_TASKGRAPH_MARKERS = ("build_date", "repository_type", "target_tasks_method")
 
 _PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
 # Treeherder and Index routes put the revision in a dotted name: hex only.
@@ -43,6 +78,7 @@ _SOURCE = re.compile(r"(?:https?://|ssh://|git@)\S+\Z")
 _TASK_ID = re.compile(r"[A-Za-z0-9_-]{8}[Q-T][A-Za-z0-9_-][CGKOSWaeimquy26-][A-Za-z0-9_-]{10}[AQgw]\Z")
 _PUSHLOG_ID = re.compile(r"[0-9]{1,20}\Z")
 _TASKS_FOR = re.compile(r"[a-z][a-z0-9-]{0,99}\Z")
+_HEAD_REF = re.compile(r"[^\s\x00-\x1f]{1,255}\Z")
 
 
 class _Bad(Exception):
@@ -150,7 +186,37 @@ _CHECKS: dict[str, Any] = {
     "pushlog_id": _pushlog_id,
     "tasks_for": lambda v: _text(v, _TASKS_FOR, "expected e.g. hg-push, github-push or "
                                  "github-pull-request"),
+    "build_date": lambda v: _build_date(v),
+    "head_ref": lambda v: _text(v, _HEAD_REF, "expected a branch or ref name"),
 }
+
+
+def _build_date(value: object) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 40:
+        raise _Bad("expected epoch seconds")
+    return value
+
+
+def is_taskgraph_parameters(data: Mapping[str, Any]) -> bool:
+    """Whether ``data`` is a parameters file a taskgraph decision wrote.
+
+    >>> is_taskgraph_parameters({"build_date": 1, "repository_type": "git",
+    ...                          "target_tasks_method": "default", "level": "3"})
+    True
+    """
+    return all(k in data for k in _TASKGRAPH_MARKERS)
+
+
+def split_taskgraph_parameters(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Return the parameters of taskgraph's file ``data`` this library knows, and the
+    names of the others: the repository's own, which its taskgraph extensions
+    declare (taskgraph's schema lets them in) and which say nothing about images.
+    """
+    known = set(PARAM_NAMES) | set(TASKGRAPH_ONLY)
+    ours = {k: v for k, v in data.items() if k in known}
+    return ours, sorted(str(k) for k in data if k not in known)
 
 
 @attrs.frozen
@@ -173,6 +239,12 @@ class Params:
     #: What the decision task runs for (taskgraph's ``tasks_for``): ``hg-push``,
     #: ``github-push``, ``github-pull-request``, ... ``None`` is a push.
     tasks_for: Optional[str] = None
+    #: taskgraph's ``build_date``: when the decision ran, epoch seconds; the
+    #: date of taskgraph's ``pushdate`` index route (else :attr:`pushdate`).
+    build_date: Optional[int] = None
+    #: taskgraph's ``head_ref``: the branch or ref pushed (taskgraph 24.x reads
+    #: it for pull requests, but no namespace holds it).
+    head_ref: Optional[str] = None
 
     def __attrs_post_init__(self) -> None:
         # Direct construction and attrs.evolve get the same checks as from_mapping.
@@ -196,6 +268,11 @@ class Params:
     def pushdate_epoch(self) -> int:
         """The push date as whole epoch seconds."""
         return int(self.pushdate.timestamp())
+
+    @property
+    def build_date_epoch(self) -> int:
+        """taskgraph's ``build_date``, else the push date, as whole epoch seconds."""
+        return self.pushdate_epoch if self.build_date is None else self.build_date
 
     def to_json(self) -> dict[str, Any]:
         """Return the parameters as JSON values (pushdate as epoch seconds when whole)."""
@@ -221,7 +298,7 @@ def _validate(data: Mapping[str, Any]) -> dict[str, Any]:
         )
     problems: list[str] = []
     values: dict[str, Any] = {}
-    for key in sorted(str(k) for k in data if k not in PARAM_NAMES):
+    for key in sorted(str(k) for k in data if k not in PARAM_NAMES and k not in TASKGRAPH_ONLY):
         problems.append(f"unknown parameter {key!r}")
     for name in PARAM_NAMES:
         value = data.get(name)

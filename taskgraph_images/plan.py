@@ -273,8 +273,8 @@ def _builder_reference(
             return name, None
         known = ", ".join(catalog.names()) or "none"
         raise PlanError(
-            f"image builder {name!r} is not an image of the catalog (known images: {known}); "
-            "set image-builder in the build-task config"
+            f"image builder {name!r} is not an image of the catalog (known images: {known}): "
+            + config.ask("image-builder: IMAGE_OR_REGISTRY_TAG")
         )
     decision = decisions[name]
     if decision.docker_image is not None:
@@ -367,7 +367,10 @@ def plan_images(
             continue
         rebuilt = [p for p in image.parents if decisions[p].action == "build"]
         lookup = lookups.get(name)
-        if not rebuilt and lookup is not None and lookup.found is not None:
+        # taskgraph replaces every task its index has, whatever its parents' fate:
+        # the digest already holds the parents' digests.
+        follows_parents = bool(rebuilt) and catalog.cache_keys != "taskgraph"
+        if not follows_parents and lookup is not None and lookup.found is not None:
             found = lookup.found
             decisions[name] = attrs.evolve(
                 base,
@@ -467,7 +470,7 @@ def _build_tasks(
             if config.image_builder_bootstrap is None:
                 raise PlanError(
                     f"the image builder {decision.name!r} must be built, but nothing can build "
-                    "it: set image-builder-bootstrap (a registry tag) in the build-task config"
+                    "it: " + config.ask("image-builder-bootstrap: REGISTRY/IMAGE:TAG")
                 )
             this_builder = config.image_builder_bootstrap
         elif builder_task is not None:
@@ -504,7 +507,7 @@ def _index_routes(catalog: ImageCatalog, decision: Decision, params: Params,
 
         routes += index_routes(_cache_prefix(config), image.name, decision.digest,
                                level=params.level, tasks_for=params.tasks_for or _PUSH,
-                               build_date=params.pushdate_epoch,
+                               build_date=params.build_date_epoch,
                                cache_pull_requests=config.cache_pull_requests)
     elif image.cache:
         routes += default_index_routes(image.name, decision.digest, params, config)
@@ -512,7 +515,7 @@ def _index_routes(catalog: ImageCatalog, decision: Decision, params: Params,
         if config.trust_domain is None:
             raise PlanError(
                 f"image {image.name!r} has index: in the kind config, whose routes start with "
-                "the trust domain: set trust-domain in the build-task config"
+                "the trust domain: " + config.ask("trust-domain: NAME")
             )
         routes += kind_index_routes(image.index.product, image.index.job_name, params,
                                     config.trust_domain)
@@ -534,14 +537,14 @@ def _index_rank(index: Optional[IndexConfig], params: Params,
         return None
     if index.rank == "by-tier":
         tier = config.treeherder_tier if config.treeherder else 3
-        return params.pushdate_epoch if tier == 1 else 0
+        return params.build_date_epoch if tier == 1 else 0
     if index.rank == "build_date":
-        return params.pushdate_epoch
+        return params.build_date_epoch
     rank = int(index.rank)
-    if params.level == 1 and rank > params.pushdate_epoch:
+    if params.level == 1 and rank > params.build_date_epoch:
         raise PlanError(
             f"image {image!r}: index.rank {rank} in the kind config is above the push date "
-            f"({params.pushdate_epoch}): at level 1 it would pin the 'latest' route against "
+            f"({params.build_date_epoch}): at level 1 it would pin the 'latest' route against "
             "every later push; use by-tier or build_date"
         )
     return rank

@@ -127,8 +127,9 @@ def submit_plan(
     if local:
         raise SubmitError(
             f"the build task of image {names.get(local[0], local[0])!r} has the local "
-            f"taskQueueId {LOCAL_TASK_QUEUE} (no worker would claim it): set task-queue-id in "
-            "the build-task config and plan again"
+            f"taskQueueId {LOCAL_TASK_QUEUE} (no worker would claim it): add the line "
+            '`task-queue-id: "{trust-domain}-{level}/images"` to the build-task config '
+            "(taskcluster/taskgraph-images.yml) and plan again"
         )
     order = submission_order(tasks)
     rank = {task_id: i for i, task_id in enumerate(order)}

@@ -110,7 +110,8 @@ def kind_index_routes(product: str, job_name: str, params: Params,
         index.{trust-domain}.v2.{project}.pushlog-id.{pushlog id, 0 if none}.{product}.{job-name}
         index.{trust-domain}.v2.{project}.revision.{head rev}.{product}.{job-name}
     """
-    when = params.pushdate.astimezone(datetime.timezone.utc)
+    # taskgraph dates the route by its build_date parameter (the push date without one).
+    when = datetime.datetime.fromtimestamp(params.build_date_epoch, datetime.timezone.utc)
     stamp = when.strftime("%Y.%m.%d.%Y%m%d%H%M%S")
     top = f"index.{trust_domain}.v2.{params.project}"
     tail = f"{product}.{job_name}"

@@ -235,8 +235,8 @@ def test_a_plan_for_taskcluster_without_a_queue_stops_before_any_lookup(
     code, out, err = run(capsys, *_tc_plan(tc_server, params_file, "--config", "none", *extra))
     assert code == 1 and out == ""
     assert err.splitlines()[-1] == (
-        f"taskgraph-images: error: <defaults>: task-queue-id is not set (at level 3), but {why}: "
-        "set task-queue-id in the build-task config, e.g. '{trust-domain}-{level}/images'"
+        f"taskgraph-images: error: task-queue-id is not set (at level 3), but {why}: add the "
+        'line `task-queue-id: "{trust-domain}-{level}/images"` to taskcluster/taskgraph-images.yml'
     )
     assert tc_server.requests == []
 

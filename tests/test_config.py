@@ -153,8 +153,11 @@ def test_level_outside_1_to_3_is_refused() -> None:
 
 
 def test_require_queue_names_the_key_to_set() -> None:
-    with pytest.raises(ConfigError, match=r"cfg: task-queue-id is not set \(at level 3\), but x: set"):
+    with pytest.raises(ConfigError, match=r"task-queue-id is not set \(at level 3\), but x: "
+                       r"add the line `task-queue-id: \"\{trust-domain\}-\{level\}/images\"` to cfg"):
         parse_config({"task-queue-id": {"by-level": {1: "p-1/images"}}}, "cfg").require_queue(3, "x")
+    with pytest.raises(ConfigError, match="to taskcluster/taskgraph-images.yml"):
+        BuildConfig().require_queue(3, "x")
     BuildConfig(task_queue_id="p-1/images").require_queue(3, "x")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -77,20 +78,30 @@ def test_run_task_files_come_from_the_installed_taskgraph_by_default(tmp_path: P
     assert dict(context.run_task) == docker.RUN_TASK_FILES
 
 
-def test_run_task_without_taskgraph_or_a_folder_names_the_dockerfile_and_line(
+def test_run_task_without_taskgraph_says_to_install_it_only_for_the_image_that_needs_it(
         tmp_path: Path) -> None:
-    make_tree(tmp_path, {f"{D}/a/Dockerfile": "FROM scratch\n\n# %include-run-task\n"})
+    make_tree(tmp_path, {f"{D}/a/Dockerfile": "FROM scratch\n\n# %include-run-task\n",
+                         f"{D}/b/Dockerfile": "FROM scratch\n"})
+    # taskgraph made unimportable: what a user without it sees.
     code = (
         "import sys; sys.modules['taskgraph'] = None\n"
-        "from taskgraph_images.catalog import ImageCatalog\n"
-        "from taskgraph_images.errors import DockerfileError\n"
-        "try:\n    ImageCatalog.load(sys.argv[1])\n"
-        "except DockerfileError as e:\n    print(e)\n"
+        "from taskgraph_images.cli import main\n"
+        "sys.exit(main(['digest', sys.argv[2], '--root', sys.argv[1]]))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
-                         text=True, check=True).stdout
-    assert out.startswith(f"{D}/a/Dockerfile:3: '# %include-run-task' needs taskgraph's")
-    assert "run-task:" in out
+
+    def digest(name: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", code, str(tmp_path), name],
+                              capture_output=True, text=True, check=False)
+
+    done = digest("b")
+    assert done.returncode == 0 and re.fullmatch(r"[0-9a-f]{64}\n", done.stdout)
+    done = digest("a")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert done.stderr == (
+        f"taskgraph-images: error: {D}/a/Dockerfile:3: '# %include-run-task' needs taskgraph's "
+        "run-task files: pip install 'taskgraph-images[taskgraph]' (or add the line "
+        "`run-task: FOLDER` to taskcluster/taskgraph-images.yml)\n"
+    )
 
 
 def test_a_run_task_folder_missing_a_file_is_named(tmp_path: Path) -> None:

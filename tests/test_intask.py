@@ -20,6 +20,7 @@ from taskgraph_images.intask import (
     ENV_DEFAULTS,
     TaskEnv,
     archive_labels,
+    build_in_task,
     check_task,
     checkout,
     env_names,
@@ -216,3 +217,16 @@ def test_checkout_of_an_unknown_revision(tmp_path: Path) -> None:
 def test_checkout_of_a_missing_repository(tmp_path: Path) -> None:
     with pytest.raises(ImageBuildError, match=r"^cloning file:///nonexistent failed: "):
         checkout("file:///nonexistent", "1" * 40, str(tmp_path / "dest"))
+
+
+def test_a_name_buildah_cannot_tag_is_refused_before_any_build(tmp_path: Path) -> None:
+    make_tree(tmp_path, {f"{D}/Base/Dockerfile": "FROM scratch\n",
+                         f"{D}/app/Dockerfile": "FROM Base:latest\n"})
+    catalog = ImageCatalog.load(tmp_path)
+    env = _env(catalog, "app", parent_task="T")
+    with pytest.raises(ImageBuildError) as info:
+        build_in_task(catalog, env, executable="/nonexistent/buildah", workdir=str(tmp_path))
+    assert str(info.value) == (
+        "image 'Base' cannot be built by buildah in the task: Docker tags an image by its name, "
+        "and 'Base' has upper-case letters (Docker repository names are lower case)"
+    )

@@ -240,5 +240,6 @@ def test_without_index_the_task_has_no_rank(tmp_path: Path) -> None:
 
 def test_index_without_a_trust_domain_is_refused(tmp_path: Path) -> None:
     _repo(tmp_path, "tasks:\n  a:\n    index: {product: images, job-name: a}\n", a="FROM scratch\n")
-    with pytest.raises(PlanError, match="set trust-domain in the build-task config"):
+    with pytest.raises(PlanError,
+                       match="add the line `trust-domain: NAME` to taskcluster/taskgraph-images.yml"):
         _plan(ImageCatalog.load(tmp_path))

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from plan_helpers import PARAMS
 
 from taskgraph_images.errors import ParamsError
-from taskgraph_images.params import Params, parse_pushdate
+from taskgraph_images.params import (
+    Params,
+    is_taskgraph_parameters,
+    parse_pushdate,
+    split_taskgraph_parameters,
+)
 
 UTC = datetime.timezone.utc
 
@@ -128,3 +135,35 @@ def test_arbitrary_mappings_give_params_or_params_error(data: dict[str, Any]) ->
         Params.from_mapping(data)
     except ParamsError as e:
         assert "\n" not in str(e)
+
+
+# taskgraph's parameters (what a taskgraph decision writes) ------------------------------
+
+TASKGRAPH_FILE = Path(__file__).resolve().parent / "data" / "taskgraph_repo" / "parameters-pr.yml"
+
+
+def test_taskgraphs_own_parameters_are_accepted_and_left_out() -> None:
+    p = Params.from_mapping({**PARAMS, "base_rev": "a" * 40, "repository_type": "git",
+                             "moz_build_date": "20251206054640", "files_changed": []})
+    assert p == Params.from_mapping(PARAMS)
+
+
+def test_build_date_dates_taskgraphs_routes_else_the_pushdate() -> None:
+    assert Params.from_mapping(PARAMS).build_date_epoch == PARAMS["pushdate"]
+    p = Params.from_mapping({**PARAMS, "build_date": "1765000000", "head_ref": "refs/heads/main"})
+    assert (p.build_date_epoch, p.head_ref) == (1765000000, "refs/heads/main")
+    assert Params.from_mapping(p.to_json()) == p
+
+
+def test_a_decisions_parameters_file_is_taskgraphs_and_its_own_extensions_are_named() -> None:
+    data = yaml.safe_load(TASKGRAPH_FILE.read_text())
+    assert is_taskgraph_parameters(data) and not is_taskgraph_parameters(PARAMS)
+    ours, theirs = split_taskgraph_parameters(data)
+    assert theirs == ["release_name"]
+    p = Params.from_mapping({**ours, "source": "https://github.com/example/shaped"})
+    assert (p.level, p.tasks_for, p.build_date) == (1, "github-pull-request", 1765000000)
+
+
+def test_a_name_neither_ours_nor_taskgraphs_is_refused() -> None:
+    with pytest.raises(ParamsError, match="unknown parameter 'release_name'"):
+        Params.from_mapping({**PARAMS, "release_name": "x"})

@@ -144,7 +144,8 @@ def test_taskgraph_keys_need_a_kind_file(tmp_path: Path) -> None:
 
 
 def test_taskgraph_keys_need_a_trust_domain() -> None:
-    with pytest.raises(ConfigError, match="cache-keys: 'taskgraph' needs trust-domain"):
+    with pytest.raises(ConfigError, match="cache-keys: 'taskgraph' needs the trust domain .*: "
+                       "add the line `trust-domain: NAME`"):
         BuildConfig(cache_keys="taskgraph")
 
 

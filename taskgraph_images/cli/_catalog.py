@@ -37,8 +37,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ("digest", run_digest, "digest",
          "Print the digest (what the index is searched by) of image NAME alone, as "
          "taskgraph's `image-digest NAME` does; with several names or none (all images), "
-         "'NAME DIGEST' lines. With cache-keys: taskgraph in the --config file, "
-         "taskgraph's digest, the one the plan looks up."),
+         "'NAME DIGEST' lines. In a taskgraph repository whose docker-image kind runs "
+         "taskgraph's transforms (or with cache-keys: taskgraph in the --config file), "
+         "taskgraph's digest, the one the plan looks up; else this library's own."),
     ):
         p = sub.add_parser(name, help=f"print the {what} of images", description=description)
         add_catalog_arguments(p)

@@ -45,6 +45,7 @@ __all__ = [
     "add_json_argument",
     "add_output_argument",
     "binary_stdout",
+    "catalog_root",
     "config_path",
     "default_root",
     "format_date",
@@ -249,29 +250,41 @@ def load_catalog(
         when it looks like taskgraph's ``--root`` (the ``taskcluster`` folder).
     :raises ConfigError: for a build-task config that cannot be read (naming the file).
     """
-    root = _catalog_root(args)
+    root = catalog_root(args)
     if config is None and hasattr(args, "config"):
-        config = _read_config(config_path(args.config, root), root if args.config is None else None)
+        # The root's own file is the repository's: it follows the repository rule.
+        config = _read_config(config_path(args.config, root), root, args,
+                              confine=args.config is None)
+        _say_origins(config)
     return _load_catalog(args, root, config)
 
 
-def load_catalog_and_config(args: argparse.Namespace) -> tuple[ImageCatalog, BuildConfig]:
+def load_catalog_and_config(
+    args: argparse.Namespace, *, project: Optional[str] = None
+) -> tuple[ImageCatalog, BuildConfig]:
     """Load the catalog and the build-task config, the config found and read once.
 
     The config is :func:`load_build_config`'s for ``--config`` and the root,
-    and the catalog's digests follow it. Say which file it is with
+    over what the root's taskgraph graph config says (``project``, the
+    push's, decides a priority taskgraph writes ``by-project``), and the
+    catalog's digests follow it. Say which files set it with
     :func:`note_config` (once the command's other input is read, so that
     an error in it stays the only line).
 
     :raises CatalogError: as :func:`load_catalog`.
     :raises ConfigError: for a build-task config that cannot be read (naming the file).
     """
-    root = _catalog_root(args)
-    config = _read_config(config_path(args.config, root), root if args.config is None else None)
+    root = catalog_root(args)
+    config = _read_config(config_path(args.config, root), root, args, project=project,
+                          confine=args.config is None)
     return _load_catalog(args, root, config), config
 
 
-def _catalog_root(args: argparse.Namespace) -> str:
+def catalog_root(args: argparse.Namespace) -> str:
+    """The repository root the catalog arguments name (checked), as an absolute path.
+
+    :raises CatalogError: as :func:`load_catalog`.
+    """
     root: str = args.root or default_root()
     _check_root(root, args.root is not None, args.images_dir or DEFAULT_IMAGES_DIR)
     return os.path.abspath(root)
@@ -292,6 +305,11 @@ def _load_catalog(
         kwargs["images_dir"] = args.images_dir
     if getattr(args, "kind_config", None) is not None:
         kwargs["kind_config"] = args.kind_config
+    else:
+        # taskgraph's graph config may name the docker-image kind.
+        from taskgraph_images.graphconfig import kind_config_of
+
+        kwargs["kind_config"] = kind_config_of(root) or "none"
     from taskgraph_images._hashcache import hasher_for_option
 
     hasher = hasher_for_option(getattr(args, "hash_cache", None))
@@ -338,30 +356,71 @@ def config_path(path: Optional[str], root: Optional[str]) -> Optional[str]:
     return None if path == "none" else path
 
 
-def load_build_config(path: Optional[str], root: Optional[str] = None) -> BuildConfig:
+def load_build_config(
+    path: Optional[str], root: Optional[str] = None, args: Optional[argparse.Namespace] = None
+) -> BuildConfig:
     """Read the build-task config at ``path``; without one, ``root``'s default file if any.
 
     ``path`` ``none`` (or no path and no default file) gives the defaults
-    (:func:`config_path`). The root's default file is announced in a note.
+    (:func:`config_path`), which in a taskgraph repository ``root`` are what
+    its graph config says. The files read are announced in a note.
 
     :raises ConfigError: for a file that cannot be read or is invalid (naming it).
     """
     # The root's own file is the repository's: it follows the repository rule.
-    config = _read_config(config_path(path, root), root if path is None else None)
+    config = _read_config(config_path(path, root), root, args, confine=path is None)
     note_config(path, config)
     return config
 
 
 def note_config(given: Optional[str], config: BuildConfig) -> None:
-    """Note that ``config`` is the root's default file, when ``--config`` (``given``) was not given."""
+    """Note which files set ``config``: the root's default file, when ``--config``
+    (``given``) was not given, and taskgraph's files; with ``-v``, which key each set."""
+    files: dict[str, list[str]] = {}
+    for key, origin in config.origins:
+        files.setdefault(origin.split(" (", 1)[0], []).append(key)
+    taskgraph = [f for f in files if f != config.source]
+    if taskgraph:
+        note(f"using taskgraph's settings from {' and '.join(taskgraph)} (-v lists them)")
     if given is None and config.path is not None:
         note(f"using the build-task config {config.path}")
+    _say_origins(config)
 
 
-def _read_config(path: Optional[str], root: Optional[str] = None) -> BuildConfig:
+def _say_origins(config: BuildConfig) -> None:
+    """With ``-v``: which file set each key of ``config``."""
+    for key, origin in config.origins:
+        reporter().debug(f"  {key}: set by {origin}")
+
+
+def _read_config(
+    path: Optional[str], root: Optional[str] = None, args: Optional[argparse.Namespace] = None,
+    *, project: Optional[str] = None, confine: bool = False,
+) -> BuildConfig:
+    """The build-task config: ``path`` over taskgraph's settings under ``root``.
+
+    With ``confine`` (``path`` is the root's own default file) the file must
+    be a regular file inside ``root`` (see ``docs/security.rst``).
+    """
     from taskgraph_images.config import BuildConfig, load_config
 
-    return BuildConfig() if path is None else load_config(path, root=root)
+    if root is None:
+        return BuildConfig() if path is None else load_config(path)
+    from taskgraph_images.graphconfig import repository_config
+
+    return repository_config(root, path, kind_config=_kind_config(args, root), project=project,
+                             confine=confine)
+
+
+def _kind_config(args: Optional[argparse.Namespace], root: str) -> Optional[str]:
+    """The kind file the catalog reads, from ``root``: ``--kind-config``, else ``auto``."""
+    given = getattr(args, "kind_config", None)
+    if given in ("none", ""):
+        return None
+    if given is None:
+        return "auto"
+    rel = os.path.relpath(os.path.join(root, str(given)), root)
+    return None if rel.startswith("..") else rel.replace(os.sep, "/")
 
 
 def write_output(path: Optional[str], text: str) -> None:

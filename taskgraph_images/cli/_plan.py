@@ -20,6 +20,7 @@ from taskgraph_images.cli._common import (
     add_catalog_arguments,
     add_json_argument,
     add_output_argument,
+    catalog_root,
     is_stdout,
     load_catalog_and_config,
     note,
@@ -200,12 +201,25 @@ def default_params(
 
 
 def _read_params_file(path: str) -> dict[str, Any]:
+    """The parameters of ``path``: ours, or those a taskgraph decision wrote.
+
+    A taskgraph file also holds the repository's own parameters (its
+    taskgraph extensions declare them); they say nothing about images and
+    are left out, listed with ``-v``. In any other file an unknown name is refused.
+    """
     from taskgraph_images._yamlfile import load_yaml_file
+    from taskgraph_images.params import is_taskgraph_parameters, split_taskgraph_parameters
 
     data = load_yaml_file(path, "parameters file", ParamsError)  # JSON is YAML too
     if not isinstance(data, dict):
         raise ParamsError(f"parameters file {path} must hold a mapping of parameter names")
-    return data
+    if not is_taskgraph_parameters(data):
+        return data
+    ours, theirs = split_taskgraph_parameters(data)
+    note(f"reading {path} as taskgraph's decision parameters")
+    if theirs:
+        reporter().debug(f"  the repository's own parameters, not read: {', '.join(theirs)}")
+    return ours
 
 
 def _params(args: argparse.Namespace, root: str, now: datetime.datetime) -> dict[str, Any]:
@@ -409,8 +423,9 @@ def make_plan(
     from taskgraph_images.plan import plan_images
 
     now = datetime.datetime.now(datetime.timezone.utc)
-    catalog, config = load_catalog_and_config(args)
-    params = Params.from_mapping(_params(args, catalog.root, now))
+    params = Params.from_mapping(_params(args, catalog_root(args), now))
+    # The project decides a priority taskgraph's graph config gives by-project.
+    catalog, config = load_catalog_and_config(args, project=params.project)
     note_config(args.config, config)
     index = open_index(args)
     # Found out before any lookup: a plan for a real Taskcluster needs a real queue.

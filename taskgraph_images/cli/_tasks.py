@@ -104,9 +104,10 @@ def _build_in_task(args: argparse.Namespace) -> int:
             note(f"checking out {rev} of {repo}")
             checkout(repo, rev, root)
         config_path = environ.get(ENV_DEFAULTS["config"])
-        # Without the variable, the plan used the defaults (not the root's default file).
+        # Without the variable, the plan used the defaults (not the root's default file),
+        # over what the checkout's taskgraph graph config says, as the plan read it.
         config_file = os.path.join(root, config_path) if config_path else "none"
-        config = load_build_config(config_file)
+        config = load_build_config(config_file, root, args)
         task_env = read_env(environ, env_names(config), artifact_path=config.artifact_path)
         # Loaded as plan loads it (the digests must be the plan's); no file-hash
         # cache: a task hashes its checkout once.

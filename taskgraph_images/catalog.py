@@ -229,7 +229,6 @@ class ImageCatalog:
         folder = os.path.join(root_s, *images_dir.split("/"))
         if not os.path.isdir(folder):
             raise CatalogError(f"images folder {images_dir!r} does not exist under {root_s}")
-        default_registry = _read_registry(os.path.join(folder, "REGISTRY"))
 
         config_path: Optional[str] = None
         if kind_config is not None and os.fspath(kind_config) not in ("none", ""):
@@ -250,26 +249,75 @@ class ImageCatalog:
                 f"({' or '.join(KIND_CONFIG_PATHS)}), which lists the images taskgraph builds"
             )
 
+        if configs is not None:
+            return cls.from_configs(root_s, configs, images_dir=images_dir,
+                                    kind_config=config_path, hasher=hasher, run_task=run_task,
+                                    cache_keys=cache_keys)
+        default_registry = _read_registry(os.path.join(folder, "REGISTRY"))
         entries: list[tuple[str, str, Optional[ImageConfig]]] = []
-        if configs is None:
-            try:
-                names = sorted(os.listdir(folder))
-            except OSError as e:
-                raise CatalogError(f"cannot list images folder {folder}: {e.strerror}") from e
-            for name in names:
-                if os.path.isfile(os.path.join(folder, name, "Dockerfile")):
-                    entries.append((validate_image_name(name), name, None))
-        else:
-            for name, cfg in sorted(configs.items()):
-                validate_image_name(name)
-                where = os.path.join(folder, cfg.definition)
-                if not os.path.isfile(os.path.join(where, "Dockerfile")):
-                    raise CatalogError(
-                        f"kind config {config_path}: image {name!r} names folder "
-                        f"{images_dir}/{cfg.definition}, which has no Dockerfile"
-                    )
-                entries.append((name, cfg.definition, cfg))
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError as e:
+            raise CatalogError(f"cannot list images folder {folder}: {e.strerror}") from e
+        for name in names:
+            if os.path.isfile(os.path.join(folder, name, "Dockerfile")):
+                entries.append((validate_image_name(name), name, None))
+        return cls._from_entries(root_s, images_dir, entries, default_registry, None,
+                                 hasher=hasher, run_task=run_task, cache_keys=cache_keys)
 
+    @classmethod
+    def from_configs(
+        cls,
+        root: PathLike,
+        configs: Mapping[str, ImageConfig],
+        *,
+        images_dir: str = DEFAULT_IMAGES_DIR,
+        kind_config: Optional[PathLike] = None,
+        hasher: Optional[FileHasher] = None,
+        run_task: Optional[PathLike] = None,
+        cache_keys: str = "seed",
+    ) -> ImageCatalog:
+        """The catalog of exactly the images ``configs`` describes (kind entries already read).
+
+        As :meth:`load` with a kind config, for entries that come from
+        elsewhere (taskgraph's loader, for one); ``kind_config`` only names
+        the file in errors.
+
+        :raises CatalogError: naming the folder, file or value at fault.
+        """
+        root_s = os.path.abspath(os.fspath(root))
+        images_dir = images_dir.strip("/").replace(os.sep, "/")
+        folder = os.path.join(root_s, *images_dir.split("/"))
+        default_registry = _read_registry(os.path.join(folder, "REGISTRY"))
+        config_path = os.fspath(kind_config) if kind_config is not None else None
+        entries: list[tuple[str, str, Optional[ImageConfig]]] = []
+        for name, cfg in sorted(configs.items()):
+            validate_image_name(name)
+            where = os.path.join(folder, cfg.definition)
+            if not os.path.isfile(os.path.join(where, "Dockerfile")):
+                raise CatalogError(
+                    f"kind config {config_path}: image {name!r} names folder "
+                    f"{images_dir}/{cfg.definition}, which has no Dockerfile"
+                )
+            entries.append((name, cfg.definition, cfg))
+        return cls._from_entries(root_s, images_dir, entries, default_registry, config_path,
+                                 hasher=hasher, run_task=run_task, cache_keys=cache_keys)
+
+    @classmethod
+    def _from_entries(
+        cls,
+        root_s: str,
+        images_dir: str,
+        entries: list[tuple[str, str, Optional[ImageConfig]]],
+        default_registry: Optional[str],
+        config_path: Optional[str],
+        *,
+        hasher: Optional[FileHasher],
+        run_task: Optional[PathLike],
+        cache_keys: str,
+    ) -> ImageCatalog:
+        if cache_keys not in ("seed", "taskgraph"):
+            raise CatalogError(f"unknown cache keys {cache_keys!r}: use 'seed' or 'taskgraph'")
         run_task_dir = _RunTask(root_s, run_task)
         drafts = {
             name: _draft(root_s, images_dir, name, definition, cfg, default_registry,

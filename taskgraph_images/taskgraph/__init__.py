@@ -1,0 +1,19 @@
+"""taskgraph-images inside taskcluster-taskgraph's own decision task.
+
+A repository that runs taskgraph adopts us in its ``docker-image`` kind:
+in ``taskcluster/kinds/docker-image/kind.yml``, the transform
+``taskgraph.transforms.docker_image:transforms`` becomes
+``taskgraph_images.taskgraph:transforms`` (taskgraph's ``cached_tasks`` and
+``task`` transforms stay after it). The graph is the one taskgraph's own
+transform gives, computed with our catalog and keys (see
+:mod:`taskgraph_images.taskgraph._transforms`).
+
+Importing this package imports nothing of taskgraph: taskgraph loads each
+``transforms:`` entry as ``module:attribute`` and calls it.
+"""
+
+from __future__ import annotations
+
+from taskgraph_images.taskgraph._transforms import transforms
+
+__all__ = ["transforms"]

@@ -1,0 +1,130 @@
+"""Our ``docker-image`` transform for taskgraph: its graph, computed with our catalog and keys.
+
+A kind's ``transforms:`` entry ``taskgraph_images.taskgraph:transforms``
+names :func:`transforms`, which taskgraph calls as it calls each entry:
+with its ``TransformConfig`` and the loader's entries, expecting the task
+descriptions back. It stands where ``taskgraph.transforms.docker_image``
+stood, before taskgraph's ``cached_tasks`` and ``task`` transforms, and
+gives them the same descriptions (:func:`~taskgraph_images.taskgraph._describe.describe`),
+so the graph is the same. Underneath:
+
+* every entry is read by :func:`~taskgraph_images.taskgraph._kind.read_task`:
+  a key is honoured or refused in one line naming the kind file and task;
+* the images are an :class:`~taskgraph_images.catalog.ImageCatalog` of the
+  entries (our Dockerfile parser, includes checked to stay in the
+  repository, parents resolved), keyed by taskgraph's recipe;
+* context hashes come from :mod:`taskgraph_images.taskgraph_tar` (no
+  archive built), and when the decision writes artifacts each context is
+  written, in the same pass, to ``docker-contexts/NAME.tar.gz``, byte for
+  byte what taskgraph writes;
+* ``taskgraph.fast`` skips the catalog and the hashing, as taskgraph skips
+  its own, and refuses to write artifacts, as taskgraph does.
+
+Nothing of taskgraph is imported until taskgraph calls the transform.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import posixpath
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+from taskgraph_images.errors import ConfigError
+from taskgraph_images.taskgraph._describe import CONTEXTS_DIR, Push, context_file, describe
+from taskgraph_images.taskgraph._kind import KindTask, read_task
+
+if TYPE_CHECKING:  # pragma: no cover
+    from taskgraph_images.catalog import ImageCatalog
+
+__all__ = ["FAST_CONTEXT_HASH", "transforms"]
+
+logger = logging.getLogger(__name__)
+
+#: The context hash of every image under ``taskgraph.fast`` (taskgraph's).
+FAST_CONTEXT_HASH = "0" * 40
+#: Where taskgraph's images live, from the repository root.
+IMAGES_DIR = "taskcluster/docker"
+
+
+def transforms(config: Any, tasks: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The ``docker-image`` task descriptions for taskgraph's loader entries ``tasks``.
+
+    ``config`` is taskgraph's ``TransformConfig``.
+
+    :raises ConfigError: for an entry taskgraph's schema refuses, a package
+        no ``packages`` task provides, or ``taskgraph.fast`` with artifacts.
+    :raises CatalogError: for an image folder, Dockerfile or context that
+        cannot be used (naming it).
+    """
+    import taskgraph  # type: ignore[import-untyped]  # untyped; loaded by now in a decision
+
+    fast = bool(taskgraph.fast)
+    write = bool(config.write_artifacts)
+    kind_path = _kind_path(config)
+    entries = [read_task(task, kind_path) for task in tasks]
+    if fast and write:
+        raise ConfigError(f"{kind_path}: cannot write the docker-image contexts as artifacts "
+                          "under taskgraph.fast (no context is hashed then)")
+    _check_packages(config, entries)
+    push = Push.from_taskgraph(config.params, config.graph_config,
+                               importlib.util.find_spec("orjson") is not None)
+    if fast:
+        for entry in entries:
+            yield describe(entry, push, FAST_CONTEXT_HASH, cached=False)
+        return
+    from taskgraph_images.catalog import ImageCatalog
+
+    root = os.path.dirname(config.graph_config.taskcluster_yml)
+    run_task = os.path.join(os.path.dirname(taskgraph.__file__), "run-task")
+    catalog = ImageCatalog.from_configs(
+        root, {entry.name: entry.image_config() for entry in entries}, images_dir=IMAGES_DIR,
+        kind_config=os.path.join(root, kind_path, "kind.yml"), run_task=run_task,
+        cache_keys="taskgraph")
+    if write:
+        os.makedirs(CONTEXTS_DIR, exist_ok=True)
+    for entry in entries:
+        context_hash = (_write_context(catalog, entry.name) if write
+                        else catalog.context_hash(entry.name))
+        yield describe(entry, push, context_hash, cached=entry.cache)
+
+
+def _kind_path(config: Any) -> str:
+    """The kind's folder from the repository root (where taskgraph's own is)."""
+    path = str(config.path)
+    rel = os.path.relpath(path, os.path.dirname(str(config.graph_config.root_dir)))
+    return posixpath.join(*rel.split(os.sep)) if not rel.startswith("..") else path
+
+
+def _check_packages(config: Any, entries: list[KindTask]) -> None:
+    """Every package an image names must be a task of a ``packages`` kind dependency."""
+    available = {task.label.replace("packages-", "")
+                 for task in config.kind_dependencies_tasks.values() if task.kind == "packages"}
+    for entry in entries:
+        for package in entry.packages:
+            if package not in available:
+                raise ConfigError(
+                    f"{entry.source}: task {entry.name!r}: package {package!r} has no task "
+                    f"packages-{package} (add the packages kind to kind-dependencies)")
+
+
+def _write_context(catalog: ImageCatalog, name: str) -> str:
+    """Write ``docker-contexts/NAME.tar.gz`` as taskgraph does; return the context hash."""
+    import gzip
+
+    from taskgraph_images._atomic import atomic_output
+    from taskgraph_images.errors import ContextError
+    from taskgraph_images.taskgraph_tar import DEFAULT_MTIME, write_context_tar
+
+    path = context_file(name)
+    logger.info(f"Writing {path} for docker image {name}")
+    files = catalog.context(name).taskgraph_files()
+    try:
+        with atomic_output(path) as out, gzip.GzipFile(
+                filename=os.path.basename(path), mode="wb", fileobj=out, compresslevel=9,
+                mtime=DEFAULT_MTIME) as gz:
+            return write_context_tar(files, gz.write)
+    except OSError as e:
+        raise ContextError(f"cannot write the context of image {name!r} to {path}: "
+                           f"{e.strerror or e}") from None

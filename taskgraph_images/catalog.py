@@ -26,6 +26,7 @@ from taskgraph_images.kindconfig import (
     find_kind_config,
     load_kind_config,
 )
+from taskgraph_images.names import IMAGE_NAME_RULE, ImageName, is_docker_component, is_image_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.context import ContextFile, ImageContext
@@ -39,12 +40,11 @@ PathLike = Union[str, "os.PathLike[str]"]
 DEFAULT_IMAGES_DIR = "taskcluster/docker"
 _AUTO = "auto"
 
-IMAGE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 # Docker's tag grammar.
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 # Docker's repository grammar, without the final image name: an optional
-# domain (it has a '.' or a ':' or is localhost) and lower-case path components.
-_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
+# domain (it has a '.' or a ':' or is localhost) and lower-case path
+# components (names.is_docker_component).
 _DOMAIN = re.compile(
     r"(?:localhost|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)(?::[0-9]+)?\Z"
@@ -52,18 +52,15 @@ _DOMAIN = re.compile(
 _PARENT_VARS = ("$DOCKER_IMAGE_PARENT", "${DOCKER_IMAGE_PARENT}")
 
 
-def validate_image_name(name: str) -> str:
+def validate_image_name(name: str) -> ImageName:
     """Return ``name`` if it is a valid image name, else raise :class:`CatalogError`.
 
-    Names are ``[a-z0-9][a-z0-9_-]*``, so they can never put a ``.`` into an
-    index namespace.
+    Names follow :mod:`taskgraph_images.names`: what taskgraph and the
+    Taskcluster Index accept (``python3.11``, ``gcc-4.4``).
     """
-    if not IMAGE_NAME.match(name):
-        raise CatalogError(
-            f"{name!r} is not a valid image name: use lower-case letters, digits, '-' and '_', "
-            "starting with a letter or digit"
-        )
-    return name
+    if not is_image_name(name):
+        raise CatalogError(f"{name!r} is not a valid image name: {IMAGE_NAME_RULE}")
+    return ImageName(name)
 
 
 @attrs.frozen
@@ -150,7 +147,7 @@ def _valid_registry(value: str) -> bool:
         components = rest.split("/") if rest else []
     else:
         components = value.split("/")
-    return all(_COMPONENT.match(c) for c in components)
+    return all(is_docker_component(c) for c in components)
 
 
 def _read_registry(path: str) -> Optional[str]:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Generic, Mapping, Optional, TypeVar, Union
 import attrs
 
 from taskgraph_images.errors import ConfigError, InvalidValueError
+from taskgraph_images.names import is_image_name
 from taskgraph_images.tctime import parse_offset
 
 __all__ = [
@@ -95,7 +96,6 @@ _PROJECT_ID = re.compile(r"[a-zA-Z0-9._/-]{1,500}\Z")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _WORD = r"[A-Za-z0-9_-]+"
 _DOTTED = re.compile(rf"{_WORD}(?:\.{_WORD})*\Z")
-_IMAGE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _ARTIFACT = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*\Z")
 _CACHE_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -334,7 +334,7 @@ def _check(c: BuildConfig) -> None:
     need(c.project_id is None or bool(_PROJECT_ID.match(c.project_id)), "project-id",
          f"invalid project id {c.project_id!r}")
     need(0 <= c.retries <= 49, "retries", f"{c.retries} is not between 0 and 49")
-    need(bool(_IMAGE_NAME.match(c.image_builder)) or ":" in c.image_builder,
+    need(is_image_name(c.image_builder) or ":" in c.image_builder,
          "image-builder", f"{c.image_builder!r} is neither an image name nor a registry tag")
     need(c.image_builder_bootstrap is None or _nonempty_str(c.image_builder_bootstrap),
          "image-builder-bootstrap", "expected a registry tag")

@@ -30,6 +30,7 @@ import attrs
 
 from taskgraph_images._dockerfile import split_reference
 from taskgraph_images.errors import DockerError, DockerUnavailableError, ImageBuildError
+from taskgraph_images.names import docker_repository_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
@@ -41,6 +42,7 @@ __all__ = [
     "Engine",
     "LoadUpload",
     "OutputCallback",
+    "build_chain",
     "build_image",
     "iter_messages",
     "parse_json_stream",
@@ -613,6 +615,24 @@ class Built:
     reused: bool  # already present locally (an ancestor), not built
 
 
+def build_chain(catalog: ImageCatalog, name: str) -> list[str]:
+    """Return the images a local build of ``name`` may build: its in-tree ancestors, then it.
+
+    :raises ImageBuildError: when one of them has a name Docker refuses as a
+        repository name (a local build tags each image by its name).
+    """
+    wanted = set(catalog.ancestors(name))
+    chain = [n for n in catalog.order() if n in wanted] + [name]
+    for current in chain:
+        problem = docker_repository_problem(current)
+        if problem is not None:
+            raise ImageBuildError(
+                f"image {current!r} cannot be built locally: Docker tags an image by its name, "
+                f"and {problem} (Docker repository names are lower case)"
+            )
+    return chain
+
+
 def build_image(
     engine: Engine,
     catalog: ImageCatalog,
@@ -639,7 +659,8 @@ def build_image(
     sending itself is reported to ``reporter`` as a transfer. Returns what
     was done, ancestors first.
 
-    :raises ImageBuildError: with the engine's error.
+    :raises ImageBuildError: with the engine's error, or when an image of the
+        chain has a name Docker refuses as a repository name.
     :raises ContextError: when the context cannot be written.
     """
     import tempfile
@@ -647,9 +668,9 @@ def build_image(
     from taskgraph_images.context import write_context
     from taskgraph_images.progress import Meter, MeteredReader, format_size
 
-    wanted = set(catalog.ancestors(name))
+    chain = build_chain(catalog, name)
     done: list[Built] = []
-    for current in [n for n in catalog.order() if n in wanted] + [name]:
+    for current in chain:
         tag = catalog.local_tag(current)
         if current != name and reuse_present:
             found = engine.inspect(tag)

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 import attrs
 
 from taskgraph_images.errors import ManifestError
+from taskgraph_images.names import is_digest, is_image_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
@@ -78,8 +79,6 @@ RECIPES = ("seed", "taskgraph")
 
 _FORMAT_PREFIX = "taskgraph-images-context-manifest/"
 _KEYS = ("format", "image", "digest", "recipe", "members", "args", "parents")
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
-_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 _ARG = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _MAX_TEXT = 4096  # the longest arg value or parent reference
 
@@ -200,10 +199,10 @@ def parse_manifest(data: Union[bytes, str], *, source: str = "context manifest")
         parts += [f"unknown {', '.join(unknown)}"] if unknown else []
         raise _fail(source, "; ".join(parts))
     image = doc["image"]
-    if not isinstance(image, str) or not _NAME.match(image):
+    if not is_image_name(image):
         raise _fail(source, f"'image' {image!r} is not an image name")
     digest = doc["digest"]
-    if not isinstance(digest, str) or not _SHA256.match(digest):
+    if not is_digest(digest):
         raise _fail(source, "'digest' must be 64 lowercase hex digits")
     recipe = doc["recipe"]
     if recipe not in RECIPES:
@@ -215,7 +214,7 @@ def parse_manifest(data: Union[bytes, str], *, source: str = "context manifest")
         raise _fail(source, f"{len(members)} members, more than the {MAX_MEMBERS} allowed")
     for path, sha in members.items():
         _member_path(path, source)
-        if not isinstance(sha, str) or not _SHA256.match(sha):
+        if not is_digest(sha):
             raise _fail(source, f"member {path!r} has no sha256 (64 lowercase hex digits)")
     args = doc["args"]
     if not isinstance(args, dict):
@@ -232,7 +231,7 @@ def parse_manifest(data: Union[bytes, str], *, source: str = "context manifest")
         if not isinstance(item, dict) or set(item) != {"name", "digest"}:
             raise _fail(source, "each of 'parents' must be an object of exactly name and digest")
         name = item["name"]
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not is_image_name(name):
             raise _fail(source, f"parent {name!r} is not an image name")
         pairs.append((name, _text(item["digest"], source, f"parent {name} digest")))
     return ContextManifest(image, digest, recipe, members, args, pairs)

@@ -18,6 +18,7 @@ import re
 from typing import Any, Optional, Protocol, Sequence, Union
 
 from taskgraph_images.errors import TaskgraphImagesError, TemplateError
+from taskgraph_images.names import is_image_name
 
 __all__ = ["ImageLookups", "render_template", "render_yaml"]
 
@@ -30,7 +31,6 @@ _TAG = re.compile(
     r"\{\{(?P<dsign>[#/])(?P<dfunc>task_id_for_image|docker_image)\}\}"
     r"|\{(?P<ssign>[#/])(?P<sfunc>docker_image)\}"
 )
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 
 
 class ImageLookups(Protocol):
@@ -117,7 +117,7 @@ def render_template(text: str, plan: ImageLookups, *, source: str = "template") 
             known = list(plan.names())
         if not name:
             raise TemplateError(f"{n_where}: {o_spelled} names no image")
-        if not _NAME.match(name) or name not in known:
+        if not is_image_name(name) or name not in known:
             listing = ", ".join(sorted(known)) or "none"
             raise TemplateError(f"{n_where}: unknown image {name!r} (known images: {listing})")
         try:

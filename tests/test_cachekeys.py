@@ -68,7 +68,7 @@ def test_bad_records_are_refused() -> None:
     with pytest.raises(InvalidValueError, match="invalid digest"):
         keys.record(3, "base", "x", 0)
     with pytest.raises(InvalidValueError, match="invalid image name"):
-        keys.record(3, "Base", D, 0)
+        keys.record(3, "ba..se", D, 0)
     with pytest.raises(InvalidValueError, match="invalid level"):
         keys.latest("base", 4)
     off = IndexKeys.for_config(attrs.evolve(TG, cache_pull_requests=False), "github-pull-request")

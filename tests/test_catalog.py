@@ -142,10 +142,16 @@ def test_missing_images_folder_is_named(tmp_path: Path) -> None:
         ImageCatalog.load(tmp_path)
 
 
-@pytest.mark.parametrize("name", ["Upper", "has.dot", "-dash", "sp ace", "ünï"])
+@pytest.mark.parametrize("name", ["-dash", "_under", "sp ace", "ünï", "a..b", "dot.", "x" * 101])
 def test_invalid_folder_names_are_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(CatalogError, match="is not a valid image name"):
         catalog_of(tmp_path, {f"{D}/{name}/Dockerfile": "FROM x\n"})
+
+
+@pytest.mark.parametrize("name", ["python3.11", "gcc-4.4", "Upper", "a_b-c.d"])
+def test_names_taskgraph_accepts_are_image_names(tmp_path: Path, name: str) -> None:
+    catalog = catalog_of(tmp_path, {f"{D}/{name}/Dockerfile": "FROM x\n"})
+    assert catalog.names() == [name]
 
 
 @pytest.mark.parametrize(("content", "message"), [

@@ -96,7 +96,7 @@ def valid() -> dict[str, Any]:
         (lambda d: d.update(args={"X": "v" * 5000}), "at most 4096"),
         (lambda d: d.update(parents={}), "'parents' must be a list"),
         (lambda d: d.update(parents=[{"name": "base"}]), "exactly name and digest"),
-        (lambda d: d.update(parents=[{"name": "B", "digest": C}]), "is not an image name"),
+        (lambda d: d.update(parents=[{"name": "b..c", "digest": C}]), "is not an image name"),
         (lambda d: d.update(parents=[{"name": "b", "digest": None}]), "must be a string"),
     ],
 )

@@ -166,11 +166,12 @@ def _print_stderr(text: str) -> None:
 def _build(args: argparse.Namespace) -> int:
     if args.record:
         return _build_record(args)
-    from taskgraph_images.docker import Engine, build_image
+    from taskgraph_images.docker import Engine, build_chain, build_image
 
     catalog = load_catalog(args)
     image = catalog[args.name]
     refuse_options(args, _RECORD_ONLY, "applies only with --record")
+    build_chain(catalog, args.name)
     engine = Engine.from_env()
     engine.ping()
     # With --json, stdout is the JSON: the engine's build log goes to stderr.
@@ -202,6 +203,7 @@ def _build_record(args: argparse.Namespace) -> int:
     import time
 
     from taskgraph_images.cachekeys import IndexKeys
+    from taskgraph_images.docker import build_chain
     from taskgraph_images.errors import ManifestError
     from taskgraph_images.index import find_images
     from taskgraph_images.intask import TaskEnv, build_in_task, check_task
@@ -226,6 +228,7 @@ def _build_record(args: argparse.Namespace) -> int:
             f"build --record has nothing to record for {args.name!r}: a prebuilt image is "
             "referred to by its registry tag; build it without --record and push it"
         )
+    build_chain(catalog, args.name)
     wanted = set(catalog.ancestors(args.name))
     chain = [n for n in catalog.order() if n in wanted and not catalog[n].prebuilt]
     recorded: dict[str, str] = {}

@@ -21,6 +21,7 @@ from typing import Union
 
 import attrs
 
+from taskgraph_images import names
 from taskgraph_images.errors import InvalidValueError
 
 __all__ = [
@@ -44,13 +45,8 @@ __all__ = [
 DEFAULT_PREFIX = "docker.images.v2"
 LEVELS = (1, 2, 3)
 
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
-_DIGEST = re.compile(r"[0-9a-f]{64}\Z")
 _WORD = r"[A-Za-z0-9_-]+"
 _PREFIX = re.compile(rf"{_WORD}(?:\.{_WORD})*\Z")
-# What the Index service accepts as a namespace: dot-separated words, 255 at most.
-_NAMESPACE = re.compile(r"[A-Za-z0-9_!~*'()%-]+(?:\.[A-Za-z0-9_!~*'()%-]+)*\Z")
-_TASK_ID = re.compile(r"[A-Za-z0-9_-]{8}[Q-T][A-Za-z0-9_-][CGKOSWaeimquy26-][A-Za-z0-9_-]{10}[AQgw]\Z")
 
 PushDate = Union[int, float, datetime.datetime]
 
@@ -65,26 +61,12 @@ def validate_level(level: object) -> int:
     return level
 
 
-def validate_name(name: object) -> str:
-    """Return ``name`` if it is an image name (``[a-z0-9][a-z0-9_-]*``).
-
-    :raises InvalidValueError: otherwise.
-    """
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InvalidValueError(
-            f"invalid image name {name!r}: expected lowercase letters, digits, '-' and '_'"
-        )
-    return name
+#: Alias of :func:`taskgraph_images.names.image_name`.
+validate_name = names.image_name
 
 
-def validate_digest(digest: object) -> str:
-    """Return ``digest`` if it is 64 lowercase hexadecimal digits.
-
-    :raises InvalidValueError: otherwise.
-    """
-    if not isinstance(digest, str) or not _DIGEST.match(digest):
-        raise InvalidValueError(f"invalid digest {digest!r}: expected 64 lowercase hex digits")
-    return digest
+#: Alias of :func:`taskgraph_images.names.digest`.
+validate_digest = names.digest
 
 
 def validate_prefix(prefix: object) -> str:
@@ -100,27 +82,10 @@ def validate_prefix(prefix: object) -> str:
     return prefix
 
 
-def validate_namespace(namespace: object) -> str:
-    """Return ``namespace`` if the Index service would accept it.
-
-    :raises InvalidValueError: otherwise.
-    """
-    if not isinstance(namespace, str) or len(namespace) > 255 or not _NAMESPACE.match(namespace):
-        raise InvalidValueError(
-            f"invalid index namespace {namespace!r}: expected dot-separated words, "
-            "255 characters at most"
-        )
-    return namespace
-
-
-def validate_task_id(task_id: object) -> str:
-    """Return ``task_id`` if it is a Taskcluster task id (a v4 slugid).
-
-    :raises InvalidValueError: otherwise.
-    """
-    if not isinstance(task_id, str) or not _TASK_ID.match(task_id):
-        raise InvalidValueError(f"invalid task id {task_id!r}: expected a 22-character slugid")
-    return task_id
+#: Alias of :func:`taskgraph_images.names.namespace`.
+validate_namespace = names.namespace
+#: Alias of :func:`taskgraph_images.names.task_id`.
+validate_task_id = names.task_id
 
 
 def pushdate_path(pushdate: PushDate) -> str:

@@ -1,0 +1,115 @@
+"""The one grammar of image names, task ids, digests and namespaces."""
+
+from __future__ import annotations
+
+import doctest
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from trees import make_tree
+
+from taskgraph_images import names
+from taskgraph_images.cli import main
+from taskgraph_images.errors import InvalidValueError
+from taskgraph_images.index._namespaces import hash_namespace
+
+DIGEST = "0123456789abcdef" * 4
+TASK_ID = "fN1w0PbpQ0ys2hc7_EpA-g"
+
+
+# Names that real taskgraph repositories use, and what taskgraph would put in a route.
+@pytest.mark.parametrize(
+    "name",
+    ["python3.11", "gcc-4.4", "Upper", "decision", "image_builder", "a.b.c", "x" * 100, "9"],
+)
+def test_image_names_are_what_taskgraph_and_the_index_accept(name: str) -> None:
+    assert names.image_name(name) == name
+    assert names.is_namespace(hash_namespace(3, name, DIGEST, prefix="t.cache.level-3"))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", ".hidden", "-x", "_x", "a..b", "b.", "a/b", "a b", "ünï", "x" * 101, 3, None],
+)
+def test_other_image_names_are_refused_naming_them(name: object) -> None:
+    assert not names.is_image_name(name)
+    with pytest.raises(InvalidValueError) as info:
+        names.image_name(name)
+    assert f"invalid image name {name!r}" in str(info.value)
+    assert "letters, digits, '.', '-' and '_'" in str(info.value)
+
+
+@given(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,20}(\.[A-Za-z0-9_-]{1,9}){0,4}", fullmatch=True))
+def test_every_image_name_goes_into_a_namespace_the_index_accepts(name: str) -> None:
+    assert names.is_image_name(name)
+    assert names.is_namespace(hash_namespace(1, name, DIGEST))
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("python3.11", None),
+        ("gcc-4.4", None),
+        ("a__b", None),
+        ("a---b", None),
+        ("Upper", "'Upper' has upper-case letters"),
+        ("a_-b", "'a_-b' is not lower-case letters and digits joined by"),
+        ("a-", "'a-' is not lower-case letters and digits joined by"),
+        ("a___b", "'a___b' is not lower-case letters and digits joined by"),
+    ],
+)
+def test_docker_repository_problem_says_why_a_name_cannot_be_a_docker_tag(
+    name: str, problem: str | None
+) -> None:
+    found = names.docker_repository_problem(name)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and found.startswith(problem)
+
+
+@pytest.mark.parametrize(
+    ("check", "make", "good", "bad", "says"),
+    [
+        (names.is_digest, names.digest, DIGEST, DIGEST.upper(), "invalid digest"),
+        (names.is_task_id, names.task_id, TASK_ID, TASK_ID[:-1], "invalid task id"),
+        (names.is_namespace, names.namespace, "a.b-c.d_e", "a..b", "invalid index namespace"),
+    ],
+)
+def test_the_other_validators_return_the_value_or_name_it(
+    check: object, make: object, good: str, bad: str, says: str
+) -> None:
+    assert callable(check) and callable(make)
+    assert check(good) and not check(bad)
+    assert make(good) == good
+    with pytest.raises(InvalidValueError, match=f"{says} {bad!r}"):
+        make(bad)
+
+
+def test_a_namespace_is_at_most_255_characters() -> None:
+    assert names.is_namespace("a" * 255)
+    assert not names.is_namespace("a" * 256)
+
+
+def test_a_local_build_of_an_upper_case_name_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The name is refused before any Docker engine is asked.
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/none.sock")
+    root = make_tree(tmp_path / "repo", {
+        "taskcluster/docker/Base/Dockerfile": "FROM debian:12\n",
+        "taskcluster/docker/app/Dockerfile": "FROM Base:latest\n",
+    })
+    code = main(["build", "app", "--root", str(root)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert "image 'Base' cannot be built locally" in err and "'Base' has upper-case letters" in err
+    # Everything that does not tag an image works with the name.
+    assert main(["list", "--root", str(root)]) == 0
+    assert "Base" in capsys.readouterr().out
+
+
+def test_the_module_doctest_holds() -> None:
+    assert doctest.testmod(names).failed == 0

@@ -1,0 +1,272 @@
+"""Our docker-image transform inside taskgraph: the same graph as taskgraph's own.
+
+A repository adopts us by changing one line of its docker-image kind:
+``taskgraph.transforms.docker_image:transforms`` becomes
+``taskgraph_images.taskgraph:transforms``. These tests run the installed
+taskcluster-taskgraph itself, as a decision task or a developer would
+(``taskgraph full -k docker-image -J``), on a copy of
+``tests/data/tgrepo`` (a repository shaped like real ones: its own
+register hook and transforms, a packages kind, ``task-defaults``, a
+definition reused with args, parents, dotted names, ``tasks-from``,
+``cached-task-prefix``, ``# %include`` and ``# %include-run-task``), once
+with each line, and compare everything taskgraph prints.
+
+Set ``TASKGRAPH_IMAGES_OTHER_TASKGRAPH`` to the ``taskgraph`` command of
+another release (a virtual environment with taskcluster-taskgraph 24.2, say)
+to compare under it too.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+from peer_taskgraph import peer, peer_tar_bytes
+
+from taskgraph_images.errors import ConfigError
+from taskgraph_images.taskgraph_tar import context_hash, write_context_tar
+
+DATA = Path(__file__).parent / "data" / "tgrepo"
+KIND = "taskcluster/kinds/docker-image/kind.yml"
+THEIRS = "taskgraph.transforms.docker_image:transforms"
+OURS = "taskgraph_images.taskgraph:transforms"
+WORKTREE = str(Path(__file__).parent.parent)
+#: The decision's parameters (the rest taskgraph takes from the checkout, the same for both).
+PUSH = {"build_date": 1700000000, "pushdate": 1700000000, "moz_build_date": "20231114221320",
+        "head_rev": "5" * 40, "head_ref": "refs/heads/main", "files_changed": []}
+PULL_REQUEST = {**PUSH, "level": "1", "tasks_for": "github-pull-request",
+                "head_ref": "refs/heads/feature"}
+
+
+def _commands() -> list[str]:
+    found = [shutil.which("taskgraph") or "taskgraph"]
+    other = os.environ.get("TASKGRAPH_IMAGES_OTHER_TASKGRAPH")
+    return [*found, other] if other else found
+
+
+def make_repo(where: Path, transform: str, source: Path = DATA) -> Path:
+    """A copy of ``source`` as a git repository, its docker-image kind using ``transform``."""
+    shutil.copytree(source, where)
+    kind = where / KIND
+    kind.write_text(kind.read_text().replace(THEIRS, transform))
+    # bytecode is never committed, but lies in real checkouts: taskgraph skips it
+    pycache = where / "taskcluster/scripts/lib/__pycache__"
+    pycache.mkdir(parents=True, exist_ok=True)
+    (pycache / "helpers.cpython-311.pyc").write_bytes(b"\x00\x01")
+    git = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "the tree"],
+                 ["remote", "add", "origin", "https://github.com/example/myproject"]):
+        subprocess.run([*git, *args], cwd=where, check=True)
+    return where
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (WORKTREE, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def taskgraph_full(repo: Path, params: dict[str, Any], *extra: str,
+                   command: str = "taskgraph") -> dict[str, Any]:
+    """What ``taskgraph full -k docker-image -J`` prints for ``repo`` (parsed)."""
+    path = repo.parent / f"{repo.name}-params.yml"
+    path.write_text(json.dumps(params))  # JSON is YAML
+    done = subprocess.run([command, "full", "-k", "docker-image", "-J", "-p", str(path), *extra],
+                          cwd=repo, env=_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+@pytest.fixture
+def repos(tmp_path: Path) -> tuple[Path, Path]:
+    peer("taskgraph")
+    return make_repo(tmp_path / "theirs", THEIRS), make_repo(tmp_path / "ours", OURS)
+
+
+@pytest.mark.parametrize("command", _commands())
+@pytest.mark.parametrize("params", [PUSH, PULL_REQUEST], ids=["push", "pull-request"])
+def test_the_full_graph_is_taskgraphs(repos: tuple[Path, Path], params: dict[str, Any],
+                                      command: str) -> None:
+    theirs, ours = repos
+    expected = taskgraph_full(theirs, params, command=command)
+    got = taskgraph_full(ours, params, command=command)
+    assert got == expected
+    # the comparison covers what the kind makes: every image, cached or not
+    images = {label for label in expected if label.startswith("docker-image-")}
+    assert images == {f"docker-image-{n}" for n in (
+        "base", "run-task", "python3.11", "python3.12", "decision", "tools", "plain")}
+    assert "cached_task" in got["docker-image-python3.11"]["attributes"]
+    assert "cached_task" not in got["docker-image-plain"]["attributes"]
+
+
+def test_under_taskgraph_fast_the_graph_is_taskgraphs(repos: tuple[Path, Path]) -> None:
+    theirs, ours = repos
+    expected = taskgraph_full(theirs, PUSH, "--fast")
+    assert taskgraph_full(ours, PUSH, "--fast") == expected
+    assert expected["docker-image-base"]["task"]["payload"]["env"]["HASH"] == "0" * 40
+
+
+def test_the_same_graph_on_a_tree_that_changes(repos: tuple[Path, Path]) -> None:
+    theirs, ours = repos
+    for repo in repos:
+        (repo / "taskcluster/scripts/run.sh").write_text("#!/bin/sh\nexec \"$@\" # v2\n")
+    expected = taskgraph_full(theirs, PUSH)
+    assert taskgraph_full(ours, PUSH) == expected
+
+
+_WRITE = """\
+import sys
+from taskgraph.generator import TaskGraphGenerator
+from taskgraph.parameters import parameters_loader
+
+params = parameters_loader(sys.argv[1], strict=False, overrides={"target-kinds": ["docker-image"]})
+generator = TaskGraphGenerator("taskcluster", params, write_artifacts=True)
+print(len(generator.full_task_set.tasks))
+"""
+
+
+def write_contexts(repo: Path) -> dict[str, bytes]:
+    """Generate the graph as a decision does (writing artifacts); return docker-contexts/."""
+    path = repo.parent / f"{repo.name}-params.yml"
+    path.write_text(json.dumps(PUSH))
+    done = subprocess.run([sys.executable, "-c", _WRITE, str(path)], cwd=repo, env=_env(),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = repo / "docker-contexts"
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_decision_writes_the_same_context_tarballs(repos: tuple[Path, Path]) -> None:
+    theirs, ours = repos
+    expected = write_contexts(theirs)
+    got = write_contexts(ours)
+    assert sorted(got) == sorted(expected) == sorted(
+        f"{n}.tar.gz" for n in ("base", "run-task", "python3.11", "python3.12", "decision",
+                                "tools", "plain"))
+    for name in expected:
+        assert got[name] == expected[name], name
+    # and the HASH a build task checks is the sha256 of the tarball's tar
+    graph = taskgraph_full(ours, PUSH)
+    tar = gzip.decompress(got["run-task.tar.gz"])
+    assert graph["docker-image-run-task"]["task"]["payload"]["env"]["HASH"] == (
+        hashlib.sha256(tar).hexdigest())
+
+
+def test_the_tar_stream_written_is_the_one_hashed(tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * 9000)  # more than one buffer
+    files: dict[str, str | bytes] = {"Dockerfile": b"FROM scratch\n", "big.bin": str(big),
+                                     "a/" + "long-name-" * 12: str(big)}
+    pieces: list[bytes] = []
+    digest = write_context_tar(files, lambda view: pieces.append(bytes(view)))
+    assert b"".join(pieces) == peer_tar_bytes(files)
+    assert digest == context_hash(files)
+
+
+def test_importing_the_package_imports_nothing_of_taskgraph() -> None:
+    code = ("import sys, taskgraph_images.taskgraph as t; "
+            "print(callable(t.transforms), sorted(m for m in sys.modules "
+            "if m.split('.')[0] == 'taskgraph'))")
+    done = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.split() == ["True", "[]"]
+
+
+# -- refusals: one line naming the kind file and the task ------------------------------------
+
+
+def run_ours(repo: Path, entries: list[dict[str, Any]], *, fast: bool = False,
+             write: bool = False, packages: Optional[list[str]] = None) -> list[dict[str, Any]]:
+    """Run our transform in this process over loader ``entries``, as taskgraph would."""
+    taskgraph = peer("taskgraph")
+    from taskgraph.config import GraphConfig
+    from taskgraph.task import Task
+    from taskgraph.transforms.base import TransformConfig
+
+    from taskgraph_images.taskgraph import transforms
+
+    deps = {f"packages-{p}": Task(kind="packages", label=f"packages-{p}", attributes={},
+                                  task={}) for p in packages or []}
+    params = {"level": "3", "project": "myproject", "base_repository": "https://x/r",
+              "head_repository": "https://x/r", "head_rev": "0" * 40,
+              "repository_type": "git"}
+    graph = GraphConfig({"trust-domain": "myproject", "taskgraph": {}},
+                        str(repo / "taskcluster"))
+    config = TransformConfig(kind="docker-image", path=str(repo / "taskcluster/kinds/docker-image"),
+                             config={}, params=params, kind_dependencies_tasks=deps,
+                             graph_config=graph, write_artifacts=write)
+    saved = taskgraph.fast
+    taskgraph.fast = fast
+    try:
+        return list(transforms(config, entries))
+    finally:
+        taskgraph.fast = saved
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    peer("taskgraph")
+    return make_repo(tmp_path / "repo", OURS)
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"symbol": "I(b)", "platform": "linux"},
+     "task 'base' has an unknown key 'platform' (the docker-image kind's keys: parent, "),
+    ({"args": {"DEBIAN_RELEASE": 12}}, "task 'base': args.DEBIAN_RELEASE must be a string, "
+                                       "got int"),
+    ({"args": None}, "task 'base': args must be a mapping of NAME: value, got null"),
+    ({"definition": None}, "task 'base': definition must be a string, got null"),
+    ({"definition": "../../.."}, "task 'base': definition '../../..' must name a folder below"),
+    ({"packages": "deb12-jq"}, "task 'base': packages must be a list of package names, got str"),
+    ({"cache": "yes"}, "task 'base': cache must be true or false, got str"),
+    ({"parent": 3}, "task 'base': parent must be a string or null, got int"),
+    ({"index": {"product": "p", "job": "x"}}, "task 'base': index has an unknown key 'job'"),
+    ({"index": {"rank": True}}, "task 'base': index.rank must be 'by-tier', 'build_date' or a"),
+    ({"packages": ["deb12-jq"]},
+     "task 'base': package 'deb12-jq' has no task packages-deb12-jq (add the packages kind"),
+])
+def test_a_key_taskgraph_would_refuse_or_trip_on_is_refused_in_one_line(
+        repo: Path, entry: dict[str, Any], message: str) -> None:
+    task = {"args": {"DEBIAN_RELEASE": "bookworm"}, **entry, "name": "base",
+            "task-from": "kind.yml"}
+    with pytest.raises(ConfigError) as error:
+        run_ours(repo, [task])
+    text = str(error.value)
+    assert text.startswith(f"taskcluster/kinds/docker-image/kind.yml: {message}"), text
+    assert "\n" not in text
+
+
+def test_an_entry_from_a_tasks_from_file_names_that_file(repo: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^taskcluster/kinds/docker-image/tools.yml: "
+                                          r"task 'tools': cache must be"):
+        run_ours(repo, [{"name": "tools", "task-from": "tools.yml", "cache": 1}])
+
+
+def test_packages_are_dependencies_and_build_args(repo: Path) -> None:
+    [tools] = run_ours(repo, [
+        {"name": "tools", "parent": "base", "packages": ["deb12-tini", "deb12-jq"],
+         "task-from": "tools.yml", "args": {"DEBIAN_RELEASE": "bookworm"}},
+        {"name": "base", "args": {"DEBIAN_RELEASE": "bookworm"}, "task-from": "kind.yml"},
+    ], packages=["deb12-jq", "deb12-tini"])[:1]
+    assert tools["dependencies"] == {"deb12-jq": "packages-deb12-jq",
+                                     "deb12-tini": "packages-deb12-tini",
+                                     "parent": "docker-image-base"}
+    assert json.loads(tools["worker"]["env"]["DOCKER_BUILD_ARGS"]["task-reference"]) == {
+        "DEBIAN_RELEASE": "bookworm", "DOCKER_IMAGE_PACKAGES": "<deb12-tini> <deb12-jq>"}
+
+
+def test_taskgraph_fast_hashes_nothing_and_refuses_to_write_artifacts(repo: Path) -> None:
+    # no Dockerfile is read under taskgraph.fast: a missing folder goes unnoticed
+    [task] = run_ours(repo, [{"name": "gone", "task-from": "kind.yml"}], fast=True)
+    assert task["worker"]["env"]["HASH"] == "0" * 40 and "cache" not in task
+    with pytest.raises(ConfigError, match="under taskgraph.fast"):
+        run_ours(repo, [{"name": "base", "task-from": "kind.yml"}], fast=True, write=True)

@@ -19,7 +19,9 @@ hashing them, and ``openssl dgst``), ``cache`` (cold and warm
 benchmarks' ``run()`` when present: ``index`` (``bench_index.py``), ``plan``
 (``bench_plan.py``), ``artifacts`` (``bench_artifacts.py``), ``submit``
 (``bench_submit.py``), ``buildah`` (``bench_buildah.py``: the in-task
-builder's save and the zstd levels; needs buildah).
+builder's save and the zstd levels; needs buildah), ``kind``
+(``bench_kind.py``: taskgraph's docker-image kind for 60 images, our
+transform against taskgraph's, with and without writing the contexts).
 
 Usage: ``python bench/run.py [--quick] [--only CASE] [--big-mb 800] [--runs 5]``.
 The peer runs in the interpreter given by ``--peer-python`` (default:
@@ -52,7 +54,7 @@ __all__ = ["main", "make_contexts"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 CASES = ("hash", "tgtar", "cache", "startup", "index", "plan", "artifacts", "submit",
-         "buildah")
+         "buildah", "kind")
 #: The issue's targets: ratio name -> (bound, "min" or "max").
 TARGETS: dict[str, tuple[float, str]] = {
     "many: peer / ours": (5.0, "min"),
@@ -461,6 +463,7 @@ def bench_others(table: Table, which: list[str], quick: bool, runs: int,
                           peer_python=peer),
         "buildah": ({"size": 64 << 20, "repeat": 2, "levels": (3, 10)} if quick
                     else {"size": 128 << 20, "repeat": max(3, runs), "levels": (3, 10, 19)}),
+        "kind": dict({"repeat": 2} if quick else {"repeat": max(3, runs)}, peer_python=peer),
     }
     sys.path.insert(0, HERE)
     for case in which:
@@ -495,6 +498,10 @@ def bench_others(table: Table, which: list[str], quick: bool, runs: int,
             for key in ("save_ours", "load_ours", "load_ours_http"):
                 if key in numbers:
                     table.ratios[f"artifacts {key} rss"] = float(numbers[key]["peak_rss_mb"])
+        if case == "kind":
+            for mode in ("full", "decision"):
+                table.ratios[f"kind {mode}: theirs / ours"] = float(
+                    numbers[mode]["theirs_over_ours"])
         if case == "buildah":
             table.ratios["buildah save_ratio"] = float(numbers["save_ratio"])
             table.ratios["buildah save rss"] = float(numbers["save_own_rss_mb"])
@@ -692,7 +699,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 bench_cache(table, os.path.join(tmp, "src"), rels, args.runs, tmp)
         if "startup" in cases:
             bench_startup(table, args.runs, peer)
-        others = [c for c in ("index", "plan", "artifacts", "submit", "buildah") if c in cases]
+        others = [c for c in ("index", "plan", "artifacts", "submit", "buildah", "kind")
+                  if c in cases]
         if others:
             bench_others(table, others, args.quick, args.runs, peer)
     finally:

@@ -34,7 +34,7 @@ from typing import Callable, Mapping, Optional, Union
 
 from taskgraph_images.errors import ContextError
 
-__all__ = ["BLOCK", "DEFAULT_MTIME", "NATIVE", "RECORD", "context_hash", "member_header",
+__all__ = ["BLOCK", "DEFAULT_MTIME", "NATIVE", "RECORD", "context_hash", "cores", "member_header",
            "write_context_tar"]
 
 #: taskgraph's fixed modification time for every member (2016-01-01T00:00:00Z).
@@ -280,7 +280,8 @@ def _add_file(stream: _Stream, name: str, raw: bytes, path: str) -> None:
         os.close(fd)
 
 
-def _cores() -> int:
+def cores() -> int:
+    """How many cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
@@ -318,7 +319,7 @@ def context_hash(files: Mapping[str, Union[str, bytes]]) -> str:
         the setuid/setgid bit; a name cannot be encoded; a value is neither
         a path nor bytes.
     """
-    return _stream_members(files, _Stream(overlap=_cores() > 1))
+    return _stream_members(files, _Stream(overlap=cores() > 1))
 
 
 def write_context_tar(files: Mapping[str, Union[str, bytes]],

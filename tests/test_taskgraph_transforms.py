@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
 import pytest
 from peer_taskgraph import peer, peer_tar_bytes
 
-from taskgraph_images.errors import ConfigError
+from taskgraph_images.errors import ConfigError, TaskgraphImagesError
 from taskgraph_images.taskgraph_tar import context_hash, write_context_tar
 
 DATA = Path(__file__).parent / "data" / "tgrepo"
@@ -270,3 +272,49 @@ def test_taskgraph_fast_hashes_nothing_and_refuses_to_write_artifacts(repo: Path
     assert task["worker"]["env"]["HASH"] == "0" * 40 and "cache" not in task
     with pytest.raises(ConfigError, match="under taskgraph.fast"):
         run_ours(repo, [{"name": "base", "task-from": "kind.yml"}], fast=True, write=True)
+
+
+# -- what taskgraph's own transform lets through, and ours refuses ---------------------------
+
+
+def _their_tar(repo: Path, image: str) -> bytes:
+    docker = peer("taskgraph.util.docker")
+    out = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # taskgraph leaves files open
+        docker.stream_context_tar(str(repo), f"taskcluster/docker/{image}", out,
+                                  args={"DEBIAN_RELEASE": "bookworm"})
+    return out.getvalue()
+
+
+def test_a_symlink_to_a_file_outside_the_repository_is_refused(repo: Path) -> None:
+    secret = repo.parent / "host-secret.txt"
+    secret.write_text("a host's secret\n")
+    (repo / "taskcluster/docker/base/notes.txt").symlink_to(secret)
+    # taskgraph ships the host's file in the context, a public artifact of the decision
+    assert b"a host's secret" in _their_tar(repo, "base")
+    with pytest.raises(TaskgraphImagesError, match=r"notes.txt is a symlink to .*outside the "
+                                                   r"repository"):
+        run_ours(repo, [{"name": "base", "task-from": "kind.yml",
+                         "args": {"DEBIAN_RELEASE": "bookworm"}}])
+
+
+def test_an_include_beside_the_repository_is_refused(repo: Path) -> None:
+    # taskgraph checks that the path *starts with* the repository's: a sibling
+    # folder whose name extends the repository's passes
+    sibling = repo.parent / f"{repo.name}-private"
+    sibling.mkdir()
+    (sibling / "key.txt").write_text("a private key\n")
+    dockerfile = repo / "taskcluster/docker/plain/Dockerfile"
+    dockerfile.write_text(f"FROM alpine:3.20\n# %include ../{sibling.name}/key.txt\n")
+    assert b"a private key" in _their_tar(repo, "plain")
+    with pytest.raises(TaskgraphImagesError, match=r"Dockerfile:2: '# %include .*' leaves the "
+                                                   r"repository"):
+        run_ours(repo, [{"name": "plain", "task-from": "tools.yml"}])
+
+
+def test_a_fifo_in_a_context_is_refused_not_waited_on(repo: Path) -> None:
+    os.mkfifo(repo / "taskcluster/docker/plain/pipe")
+    with pytest.raises(TaskgraphImagesError, match=r"plain/pipe in the context is not a regular "
+                                                   r"file \(a FIFO\)"):
+        run_ours(repo, [{"name": "plain", "task-from": "tools.yml", "args": {"NOTE": "x"}}])

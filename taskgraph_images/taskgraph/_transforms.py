@@ -84,10 +84,30 @@ def transforms(config: Any, tasks: Iterable[dict[str, Any]]) -> Iterator[dict[st
         cache_keys="taskgraph")
     if write:
         os.makedirs(CONTEXTS_DIR, exist_ok=True)
+    hashes = _context_hashes(catalog, [entry.name for entry in entries], write)
     for entry in entries:
-        context_hash = (_write_context(catalog, entry.name) if write
-                        else catalog.context_hash(entry.name))
-        yield describe(entry, push, context_hash, cached=entry.cache)
+        yield describe(entry, push, hashes[entry.name], cached=entry.cache)
+
+
+def _context_hashes(catalog: ImageCatalog, names: list[str], write: bool) -> dict[str, str]:
+    """Every image's context hash, the contexts written too when ``write``.
+
+    Images are hashed (and their tarballs compressed) on one thread per
+    core: reading, sha256 and zlib run without the GIL, and each image is a
+    chain of its own.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from taskgraph_images.taskgraph_tar import cores
+
+    def one(name: str) -> str:
+        return _write_context(catalog, name) if write else catalog.context_hash(name)
+
+    jobs = min(cores(), len(names))
+    if jobs <= 1:
+        return {name: one(name) for name in names}
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="docker-image-context") as pool:
+        return dict(zip(names, pool.map(one, names)))
 
 
 def _kind_path(config: Any) -> str:

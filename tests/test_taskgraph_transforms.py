@@ -48,10 +48,18 @@ PULL_REQUEST = {**PUSH, "level": "1", "tasks_for": "github-pull-request",
                 "head_ref": "refs/heads/feature"}
 
 
-def _commands() -> list[str]:
-    found = [shutil.which("taskgraph") or "taskgraph"]
+def _commands() -> list[Any]:
+    """The ``taskgraph`` commands to compare under: the installed one, and the other release's."""
+    found = [pytest.param(shutil.which("taskgraph") or "taskgraph", id="installed")]
     other = os.environ.get("TASKGRAPH_IMAGES_OTHER_TASKGRAPH")
-    return [*found, other] if other else found
+    return [*found, pytest.param(other, id="other_taskgraph")] if other else found
+
+
+def _python(command: str) -> str:
+    """The interpreter beside a ``taskgraph`` command (this one for the installed)."""
+    if command == (shutil.which("taskgraph") or "taskgraph"):
+        return sys.executable
+    return str(Path(command).parent / "python")
 
 
 def make_repo(where: Path, transform: str, source: Path = DATA) -> Path:
@@ -110,10 +118,12 @@ def test_the_full_graph_is_taskgraphs(repos: tuple[Path, Path], params: dict[str
     assert "cached_task" not in got["docker-image-plain"]["attributes"]
 
 
-def test_under_taskgraph_fast_the_graph_is_taskgraphs(repos: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize("command", _commands())
+def test_under_taskgraph_fast_the_graph_is_taskgraphs(repos: tuple[Path, Path],
+                                                      command: str) -> None:
     theirs, ours = repos
-    expected = taskgraph_full(theirs, PUSH, "--fast")
-    assert taskgraph_full(ours, PUSH, "--fast") == expected
+    expected = taskgraph_full(theirs, PUSH, "--fast", command=command)
+    assert taskgraph_full(ours, PUSH, "--fast", command=command) == expected
     assert expected["docker-image-base"]["task"]["payload"]["env"]["HASH"] == "0" * 40
 
 
@@ -136,21 +146,23 @@ print(len(generator.full_task_set.tasks))
 """
 
 
-def write_contexts(repo: Path) -> dict[str, bytes]:
+def write_contexts(repo: Path, python: str = sys.executable) -> dict[str, bytes]:
     """Generate the graph as a decision does (writing artifacts); return docker-contexts/."""
     path = repo.parent / f"{repo.name}-params.yml"
     path.write_text(json.dumps(PUSH))
-    done = subprocess.run([sys.executable, "-c", _WRITE, str(path)], cwd=repo, env=_env(),
+    done = subprocess.run([python, "-c", _WRITE, str(path)], cwd=repo, env=_env(),
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     folder = repo / "docker-contexts"
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
-def test_a_decision_writes_the_same_context_tarballs(repos: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize("command", _commands())
+def test_a_decision_writes_the_same_context_tarballs(repos: tuple[Path, Path],
+                                                     command: str) -> None:
     theirs, ours = repos
-    expected = write_contexts(theirs)
-    got = write_contexts(ours)
+    expected = write_contexts(theirs, _python(command))
+    got = write_contexts(ours, _python(command))
     assert sorted(got) == sorted(expected) == sorted(
         f"{n}.tar.gz" for n in ("base", "run-task", "python3.11", "python3.12", "decision",
                                 "tools", "plain"))

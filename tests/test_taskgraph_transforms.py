@@ -18,6 +18,7 @@ to compare under it too.
 
 from __future__ import annotations
 
+import copy
 import gzip
 import hashlib
 import io
@@ -199,20 +200,32 @@ def test_importing_the_package_imports_nothing_of_taskgraph() -> None:
 
 
 def run_ours(repo: Path, entries: list[dict[str, Any]], *, fast: bool = False,
-             write: bool = False, packages: Optional[list[str]] = None) -> list[dict[str, Any]]:
-    """Run our transform in this process over loader ``entries``, as taskgraph would."""
+             write: bool = False, packages: Optional[list[str]] = None,
+             theirs: bool = False) -> list[dict[str, Any]]:
+    """Run our transform in this process over loader ``entries``, as taskgraph would.
+
+    ``theirs``: taskgraph's own instead, then its cached-task transform after either.
+    """
     taskgraph = peer("taskgraph")
     from taskgraph.config import GraphConfig
     from taskgraph.task import Task
+    from taskgraph.transforms import cached_tasks, docker_image
     from taskgraph.transforms.base import TransformConfig
 
-    from taskgraph_images.taskgraph import transforms
+    from taskgraph_images.taskgraph import transforms as ours
 
-    deps = {f"packages-{p}": Task(kind="packages", label=f"packages-{p}", attributes={},
-                                  task={}) for p in packages or []}
+    transforms = ours
+    if theirs:
+        def transforms(config: Any, tasks: Any) -> Any:
+            return cached_tasks.transforms(config, docker_image.transforms(config, tasks))
+    deps = {f"packages-{p}": Task(kind="packages", label=f"packages-{p}", task={}, attributes={
+        "cached_task": {"type": "packages.v1", "name": p,
+                        "digest": hashlib.sha256(p.encode()).hexdigest()}})
+        for p in packages or []}
     params = {"level": "3", "project": "myproject", "base_repository": "https://x/r",
               "head_repository": "https://x/r", "head_rev": "0" * 40,
-              "repository_type": "git"}
+              "repository_type": "git", "tasks_for": "github-push",
+              "head_ref": "refs/heads/main", "build_date": 1_700_000_000}
     graph = GraphConfig({"trust-domain": "myproject", "taskgraph": {}},
                         str(repo / "taskcluster"))
     config = TransformConfig(kind="docker-image", path=str(repo / "taskcluster/kinds/docker-image"),
@@ -221,7 +234,12 @@ def run_ours(repo: Path, entries: list[dict[str, Any]], *, fast: bool = False,
     saved = taskgraph.fast
     taskgraph.fast = fast
     try:
-        return list(transforms(config, entries))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)  # taskgraph leaves files open
+            done = list(transforms(config, copy.deepcopy(entries)))
+            if not theirs:
+                done = list(cached_tasks.transforms(config, done))
+        return done
     finally:
         taskgraph.fast = saved
 
@@ -266,11 +284,12 @@ def test_an_entry_from_a_tasks_from_file_names_that_file(repo: Path) -> None:
 
 
 def test_packages_are_dependencies_and_build_args(repo: Path) -> None:
-    [tools] = run_ours(repo, [
+    done = run_ours(repo, [
         {"name": "tools", "parent": "base", "packages": ["deb12-tini", "deb12-jq"],
          "task-from": "tools.yml", "args": {"DEBIAN_RELEASE": "bookworm"}},
         {"name": "base", "args": {"DEBIAN_RELEASE": "bookworm"}, "task-from": "kind.yml"},
-    ], packages=["deb12-jq", "deb12-tini"])[:1]
+    ], packages=["deb12-jq", "deb12-tini"])
+    [tools] = [t for t in done if t["label"] == "docker-image-tools"]
     assert tools["dependencies"] == {"deb12-jq": "packages-deb12-jq",
                                      "deb12-tini": "packages-deb12-tini",
                                      "parent": "docker-image-base"}
@@ -330,3 +349,45 @@ def test_a_fifo_in_a_context_is_refused_not_waited_on(repo: Path) -> None:
     with pytest.raises(TaskgraphImagesError, match=r"plain/pipe in the context is not a regular "
                                                    r"file \(a FIFO\)"):
         run_ours(repo, [{"name": "plain", "task-from": "tools.yml", "args": {"NOTE": "x"}}])
+
+
+def test_written_in_this_process_the_tarball_is_taskgraphs(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    docker = peer("taskgraph.util.docker")
+    monkeypatch.chdir(tmp_path)  # a decision writes docker-contexts/ where it runs
+    done = run_ours(repo, [{"name": "run-task", "parent": "base", "task-from": "kind.yml"},
+                           {"name": "base", "task-from": "kind.yml",
+                            "args": {"DEBIAN_RELEASE": "bookworm"}}], write=True)
+    [task] = [t for t in done if t["label"] == "docker-image-run-task"]
+    theirs = tmp_path / "theirs" / "run-task.tar.gz"  # the name is in the gzip header
+    theirs.parent.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # taskgraph leaves files open
+        their_hash = docker.create_context_tar(str(repo), "taskcluster/docker/run-task",
+                                               str(theirs), {})
+    assert (tmp_path / "docker-contexts/run-task.tar.gz").read_bytes() == theirs.read_bytes()
+    assert task["worker"]["env"]["HASH"] == their_hash
+    assert sorted(os.listdir(tmp_path / "docker-contexts")) == ["base.tar.gz", "run-task.tar.gz"]
+
+
+def test_in_this_process_every_kind_key_is_honoured_as_taskgraph_does(repo: Path) -> None:
+    entries = [
+        {"name": "base", "task-from": "kind.yml", "symbol": "I(base)",
+         "args": {"DEBIAN_RELEASE": "bookworm"}, "index": {"product": "myproject",
+                                                            "job-name": "base", "rank": 3}},
+        {"name": "run-task", "task-from": "kind.yml", "parent": "base", "symbol": "",
+         "index": None},
+        {"name": "python3.11", "task-from": "kind.yml", "parent": "run-task",
+         "definition": "python", "args": {"PYTHON_VERSION": "3.11"}, "cache": None},
+        {"name": "python3.12", "task-from": "kind.yml", "parent": "run-task",
+         "definition": "python", "args": {"PYTHON_VERSION": "3.12"}, "symbol": None},
+        {"name": "tools", "task-from": "tools.yml", "parent": "base",
+         "packages": ["deb12-tini", "deb12-jq"], "args": {"DEBIAN_RELEASE": "trixie"}},
+    ]
+    kwargs: dict[str, Any] = {"packages": ["deb12-jq", "deb12-tini"]}
+    ours = run_ours(repo, entries, **kwargs)
+    assert ours == run_ours(repo, entries, theirs=True, **kwargs)
+    by_label = {t["label"]: t for t in ours}
+    assert by_label["docker-image-base"]["index"]["rank"] == 3
+    assert "treeherder" not in by_label["docker-image-run-task"]
+    assert "cached_task" not in by_label["docker-image-python3.11"]["attributes"]

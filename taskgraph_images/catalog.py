@@ -180,12 +180,15 @@ class ImageCatalog:
         kind_config: Optional[str] = None,
         hasher: Optional[FileHasher] = None,
         cache_keys: str = "seed",
+        taskgraph_builder: Optional[str] = None,
     ) -> None:
         self.root = root
         self.images_dir = images_dir
         self.kind_config = kind_config
         #: ``"seed"`` or ``"taskgraph"``: whose digests :meth:`digest` gives.
         self.cache_keys = cache_keys
+        #: The image builder taskgraph's digests name (``None``: taskgraph's own).
+        self.taskgraph_builder = taskgraph_builder
         self._images = dict(sorted(images.items()))
         self._hasher = hasher
         self._keys: Optional[CatalogKeys] = None
@@ -203,6 +206,7 @@ class ImageCatalog:
         hasher: Optional[FileHasher] = None,
         run_task: Optional[PathLike] = None,
         cache_keys: str = "seed",
+        taskgraph_builder: Optional[str] = None,
     ) -> ImageCatalog:
         """Read every image folder directly under ``root/images_dir``.
 
@@ -218,6 +222,9 @@ class ImageCatalog:
         ``cache_keys`` is ``"seed"`` or ``"taskgraph"`` (taskgraph's context
         hashes and digests; the kind config, which is then required, lists the
         images built per push, and ``VERSION`` files make no image prebuilt).
+        ``taskgraph_builder`` is the image builder taskgraph's digests name,
+        when not taskgraph's own (a build-task config's ``builder:
+        taskgraph-images``).
 
         :raises CatalogError: naming the folder, file or value at fault.
         """
@@ -249,7 +256,7 @@ class ImageCatalog:
         if configs is not None:
             return cls.from_configs(root_s, configs, images_dir=images_dir,
                                     kind_config=config_path, hasher=hasher, run_task=run_task,
-                                    cache_keys=cache_keys)
+                                    cache_keys=cache_keys, taskgraph_builder=taskgraph_builder)
         default_registry = _read_registry(os.path.join(folder, "REGISTRY"))
         entries: list[tuple[str, str, Optional[ImageConfig]]] = []
         try:
@@ -260,7 +267,8 @@ class ImageCatalog:
             if os.path.isfile(os.path.join(folder, name, "Dockerfile")):
                 entries.append((validate_image_name(name), name, None))
         return cls._from_entries(root_s, images_dir, entries, default_registry, None,
-                                 hasher=hasher, run_task=run_task, cache_keys=cache_keys)
+                                 hasher=hasher, run_task=run_task, cache_keys=cache_keys,
+                                 taskgraph_builder=taskgraph_builder)
 
     @classmethod
     def from_configs(
@@ -273,6 +281,7 @@ class ImageCatalog:
         hasher: Optional[FileHasher] = None,
         run_task: Optional[PathLike] = None,
         cache_keys: str = "seed",
+        taskgraph_builder: Optional[str] = None,
     ) -> ImageCatalog:
         """The catalog of exactly the images ``configs`` describes (kind entries already read).
 
@@ -298,7 +307,8 @@ class ImageCatalog:
                 )
             entries.append((name, cfg.definition, cfg))
         return cls._from_entries(root_s, images_dir, entries, default_registry, config_path,
-                                 hasher=hasher, run_task=run_task, cache_keys=cache_keys)
+                                 hasher=hasher, run_task=run_task, cache_keys=cache_keys,
+                                 taskgraph_builder=taskgraph_builder)
 
     @classmethod
     def _from_entries(
@@ -312,6 +322,7 @@ class ImageCatalog:
         hasher: Optional[FileHasher],
         run_task: Optional[PathLike],
         cache_keys: str,
+        taskgraph_builder: Optional[str] = None,
     ) -> ImageCatalog:
         if cache_keys not in ("seed", "taskgraph"):
             raise CatalogError(f"unknown cache keys {cache_keys!r}: use 'seed' or 'taskgraph'")
@@ -326,7 +337,7 @@ class ImageCatalog:
             os.path.relpath(config_path, root_s).replace(os.sep, "/") if config_path else None
         )
         return cls(root_s, images_dir, images, kind_config=rel_config, hasher=hasher,
-                   cache_keys=cache_keys)
+                   cache_keys=cache_keys, taskgraph_builder=taskgraph_builder)
 
     # -- mapping protocol -----------------------------------------------------
 
@@ -401,7 +412,8 @@ class ImageCatalog:
         if self._keys is None:
             from taskgraph_images.digest import CatalogKeys
 
-            self._keys = CatalogKeys(self, hasher=self._hasher, mode=self.cache_keys)
+            self._keys = CatalogKeys(self, hasher=self._hasher, mode=self.cache_keys,
+                                     image_builder=self.taskgraph_builder)
         return self._keys
 
     def context(self, name: str) -> ImageContext:

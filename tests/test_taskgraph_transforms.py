@@ -200,7 +200,8 @@ def test_importing_the_package_imports_nothing_of_taskgraph() -> None:
 
 def run_ours(repo: Path, entries: list[dict[str, Any]], *, fast: bool = False,
              write: bool = False, packages: Optional[list[str]] = None,
-             theirs: bool = False) -> list[dict[str, Any]]:
+             theirs: bool = False, kind: Optional[dict[str, Any]] = None,
+             ) -> list[dict[str, Any]]:
     """Run our transform in this process over loader ``entries``, as taskgraph would.
 
     ``theirs``: taskgraph's own instead, then its cached-task transform after either.
@@ -228,7 +229,7 @@ def run_ours(repo: Path, entries: list[dict[str, Any]], *, fast: bool = False,
     graph = GraphConfig({"trust-domain": "myproject", "taskgraph": {}},
                         str(repo / "taskcluster"))
     config = TransformConfig(kind="docker-image", path=str(repo / "taskcluster/kinds/docker-image"),
-                             config={}, params=params, kind_dependencies_tasks=deps,
+                             config=kind or {}, params=params, kind_dependencies_tasks=deps,
                              graph_config=graph, write_artifacts=write)
     saved = taskgraph.fast
     taskgraph.fast = fast
@@ -390,3 +391,104 @@ def test_in_this_process_every_kind_key_is_honoured_as_taskgraph_does(repo: Path
     assert by_label["docker-image-base"]["index"]["rank"] == 3
     assert "treeherder" not in by_label["docker-image-run-task"]
     assert "cached_task" not in by_label["docker-image-python3.11"]["attributes"]
+
+
+# -- builder: taskgraph-images: our in-task builder builds the kind's images --------------------
+
+BUILDER_CONFIG = """\
+trust-domain: myproject
+cache-keys: taskgraph
+cached-task-prefix: myproject.v2.images
+builder: taskgraph-images
+image-builder: ghcr.io/example/taskgraph-images-builder:1.0
+"""
+PAYLOAD = "taskgraph_images.taskgraph:payload"
+
+
+def with_our_builder(repo: Path, *, payload_line: bool = True) -> Path:
+    """Configure ``repo`` (our transform line) for our builder, committed."""
+    (repo / "taskcluster/taskgraph-images.yml").write_text(BUILDER_CONFIG)
+    kind = repo / KIND
+    if payload_line:
+        kind.write_text(kind.read_text().replace(
+            "    - taskgraph.transforms.task:transforms\n",
+            f"    - taskgraph.transforms.task:transforms\n    - {PAYLOAD}\n"))
+    return without_packages(repo)
+
+
+def without_packages(repo: Path) -> Path:
+    """``repo`` with no image installing packages (image_builder's business), committed."""
+    tools = repo / "taskcluster/kinds/docker-image/tools.yml"
+    tools.write_text(tools.read_text().replace(
+        "    packages:\n        - deb12-tini\n        - deb12-jq\n", ""))
+    git = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci"]
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "no packages"], cwd=repo, check=True)
+    return repo
+
+
+def test_our_builder_runs_the_tasks_and_its_check_accepts_them(repos: tuple[Path, Path]) -> None:
+    import argparse
+
+    from taskgraph_images.cli._common import load_catalog
+    from taskgraph_images.config import load_config
+    from taskgraph_images.intask import check_task, env_names, images_dir_of, read_env
+
+    theirs, ours = repos
+    expected = taskgraph_full(without_packages(theirs), PUSH)
+    graph = taskgraph_full(with_our_builder(ours), PUSH)
+    config = load_config(ours / "taskcluster/taskgraph-images.yml")
+    images = {label: t for label, t in graph.items() if label.startswith("docker-image-")}
+    assert len(images) == 7
+    for label, task in images.items():
+        payload = task["task"]["payload"]
+        assert payload["image"] == "ghcr.io/example/taskgraph-images-builder:1.0"
+        assert payload["command"] == ["taskgraph-images", "build-in-task"]
+        assert payload["capabilities"] == {"disableSeccomp": True}
+        assert "docker-worker:capability:disableSeccomp" in task["task"]["scopes"]
+        assert payload["features"] == {"chainOfTrust": True, "taskclusterProxy": True}
+        assert sorted(payload["artifacts"]) == ["public/context-manifest.json",
+                                                "public/image.tar.zst"]
+        # the routes, dependencies and treeherder symbol are what taskgraph's would be
+        assert task["dependencies"] == expected[label]["dependencies"]
+        assert task["task"]["extra"] == expected[label]["task"]["extra"]
+        # what the builder will check: the digest the routes claim is the tree's
+        env = {k: v if isinstance(v, str) else "PARENTxTASKxIDxxxxxxxx"
+               for k, v in payload["env"].items()}
+        task_env = read_env(env, env_names(config), artifact_path=config.artifact_path)
+        catalog = load_catalog(argparse.Namespace(
+            root=str(ours), images_dir=images_dir_of(task_env.context_path), kind_config=None,
+            hash_cache="none"), config)
+        parent_label = task["dependencies"].get("parent")
+        assert check_task(catalog, task_env) == (
+            parent_label[len("docker-image-"):] if parent_label else None)
+        cached = task["attributes"].get("cached_task")
+        if cached is not None:
+            assert task_env.digest == cached["digest"]
+            # the digest names our builder, so it is not the digest taskgraph's builds have
+            assert cached["digest"] != expected[label]["attributes"]["cached_task"]["digest"]
+            assert any(cached["digest"] in route for route in task["task"]["routes"])
+
+
+def test_our_builder_needs_the_payload_line(repos: tuple[Path, Path]) -> None:
+    _, ours = repos
+    with_our_builder(ours, payload_line=False)
+    path = ours.parent / "params.yml"
+    path.write_text(json.dumps(PUSH))
+    done = subprocess.run(["taskgraph", "full", "-k", "docker-image", "-J", "-p", str(path)],
+                          cwd=ours, env=_env(), capture_output=True, text=True)
+    assert done.returncode != 0
+    assert ("taskcluster/kinds/docker-image/kind.yml: taskcluster/taskgraph-images.yml says "
+            "builder: taskgraph-images, whose tasks need taskgraph_images.taskgraph:payload as "
+            "the last of the kind's transforms") in done.stderr
+
+
+def test_our_builder_refuses_packages(repo: Path) -> None:
+    (repo / "taskcluster/taskgraph-images.yml").write_text(BUILDER_CONFIG)
+    kind = {"transforms": [OURS, "taskgraph.transforms.cached_tasks:transforms",
+                           "taskgraph.transforms.task:transforms", PAYLOAD]}
+    with pytest.raises(ConfigError, match=r"^taskcluster/kinds/docker-image/tools.yml: task "
+                                          r"'tools': packages are installed by taskgraph's "
+                                          r"image builder, not ours"):
+        run_ours(repo, [{"name": "tools", "task-from": "tools.yml", "packages": ["deb12-jq"]}],
+                 packages=["deb12-jq"], kind=kind)

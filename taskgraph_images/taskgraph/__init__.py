@@ -8,12 +8,17 @@ in ``taskcluster/kinds/docker-image/kind.yml``, the transform
 transform gives, computed with our catalog and keys (see
 :mod:`taskgraph_images.taskgraph._transforms`).
 
+With ``builder: taskgraph-images`` in the build-task config
+(``taskcluster/taskgraph-images.yml``), the images are built by our in-task
+builder instead of taskgraph's image_builder; the kind then ends its
+transforms with ``taskgraph_images.taskgraph:payload`` (:func:`payload`).
+
 Importing this package imports nothing of taskgraph: taskgraph loads each
 ``transforms:`` entry as ``module:attribute`` and calls it.
 """
 
 from __future__ import annotations
 
-from taskgraph_images.taskgraph._transforms import transforms
+from taskgraph_images.taskgraph._transforms import payload, transforms
 
-__all__ = ["transforms"]
+__all__ = ["payload", "transforms"]

@@ -12,14 +12,18 @@ package tasks, the Treeherder symbol, the ``index`` as written, and the
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import attrs
 
 from taskgraph_images.taskgraph._kind import KindTask
 from taskgraph_images.taskgraph_keys import CACHE_TYPE, IMAGE_BUILDER_IMAGE, DigestInputs
 
-__all__ = ["CONTEXTS_DIR", "Push", "build_args_json", "context_file", "describe"]
+if TYPE_CHECKING:  # pragma: no cover
+    from taskgraph_images.config import BuildConfig
+
+__all__ = ["BUILDER_ATTRIBUTE", "CONTEXTS_DIR", "SECCOMP_SCOPE", "InTaskBuilder", "Push",
+           "build_args_json", "context_file", "describe", "payload"]
 
 #: Where a decision that writes artifacts puts each image's context, as ``NAME.tar.gz``.
 CONTEXTS_DIR = "docker-contexts"
@@ -60,17 +64,49 @@ def build_args_json(args: Mapping[str, str], *, orjson: bool = False) -> str:
     return json.dumps(dict(args), separators=(",", ":"), ensure_ascii=not orjson)
 
 
+@attrs.frozen
+class InTaskBuilder:
+    """Our in-task builder, as the build-task config (``builder: taskgraph-images``) names it."""
+
+    #: The image the task runs in (a registry tag); the digests name it.
+    image: str
+    command: tuple[str, ...]
+    #: The variable name of each role the builder reads (``env-names``).
+    env_names: tuple[tuple[str, str], ...]
+    artifact_name: str
+    artifact_path: str
+    manifest_artifact: str
+    #: The build-task config, from the repository root (the builder reads it).
+    config_path: str
+
+    @classmethod
+    def from_config(cls, config: BuildConfig, config_path: str) -> InTaskBuilder:
+        """From a build-task config read from ``config_path``."""
+        return cls(image=config.image_builder, command=config.command,
+                   env_names=config.env_names, artifact_name=config.artifact_name,
+                   artifact_path=config.artifact_path,
+                   manifest_artifact=config.manifest_artifact, config_path=config_path)
+
+
+#: The attribute that marks a task our in-task builder runs, for :func:`payload`.
+BUILDER_ATTRIBUTE = "taskgraph_images_builder"
+
+
 def describe(task: KindTask, push: Push, context_hash: str, *, cached: bool,
-             builder_image: str = IMAGE_BUILDER_IMAGE) -> dict[str, Any]:
+             builder: Optional[InTaskBuilder] = None, digest: Optional[str] = None,
+             ) -> dict[str, Any]:
     """The description taskgraph's ``docker_image`` transform yields for ``task``.
 
     ``context_hash`` is the image's context hash (taskgraph's ``"0" * 40``
     under ``taskgraph.fast``); ``cached`` whether the task gets its ``cache``
     entry (an entry with ``cache: false``, and every entry under
-    ``taskgraph.fast``, does not).
+    ``taskgraph.fast``, does not). With ``builder``, the task runs our
+    in-task builder instead (:func:`_our_worker`), whose check needs the
+    image's ``digest``, and its digest names ``builder.image``.
     """
     name = task.name
     args = dict(task.args)
+    builder_image = IMAGE_BUILDER_IMAGE if builder is None else builder.image
     lines = DigestInputs(context_hash, args=args, chain_of_trust=False,
                          image_builder=builder_image, orjson=push.orjson).lines()
     build_args = {**args, "DOCKER_IMAGE_PACKAGES": " ".join(f"<{p}>" for p in task.packages)}
@@ -108,6 +144,10 @@ def describe(task: KindTask, push: Push, context_hash: str, *, cached: bool,
             "docker-image": builder_image,
         },
     }
+    if builder is not None:
+        assert digest is not None
+        description["worker"] = _our_worker(task, push, builder, digest)
+        description["attributes"][BUILDER_ATTRIBUTE] = True
     if task.has_index:
         description["index"] = task.index
     if task.symbol:
@@ -116,7 +156,8 @@ def describe(task: KindTask, push: Push, context_hash: str, *, cached: bool,
     dependencies: dict[str, str] = {p: f"packages-{p}" for p in sorted(task.packages)}
     if task.parent:
         dependencies["parent"] = f"docker-image-{task.parent}"
-        env["PARENT_TASK_ID"] = {"task-reference": "<parent>"}
+        if builder is None:
+            env["PARENT_TASK_ID"] = {"task-reference": "<parent>"}
     if dependencies:
         description["dependencies"] = dependencies
     if cached:
@@ -127,3 +168,66 @@ def describe(task: KindTask, push: Push, context_hash: str, *, cached: bool,
 def context_file(name: str) -> str:
     """Where a decision writes image ``name``'s context: ``docker-contexts/NAME.tar.gz``."""
     return f"{CONTEXTS_DIR}/{name}.tar.gz"
+
+
+def _our_worker(task: KindTask, push: Push, builder: InTaskBuilder, digest: str,
+                ) -> dict[str, Any]:
+    """The worker of a task our in-task builder runs (``taskgraph-images build-in-task``).
+
+    The builder checks out the push, refuses to build unless the tree's
+    digest is ``digest`` (what the task's routes claim), fetches the parent
+    image from the parent task through the proxy, and writes the image and
+    its context manifest.
+    """
+    from taskgraph_images.manifest import manifest_file_path
+
+    names = dict(builder.env_names)
+    env: dict[str, Any] = {
+        names["hash"]: digest,
+        names["project"]: push.project,
+        names["image-name"]: task.name,
+        names["context-path"]: f"taskcluster/docker/{task.definition}",
+        names["base-repository"]: push.base_repository,
+        names["head-repository"]: push.head_repository,
+        names["head-rev"]: push.head_rev,
+        names["build-args"]: json.dumps(dict(sorted(task.args)), separators=(",", ":")),
+        names["zstd-level"]: "3" if int(push.level) == 1 else "10",
+        names["config"]: builder.config_path,
+        names["artifact-path"]: builder.artifact_path,
+    }
+    if task.parent:
+        env[names["parent-task"]] = {"task-reference": "<parent>"}
+    manifest = manifest_file_path(builder.artifact_path, builder.manifest_artifact)
+    return {
+        "implementation": "docker-worker",
+        "os": "linux",
+        "artifacts": [
+            {"type": "file", "path": builder.artifact_path, "name": builder.artifact_name},
+            {"type": "file", "path": manifest, "name": builder.manifest_artifact},
+        ],
+        "env": env,
+        "chain-of-trust": True,
+        "taskcluster-proxy": True,
+        "max-run-time": 7200,
+        "docker-image": builder.image,
+        "command": list(builder.command),
+    }
+
+
+#: The scope a task needs to run with seccomp off (buildah unshares a user namespace).
+SECCOMP_SCOPE = "docker-worker:capability:disableSeccomp"
+
+
+def payload(task: dict[str, Any]) -> dict[str, Any]:
+    """Give a task our builder runs what taskgraph's payload cannot say: seccomp off.
+
+    ``task`` is what taskgraph's ``task`` transform yields (the definition
+    under ``task``); others are returned as they are.
+    """
+    if not task.get("attributes", {}).get(BUILDER_ATTRIBUTE):
+        return task
+    definition = task["task"]
+    definition["payload"].setdefault("capabilities", {})["disableSeccomp"] = True
+    if SECCOMP_SCOPE not in definition["scopes"]:
+        definition["scopes"].append(SECCOMP_SCOPE)
+    return task

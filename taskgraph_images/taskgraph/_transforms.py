@@ -29,16 +29,22 @@ import importlib.util
 import logging
 import os
 import posixpath
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 from taskgraph_images.errors import ConfigError
-from taskgraph_images.taskgraph._describe import CONTEXTS_DIR, Push, context_file, describe
+from taskgraph_images.taskgraph._describe import (
+    CONTEXTS_DIR,
+    InTaskBuilder,
+    Push,
+    context_file,
+    describe,
+)
 from taskgraph_images.taskgraph._kind import KindTask, read_task
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
 
-__all__ = ["FAST_CONTEXT_HASH", "transforms"]
+__all__ = ["FAST_CONTEXT_HASH", "PAYLOAD_ENTRY", "payload", "transforms"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,23 +76,71 @@ def transforms(config: Any, tasks: Iterable[dict[str, Any]]) -> Iterator[dict[st
     _check_packages(config, entries)
     push = Push.from_taskgraph(config.params, config.graph_config,
                                importlib.util.find_spec("orjson") is not None)
+    root = os.path.dirname(config.graph_config.taskcluster_yml)
+    builder = _builder(config, root, kind_path, entries)
     if fast:
         for entry in entries:
-            yield describe(entry, push, FAST_CONTEXT_HASH, cached=False)
+            yield describe(entry, push, FAST_CONTEXT_HASH, cached=False, builder=builder,
+                           digest=FAST_CONTEXT_HASH)
         return
     from taskgraph_images.catalog import ImageCatalog
 
-    root = os.path.dirname(config.graph_config.taskcluster_yml)
     run_task = os.path.join(os.path.dirname(taskgraph.__file__), "run-task")
     catalog = ImageCatalog.from_configs(
         root, {entry.name: entry.image_config() for entry in entries}, images_dir=IMAGES_DIR,
         kind_config=os.path.join(root, kind_path, "kind.yml"), run_task=run_task,
-        cache_keys="taskgraph")
+        cache_keys="taskgraph", taskgraph_builder=builder.image if builder else None)
     if write:
         os.makedirs(CONTEXTS_DIR, exist_ok=True)
     hashes = _context_hashes(catalog, [entry.name for entry in entries], write)
     for entry in entries:
-        yield describe(entry, push, hashes[entry.name], cached=entry.cache)
+        # our builder checks the tree's digest against the task's (cached or not)
+        digest = catalog.digest(entry.name) if builder is not None else None
+        yield describe(entry, push, hashes[entry.name], cached=entry.cache, builder=builder,
+                       digest=digest)
+
+
+def payload(config: Any, tasks: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """After taskgraph's ``task`` transform: what our builder's tasks need and it cannot say.
+
+    Only with ``builder: taskgraph-images`` (see :func:`_builder`); other
+    tasks pass as they are.
+    """
+    from taskgraph_images.taskgraph._describe import payload as add
+
+    for task in tasks:
+        yield add(task)
+
+
+#: The kind's ``transforms:`` entry of :func:`payload`.
+PAYLOAD_ENTRY = "taskgraph_images.taskgraph:payload"
+
+
+def _builder(config: Any, root: str, kind_path: str,
+             entries: list[KindTask]) -> Optional[InTaskBuilder]:
+    """Our in-task builder when the build-task config says ``builder: taskgraph-images``."""
+    from taskgraph_images.config import DEFAULT_CONFIG_PATH, find_config, load_config
+
+    path = find_config(root)
+    if path is None:
+        return None
+    build = load_config(path)
+    if build.builder != "taskgraph-images":
+        return None
+    where = posixpath.join(kind_path, "kind.yml")
+    entries_of_kind = [str(t) for t in config.config.get("transforms", [])]
+    if entries_of_kind[-1:] != [PAYLOAD_ENTRY]:
+        raise ConfigError(
+            f"{where}: {DEFAULT_CONFIG_PATH} says builder: taskgraph-images, whose tasks need "
+            f"{PAYLOAD_ENTRY} as the last of the kind's transforms (after "
+            "taskgraph.transforms.task:transforms)")
+    for entry in entries:
+        if entry.packages:
+            raise ConfigError(
+                f"{entry.source}: task {entry.name!r}: packages are installed by taskgraph's "
+                f"image builder, not ours ({DEFAULT_CONFIG_PATH} says builder: "
+                "taskgraph-images)")
+    return InTaskBuilder.from_config(build, DEFAULT_CONFIG_PATH)
 
 
 def _context_hashes(catalog: ImageCatalog, names: list[str], write: bool) -> dict[str, str]:

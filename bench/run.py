@@ -22,7 +22,9 @@ benchmarks' ``run()`` when present: ``index`` (``bench_index.py``), ``plan``
 (``bench_submit.py``), ``buildah`` (``bench_buildah.py``: the in-task
 builder's save and the zstd levels; needs buildah), ``tgoptimize``
 (``bench_tgoptimize.py``: taskgraph's optimization phase for 60 docker images
-at 50 ms per request, our strategy against taskgraph's ``index-search``).
+at 50 ms per request, our strategy against taskgraph's ``index-search``),
+``kind`` (``bench_kind.py``: taskgraph's docker-image kind for 60 images, our
+transform against taskgraph's, with and without writing the contexts).
 
 Usage: ``python bench/run.py [--quick] [--only CASE] [--big-mb 800] [--runs 5]``.
 The peer runs in the interpreter given by ``--peer-python`` (default:
@@ -55,7 +57,7 @@ __all__ = ["main", "make_contexts"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 CASES = ("hash", "tgtar", "cache", "startup", "index", "plan", "artifacts", "submit",
-         "buildah", "tgoptimize")
+         "buildah", "tgoptimize", "kind")
 #: The issue's targets: ratio name -> (bound, "min" or "max").
 TARGETS: dict[str, tuple[float, str]] = {
     "small: better engine alone / ours": (0.95, "min"),
@@ -492,6 +494,7 @@ def bench_others(table: Table, which: list[str], quick: bool, runs: int,
         "tgoptimize": {"rounds": 1} if quick else {"rounds": max(3, runs)},
         "buildah": ({"size": 64 << 20, "repeat": 2, "levels": (3, 10)} if quick
                     else {"size": 128 << 20, "repeat": max(3, runs), "levels": (3, 10, 19)}),
+        "kind": dict({"repeat": 2} if quick else {"repeat": max(3, runs)}, peer_python=peer),
     }
     sys.path.insert(0, HERE)
     for case in which:
@@ -528,6 +531,10 @@ def bench_others(table: Table, which: list[str], quick: bool, runs: int,
                     table.ratios[f"artifacts {key} rss"] = float(numbers[key]["peak_rss_mb"])
         if case == "tgoptimize":
             table.ratios["tgoptimize: ours / taskgraph"] = float(numbers["ours_over_taskgraph"])
+        if case == "kind":
+            for mode in ("full", "decision"):
+                table.ratios[f"kind {mode}: theirs / ours"] = float(
+                    numbers[mode]["theirs_over_ours"])
         if case == "buildah":
             table.ratios["buildah save_ratio"] = float(numbers["save_ratio"])
             table.ratios["buildah save rss"] = float(numbers["save_own_rss_mb"])
@@ -742,7 +749,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 bench_cache(table, os.path.join(tmp, "src"), rels, args.runs, tmp)
         if "startup" in cases:
             bench_startup(table, args.runs, peer)
-        others = [c for c in ("index", "plan", "artifacts", "submit", "buildah", "tgoptimize")
+        others = [c for c in ("index", "plan", "artifacts", "submit", "buildah", "tgoptimize",
+                              "kind")
                   if c in cases]
         if others:
             bench_others(table, others, args.quick, args.runs, peer)

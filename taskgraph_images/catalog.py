@@ -190,12 +190,15 @@ class ImageCatalog:
         kind_config: Optional[str] = None,
         hasher: Optional[FileHasher] = None,
         cache_keys: str = "seed",
+        taskgraph_builder: Optional[str] = None,
     ) -> None:
         self.root = root
         self.images_dir = images_dir
         self.kind_config = kind_config
         #: ``"seed"`` or ``"taskgraph"``: whose digests :meth:`digest` gives.
         self.cache_keys = cache_keys
+        #: The image builder taskgraph's digests name (``None``: taskgraph's own).
+        self.taskgraph_builder = taskgraph_builder
         self._images = dict(sorted(images.items()))
         self._hasher = hasher
         self._keys: Optional[CatalogKeys] = None
@@ -213,6 +216,7 @@ class ImageCatalog:
         hasher: Optional[FileHasher] = None,
         run_task: Optional[PathLike] = None,
         cache_keys: str = "seed",
+        taskgraph_builder: Optional[str] = None,
     ) -> ImageCatalog:
         """Read every image folder directly under ``root/images_dir``.
 
@@ -228,6 +232,9 @@ class ImageCatalog:
         ``cache_keys`` is ``"seed"`` or ``"taskgraph"`` (taskgraph's context
         hashes and digests; the kind config, which is then required, lists the
         images built per push, and ``VERSION`` files make no image prebuilt).
+        ``taskgraph_builder`` is the image builder taskgraph's digests name,
+        when not taskgraph's own (a build-task config's ``builder:
+        taskgraph-images``).
 
         :raises CatalogError: naming the folder, file or value at fault.
         """
@@ -237,7 +244,6 @@ class ImageCatalog:
         if not os.path.isdir(folder):
             raise CatalogError(f"images folder {images_dir!r} does not exist under {root_s}")
         repo_dir(root_s, folder, "images folder", CatalogError)
-        default_registry = _read_registry(root_s, os.path.join(folder, "REGISTRY"))
 
         config_path: Optional[str] = None
         if kind_config is not None and os.fspath(kind_config) not in ("none", ""):
@@ -258,27 +264,83 @@ class ImageCatalog:
                 f"({' or '.join(KIND_CONFIG_PATHS)}), which lists the images taskgraph builds"
             )
 
+        if configs is not None:
+            return cls.from_configs(root_s, configs, images_dir=images_dir,
+                                    kind_config=config_path, hasher=hasher, run_task=run_task,
+                                    cache_keys=cache_keys, taskgraph_builder=taskgraph_builder)
+        default_registry = _read_registry(root_s, os.path.join(folder, "REGISTRY"))
         entries: list[tuple[str, str, Optional[ImageConfig]]] = []
-        if configs is None:
-            try:
-                names = sorted(os.listdir(folder))
-            except OSError as e:
-                raise CatalogError(f"cannot list images folder {folder}: {e.strerror}") from e
-            for name in names:
-                if os.path.isfile(os.path.join(folder, name, "Dockerfile")):
-                    entries.append((validate_image_name(name), name, None))
-        else:
-            for name, cfg in sorted(configs.items()):
-                validate_image_name(name)
-                _check_definition(config_path, name, cfg.definition)
-                where = os.path.join(folder, cfg.definition)
-                if not os.path.isfile(os.path.join(where, "Dockerfile")):
-                    raise CatalogError(
-                        f"kind config {config_path}: image {name!r} names folder "
-                        f"{images_dir}/{cfg.definition}, which has no Dockerfile"
-                    )
-                entries.append((name, cfg.definition, cfg))
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError as e:
+            raise CatalogError(f"cannot list images folder {folder}: {e.strerror}") from e
+        for name in names:
+            if os.path.isfile(os.path.join(folder, name, "Dockerfile")):
+                entries.append((validate_image_name(name), name, None))
+        return cls._from_entries(root_s, images_dir, entries, default_registry, None,
+                                 hasher=hasher, run_task=run_task, cache_keys=cache_keys,
+                                 taskgraph_builder=taskgraph_builder)
 
+    @classmethod
+    def from_configs(
+        cls,
+        root: PathLike,
+        configs: Mapping[str, ImageConfig],
+        *,
+        images_dir: str = DEFAULT_IMAGES_DIR,
+        kind_config: Optional[PathLike] = None,
+        hasher: Optional[FileHasher] = None,
+        run_task: Optional[PathLike] = None,
+        cache_keys: str = "seed",
+        taskgraph_builder: Optional[str] = None,
+    ) -> ImageCatalog:
+        """The catalog of exactly the images ``configs`` describes (kind entries already read).
+
+        As :meth:`load` with a kind config, for entries that come from
+        elsewhere (taskgraph's loader, for one); ``kind_config`` only names
+        the file in errors.
+
+        :raises CatalogError: naming the folder, file or value at fault.
+        """
+        root_s = os.path.abspath(os.fspath(root))
+        images_dir = images_dir.strip("/").replace(os.sep, "/")
+        folder = os.path.join(root_s, *images_dir.split("/"))
+        if not os.path.isdir(folder):
+            raise CatalogError(f"images folder {images_dir!r} does not exist under {root_s}")
+        repo_dir(root_s, folder, "images folder", CatalogError)
+        default_registry = _read_registry(root_s, os.path.join(folder, "REGISTRY"))
+        config_path = os.fspath(kind_config) if kind_config is not None else None
+        entries: list[tuple[str, str, Optional[ImageConfig]]] = []
+        for name, cfg in sorted(configs.items()):
+            validate_image_name(name)
+            _check_definition(config_path, name, cfg.definition)
+            where = os.path.join(folder, cfg.definition)
+            if not os.path.isfile(os.path.join(where, "Dockerfile")):
+                raise CatalogError(
+                    f"kind config {config_path}: image {name!r} names folder "
+                    f"{images_dir}/{cfg.definition}, which has no Dockerfile"
+                )
+            entries.append((name, cfg.definition, cfg))
+        return cls._from_entries(root_s, images_dir, entries, default_registry, config_path,
+                                 hasher=hasher, run_task=run_task, cache_keys=cache_keys,
+                                 taskgraph_builder=taskgraph_builder)
+
+    @classmethod
+    def _from_entries(
+        cls,
+        root_s: str,
+        images_dir: str,
+        entries: list[tuple[str, str, Optional[ImageConfig]]],
+        default_registry: Optional[str],
+        config_path: Optional[str],
+        *,
+        hasher: Optional[FileHasher],
+        run_task: Optional[PathLike],
+        cache_keys: str,
+        taskgraph_builder: Optional[str] = None,
+    ) -> ImageCatalog:
+        if cache_keys not in ("seed", "taskgraph"):
+            raise CatalogError(f"unknown cache keys {cache_keys!r}: use 'seed' or 'taskgraph'")
         run_task_dir = _RunTask(root_s, run_task)
         drafts = {
             name: _draft(root_s, images_dir, name, definition, cfg, default_registry,
@@ -290,7 +352,7 @@ class ImageCatalog:
             os.path.relpath(config_path, root_s).replace(os.sep, "/") if config_path else None
         )
         return cls(root_s, images_dir, images, kind_config=rel_config, hasher=hasher,
-                   cache_keys=cache_keys)
+                   cache_keys=cache_keys, taskgraph_builder=taskgraph_builder)
 
     # -- mapping protocol -----------------------------------------------------
 
@@ -365,7 +427,8 @@ class ImageCatalog:
         if self._keys is None:
             from taskgraph_images.digest import CatalogKeys
 
-            self._keys = CatalogKeys(self, hasher=self._hasher, mode=self.cache_keys)
+            self._keys = CatalogKeys(self, hasher=self._hasher, mode=self.cache_keys,
+                                     image_builder=self.taskgraph_builder)
         return self._keys
 
     def context(self, name: str) -> ImageContext:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.graphconfig import Setting
 
 __all__ = [
+    "BUILDERS",
     "CACHE_KEYS",
     "DEFAULT_COMMAND",
     "DEFAULT_CONFIG_PATH",
@@ -107,6 +108,9 @@ _SCOPE = re.compile(r"[ -~]*\Z")
 _TREEHERDER_GROUP = re.compile(r"[A-Za-z0-9_-]{1,25}\Z")
 #: The cache-key modes: whose digests and index namespaces the plan uses.
 CACHE_KEYS = ("seed", "taskgraph")
+#: Who builds the images of taskgraph's docker-image kind (``taskgraph_images.taskgraph``):
+#: taskgraph's image_builder, or our in-task builder.
+BUILDERS = ("taskgraph", "taskgraph-images")
 # The Queue refuses deadlines more than five days ahead.
 MAX_DEADLINE = datetime.timedelta(days=5)
 
@@ -249,6 +253,9 @@ class BuildConfig:
     #: taskgraph's ``taskgraph.cache-pull-requests``: whether pull requests index
     #: and find images under their own namespace.
     cache_pull_requests: bool = True
+    #: In taskgraph's docker-image kind, who builds the images: ``"taskgraph"``
+    #: (its image_builder) or ``"taskgraph-images"`` (our in-task builder).
+    builder: str = "taskgraph"
     #: A folder (from the repository root) holding the run-task files; default:
     #: the installed taskgraph package's.
     run_task: Optional[str] = None
@@ -405,6 +412,12 @@ def _check(c: BuildConfig) -> None:
          + c.ask("trust-domain: NAME"))
     need(c.run_task is None or (bool(c.run_task) and not os.path.isabs(c.run_task)), "run-task",
          "expected a folder relative to the repository root")
+    need(c.builder in BUILDERS, "builder", f"{c.builder!r} is not one of {', '.join(BUILDERS)}")
+    need(c.builder != "taskgraph-images" or c.cache_keys == "taskgraph", "builder",
+         "'taskgraph-images' builds taskgraph's images: it needs cache-keys: taskgraph")
+    need(c.builder != "taskgraph-images" or ":" in c.image_builder, "builder",
+         f"'taskgraph-images' runs in image-builder, which must then be a registry tag "
+         f"(taskgraph's tasks name their image so), not {c.image_builder!r}")
 
 
 def _check_level(c: BuildConfig, lc: LevelConfig) -> None:
@@ -553,6 +566,7 @@ _PARSERS: dict[str, tuple[str, _Parser]] = {
     "cache-keys": ("cache_keys", _str),
     "cached-task-prefix": ("cached_task_prefix", _opt_str),
     "cache-pull-requests": ("cache_pull_requests", _bool),
+    "builder": ("builder", _str),
     "run-task": ("run_task", _opt_str),
 }
 #: Every key a config file may hold.

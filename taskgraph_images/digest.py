@@ -102,14 +102,16 @@ class CatalogKeys:
     Each is computed on first use and kept: a catalog is a snapshot of the
     tree. ``hasher`` hashes one file (default
     :func:`~taskgraph_images.filehash.file_sha256`; a cache of file hashes
-    fits). ``mode`` is ``"seed"`` or ``"taskgraph"``: whose recipe keys the images.
+    fits). ``mode`` is ``"seed"`` or ``"taskgraph"``: whose recipe keys the images;
+    ``image_builder`` the builder taskgraph's digests name, when not its own.
     """
 
     def __init__(self, facts: KeyFacts, *, hasher: Optional[FileHasher] = None,
-                 mode: str = "seed") -> None:
+                 mode: str = "seed", image_builder: Optional[str] = None) -> None:
         if mode not in ("seed", "taskgraph"):
             raise CatalogError(f"unknown cache keys {mode!r}: use 'seed' or 'taskgraph'")
         self.mode = mode
+        self._image_builder = image_builder
         self._facts = facts
         self._hasher: FileHasher = hasher if hasher is not None else file_sha256
         self._contexts: dict[str, ImageContext] = {}
@@ -174,7 +176,7 @@ class CatalogKeys:
 
     def _taskgraph_digest(self, image: KeyImage) -> str:
         """taskgraph's digest: its context hash, args, image builder, parent and chain of trust."""
-        from taskgraph_images.taskgraph_keys import DigestInputs
+        from taskgraph_images.taskgraph_keys import IMAGE_BUILDER_IMAGE, DigestInputs
 
         parents = {}
         parent = image.config_parent
@@ -192,4 +194,5 @@ class CatalogKeys:
             # on non-ASCII text), so the same environment gives the same digest.
             self._orjson = importlib.util.find_spec("orjson") is not None
         return DigestInputs(self.context_hash(image.name), args=dict(image.args),
-                            parents=parents, orjson=self._orjson).digest()
+                            parents=parents, orjson=self._orjson,
+                            image_builder=self._image_builder or IMAGE_BUILDER_IMAGE).digest()

@@ -34,7 +34,8 @@ from typing import Callable, Mapping, Optional, Union
 
 from taskgraph_images.errors import ContextError
 
-__all__ = ["BLOCK", "DEFAULT_MTIME", "NATIVE", "RECORD", "context_hash", "member_header"]
+__all__ = ["BLOCK", "DEFAULT_MTIME", "NATIVE", "RECORD", "context_hash", "cores", "member_header",
+           "write_context_tar"]
 
 #: taskgraph's fixed modification time for every member (2016-01-01T00:00:00Z).
 DEFAULT_MTIME = 1451606400
@@ -126,11 +127,14 @@ class _Stream:
     thread hashes each full buffer while the next one fills (three buffers
     at most), if ``overlap`` (the process may run on two cores or more).
     Big files are read and hashed in turn, as one core does best.
-    Memory stays flat whatever the context's size.
+    Memory stays flat whatever the context's size. With a ``sink``, each
+    buffer is also written to it before it is reused (and no thread hashes).
     """
 
-    def __init__(self, overlap: bool) -> None:
-        self.overlap_from = _OVERLAP_FROM if overlap else sys.maxsize
+    def __init__(self, overlap: bool, sink: Optional[Callable[[memoryview], object]] = None,
+                 ) -> None:
+        self.overlap_from = _OVERLAP_FROM if overlap and sink is None else sys.maxsize
+        self.sink = sink
         self.hash = hashlib.sha256()
         self.buf = bytearray(_BATCH)
         self.view = memoryview(self.buf)
@@ -153,6 +157,8 @@ class _Stream:
 
     def _hand_over(self) -> None:
         self.handed += self.pos
+        if self.sink is not None:
+            self.sink(self.view[:self.pos])
         if self.thread is None and self.members < self.overlap_from:
             self.hash.update(self.view[:self.pos])
         else:
@@ -214,6 +220,8 @@ class _Stream:
     def finish(self) -> str:
         """Hash what is left; return the hex digest."""
         self.close()
+        if self.sink is not None:
+            self.sink(self.view[:self.pos])
         self.hash.update(self.view[:self.pos])
         self.view.release()
         return self.hash.hexdigest()
@@ -272,7 +280,8 @@ def _add_file(stream: _Stream, name: str, raw: bytes, path: str) -> None:
         os.close(fd)
 
 
-def _cores() -> int:
+def cores() -> int:
+    """How many cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
@@ -310,6 +319,24 @@ def context_hash(files: Mapping[str, Union[str, bytes]]) -> str:
         the setuid/setgid bit; a name cannot be encoded; a value is neither
         a path nor bytes.
     """
+    return _stream_members(files, _Stream(overlap=cores() > 1))
+
+
+def write_context_tar(files: Mapping[str, Union[str, bytes]],
+                      write: Callable[[memoryview], object]) -> str:
+    """Write the tar stream of :func:`context_hash` through ``write``; return its sha256.
+
+    ``write`` takes each piece of the stream in order (a file object's
+    ``write``, a :class:`gzip.GzipFile`'s for taskgraph's ``.tar.gz``); the
+    pieces are valid only during the call. The bytes are those taskgraph's
+    ``create_tar_from_files`` writes for the same members.
+
+    :raises ContextError: as :func:`context_hash`.
+    """
+    return _stream_members(files, _Stream(overlap=False, sink=write))
+
+
+def _stream_members(files: Mapping[str, Union[str, bytes]], stream: _Stream) -> str:
     encoding = sys.getfilesystemencoding()
     names = sorted(files)
     raws = [_encode(name, encoding) for name in names]
@@ -318,7 +345,6 @@ def context_hash(files: Mapping[str, Union[str, bytes]]) -> str:
     if fill is not None:
         paths = [os.fsencode(source) if isinstance(source, str) else None
                  for source in map(files.__getitem__, names)]
-    stream = _Stream(overlap=_cores() > 1)
     try:
         index = 0
         while index < len(names):

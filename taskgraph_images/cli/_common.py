@@ -299,6 +299,8 @@ def _load_catalog(
     if config is not None:
         # Whose digests the catalog gives and where the run-task files are.
         kwargs["cache_keys"] = config.cache_keys
+        if config.builder == "taskgraph-images":  # the digests name our builder
+            kwargs["taskgraph_builder"] = config.image_builder
         if config.run_task is not None:
             kwargs["run_task"] = config.run_task
     if args.images_dir is not None:

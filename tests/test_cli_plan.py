@@ -273,7 +273,44 @@ def test_a_config_outside_the_repository_is_refused(
     config = tmp_path / "build.yml"
     config.write_text("zstd-level: 4\n")
     code, _, err = run(capsys, "plan", "--root", str(GECKO), "--config", str(config))
-    assert code == 1 and "is outside the repository" in err.splitlines()[-1]
+    assert code == 1
+    # The rule and its reason, in the one line.
+    assert err.splitlines()[-1] == (
+        f"taskgraph-images: error: the build-task config {config} is outside the repository "
+        f"{GECKO}: the build tasks read it from their checkout of the repository (so that they "
+        "build what the plan decided), where it would be missing; move it into the repository"
+    )
+
+
+def test_a_given_config_is_announced_as_the_default_one(
+    capsys: pytest.CaptureFixture[str], params_file: Path
+) -> None:
+    config = GECKO / "taskcluster" / "taskgraph-images.yml"
+    code, _, err = run(capsys, "plan", "--root", str(GECKO), "--params", str(params_file),
+                       "--config", str(config))
+    assert code == 0
+    assert f"taskgraph-images: using the build-task config {config} (--config)\n" in err
+    code, _, err = run(capsys, "plan", "--root", str(GECKO), "--params", str(params_file),
+                       "--config", "none")
+    assert code == 0 and "using the build-task config" not in err
+
+
+def test_a_misspelt_config_key_is_answered_with_the_closest(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    root = tmp_path / "repo"
+    shutil.copytree(GECKO, root)
+    (root / "taskcluster" / "taskgraph-images.yml").write_text("task-queue: proj/images\n")
+    code, _, err = run(capsys, "list", "--root", str(root))
+    assert code == 1
+    assert "unknown key 'task-queue' (did you mean 'task-queue-id'? known keys: " in err
+
+
+def test_a_misspelt_image_is_answered_with_the_closest(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "digest", "--root", str(GECKO), "buildr")
+    assert (code, err) == (1, "taskgraph-images: error: unknown image 'buildr' (did you mean "
+                           "'builder' or 'image_builder'? known images: base, builder, image_builder, "
+                           "tester)\n")
 
 
 def test_submit_creates_build_tasks_parents_first(

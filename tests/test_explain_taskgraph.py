@@ -26,7 +26,7 @@ from taskgraph_images.taskgraph_keys import index_routes
 
 TRUST = "myproject"
 CONFIG = BuildConfig(image_builder="taskcluster/image_builder:4.0.0", cache_keys="taskgraph",
-                     trust_domain=TRUST)
+                     trust_domain=TRUST, task_queue_id="{trust-domain}-{level}/images")
 CONFIG_YML = f"cache-keys: taskgraph\ntrust-domain: {TRUST}\n" \
              "image-builder: taskcluster/image_builder:4.0.0\n"
 IMAGES = ("base", "builder", "image_builder")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from taskgraph_images.cli._common import (
     add_catalog_arguments,
+    add_config_argument,
     add_json_argument,
     add_output_argument,
     is_stdout,
@@ -124,7 +125,8 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     add_index_arguments(p)
     g = p.add_argument_group("decision parameters (default: --params, else guessed and reported)")
     g.add_argument("--params", metavar="FILE", help="a YAML or JSON file of decision parameters")
-    g.add_argument("--level", help="trust level of the push: 1, 2 or 3 (default 1)")
+    g.add_argument("--level", help="trust level of the push: 1, 2 or 3 (default 1, the "
+                   "lowest, whose plan reuses the builds of every level)")
     g.add_argument("--project", help="project (branch) name (default: the root folder's name)")
     g.add_argument(
         "--pushdate", help="push date: epoch seconds or ISO 8601 with a timezone (default: now)"
@@ -138,12 +140,8 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pushlog-id", metavar="N", help="pushlog id for treeherder routes")
     g.add_argument("--tasks-for", metavar="KIND", help="what the decision runs for "
                    "(hg-push, github-pull-request, ...; cache-keys: taskgraph reads it)")
-    p.add_argument(
-        "--config",
-        metavar="FILE|none",
-        help="build-task config YAML (see docs/tasks.rst; default: taskcluster/"
-        "taskgraph-images.yml under the root when present; 'none' for the defaults)",
-    )
+    add_config_argument(p, "its cache-keys and run-task decide the digests, the rest "
+                        "the build tasks")
 
 
 # -- parameters ----------------------------------------------------------------------
@@ -324,7 +322,7 @@ def _add_queue_arguments(p: argparse.ArgumentParser) -> None:
         "--jobs",
         metavar="N",
         type=int,
-        help="createTask calls in flight at once (default: 16, submit.DEFAULT_JOBS)",
+        help="createTask calls in flight at once (default: 16)",
     )
 
 

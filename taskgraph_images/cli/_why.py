@@ -40,11 +40,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "added, removed and moved files, args and parents. With --plan, print what the "
         "plan file recorded instead.",
     )
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="the task image to explain")
     p.add_argument("--plan", metavar="FILE", help="read the difference from a plan file")
     p.add_argument("--level", type=int, default=None,
                    help="trust level of the push: earlier builds at this level or higher are "
-                   "compared against (default 1)")
+                   "compared against (default 1, as plan: builds of every level)")
     add_config_argument(p)
     add_json_argument(p, "print the difference as JSON")
     add_catalog_arguments(p)

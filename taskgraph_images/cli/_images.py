@@ -78,11 +78,12 @@ def register(subparsers: Any) -> None:
                    metavar="NAME[=VALUE]",
                    help="an extra build arg (repeatable); NAME alone takes $NAME")
     p.add_argument("--record", action="store_true",
-                   help="build with the in-task builder (buildah, no Docker engine), as a "
-                   "build task does, and record the image and its in-tree task-image "
-                   "ancestors (those not yet recorded at their digest) in the local index, "
-                   "under the namespaces the plan looks up (taskgraph's with cache-keys: "
-                   "taskgraph), so that the next plan reuses them")
+                   help="build with the in-task builder (buildah; the FROM images the "
+                   "Docker engine has are taken from it), as a build task does, and "
+                   "record the image and its in-tree task-image ancestors (those not yet "
+                   "recorded at their digest) in the local index, under the namespaces the "
+                   "plan looks up (taskgraph's with cache-keys: taskgraph), so that the next "
+                   "plan reuses them")
     p.add_argument("--level", type=int, default=None,
                    help="with --record: the trust level to index the build at (default 3, "
                    "the highest: a plan at any level looks up its own level and the higher "
@@ -231,6 +232,7 @@ def _build_record(args: argparse.Namespace) -> int:
         )
     wanted = set(catalog.ancestors(args.name))
     chain = [n for n in catalog.order() if n in wanted and not catalog[n].prebuilt]
+    engine_copy = _engine_copy()
     recorded: dict[str, str] = {}
     records: list[dict[str, Any]] = []
     store = os.fspath(index.path.parent)
@@ -258,7 +260,8 @@ def _build_record(args: argparse.Namespace) -> int:
             check_task(catalog, env)
             build_in_task(catalog, env, index=index, build_prebuilt=True, on_line=on_line,
                           on_note=note, artifact=config.artifact_name,
-                          manifest_artifact=config.manifest_artifact)
+                          manifest_artifact=config.manifest_artifact,
+                          engine_copy=engine_copy)
             # The manifest the builder wrote beside the image goes in with it.
             written = manifest_file_path(env.artifact_path, config.manifest_artifact)
             try:
@@ -282,6 +285,34 @@ def _build_record(args: argparse.Namespace) -> int:
     if args.json:
         print_json(records)
     return 0
+
+
+def _engine_copy() -> Any:
+    """The Docker engine's copies of the ``FROM`` images, for ``build --record`` offline.
+
+    Return a function that saves (as ``docker save``) a reference the engine has into
+    a file (see :data:`taskgraph_images.intask.EngineCopy`), or ``None``
+    when no engine answers at ``DOCKER_HOST`` (then buildah pulls them).
+    """
+    from taskgraph_images.docker import Engine
+    from taskgraph_images.errors import DockerError
+
+    engine = Engine.from_env()
+    try:
+        engine.ping()
+    except DockerError as e:
+        reporter().debug(f"the FROM images come from their registries: {e}")
+        return None
+
+    def save(reference: str, path: str) -> bool:
+        if not engine.exists(reference):
+            return False
+        with open(path, "wb") as f:
+            for chunk in engine.save(reference):
+                f.write(chunk)
+        return True
+
+    return save
 
 
 #: ``build`` options that only ``--record`` uses (``--config`` is not one: its

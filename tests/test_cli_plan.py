@@ -456,3 +456,16 @@ def test_a_bad_params_file_is_one_line_naming_it(
     code, out, err = run(capsys, "plan", "--root", str(GECKO), "--params", str(path))
     assert (code, out) == (1, "")
     assert err.count("\n") == 1 and re.search(message, err), err
+
+
+def test_a_plan_whose_tasks_are_not_kept_says_how_to_keep_them(
+    capsys: pytest.CaptureFixture[str], params_file: Path, tmp_path: Path
+) -> None:
+    code, _, err = run(capsys, "plan", "--root", str(GECKO), "--params", str(params_file))
+    assert code == 0
+    assert err.splitlines()[-1] == (
+        "taskgraph-images: 2 to build, 0 reused, 2 tasks (not kept: --output FILE writes them, "
+        "for render, graph and submit)")
+    code, _, err = run(capsys, "plan", "--root", str(GECKO), "--params", str(params_file),
+                       "--output", str(tmp_path / "plan.json"))
+    assert code == 0 and err.splitlines()[-1] == "taskgraph-images: 2 to build, 0 reused, 2 tasks"

@@ -452,6 +452,8 @@ def run_plan(args: argparse.Namespace) -> int:
         write_output(args.output, plan.to_json())
     counts = {a: sum(d.action == a for d in plan.decisions.values()) for a in ("build", "reuse")}
     summary = f"{counts['build']} to build, {counts['reuse']} reused, {len(plan.tasks)} tasks"
+    if plan.tasks and not (args.output or args.json or args.submit):
+        summary += " (not kept: --output FILE writes them, for render, graph and submit)"
     if queue is not None and plan.tasks:
         hint = (
             f"; `taskgraph-images submit {args.output}` creates the rest" if args.output else ""

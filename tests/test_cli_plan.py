@@ -425,6 +425,27 @@ def test_default_params_from_git(tmp_path: Path) -> None:
         "me@x.org",
         "https://github.com/o/r",
     )
+    assert found["project"] == ("r", "the git remote origin's name")
+
+
+@pytest.mark.parametrize("remote", [
+    "https://github.com/mozilla-releng/scriptworker-scripts",
+    "https://github.com/mozilla-releng/scriptworker-scripts.git",
+    "https://github.com/mozilla-releng/scriptworker-scripts/",
+    "git@github.com:mozilla-releng/scriptworker-scripts.git",
+    "ssh://hg@hg.example.org/scriptworker-scripts",
+])
+def test_the_project_is_the_repositorys_name_not_the_clones_folder(
+    tmp_path: Path, remote: str
+) -> None:
+    import datetime
+
+    clone = tmp_path / "sws"
+    clone.mkdir()
+    answers = {"rev-parse": "a" * 40, "remote": remote, "config": "me@x.org"}
+    found = default_params(str(clone), datetime.datetime.now(datetime.timezone.utc),
+                           git=lambda root, cmd, *rest: answers[cmd], environ={})
+    assert found["project"] == ("scriptworker-scripts", "the git remote origin's name")
 
 
 def test_plan_of_a_copied_tree_uses_its_folder_name(

@@ -127,7 +127,8 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--params", metavar="FILE", help="a YAML or JSON file of decision parameters")
     g.add_argument("--level", help="trust level of the push: 1, 2 or 3 (default 1, the "
                    "lowest, whose plan reuses the builds of every level)")
-    g.add_argument("--project", help="project (branch) name (default: the root folder's name)")
+    g.add_argument("--project", help="project (branch) name (default: the repository's name "
+                   "from git remote origin, else the root folder's)")
     g.add_argument(
         "--pushdate", help="push date: epoch seconds or ISO 8601 with a timezone (default: now)"
     )
@@ -162,6 +163,11 @@ def _git(root: str, *args: str) -> Optional[str]:
     return value if done.returncode == 0 and value else None
 
 
+def _project_name(text: str) -> str:
+    """``text`` as a project name: letters, digits, ``_.-`` (others become ``-``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", text).lstrip("._-")[:100]
+
+
 def default_params(
     root: str,
     now: datetime.datetime,
@@ -171,21 +177,26 @@ def default_params(
 ) -> dict[str, tuple[Any, str]]:
     """Return ``{param: (default value, how it was found)}`` for a local plan of ``root``."""
     env = os.environ if environ is None else environ
-    project = re.sub(r"[^A-Za-z0-9_.-]", "-", os.path.basename(os.path.abspath(root))).lstrip(
-        "._-"
-    )[:100] or "local"
     rev = git(root, "rev-parse", "HEAD")
     remote = git(root, "remote", "get-url", "origin")
     email = git(root, "config", "user.email")
     if remote and _GIT_SOURCE.match(remote):
         repository, repo_how = remote, "git remote origin"
+        # The repository's name, not the clone's folder (sws for scriptworker-scripts).
+        named = remote.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
+        project, project_how = _project_name(named), "the git remote origin's name"
     else:
         repository, repo_how = "file://" + os.path.abspath(root), "the root folder"
+        project, project_how = "", ""
+    if not project:
+        project = _project_name(os.path.basename(os.path.abspath(root)))
+        project_how = "the root folder's name"
+    project = project or "local"
     user = env.get("USER") or env.get("USERNAME") or "nobody"
     source = repository if _GIT_SOURCE.match(repository) else "https://localhost/" + project
     return {
         "level": (1, "the lowest"),
-        "project": (project, "the root folder's name"),
+        "project": (project, project_how),
         "pushdate": (int(now.timestamp()), "now"),
         "head_repository": (repository, repo_how),
         "head_rev": (

@@ -179,7 +179,10 @@ def _dot_label(lines: Sequence[str]) -> str:
 
 #: Images side by side in a row of a drawing, at most: more go on to the next rows,
 #: so that a graph of 20 or 300 images stays as wide as a page (about 1,300 px).
-ROW_WIDTH = 5
+ROW_WIDTH = 4
+
+#: The heading of the images with neither an in-tree parent nor a child, under the others.
+INDEPENDENT = "no in-tree parent or child:"
 
 #: A label's ``why`` line longer than this goes on over several lines (at spaces).
 LABEL_WIDTH = 32
@@ -188,15 +191,24 @@ LABEL_WIDTH = 32
 def label_lines(node: GraphNode) -> tuple[str, ...]:
     """The lines a drawing shows for ``node``: :attr:`GraphNode.lines`, ``why`` wrapped.
 
-    Only the reason is wrapped, at spaces, to :data:`LABEL_WIDTH` columns (names,
-    digests, tags and task ids have none), so that boxes stay narrow.
+    Only a reason longer than :data:`LABEL_WIDTH` columns is wrapped (names,
+    digests, tags and task ids have no spaces), so that boxes stay narrow: each
+    of its clauses (``; ``) begins a line, and a clause too long for one goes
+    on at spaces.
 
     >>> label_lines(GraphNode("t", "task", "build", "ab" * 32,
-    ...                       "parent builder rebuilt; first build of this image"))
-    ('t', 'build abababababab', 'parent builder rebuilt;', 'first build of this image')
+    ...                       "not indexed; first build of this image"))
+    ('t', 'build abababababab', 'not indexed;', 'first build of this image')
     """
     lines = list(node.lines)
-    return (*lines[:2], *_wrap(lines[2], LABEL_WIDTH), *lines[3:])
+    why = lines[2]
+    if len(why) <= LABEL_WIDTH:
+        return tuple(lines)
+    # Each clause of the reason on lines of its own ("not indexed;" then the rest).
+    clauses = why.split("; ")
+    wrapped = [line for i, clause in enumerate(clauses)
+               for line in _wrap(clause + (";" if i < len(clauses) - 1 else ""), LABEL_WIDTH)]
+    return (*lines[:2], *wrapped, *lines[3:])
 
 
 def _wrap(text: str, width: int) -> list[str]:
@@ -232,7 +244,9 @@ def layout_rows(graph: ImageGraph, width: int = ROW_WIDTH) -> list[list[str]]:
     row below its parents that has room, those under the same parent side by
     side: a parent with 13 children gets rows of 5, 5 and 3 under it rather
     than one row of 13. The images with neither an in-tree parent nor a child
-    (*independent* images) come last, in rows of their own.
+    (*independent* images) come last, in rows of their own; in a graph of at
+    most two rows' worth of images, they take the free places of the rows
+    first (``image_builder`` beside ``base``).
 
     >>> nodes = tuple(GraphNode(n, "task", "build", "0" * 64, "") for n in "pabcdefgxyzw")
     >>> edges = (*(("p", c) for c in "abcdef"), ("x", "y"), ("z", "w"))
@@ -258,6 +272,10 @@ def layout_rows(graph: ImageGraph, width: int = ROW_WIDTH) -> list[list[str]]:
         rows += _family_rows(sorted(small, key=order.__getitem__), order, parents, children,
                              width)
     independent = [n for n in order if not parents[n] and not children[n]]
+    if len(order) <= 2 * width:  # a small graph: they fill the rows' free places
+        for row in rows:
+            while independent and len(row) < width:
+                row.append(independent.pop(0))
     rows += [independent[i:i + width] for i in range(0, len(independent), width)]
     return rows
 
@@ -321,7 +339,8 @@ def to_dot(graph: ImageGraph, *, row_width: int = ROW_WIDTH) -> str:
 
     Laid out in the rows of :func:`layout_rows` (at most ``row_width`` images
     side by side, each row under the one before, in columns), the independent
-    images in a dashed frame of their own when there are others. A parent
+    images under a heading of their own (:data:`INDEPENDENT`) when there are
+    others. A parent
     whose children are spread over several rows reaches them through one
     line down its rows (a *bus*: a small point per row, ``b<parent>_<row>``),
     not one line per child, so that a parent of many images adds one line to
@@ -340,25 +359,27 @@ def to_dot(graph: ImageGraph, *, row_width: int = ROW_WIDTH) -> str:
     out.append('  graph [rankdir="TB", fontname="Helvetica", fontsize=12, newrank=true];')
     out.append('  node [shape="box", style="rounded,filled", fontname="Helvetica", fontsize=10];')
     out.append('  edge [color="#505050"];')
-    framed = bool(linked) and len(linked) < len(graph.nodes)
+    # Under the families, a heading for the rows of images with neither parent nor child.
+    headed = bool(rows) and any(set(row) & linked for row in rows) \
+        and not set(rows[-1]) & linked
     for i, row in enumerate(rows):
-        independent = not (set(row) & linked)
-        indent = "    " if framed and independent else "  "
-        lines = [_dot_node(ids[name], by_name[name], indent) for name in row]
-        lines += [f'{indent}{point} [shape="point", width=0.02, height=0.02, '
-                  f'color="#505050", label=""];' for point in buses.get(i, [])]
+        if headed and not set(row) & linked and set(rows[i - 1]) & linked:
+            out.append(f'  independent [shape="plaintext", style="", fontsize=11, '
+                       f'label="{INDEPENDENT}"];')
+            edges += [(ids[rows[i - 1][0]], "independent", ' [style="invis", weight=0]'),
+                      ("independent", ids[row[0]], ' [style="invis", weight=0]')]
+        out += [_dot_node(ids[name], by_name[name], "  ") for name in row]
+        out += [f'  {point} [shape="point", width=0.02, height=0.02, color="#505050", '
+                f'label=""];' for point in buses.get(i, [])]
         together = [ids[name] for name in row] + buses.get(i, [])
-        lines.append(f"{indent}{{rank=same; {'; '.join(together)};}}")
-        if framed and independent:
-            out += ["  subgraph cluster_independent {",
-                    '    label="no in-tree parent or child"; style="dashed"; color="#a0a0a0";',
-                    *lines, "  }"]
-        else:
-            out += lines
+        out.append(f"  {{rank=same; {'; '.join(together)};}}")
     out += [f"  {tail} -> {head}{attributes};" for tail, head, attributes in edges]
     # Each row below the one before, in columns: invisible edges from each image to
-    # the one under it.
-    for above, below in zip(rows, rows[1:]):
+    # the one under it. The first row of independent images lines up with the widest
+    # row of the families (the last of them), not with a short last one.
+    for i, (above, below) in enumerate(zip(rows, rows[1:])):
+        if headed and set(above) & linked and not set(below) & linked:
+            above = max(reversed(rows[: i + 1]), key=len)
         for top, bottom in zip(above, below):
             out.append(f'  {ids[top]} -> {ids[bottom]} [style="invis", weight=2];')
     out.append("}")

@@ -193,8 +193,8 @@ def label_lines(node: GraphNode) -> tuple[str, ...]:
 
     Only a reason longer than :data:`LABEL_WIDTH` columns is wrapped (names,
     digests, tags and task ids have no spaces), so that boxes stay narrow: each
-    of its clauses (``; ``) begins a line, and a clause too long for one goes
-    on at spaces.
+    of its clauses (split at semicolons) begins a line, and a clause too long
+    for one goes on at spaces.
 
     >>> label_lines(GraphNode("t", "task", "build", "ab" * 32,
     ...                       "not indexed; first build of this image"))

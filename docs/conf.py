@@ -40,3 +40,6 @@ html_title = "taskgraph-images"
 graphviz_output_format = "svg"
 # Wide enough at a 1280 px window for an 80-column console block and the pictures.
 html_theme_options = {"page_width": "1160px", "sidebar_width": "230px"}
+# The sidebar title on one line, and nothing wider than the page (docs/_static/custom.css).
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]

@@ -379,8 +379,9 @@ class ImageCatalog:
         return f"<ImageCatalog {self.root!r} {self.images_dir!r}: {len(self)} images>"
 
     def _unknown(self, name: str) -> str:
-        known = ", ".join(self._images) or "none"
-        return f"unknown image {name!r} (known images: {known})"
+        from taskgraph_images._suggest import unknown_image
+
+        return unknown_image(name, self._images)
 
     # -- references -----------------------------------------------------------
 

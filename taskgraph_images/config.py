@@ -629,9 +629,11 @@ def _parse_key(source: str, key: object, value: object) -> tuple[str, Any]:
         raise ConfigError(f"{source}: {key}: {_RETIRED[key]}")
     entry = _PARSERS.get(key) if isinstance(key, str) else None
     if entry is None:
-        raise ConfigError(
-            f"{source}: unknown key {key!r} (known keys: {', '.join(sorted(KEYS))})"
-        )
+        from taskgraph_images._suggest import did_you_mean
+
+        hint = did_you_mean(key, KEYS) if isinstance(key, str) else ""
+        raise ConfigError(f"{source}: unknown key {key!r} "
+                          f"({hint + ' ' if hint else ''}known keys: {', '.join(sorted(KEYS))})")
     field, parse = entry
     if key in PER_LEVEL_KEYS:
         return field, _by_level(source, str(key), field, parse, value)

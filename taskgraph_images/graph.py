@@ -38,6 +38,8 @@ __all__ = [
     "ImageGraph",
     "image_graph",
     "image_graph_of",
+    "label_lines",
+    "layout_rows",
     "render_graph",
     "to_dot",
     "to_json",
@@ -175,28 +177,251 @@ def _dot_label(lines: Sequence[str]) -> str:
     return '"' + "\\n".join(_dot_text(line) for line in lines) + '"'
 
 
-def to_dot(graph: ImageGraph) -> str:
-    """Return ``graph`` as a Graphviz ``digraph`` (``dot -Tsvg`` draws it)."""
+#: Images side by side in a row of a drawing, at most: more go on to the next rows,
+#: so that a graph of 20 or 300 images stays as wide as a page (about 1,300 px).
+ROW_WIDTH = 4
+
+#: The heading of the images with neither an in-tree parent nor a child, under the others.
+INDEPENDENT = "no in-tree parent or child:"
+
+#: A label's ``why`` line longer than this goes on over several lines (at spaces).
+LABEL_WIDTH = 32
+
+
+def label_lines(node: GraphNode) -> tuple[str, ...]:
+    """The lines a drawing shows for ``node``: :attr:`GraphNode.lines`, ``why`` wrapped.
+
+    Only a reason longer than :data:`LABEL_WIDTH` columns is wrapped (names,
+    digests, tags and task ids have no spaces), so that boxes stay narrow: each
+    of its clauses (split at semicolons) begins a line, and a clause too long
+    for one goes on at spaces.
+
+    >>> label_lines(GraphNode("t", "task", "build", "ab" * 32,
+    ...                       "not indexed; first build of this image"))
+    ('t', 'build abababababab', 'not indexed;', 'first build of this image')
+    """
+    lines = list(node.lines)
+    why = lines[2]
+    if len(why) <= LABEL_WIDTH:
+        return tuple(lines)
+    # Each clause of the reason on lines of its own ("not indexed;" then the rest).
+    clauses = why.split("; ")
+    wrapped = [line for i, clause in enumerate(clauses)
+               for line in _wrap(clause + (";" if i < len(clauses) - 1 else ""), LABEL_WIDTH)]
+    return (*lines[:2], *wrapped, *lines[3:])
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` columns, broken at spaces only (a longer word
+    keeps its own line), as few lines as that takes and as even as they can be (no lone
+    last word); no other character is touched."""
+    fewest = _greedy(text, width)
+    for even in range(-(-len(text) // len(fewest)), width):
+        lines = _greedy(text, even)
+        if len(lines) == len(fewest):
+            return lines
+    return fewest
+
+
+def _greedy(text: str, width: int) -> list[str]:
+    out: list[str] = []
+    for word in text.split(" "):
+        if out and len(out[-1]) + 1 + len(word) <= width:
+            out[-1] += " " + word
+        else:
+            out.append(word)
+    return out
+
+
+def layout_rows(graph: ImageGraph, width: int = ROW_WIDTH) -> list[list[str]]:
+    """The rows of a drawing of ``graph``, top to bottom, at most ``width`` images each.
+
+    Every image sits below its parents. Each family (the images linked by
+    parent edges, in the order of their first image) of more than ``width``
+    images gets rows of its own, one family under the other, so that no edge
+    crosses another family's rows; the smaller families share the rows that
+    follow. In a family, images are placed parents first, each in the first
+    row below its parents that has room, those under the same parent side by
+    side: a parent with 13 children gets rows of 5, 5 and 3 under it rather
+    than one row of 13. The images with neither an in-tree parent nor a child
+    (*independent* images) come last, in rows of their own; in a graph of at
+    most two rows' worth of images, they take the free places of the rows
+    first (``image_builder`` beside ``base``).
+
+    >>> nodes = tuple(GraphNode(n, "task", "build", "0" * 64, "") for n in "pabcdefgxyzw")
+    >>> edges = (*(("p", c) for c in "abcdef"), ("x", "y"), ("z", "w"))
+    >>> layout_rows(ImageGraph(nodes, edges), 4)
+    [['p'], ['a', 'b', 'c', 'd'], ['e', 'f'], ['x', 'z'], ['y', 'w'], ['g']]
+    """
+    if width < 1:
+        raise InvalidValueError(f"invalid row width {width}: expected at least 1")
+    order = {node.name: i for i, node in enumerate(graph.nodes)}
+    parents: dict[str, list[str]] = {name: [] for name in order}
+    children: dict[str, list[str]] = {name: [] for name in order}
+    for parent, child in graph.edges:
+        parents[child].append(parent)
+        children[parent].append(child)
+    rows: list[list[str]] = []
+    small: list[str] = []  # families of a few images share their rows
+    for family in _families(order, parents, children):
+        if len(family) <= width:
+            small += family
+            continue
+        rows += _family_rows(family, order, parents, children, width)
+    if small:
+        rows += _family_rows(sorted(small, key=order.__getitem__), order, parents, children,
+                             width)
+    independent = [n for n in order if not parents[n] and not children[n]]
+    if len(order) <= 2 * width:  # a small graph: they fill the rows' free places
+        for row in rows:
+            while independent and len(row) < width:
+                row.append(independent.pop(0))
+    rows += [independent[i:i + width] for i in range(0, len(independent), width)]
+    return rows
+
+
+def _families(order: Mapping[str, int], parents: Mapping[str, list[str]],
+              children: Mapping[str, list[str]]) -> list[list[str]]:
+    """The sets of images linked by edges (two or more images each), in graph order."""
+    seen: set[str] = set()
+    families = []
+    for start in order:
+        if start in seen or not (parents[start] or children[start]):
+            continue
+        family, todo = [], [start]
+        seen.add(start)
+        while todo:
+            name = todo.pop()
+            family.append(name)
+            for other in (*parents[name], *children[name]):
+                if other not in seen:
+                    seen.add(other)
+                    todo.append(other)
+        families.append(sorted(family, key=order.__getitem__))
+    return families
+
+
+def _family_rows(family: list[str], order: Mapping[str, int],
+                 parents: Mapping[str, list[str]], children: Mapping[str, list[str]],
+                 width: int) -> list[list[str]]:
+    import heapq
+
+    rows: list[list[str]] = []
+    row_of: dict[str, int] = {}
+    waiting = {n: len(set(parents[n])) for n in family}
+    # (lowest row, the first parent's column, the image's place in the graph, name)
+    ready = [(0, 0, order[n], n) for n in family if not waiting[n]]
+    heapq.heapify(ready)
+    while ready:
+        lowest, _, _, name = heapq.heappop(ready)
+        row = lowest
+        while row < len(rows) and len(rows[row]) >= width:
+            row += 1
+        if row == len(rows):
+            rows.append([])
+        rows[row].append(name)
+        row_of[name] = row
+        for child in dict.fromkeys(children[name]):
+            waiting[child] -= 1
+            if not waiting[child]:
+                first = parents[child][0]
+                below = max(row_of[p] for p in parents[child]) + 1
+                heapq.heappush(ready, (below, rows[row_of[first]].index(first), order[child],
+                                       child))
+    if len(row_of) < len(family):  # a cycle: no image of a plan has one
+        raise InvalidValueError("the image graph has a cycle: "
+                                + ", ".join(n for n in family if n not in row_of))
+    return rows
+
+
+def to_dot(graph: ImageGraph, *, row_width: int = ROW_WIDTH) -> str:
+    """Return ``graph`` as a Graphviz ``digraph`` (``dot -Tsvg`` draws it).
+
+    Laid out in the rows of :func:`layout_rows` (at most ``row_width`` images
+    side by side, each row under the one before, in columns), the independent
+    images under a heading of their own (:data:`INDEPENDENT`) when there are
+    others. A parent
+    whose children are spread over several rows reaches them through one
+    line down its rows (a *bus*: a small point per row, ``b<parent>_<row>``),
+    not one line per child, so that a parent of many images adds one line to
+    the width of the rows in between, not many.
+    """
     ids = _node_ids(graph)
+    by_name = {node.name: node for node in graph.nodes}
+    rows = layout_rows(graph, row_width)
+    row_of = {name: i for i, row in enumerate(rows) for name in row}
+    linked = {name for edge in graph.edges for name in edge}
+    edges, buses = _bus_edges(graph, ids, row_of)
     out = ["digraph images {"]
     if graph.title:
         out.append(f"  label={_dot_label([graph.title])};")
         out.append('  labelloc="t";')
-    out.append('  graph [rankdir="TB", fontname="Helvetica", fontsize=12];')
+    out.append('  graph [rankdir="TB", fontname="Helvetica", fontsize=12, newrank=true];')
     out.append('  node [shape="box", style="rounded,filled", fontname="Helvetica", fontsize=10];')
     out.append('  edge [color="#505050"];')
-    for node in graph.nodes:
-        fill, border = _COLOURS[node.action]
-        style = '"filled"' if node.kind == "prebuilt" else '"rounded,filled"'
-        out.append(
-            f"  {ids[node.name]} [label={_dot_label(node.lines)}, style={style}, "
-            f'fillcolor="{fill}", color="{border}", '
-            f"tooltip={_dot_label([f'{node.name} digest {node.digest}'])}];"
-        )
-    for parent, child in graph.edges:
-        out.append(f"  {ids[parent]} -> {ids[child]};")
+    # Under the families, a heading for the rows of images with neither parent nor child.
+    headed = bool(rows) and any(set(row) & linked for row in rows) \
+        and not set(rows[-1]) & linked
+    for i, row in enumerate(rows):
+        if headed and not set(row) & linked and set(rows[i - 1]) & linked:
+            out.append(f'  independent [shape="plaintext", style="", fontsize=11, '
+                       f'label="{INDEPENDENT}"];')
+            edges += [(ids[rows[i - 1][0]], "independent", ' [style="invis", weight=0]'),
+                      ("independent", ids[row[0]], ' [style="invis", weight=0]')]
+        out += [_dot_node(ids[name], by_name[name], "  ") for name in row]
+        out += [f'  {point} [shape="point", width=0.02, height=0.02, color="#505050", '
+                f'label=""];' for point in buses.get(i, [])]
+        together = [ids[name] for name in row] + buses.get(i, [])
+        out.append(f"  {{rank=same; {'; '.join(together)};}}")
+    out += [f"  {tail} -> {head}{attributes};" for tail, head, attributes in edges]
+    # Each row below the one before, in columns: invisible edges from each image to
+    # the one under it. The first row of independent images lines up with the widest
+    # row of the families (the last of them), not with a short last one.
+    for i, (above, below) in enumerate(zip(rows, rows[1:])):
+        if headed and set(above) & linked and not set(below) & linked:
+            above = max(reversed(rows[: i + 1]), key=len)
+        for top, bottom in zip(above, below):
+            out.append(f'  {ids[top]} -> {ids[bottom]} [style="invis", weight=2];')
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def _bus_edges(
+    graph: ImageGraph, ids: Mapping[str, str], row_of: Mapping[str, int]
+) -> tuple[list[tuple[str, str, str]], dict[int, list[str]]]:
+    """The drawn edges ``(tail, head, attributes)`` and the bus points of each row.
+
+    A child in the row right under its parent gets an edge from the parent; one
+    further down, an edge from the parent's bus point in the row above it.
+    """
+    children: dict[str, list[str]] = {}
+    for parent, child in graph.edges:
+        children.setdefault(parent, []).append(child)
+    edges: list[tuple[str, str, str]] = []
+    buses: dict[int, list[str]] = {}
+    for parent, kids in children.items():
+        top = row_of[parent]
+        points: dict[int, str] = {}
+        previous = ids[parent]
+        for row in range(top + 1, max(row_of[c] for c in kids)):
+            points[row] = f"b{ids[parent][1:]}_{row}"
+            buses.setdefault(row, []).append(points[row])
+            edges.append((previous, points[row], ' [arrowhead="none"]'))
+            previous = points[row]
+        for child in kids:
+            below = row_of[child] - 1
+            edges.append((ids[parent] if below == top else points[below], ids[child], ""))
+    return edges, buses
+
+
+def _dot_node(node_id: str, node: GraphNode, indent: str) -> str:
+    fill, border = _COLOURS[node.action]
+    style = '"filled"' if node.kind == "prebuilt" else '"rounded,filled"'
+    return (
+        f"{indent}{node_id} [label={_dot_label(label_lines(node))}, style={style}, "
+        f'fillcolor="{fill}", color="{border}", '
+        f"tooltip={_dot_label([f'{node.name} digest {node.digest}'])}];"
+    )
 
 
 # -- Mermaid ------------------------------------------------------------------------------

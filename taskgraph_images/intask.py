@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
 import shutil
 import subprocess
 import tarfile
@@ -356,9 +357,70 @@ def _bud(buildah: Buildah, catalog: ImageCatalog, name: str, work: str,
     _extract_context(catalog, name, context)
     try:
         run(buildah.bud_command(context, catalog.local_tag(name), build_args=args, labels=labels),
-            f"building image {name!r}", on_line=on_line)
+            f"building image {name!r}", on_line=_without_unused_args(on_line))
     finally:
         shutil.rmtree(context, ignore_errors=True)
+
+
+#: buildah's warning about build args a Dockerfile does not use: ``DOCKER_IMAGE_PARENT``
+#: goes to every image with a parent, used or not (as taskgraph's builder does), so the
+#: warning says nothing the user could act on.
+_UNUSED_ARGS = re.compile(r"build args? (were|was) not consumed", re.IGNORECASE)
+
+
+def _without_unused_args(on_line: Optional[LineCallback]) -> Optional[LineCallback]:
+    """``on_line`` without buildah's warning that some build args went unused."""
+    if on_line is None:
+        return None
+    shown: LineCallback = on_line
+
+    def filtered(line: str) -> None:
+        if not _UNUSED_ARGS.search(line):
+            shown(line)
+
+    return filtered
+
+
+#: Gives the Docker engine's copy of a registry image: ``(reference, path)`` writes
+#: its ``docker save`` tarball at ``path`` and returns True, or returns False when
+#: the engine does not have it (see ``build --record``).
+EngineCopy = Callable[[str, str], bool]
+
+
+def registry_bases(catalog: ImageCatalog, name: str) -> list[str]:
+    """The ``FROM`` references of image ``name`` that a build pulls from a registry.
+
+    Not ``scratch``, not a reference made of ARGs (``$DOCKER_IMAGE_PARENT``:
+    the parent, fetched from its task), not the tag of an image of the
+    catalog (built into the same storage first).
+    """
+    ours = {catalog.local_tag(n) for n in catalog.names()}
+    found: list[str] = []
+    for ref in catalog[name].bases:
+        if "$" in ref or ref.lower() == "scratch" or ref in ours or ref in found:
+            continue
+        found.append(ref)
+    return found
+
+
+def _import_engine_copies(buildah: Buildah, refs: list[str], work: str,
+                          engine_copy: EngineCopy, done: set[str],
+                          say: Callable[[str], None], on_line: Optional[LineCallback]) -> None:
+    """Import into buildah's storage the engine's copy of each of ``refs`` it has."""
+    for ref in refs:
+        if ref in done:
+            continue
+        done.add(ref)
+        archive = os.path.join(work, "engine-copy.tar")
+        if not engine_copy(ref, archive):
+            say(f"the Docker engine has no {ref}: buildah pulls it from its registry")
+            continue
+        say(f"using the Docker engine's copy of {ref} (not pulled from its registry)")
+        try:
+            run(buildah.pull_command(archive), f"importing {ref} from the Docker engine",
+                on_line=on_line)
+        finally:
+            os.unlink(archive)
 
 
 def build_in_task(
@@ -373,6 +435,7 @@ def build_in_task(
     on_note: Optional[Callable[[str], None]] = None,
     artifact: Optional[str] = None,
     manifest_artifact: str = DEFAULT_MANIFEST_ARTIFACT,
+    engine_copy: Optional[EngineCopy] = None,
 ) -> Built:
     """Build what ``env`` asks for from ``catalog`` and write it to ``env.artifact_path``.
 
@@ -392,11 +455,17 @@ def build_in_task(
     images the image stands on (:func:`prebuilt_ancestors`) are built from
     the tree first, into the same storage.
 
+    With ``engine_copy`` (the local loop), the registry images the builds
+    start from (:func:`registry_bases`) are taken from the Docker engine
+    when it has them, so that a machine without network builds what its
+    engine already holds; the others are pulled as in a task.
+
     :raises ImageBuildError: when the task does not match the tree or the build fails.
     :raises ArtifactError: for a bad parent artifact or an unwritable artifact path.
     """
     from taskgraph_images.artifacts import FileSink
     from taskgraph_images.docker import build_chain
+    from taskgraph_images.progress import format_size
 
     def say(text: str) -> None:
         if on_note is not None:
@@ -419,10 +488,17 @@ def build_in_task(
             run(buildah.pull_command(archive), f"importing the parent image {parent}",
                 on_line=on_line)
             os.unlink(archive)
-        if build_prebuilt:
-            for base in prebuilt_ancestors(catalog, name):
-                say(f"building the prebuilt {catalog.local_tag(base)} from the tree")
-                _bud(buildah, catalog, base, work, {}, on_line)
+        first = prebuilt_ancestors(catalog, name) if build_prebuilt else []
+        imported: set[str] = set()
+        for base in first:
+            if engine_copy is not None:
+                _import_engine_copies(buildah, registry_bases(catalog, base), work,
+                                      engine_copy, imported, say, on_line)
+            say(f"building the prebuilt {catalog.local_tag(base)} from the tree")
+            _bud(buildah, catalog, base, work, {}, on_line)
+        if engine_copy is not None:
+            _import_engine_copies(buildah, registry_bases(catalog, name), work, engine_copy,
+                                  imported, say, on_line)
         say(f"building {tag} (digest {env.digest})")
         _bud(buildah, catalog, name, work, {DIGEST_LABEL: env.digest}, on_line, parent)
         out = env.artifact_path
@@ -435,7 +511,8 @@ def build_in_task(
             )
         except OSError as e:
             raise ArtifactError(f"cannot write {out}: {e.strerror or e}") from e
-        say(f"wrote {out} ({size} bytes uncompressed, zstd level {env.zstd_level})")
+        say(f"wrote {out}: {format_size(size)}, {format_size(os.path.getsize(out))} "
+            f"at zstd level {env.zstd_level}")
         manifest = write_build_manifest(catalog, name, out, artifact=manifest_artifact,
                                         digest=env.digest)
         say(f"wrote {manifest} (its context manifest)")

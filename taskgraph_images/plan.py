@@ -126,8 +126,9 @@ class Plan:
         try:
             return self.decisions[name]
         except KeyError:
-            known = ", ".join(sorted(self.decisions)) or "none"
-            raise PlanError(f"unknown image {name!r} (known images: {known})") from None
+            from taskgraph_images._suggest import unknown_image
+
+            raise PlanError(unknown_image(name, sorted(self.decisions))) from None
 
     def task_id_for_image(self, name: str) -> str:
         """Return the task whose artifact holds task image ``name`` (reused or to be built).
@@ -307,7 +308,9 @@ def plan_images(
     default), each build's reason also says how its context differs from
     the last trusted build's (see :mod:`taskgraph_images.explain`); an
     earlier manifest that cannot be read changes only that explanation,
-    and adds a line to :attr:`Plan.warnings`.
+    and adds a line to :attr:`Plan.warnings`. So does a plan with build
+    tasks for the Taskcluster of a :class:`~taskgraph_images.index.TaskclusterIndex`
+    whose ``config`` sets no ``task-queue-id`` (the CLI refuses that plan).
 
     :raises ParamsError: for missing or malformed parameters.
     :raises PlanError: when the image builder is unusable, or task ids repeat.
@@ -399,7 +402,26 @@ def plan_images(
     if prefetch is not None:
         warnings = _explain(catalog, decisions, prefetch)
     tasks = _build_tasks(catalog, params, config, decisions, now)
+    warnings += _queue_warning(index, config, params.level, tasks)
     return Plan(decisions, tasks, params, config.artifact_name, warnings)
+
+
+def _queue_warning(
+    index: IndexBackend, config: BuildConfig, level: int, tasks: Mapping[str, Any]
+) -> tuple[str, ...]:
+    """The CLI's rule as a warning: build tasks for a real Taskcluster need a real queue."""
+    from taskgraph_images.errors import ConfigError
+    from taskgraph_images.index import TaskclusterIndex
+
+    if not tasks or not isinstance(index, TaskclusterIndex):
+        return ()
+    try:
+        config.require_queue(level, "the plan is for the Taskcluster of its index")
+    except ConfigError as e:
+        queue = next(iter(tasks.values()))["taskQueueId"]
+        return (f"{e}; the build tasks go to {queue}, which only `taskgraph-images run-task` "
+                "serves",)
+    return ()
 
 
 def _explain(
@@ -438,7 +460,8 @@ def _config_path(root: str, config: BuildConfig) -> Optional[str]:
     if relative == os.pardir or relative.startswith(os.pardir + os.sep) or os.path.isabs(relative):
         raise PlanError(
             f"the build-task config {config.source} is outside the repository {root}: the build "
-            "tasks could not read it; move it into the repository"
+            "tasks read it from their checkout of the repository (so that they build what "
+            "the plan decided), where it would be missing; move it into the repository"
         )
     return relative.replace(os.sep, "/")
 

@@ -118,8 +118,9 @@ def render_template(text: str, plan: ImageLookups, *, source: str = "template") 
         if not name:
             raise TemplateError(f"{n_where}: {o_spelled} names no image")
         if not is_image_name(name) or name not in known:
-            listing = ", ".join(sorted(known)) or "none"
-            raise TemplateError(f"{n_where}: unknown image {name!r} (known images: {listing})")
+            from taskgraph_images._suggest import unknown_image
+
+            raise TemplateError(f"{n_where}: {unknown_image(name, sorted(known))}")
         try:
             value = plan.task_id_for_image(name) if func == "task_id_for_image" else (
                 plan.docker_image(name)

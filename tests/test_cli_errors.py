@@ -202,3 +202,17 @@ def test_load_of_a_file_refuses_the_lookup_options(
     assert code == 1
     assert _error(err) == f"{option[0]} applies only to a task id or an image name"
     assert not (tmp_path / "o.tar").exists()
+
+
+def test_a_folder_above_the_repositories_points_at_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As at this checkout's root: the bundled example is ``--root examples/gecko``."""
+    (tmp_path / "examples" / "gecko" / "taskcluster" / "docker").mkdir(parents=True)
+    (tmp_path / "docs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["list"]) == 1
+    assert capsys.readouterr().err == (
+        f"taskgraph-images: error: images folder 'taskcluster/docker' does not exist under "
+        f"{tmp_path}; the repositories below it that have one: try --root examples/gecko\n"
+    )

@@ -125,16 +125,22 @@ def test_load_stops_at_max_size(
     assert not docker_engine.engine.exists("big:1")
 
 
-@pytest.mark.docker
-def test_record_then_index_finds_it_and_load_by_task_id(
-    docker_engine: DockerEngine, busybox_repo: Path, tmp_path: Path,
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from taskgraph_images.index import LocalIndex, find_image
-
+@pytest.fixture
+def local_engine(docker_engine: DockerEngine, monkeypatch: pytest.MonkeyPatch) -> DockerEngine:
+    """The private engine at DOCKER_HOST, and no Taskcluster: the local loop."""
     monkeypatch.setenv("DOCKER_HOST", docker_engine.host)
     monkeypatch.delenv("TASKCLUSTER_ROOT_URL", raising=False)
     monkeypatch.delenv("TASKCLUSTER_PROXY_URL", raising=False)
+    return docker_engine
+
+
+@pytest.mark.docker
+def test_record_then_index_finds_it_and_load_by_task_id(
+    local_engine: DockerEngine, busybox_repo: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from taskgraph_images.index import LocalIndex, find_image
+
     index_arg = f"local:{tmp_path / 'idx' / 'index.db'}"
     code, out, _ = _run(capsys, "build", "app", "--root", str(busybox_repo), "--record",
                         "--index", index_arg)
@@ -150,7 +156,37 @@ def test_record_then_index_finds_it_and_load_by_task_id(
     code, out, _ = _run(capsys, "load", "app", "--index", index_arg, "-t", "byname:1",
                         "--root", str(busybox_repo))
     assert code == 0 and out == "Loaded image: byname:1\n"
-    assert docker_engine.run("byname:1", "/bin/busybox", "cat", "/app.txt") == "app-ok\n"
+    assert local_engine.run("byname:1", "/bin/busybox", "cat", "/app.txt") == "app-ok\n"
+
+
+@pytest.mark.docker
+def test_record_takes_the_from_image_the_engine_has_instead_of_pulling_it(
+    local_engine: DockerEngine, busybox_repo: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Offline: ``FROM offline-test/from:1`` is in no registry, only in the engine."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(busybox_repo, repo, symlinks=True)
+    assert _run(capsys, "build", "base", "--root", str(repo))[0] == 0
+    local_engine.engine.tag("tgi-test/base:1.0", "offline-test/from:1")
+    outside = repo / "taskcluster" / "docker" / "outside"
+    outside.mkdir()
+    (outside / "Dockerfile").write_text(
+        "FROM offline-test/from:1\n"
+        'RUN ["/bin/busybox", "sh", "-c", "echo outside-ok > /outside.txt"]\n')
+    kind = repo / "taskcluster" / "kinds" / "docker-image" / "kind.yml"
+    kind.write_text(kind.read_text() + "    outside: {}\n")
+    code, out, err = _run(capsys, "build", "outside", "--root", str(repo), "--record",
+                          "--index", f"local:{tmp_path / 'idx' / 'index.db'}")
+    assert code == 0, err
+    assert "using the Docker engine's copy of offline-test/from:1 (not pulled from its " \
+        "registry)" in err
+    assert re.search(r"recorded outside as task \S+ at level 3", out)
+    # Sizes as people read them, and no warning about DOCKER_IMAGE_PARENT.
+    assert re.search(r"image\.tar\.zst: [\d.]+ (B|KiB|MiB), [\d.]+ (B|KiB|MiB) at zstd level", err)
+    assert "not consumed" not in out + err
 
 
 @pytest.mark.docker

@@ -273,7 +273,44 @@ def test_a_config_outside_the_repository_is_refused(
     config = tmp_path / "build.yml"
     config.write_text("zstd-level: 4\n")
     code, _, err = run(capsys, "plan", "--root", str(GECKO), "--config", str(config))
-    assert code == 1 and "is outside the repository" in err.splitlines()[-1]
+    assert code == 1
+    # The rule and its reason, in the one line.
+    assert err.splitlines()[-1] == (
+        f"taskgraph-images: error: the build-task config {config} is outside the repository "
+        f"{GECKO}: the build tasks read it from their checkout of the repository (so that they "
+        "build what the plan decided), where it would be missing; move it into the repository"
+    )
+
+
+def test_a_given_config_is_announced_as_the_default_one(
+    capsys: pytest.CaptureFixture[str], params_file: Path
+) -> None:
+    config = GECKO / "taskcluster" / "taskgraph-images.yml"
+    code, _, err = run(capsys, "plan", "--root", str(GECKO), "--params", str(params_file),
+                       "--config", str(config))
+    assert code == 0
+    assert f"taskgraph-images: using the build-task config {config} (--config)\n" in err
+    code, _, err = run(capsys, "plan", "--root", str(GECKO), "--params", str(params_file),
+                       "--config", "none")
+    assert code == 0 and "using the build-task config" not in err
+
+
+def test_a_misspelt_config_key_is_answered_with_the_closest(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    root = tmp_path / "repo"
+    shutil.copytree(GECKO, root)
+    (root / "taskcluster" / "taskgraph-images.yml").write_text("task-queue: proj/images\n")
+    code, _, err = run(capsys, "list", "--root", str(root))
+    assert code == 1
+    assert "unknown key 'task-queue' (did you mean 'task-queue-id'? known keys: " in err
+
+
+def test_a_misspelt_image_is_answered_with_the_closest(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "digest", "--root", str(GECKO), "buildr")
+    assert (code, err) == (1, "taskgraph-images: error: unknown image 'buildr' (did you mean "
+                           "'builder' or 'image_builder'? known images: base, builder, image_builder, "
+                           "tester)\n")
 
 
 def test_submit_creates_build_tasks_parents_first(
@@ -388,6 +425,27 @@ def test_default_params_from_git(tmp_path: Path) -> None:
         "me@x.org",
         "https://github.com/o/r",
     )
+    assert found["project"] == ("r", "the git remote origin's name")
+
+
+@pytest.mark.parametrize("remote", [
+    "https://github.com/mozilla-releng/scriptworker-scripts",
+    "https://github.com/mozilla-releng/scriptworker-scripts.git",
+    "https://github.com/mozilla-releng/scriptworker-scripts/",
+    "git@github.com:mozilla-releng/scriptworker-scripts.git",
+    "ssh://hg@hg.example.org/scriptworker-scripts",
+])
+def test_the_project_is_the_repositorys_name_not_the_clones_folder(
+    tmp_path: Path, remote: str
+) -> None:
+    import datetime
+
+    clone = tmp_path / "sws"
+    clone.mkdir()
+    answers = {"rev-parse": "a" * 40, "remote": remote, "config": "me@x.org"}
+    found = default_params(str(clone), datetime.datetime.now(datetime.timezone.utc),
+                           git=lambda root, cmd, *rest: answers[cmd], environ={})
+    assert found["project"] == ("scriptworker-scripts", "the git remote origin's name")
 
 
 def test_plan_of_a_copied_tree_uses_its_folder_name(
@@ -419,3 +477,16 @@ def test_a_bad_params_file_is_one_line_naming_it(
     code, out, err = run(capsys, "plan", "--root", str(GECKO), "--params", str(path))
     assert (code, out) == (1, "")
     assert err.count("\n") == 1 and re.search(message, err), err
+
+
+def test_a_plan_whose_tasks_are_not_kept_says_how_to_keep_them(
+    capsys: pytest.CaptureFixture[str], params_file: Path, tmp_path: Path
+) -> None:
+    code, _, err = run(capsys, "plan", "--root", str(GECKO), "--params", str(params_file))
+    assert code == 0
+    assert err.splitlines()[-1] == (
+        "taskgraph-images: 2 to build, 0 reused, 2 tasks (not kept: --output FILE writes them, "
+        "for render, graph and submit)")
+    code, _, err = run(capsys, "plan", "--root", str(GECKO), "--params", str(params_file),
+                       "--output", str(tmp_path / "plan.json"))
+    assert code == 0 and err.splitlines()[-1] == "taskgraph-images: 2 to build, 0 reused, 2 tasks"

@@ -21,6 +21,7 @@ from test_cli_output import _image_tar
 from taskgraph_images.artifacts import NullSink, save_image, stream_image
 from taskgraph_images.cli import main
 from taskgraph_images.cli._report import ConsoleReporter
+from taskgraph_images.progress import format_size
 
 LINE = re.compile(r"taskgraph-images: (saving|loading) .+: [\d.]+ (B|KiB|MiB)( of .+ \(\d+%\))? "
                   r"at [\d.]+ (B|KiB|MiB)/s")
@@ -108,7 +109,10 @@ def test_save_and_load_with_the_engine(
     err = capsys.readouterr().err
     assert "0 B at" not in err
     assert re.search(r"saving app:latest: [\d.]+ MiB in [\d.]+ s\n", err)
-    assert re.search(r"saved app:latest \([\d.]+ MiB uncompressed, zstd-compressed\) to ", err)
+    written = format_size((tmp_path / "i.tar.zst").stat().st_size)
+    # The image's size, then the file's: what the compression saved.
+    assert re.search(rf"saved app:latest to .*i\.tar\.zst: [\d.]+ MiB, {re.escape(written)} "
+                     r"zstd-compressed \(\d+%\)\n", err)
 
     assert main(["load", "-v", str(tmp_path / "i.tar.zst"), "-t", "prog/app:1"]) == 0
     out, err = capsys.readouterr()
@@ -124,9 +128,12 @@ def test_save_chooses_the_format_by_the_name_and_streams_to_stdout(
     assert main(["save", "app:latest", "-o", str(tmp_path / "plain.tar")]) == 0
     plain = (tmp_path / "plain.tar").read_bytes()
     assert not plain.startswith(b"\x28\xb5\x2f\xfd") and b"manifest.json" in plain
-    capsysbinary.readouterr()
+    assert capsysbinary.readouterr().err.decode().endswith(
+        f"saved app:latest to {tmp_path / 'plain.tar'}: {format_size(len(plain))}, a plain tar\n")
     assert main(["save", "app:latest", "-o", "-"]) == 0
-    streamed = capsysbinary.readouterr().out
+    streamed, err = capsysbinary.readouterr()
+    assert f"saved app:latest to stdout: {format_size(len(plain))}, " \
+        f"{format_size(len(streamed))} zstd-compressed (" in err.decode()
     assert zstandard.ZstdDecompressor().decompressobj().decompress(streamed) == plain
     assert not Path("-").exists()
 

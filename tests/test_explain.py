@@ -14,6 +14,7 @@ from tcserver import TCServer, make_index
 from trees import make_tree
 
 from taskgraph_images.catalog import ImageCatalog
+from taskgraph_images.config import BuildConfig
 from taskgraph_images.explain import (
     FIRST_BUILD,
     NO_INDEX,
@@ -55,6 +56,8 @@ def record_tree(backend: Backend, repo: Path, level: int = 3) -> dict[str, str]:
 
 
 def make_plan(repo: Path, backend: Backend, level: int = 3, **kw: Any) -> Plan:
+    # A real queue, as a plan for Taskcluster's index has (else a warning says so).
+    kw.setdefault("config", BuildConfig(task_queue_id="proj-{level}/images"))
     return plan_images(load(repo), params(level=level), backend.index, task_ids=seeded_task_ids(),
                        now=NOW, **kw)
 
@@ -318,8 +321,8 @@ def test_a_plan_whose_index_fails_builds_and_explains_why_not(
     tc_server: TCServer, repo: Path
 ) -> None:
     tc_server.inject("findTasksAtIndex", status=500)
-    plan = plan_images(load(repo), params(), make_index(tc_server, max_retries=0), now=NOW,
-                       on_error="build")
+    plan = plan_images(load(repo), params(), make_index(tc_server, max_retries=0),
+                       BuildConfig(task_queue_id="proj-{level}/images"), now=NOW, on_error="build")
     builds = [d for d in plan.decisions.values() if d.action == "build"]
     assert builds and all(d.reason.endswith(f"; {NO_INDEX}") for d in builds)
     assert plan.warnings == ()  # the index's error is the lookup's to report, once

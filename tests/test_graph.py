@@ -24,6 +24,8 @@ from taskgraph_images.graph import (
     ImageGraph,
     image_graph,
     image_graph_of,
+    label_lines,
+    layout_rows,
     render_graph,
     to_dot,
     to_mermaid,
@@ -144,7 +146,7 @@ def test_the_example_dot_is_drawn_by_graphviz_with_every_label() -> None:
     nodes = svg_nodes(svg)
     assert sorted(nodes) == ["n0", "n1", "n2", "n3"]
     for i, node in enumerate(graph.nodes):
-        assert nodes[f"n{i}"] == list(node.lines)
+        assert nodes[f"n{i}"] == list(label_lines(node))
     # Graphviz writes an edge's title as tail->head (with the arrow escaped).
     assert svg_edges(svg) == {"n0&#45;&gt;n1", "n1&#45;&gt;n3"} or svg_edges(svg) == {
         "n0->n1",
@@ -272,8 +274,9 @@ def test_any_names_give_dot_that_graphviz_draws_as_they_are(
     svg = dot_svg(to_dot(graph))
     drawn = svg_nodes(svg)
     for i, node in enumerate(graph.nodes):
-        expected = [words(visible(line)) for line in node.lines]
+        expected = [words(visible(line)) for line in label_lines(node)]
         assert [words(t) for t in drawn[f"n{i}"]] == [e for e in expected if e]
+        assert " ".join(label_lines(node)[2:]).split() == " ".join(node.lines[2:]).split()
     assert len(list(g for g in svg.iter(f"{SVG}g") if g.get("class") == "edge")) == len(graph.edges)
 
 
@@ -336,3 +339,112 @@ def test_any_catalog_draws_every_image_and_each_parent_edge(files: dict[str, str
     assert [lines[0] for _, lines in sorted(svg_nodes(svg).items(), key=lambda kv: int(kv[0][1:]))] == order
     _, nodes, edges = parse_mermaid(to_mermaid(graph))
     assert len(nodes) == len(order) and len(edges) == len(graph.edges)
+
+
+# -- layout: 20 to 300 images stay readable ---------------------------------------------------
+
+#: The shape of scriptworker-scripts' images: ``base`` under 13 script images, and six
+#: images with neither an in-tree parent nor a child.
+SCRIPTS = ("addon", "balrog", "beetmover", "bitrise", "bouncer", "github", "lando", "pushapk",
+           "pushflatpak", "pushmsix", "shipit", "signing", "tree")
+ALONE = ("signing-test", "python314", "pushapk-test", "pushflatpak-test", "python311", "skopeo")
+
+
+def _node(name: str, why: str = "parent base rebuilt; first build of this image") -> GraphNode:
+    return GraphNode(name, "task", "build", HEX, why, task_id="bZ-ajB-JQtuGAs7sODvl4w")
+
+
+def scripts_graph() -> ImageGraph:
+    nodes = (_node("base", "not indexed; first build of this image"),
+             *(_node(f"{n}script") for n in SCRIPTS), *(_node(n, "not indexed") for n in ALONE))
+    return ImageGraph(nodes, tuple(("base", f"{n}script") for n in SCRIPTS), "scripts")
+
+
+def svg_size(svg: ET.Element) -> tuple[float, float]:
+    """The drawing's width and height in points."""
+    return float(svg.get("width", "0pt")[:-2]), float(svg.get("height", "0pt")[:-2])
+
+
+def test_a_parent_of_many_images_has_them_in_rows_and_lone_images_come_last() -> None:
+    rows = layout_rows(scripts_graph())
+    scripts = [f"{n}script" for n in SCRIPTS]
+    assert rows == [["base"], scripts[:4], scripts[4:8], scripts[8:12], scripts[12:],
+                    list(ALONE[:4]), list(ALONE[4:])]
+
+
+def test_families_have_rows_of_their_own_and_small_ones_share_theirs() -> None:
+    nodes = tuple(_node(n) for n in ("p", *"abcdefg", "x", "y", "z", "w", "alone"))
+    edges = (*(("p", c) for c in "abcdefg"), ("x", "y"), ("z", "w"))
+    rows = layout_rows(ImageGraph(nodes, edges), 3)
+    assert rows == [["p"], ["a", "b", "c"], ["d", "e", "f"], ["g"], ["x", "z"], ["y", "w"],
+                    ["alone"]]
+    with pytest.raises(InvalidValueError, match="invalid row width 0"):
+        layout_rows(ImageGraph(nodes, edges), 0)
+
+
+def test_twenty_images_are_drawn_page_wide_not_in_one_row() -> None:
+    """Before, dot drew these 20 images in one row 4,251 px wide (3,188 pt); now they fit
+    a 1,265-pixel browser window (949 pt)."""
+    graph = scripts_graph()
+    svg = dot_svg(to_dot(graph))
+    width, height = svg_size(svg)
+    assert width <= 949 and height <= 900, (width, height)
+    drawn = svg_nodes(svg)
+    assert {lines[0] for node_id, lines in drawn.items() if node_id.startswith("n")} == {
+        n.name for n in graph.nodes}
+    # The lone images come under a heading that says why they stand alone.
+    assert drawn["independent"] == ["no in-tree parent or child:"]
+
+
+def test_a_parent_reaches_children_rows_below_through_one_bus_line() -> None:
+    dot = to_dot(scripts_graph())
+    ids = {n.name: f"n{i}" for i, n in enumerate(scripts_graph().nodes)}
+    base = ids["base"]
+    # Row 1 from base itself, row 2 from its point in row 1, row 4 from its point in row 3.
+    assert f"  {base} -> {ids['addonscript']};" in dot
+    assert f'  {base} -> b0_1 [arrowhead="none"];' in dot
+    assert '  b0_1 -> b0_2 [arrowhead="none"];' in dot
+    assert '  b0_2 -> b0_3 [arrowhead="none"];' in dot
+    assert f"  b0_1 -> {ids['bouncerscript']};" in dot
+    assert f"  b0_3 -> {ids['treescript']};" in dot
+    assert f"  {base} -> {ids['treescript']};" not in dot
+
+
+def three_hundred_images() -> ImageGraph:
+    """300 images in families of every size: a few hubs with many children, chains, pairs,
+    and lone images (a fixed pseudo-random tree)."""
+    import random
+
+    rng = random.Random(7)
+    names: list[str] = []
+    edges: list[tuple[str, str]] = []
+    for i in range(300):
+        name = f"img{i:03d}"
+        roll = rng.random()
+        if names and roll >= 0.15:
+            pool = names[: max(1, len(names) // 4)] if roll < 0.7 else names
+            edges.append((rng.choice(pool), name))
+        names.append(name)
+    return ImageGraph(tuple(_node(n) for n in names), tuple(edges), "300 images")
+
+
+def test_three_hundred_images_are_drawn_at_most_a_few_pages_wide() -> None:
+    graph = three_hundred_images()
+    rows = layout_rows(graph)
+    row_of = {name: i for i, row in enumerate(rows) for name in row}
+    assert sorted(row_of) == sorted(n.name for n in graph.nodes)
+    assert all(len(row) <= 4 for row in rows)
+    assert all(row_of[parent] < row_of[child] for parent, child in graph.edges)
+    svg = dot_svg(to_dot(graph))
+    width, _ = svg_size(svg)
+    assert width <= 2000, width  # without the buses, 4,600 pt; without rows, 32,000 pt
+    heads = [title.split("->")[-1] for title in svg_edges(svg)]
+    real = [h for h in heads if re.fullmatch(r"n\d+", h)]
+    assert len(real) == len(graph.edges)  # every parent-child edge drawn, once
+
+
+def test_a_small_graph_keeps_its_lone_images_beside_the_others() -> None:
+    catalog, plan = gecko_plan({"builder": 3})
+    graph = image_graph(plan, {n: catalog[n].parents for n in catalog.names()})
+    assert layout_rows(graph) == [["base", "image_builder"], ["builder"], ["tester"]]
+    assert "independent" not in to_dot(graph)  # no heading for one lone image

@@ -230,3 +230,26 @@ def test_a_name_buildah_cannot_tag_is_refused_before_any_build(tmp_path: Path) -
         "image 'Base' cannot be built by buildah in the task: Docker tags an image by its name, "
         "and 'Base' has upper-case letters (Docker repository names are lower case)"
     )
+
+
+def test_buildahs_warning_about_unused_build_args_is_not_shown(
+    catalog: ImageCatalog, tmp_path: Path
+) -> None:
+    """DOCKER_IMAGE_PARENT goes to every image with a parent; buildah's warning
+    that ``child``'s Dockerfile does not use it is no news to the user."""
+    import stat
+
+    from taskgraph_images.buildah import Buildah
+    from taskgraph_images.intask import _bud
+
+    exe = tmp_path / "fake-buildah"
+    exe.write_text("#!/bin/sh\necho 'STEP 1/1: FROM app:latest'\n"
+                   "echo '[Warning] one or more build args were not consumed: "
+                   "[DOCKER_IMAGE_PARENT]' >&2\necho 'COMMIT child:latest'\n")
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    work = tmp_path / "work"
+    work.mkdir()
+    lines: list[str] = []
+    _bud(Buildah(str(work / "s"), str(work / "r"), executable=str(exe)), catalog, "child",
+         str(work), {}, lines.append, "app")
+    assert lines == ["STEP 1/1: FROM app:latest\n", "COMMIT child:latest\n"]

@@ -359,3 +359,25 @@ def test_taskcluster_index_plan_batches_lookups(chain: ImageCatalog, tc_server: 
     assert (p["base"].action, p["base"].task_id) == ("reuse", task_id)
     assert tc_server.count("findTask") == 0
     assert tc_server.count("findTasksAtIndex") == 1
+
+
+def test_a_taskcluster_plan_without_a_queue_warns_as_the_cli_refuses(
+    gecko: ImageCatalog, tc_server: Any
+) -> None:
+    """Without a config, the build tasks go to the local default queue: a plan
+    for a real Taskcluster's index says so in its warnings (the CLI refuses it)."""
+    from tcserver import make_index
+
+    done = plan(gecko, make_index(tc_server))
+    assert {t["taskQueueId"] for t in done.tasks.values()} == {"taskgraph-images-local/run-task"}
+    assert done.warnings == (
+        "<defaults>: task-queue-id is not set (at level 3), but the plan is for the Taskcluster "
+        "of its index: set task-queue-id in the build-task config, e.g. "
+        "'{trust-domain}-{level}/images'; the build tasks go to taskgraph-images-local/run-task, "
+        "which only `taskgraph-images run-task` serves",
+    )
+    config = BuildConfig(task_queue_id="proj-{level}/images")
+    done = plan(gecko, make_index(tc_server), config)
+    assert {t["taskQueueId"] for t in done.tasks.values()} == {"proj-3/images"}
+    assert done.warnings == ()
+    assert plan(gecko, MemoryIndex()).warnings == ()

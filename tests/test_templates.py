@@ -74,7 +74,9 @@ def test_other_text_is_left_alone(text: str) -> None:
 
 def test_unknown_image_lists_known_images_with_line_and_column() -> None:
     with pytest.raises(
-        TemplateError, match=r"t.yml:2:26: unknown image 'buildr' \(known images: base, builder\)"
+        TemplateError,
+        match=r"t.yml:2:26: unknown image 'buildr' \(did you mean 'builder'\? known images: base, "
+        r"builder\)",
     ):
         render_template("a: 1\nb: {{#task_id_for_image}}buildr{{/task_id_for_image}}", PLAN, source="t.yml")
 

@@ -243,7 +243,8 @@ def test_the_tutorial_runs_up_to_its_docker_steps(scratch: Scratch, tc_server: A
 
 
 @pytest.mark.parametrize(
-    ("page", "heading"), [("README.md", "## Usage"), ("docs/getting-started.rst", "First look")]
+    ("page", "heading"), [("README.md", "## Usage"), ("docs/getting-started.rst", "First look"),
+                          ("docs/index.rst", "Quick start")]
 )
 def test_the_first_example_under_a_heading_of_another_page_runs(
     scratch: Scratch, page: str, heading: str

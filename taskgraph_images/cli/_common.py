@@ -81,8 +81,18 @@ class CommandParser(argparse.ArgumentParser):
         )
         group.add_argument(
             "-v", "--verbose", action="count", default=argparse.SUPPRESS,
-            help="say more: the index's time limits, every transfer's last line",
+            help=VERBOSE_HELP,
         )
+
+    def say_more_about(self, what: str) -> None:
+        """Add ``what`` to what ``-v`` says more about (a command's own details)."""
+        for action in self._actions:
+            if "--verbose" in action.option_strings:
+                action.help = f"{action.help}, {what}"
+
+
+#: ``-v``'s help on every command; :meth:`CommandParser.say_more_about` adds to it.
+VERBOSE_HELP = "say more: every transfer's last line"
 
 
 def verbosity(args: argparse.Namespace) -> int:
@@ -227,13 +237,20 @@ def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_config_argument(parser: argparse.ArgumentParser) -> None:
-    """Add ``--config FILE``: the build-task config, whose cache-keys and run-task matter here."""
+#: How every ``--config`` help ends: the default and ``none``.
+CONFIG_DEFAULT = (
+    "see docs/tasks.rst; default: taskcluster/taskgraph-images.yml under the root when "
+    "present; 'none' for the defaults"
+)
+
+
+def add_config_argument(
+    parser: Any, uses: str = "its cache-keys and run-task decide the digests"
+) -> None:
+    """Add ``--config FILE|none``: the build-task config, of which ``uses`` matters here."""
     parser.add_argument(
         "--config", metavar="FILE|none",
-        help="build-task config YAML: its cache-keys and run-task decide the digests "
-        "(see docs/tasks.rst; default: taskcluster/taskgraph-images.yml under the root "
-        "when present; 'none' for the defaults)",
+        help=f"build-task config YAML: {uses} ({CONFIG_DEFAULT})",
     )
 
 
@@ -325,21 +342,62 @@ def _load_catalog(
 def _check_root(root: str, given: bool, images_dir: str) -> None:
     from taskgraph_images.errors import CatalogError
 
-    if not given:
-        return
-    if not os.path.isdir(root):
+    if given and not os.path.isdir(root):
         what = "is not a folder" if os.path.exists(root) else "does not exist"
         raise CatalogError(f"--root {root} {what}")
     if os.path.isdir(os.path.join(root, images_dir)):
         return
     parent = os.path.dirname(os.path.abspath(root))
-    if os.path.basename(os.path.abspath(root)) == "taskcluster" or os.path.isdir(
+    if given and (os.path.basename(os.path.abspath(root)) == "taskcluster" or os.path.isdir(
         os.path.join(parent, images_dir)
-    ):
+    )):
         raise CatalogError(
             f"images folder {images_dir!r} does not exist under {root}: --root is the "
             f"repository root, not taskgraph's taskcluster folder (try --root {parent})"
         )
+    below = _roots_below(root, images_dir)
+    if below:
+        raise CatalogError(
+            f"images folder {images_dir!r} does not exist under {root}; the repositories "
+            f"below it that have one: try --root {' or --root '.join(below)}"
+        )
+
+
+def _shown_path(path: str) -> str:
+    """``path`` relative to the current folder when below it (what to type), else absolute."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith(os.pardir) else relative
+
+
+#: How many folders down :func:`_roots_below` looks, and how many roots it names.
+_BELOW_DEPTH, _BELOW_NAMED = 2, 3
+
+
+def _roots_below(root: str, images_dir: str) -> list[str]:
+    """The folders at most two levels below ``root`` that have ``images_dir`` (a few, sorted).
+
+    What a newcomer at a checkout's root (the bundled ``examples/gecko``) needs
+    as ``--root``; hidden folders are skipped, and only directories are listed.
+    """
+    found: list[str] = []
+    level = [""]
+    for _ in range(_BELOW_DEPTH):
+        deeper = []
+        for rel in level:
+            try:
+                with os.scandir(os.path.join(root, rel)) as entries:
+                    names = sorted(e.name for e in entries
+                                   if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+            except OSError:
+                continue
+            for name in names[:200]:  # bounded: a home folder is no repository
+                sub = os.path.join(rel, name)
+                if os.path.isdir(os.path.join(root, sub, images_dir)):
+                    found.append(_shown_path(os.path.join(root, sub)))
+                else:
+                    deeper.append(sub)
+        level = deeper
+    return sorted(found)[:_BELOW_NAMED]
 
 
 def config_path(path: Optional[str], root: Optional[str]) -> Optional[str]:
@@ -376,16 +434,21 @@ def load_build_config(
 
 
 def note_config(given: Optional[str], config: BuildConfig) -> None:
-    """Note which files set ``config``: the root's default file, when ``--config``
-    (``given``) was not given, and taskgraph's files; with ``-v``, which key each set."""
+    """Note which files set ``config``: the build-task config file (the root's
+    default or ``--config``'s, ``given``) and taskgraph's files; with ``-v``,
+    which key each set.
+
+    ``given`` ``none`` (the defaults) needs no note of our file, as it was asked for.
+    """
     files: dict[str, list[str]] = {}
     for key, origin in config.origins:
         files.setdefault(origin.split(" (", 1)[0], []).append(key)
     taskgraph = [f for f in files if f != config.source]
     if taskgraph:
         note(f"using taskgraph's settings from {' and '.join(taskgraph)} (-v lists them)")
-    if given is None and config.path is not None:
-        note(f"using the build-task config {config.path}")
+    if config.path is not None:
+        how = "" if given is None else " (--config)"
+        note(f"using the build-task config {config.path}{how}")
     _say_origins(config)
 
 

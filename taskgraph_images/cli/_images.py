@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Optional
+from typing import IO, TYPE_CHECKING, Any, Optional, cast
 
 from taskgraph_images._redact import escape
 from taskgraph_images.cli._common import (
@@ -59,7 +59,7 @@ def register(subparsers: Any) -> None:
         description="Write the build context of image NAME as a tar, identical to the byte "
         "on every checkout; `docker build -` accepts it.",
     )
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="the image (a folder of the images folder)")
     add_output_argument(p, required=True,
                         help="the tar to write (.tar, .tar.gz or .tar.zst; a plain tar on stdout)")
     p.add_argument("--compression", choices=("none", "gzip", "zstd"), default=None,
@@ -73,24 +73,24 @@ def register(subparsers: Any) -> None:
         description="Build image NAME (its in-tree parents first, unless present) and tag "
         "it registry/name:version (prebuilt) or name:latest (task image).",
     )
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="the image to build")
     p.add_argument("--no-cache", action="store_true", help="do not use the engine's cache")
     p.add_argument("--build-arg", action="append", type=_build_arg, default=[],
                    metavar="NAME[=VALUE]",
                    help="an extra build arg (repeatable); NAME alone takes $NAME")
     p.add_argument("--record", action="store_true",
-                   help="build with the in-task builder (buildah, no Docker engine), as a "
-                   "build task does, and record the image and its in-tree task-image "
-                   "ancestors (those not yet recorded at their digest) in the local index, "
-                   "under the namespaces the plan looks up (taskgraph's with cache-keys: "
-                   "taskgraph), so that the next plan reuses them")
+                   help="build with the in-task builder (buildah; the FROM images the "
+                   "Docker engine has are taken from it), as a build task does, and "
+                   "record the image and its in-tree task-image ancestors (those not yet "
+                   "recorded at their digest) in the local index, under the namespaces the "
+                   "plan looks up (taskgraph's with cache-keys: taskgraph), so that the next "
+                   "plan reuses them")
     p.add_argument("--level", type=int, default=None,
-                   help="with --record: the level to index the build at (default 3)")
-    p.add_argument("--config", metavar="FILE",
-                   help="the build-task config: its cache-keys and run-task decide the "
-                   "digests, and with --record its index-prefix and artifact-name "
-                   "(see docs/tasks.rst; default: taskcluster/taskgraph-images.yml under "
-                   "the root when present)")
+                   help="with --record: the trust level to index the build at (default 3, "
+                   "the highest: a plan at any level looks up its own level and the higher "
+                   "ones, so every plan reuses it)")
+    add_config_argument(p, "its cache-keys and run-task decide the digests, and with "
+                        "--record its index-prefix and artifact-name")
     add_json_argument(p, "print what was built (and recorded) as JSON; the engine's log "
                       "goes to stderr")
     add_catalog_arguments(p)
@@ -102,12 +102,15 @@ def register(subparsers: Any) -> None:
         description="Stream `docker save TAG` into FILE: zstd-compressed for a .tar.zst "
         "name (what an image-builder task uploads as public/image.tar.zst), plain for .tar.",
     )
-    p.add_argument("tag", metavar="TAG")
+    p.add_argument("tag", metavar="TAG", help="the engine's image, as NAME:TAG or an id")
     add_output_argument(p, required=True, help="the tarball to write (.tar.zst or .tar; "
                         "zstd on stdout)")
     p.add_argument("--compression", choices=("none", "zstd"), default=None,
                    help="compression (default: from the file name)")
-    p.add_argument("--level", type=int, default=3, help="zstd level, 1-22 (default 3)")
+    p.add_argument("--zstd-level", type=int, default=3, metavar="N",
+                   help="zstd compression level, 1-22 (default 3)")
+    # --level is a trust level on every other command: refused here, with the new name.
+    p.add_argument("--level", default=None, help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=0,
                    help="compression threads (default 0: one per core)")
     p.set_defaults(func=_save)
@@ -117,7 +120,8 @@ def register(subparsers: Any) -> None:
         description="Load SOURCE: a .tar.zst (or .tar) file, an http(s) URL, a Taskcluster "
         "task id or an image name (looked up in the index).",
     )
-    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("source", metavar="SOURCE",
+                   help="a file, a URL, a task id or an image name (see above)")
     p.add_argument("-t", "--tag", metavar="NAME:TAG", default=None,
                    help="retag the image on the fly")
     add_output_argument(p, help="write the (retagged) tar to FILE instead of loading it "
@@ -127,11 +131,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-size", default="64G", metavar="SIZE",
                    help="refuse an artifact decompressing to more than SIZE (default 64G)")
     p.add_argument("--level", type=int, default=None,
-                   help="for an image name: the level to look it up at (default 3)")
-    p.add_argument("--config", metavar="FILE",
-                   help="the build-task config whose index-prefix and artifact-name the plan "
-                   "uses (see docs/tasks.rst; default: taskcluster/taskgraph-images.yml under "
-                   "the root when present)")
+                   help="for an image name: the trust level to look it up at (default 3, "
+                   "the highest: only builds as trusted as a level-3 push's; a lower "
+                   "level also finds its own builds)")
+    add_config_argument(p, "for an image name, its cache-keys, index-prefix and "
+                        "artifact-name say where the build is")
     p.add_argument("--root-url", default=None,
                    help="Taskcluster root URL for a task id (default: TASKCLUSTER_ROOT_URL)")
     add_json_argument(p, "print what was loaded as JSON (the engine's messages, the size, "
@@ -232,6 +236,7 @@ def _build_record(args: argparse.Namespace) -> int:
     build_chain(catalog, args.name)
     wanted = set(catalog.ancestors(args.name))
     chain = [n for n in catalog.order() if n in wanted and not catalog[n].prebuilt]
+    engine_copy = _engine_copy()
     recorded: dict[str, str] = {}
     records: list[dict[str, Any]] = []
     store = os.fspath(index.path.parent)
@@ -259,7 +264,8 @@ def _build_record(args: argparse.Namespace) -> int:
             check_task(catalog, env)
             build_in_task(catalog, env, index=index, build_prebuilt=True, on_line=on_line,
                           on_note=note, artifact=config.artifact_name,
-                          manifest_artifact=config.manifest_artifact)
+                          manifest_artifact=config.manifest_artifact,
+                          engine_copy=engine_copy)
             # The manifest the builder wrote beside the image goes in with it.
             written = manifest_file_path(env.artifact_path, config.manifest_artifact)
             try:
@@ -283,6 +289,34 @@ def _build_record(args: argparse.Namespace) -> int:
     if args.json:
         print_json(records)
     return 0
+
+
+def _engine_copy() -> Any:
+    """The Docker engine's copies of the ``FROM`` images, for ``build --record`` offline.
+
+    Return a function that saves (as ``docker save``) a reference the engine has into
+    a file (see :data:`taskgraph_images.intask.EngineCopy`), or ``None``
+    when no engine answers at ``DOCKER_HOST`` (then buildah pulls them).
+    """
+    from taskgraph_images.docker import Engine
+    from taskgraph_images.errors import DockerError
+
+    engine = Engine.from_env()
+    try:
+        engine.ping()
+    except DockerError as e:
+        reporter().debug(f"the FROM images come from their registries: {e}")
+        return None
+
+    def save(reference: str, path: str) -> bool:
+        if not engine.exists(reference):
+            return False
+        with open(path, "wb") as f:
+            for chunk in engine.save(reference):
+                f.write(chunk)
+        return True
+
+    return save
 
 
 #: ``build`` options that only ``--record`` uses (``--config`` is not one: its
@@ -333,25 +367,57 @@ def _compression(output: str, given: Optional[str], *, stdout: str) -> str:
 def _save(args: argparse.Namespace) -> int:
     from taskgraph_images.artifacts import save_image
     from taskgraph_images.docker import Engine
-    from taskgraph_images.progress import format_size
 
+    if args.level is not None:
+        raise InvalidValueError(
+            "save --level is no more: --level is the trust level on the other commands; "
+            f"the zstd level is --zstd-level (--zstd-level {args.level})"
+        )
     to_stdout = is_stdout(args.output)
     compression = _compression(args.output, args.compression, stdout="zstd")
     engine = Engine.from_env()
     options: dict[str, Any] = {
-        "level": args.level, "threads": args.threads, "reporter": reporter(),
+        "level": args.zstd_level, "threads": args.threads, "reporter": reporter(),
         "compression": compression,
     }
     if to_stdout:
         with binary_stdout() as out:
-            size = save_image(engine, args.tag, out, **options)
-        where = "stdout"
+            counted = _Counted(out)
+            # A file object to save_image: only write and flush are called.
+            size = save_image(engine, args.tag, cast("IO[bytes]", counted), **options)
+        where, written = "stdout", counted.count
     else:
         size = save_image(engine, args.tag, args.output, **options)
-        where = args.output
-    kind = "zstd-compressed" if compression == "zstd" else "plain tar"
-    note(f"saved {args.tag} ({format_size(size)} uncompressed, {kind}) to {where}")
+        where, written = args.output, os.path.getsize(args.output)
+    note(f"saved {args.tag} to {where}: {_sizes(size, written, compression)}")
     return 0
+
+
+def _sizes(size: int, written: int, compression: str) -> str:
+    """``1.0 GiB, 256.0 MiB zstd-compressed (25%)``, or ``1.0 GiB, a plain tar``."""
+    from taskgraph_images.progress import format_size
+
+    if compression != "zstd":
+        return f"{format_size(size)}, a plain tar"
+    ratio = f" ({100 * written / size:.0f}%)" if size else ""
+    return f"{format_size(size)}, {format_size(written)} zstd-compressed{ratio}"
+
+
+class _Counted:
+    """A binary stream that counts the bytes written through it (stdout's size)."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self.count = 0
+
+    def write(self, data: Any) -> int:
+        n = len(memoryview(data).cast("B"))
+        self._out.write(data)
+        self.count += n
+        return n
+
+    def flush(self) -> None:
+        self._out.flush()
 
 
 def _load(args: argparse.Namespace) -> int:

@@ -28,10 +28,23 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["add_index_arguments", "on_error", "open_index", "register"]
 
 
-def add_index_arguments(parser: argparse.ArgumentParser, *, on_error: bool = True) -> None:
+def add_index_arguments(
+    parser: argparse.ArgumentParser, *, on_error: bool = True, local_only: bool = False
+) -> None:
     """Add ``--index local[:PATH] | taskcluster[:ROOT_URL]``, ``--index-timeout`` and
     ``--index-retries``; and ``--on-index-error`` unless ``on_error`` is false (for a
-    command that has nothing to build when the index fails)."""
+    command that has nothing to build when the index fails).
+
+    With ``local_only`` (a command that writes the local index), only
+    ``--index local[:PATH]``: the Taskcluster options would be refused anyway.
+    """
+    if local_only:
+        parser.add_argument(
+            "--index", metavar="local[:PATH]", default=None,
+            help="the local index to write to (default: "
+            "$XDG_CACHE_HOME/taskgraph-images/index.sqlite)",
+        )
+        return
     parser.add_argument(
         "--index",
         metavar="local[:PATH]|taskcluster[:ROOT_URL]",
@@ -63,6 +76,10 @@ def add_index_arguments(parser: argparse.ArgumentParser, *, on_error: bool = Tru
         help="Taskcluster index only: how often a failed request (5xx, connection error) "
         "is retried, with exponential backoff (default: 5)",
     )
+    from taskgraph_images.cli._common import CommandParser
+
+    if isinstance(parser, CommandParser):
+        parser.say_more_about("the Taskcluster index's time limits")
 
 
 def on_error(args: argparse.Namespace) -> str:
@@ -156,11 +173,14 @@ def _insert(args: argparse.Namespace) -> int:
     from taskgraph_images.index import LocalIndex
     from taskgraph_images.tctime import parse_time
 
-    index = open_index(args)
-    if not isinstance(index, LocalIndex):
+    # The local index even where TASKCLUSTER_ROOT_URL is set: nothing else is written.
+    spec = args.index or "local"
+    if spec.partition(":")[0] != "local":
         raise InvalidValueError(
-            f"index insert writes to the local index only, not the {index.description}"
+            f"index insert writes to the local index only (--index local[:PATH]), not {spec!r}"
         )
+    index = open_index(argparse.Namespace(index=spec))
+    assert isinstance(index, LocalIndex)
     expires = parse_time(args.expires, "--expires") if args.expires else None
     entry = index.insert_task(args.namespace, args.task_id, rank=args.rank, expires=expires)
     if entry.task_id != args.task_id:
@@ -174,17 +194,31 @@ def _insert(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``index`` command and its ``find``, ``list`` and ``insert`` sub-commands."""
-    parser = subparsers.add_parser("index", help="query or fill an image index")
+    parser = subparsers.add_parser(
+        "index", help="query or fill an image index",
+        description="Query an image index (the local SQLite index or Taskcluster's) as the "
+        "plan does, or fill the local one by hand. Namespaces are dotted, as "
+        "Taskcluster's: docker.images.v2.level-3.NAME.hash.DIGEST.",
+    )
     sub = parser.add_subparsers(dest="index_command", metavar="SUBCOMMAND", required=True)
 
-    find = sub.add_parser("find", help="show the task indexed at NAMESPACE")
-    find.add_argument("namespace", metavar="NAMESPACE")
+    find = sub.add_parser(
+        "find", help="show the task indexed at NAMESPACE",
+        description="Print the task indexed at NAMESPACE with its expiry (exit 1 when "
+        "nothing is indexed there).",
+    )
+    find.add_argument("namespace", metavar="NAMESPACE", help="the full dotted namespace")
     add_json_argument(find, "print the entry as JSON (with its rank and data)")
     add_index_arguments(find, on_error=False)
     find.set_defaults(func=_find)
 
-    listing = sub.add_parser("list", help="list the tasks indexed under PREFIX")
-    listing.add_argument("prefix", metavar="PREFIX")
+    listing = sub.add_parser(
+        "list", help="list the tasks indexed under PREFIX",
+        description="Print the tasks indexed directly under PREFIX (everything below it "
+        "with --recursive, local index only), one per line with its expiry.",
+    )
+    listing.add_argument("prefix", metavar="PREFIX",
+                         help="a dotted namespace prefix, e.g. docker.images.v2.level-3")
     listing.add_argument(
         "--recursive", action="store_true", help="everything under PREFIX (local index only)"
     )
@@ -192,11 +226,15 @@ def register(subparsers: Any) -> None:
     add_index_arguments(listing, on_error=False)
     listing.set_defaults(func=_list)
 
-    insert = sub.add_parser("insert", help="index TASK_ID at NAMESPACE (local index only)")
-    insert.add_argument("namespace", metavar="NAMESPACE")
-    insert.add_argument("task_id", metavar="TASK_ID")
+    insert = sub.add_parser(
+        "insert", help="index TASK_ID at NAMESPACE (local index only)",
+        description="Index TASK_ID at NAMESPACE in the local index, as Taskcluster's "
+        "insertTask does: an entry with a higher rank is kept.",
+    )
+    insert.add_argument("namespace", metavar="NAMESPACE", help="the full dotted namespace")
+    insert.add_argument("task_id", metavar="TASK_ID", help="the task to index there")
     insert.add_argument("--expires", metavar="ISO", help="expiry (default: a year from now)")
     insert.add_argument("--rank", type=float, default=0, help="rank (default: 0)")
     add_json_argument(insert, "print the entry as JSON (with its rank and data)")
-    add_index_arguments(insert, on_error=False)
+    add_index_arguments(insert, local_only=True)
     insert.set_defaults(func=_insert)

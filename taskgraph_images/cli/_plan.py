@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from taskgraph_images.cli._common import (
     add_catalog_arguments,
+    add_config_argument,
     add_json_argument,
     add_output_argument,
     catalog_root,
@@ -125,8 +126,10 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     add_index_arguments(p)
     g = p.add_argument_group("decision parameters (default: --params, else guessed and reported)")
     g.add_argument("--params", metavar="FILE", help="a YAML or JSON file of decision parameters")
-    g.add_argument("--level", help="trust level of the push: 1, 2 or 3 (default 1)")
-    g.add_argument("--project", help="project (branch) name (default: the root folder's name)")
+    g.add_argument("--level", help="trust level of the push: 1, 2 or 3 (default 1, the "
+                   "lowest, whose plan reuses the builds of every level)")
+    g.add_argument("--project", help="project (branch) name (default: the repository's name "
+                   "from git remote origin, else the root folder's)")
     g.add_argument(
         "--pushdate", help="push date: epoch seconds or ISO 8601 with a timezone (default: now)"
     )
@@ -139,12 +142,8 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pushlog-id", metavar="N", help="pushlog id for treeherder routes")
     g.add_argument("--tasks-for", metavar="KIND", help="what the decision runs for "
                    "(hg-push, github-pull-request, ...; cache-keys: taskgraph reads it)")
-    p.add_argument(
-        "--config",
-        metavar="FILE|none",
-        help="build-task config YAML (see docs/tasks.rst; default: taskcluster/"
-        "taskgraph-images.yml under the root when present; 'none' for the defaults)",
-    )
+    add_config_argument(p, "its cache-keys and run-task decide the digests, the rest "
+                        "the build tasks")
 
 
 # -- parameters ----------------------------------------------------------------------
@@ -165,6 +164,11 @@ def _git(root: str, *args: str) -> Optional[str]:
     return value if done.returncode == 0 and value else None
 
 
+def _project_name(text: str) -> str:
+    """``text`` as a project name: letters, digits, ``_.-`` (others become ``-``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", text).lstrip("._-")[:100]
+
+
 def default_params(
     root: str,
     now: datetime.datetime,
@@ -174,21 +178,26 @@ def default_params(
 ) -> dict[str, tuple[Any, str]]:
     """Return ``{param: (default value, how it was found)}`` for a local plan of ``root``."""
     env = os.environ if environ is None else environ
-    project = re.sub(r"[^A-Za-z0-9_.-]", "-", os.path.basename(os.path.abspath(root))).lstrip(
-        "._-"
-    )[:100] or "local"
     rev = git(root, "rev-parse", "HEAD")
     remote = git(root, "remote", "get-url", "origin")
     email = git(root, "config", "user.email")
     if remote and _GIT_SOURCE.match(remote):
         repository, repo_how = remote, "git remote origin"
+        # The repository's name, not the clone's folder (sws for scriptworker-scripts).
+        named = remote.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
+        project, project_how = _project_name(named), "the git remote origin's name"
     else:
         repository, repo_how = "file://" + os.path.abspath(root), "the root folder"
+        project, project_how = "", ""
+    if not project:
+        project = _project_name(os.path.basename(os.path.abspath(root)))
+        project_how = "the root folder's name"
+    project = project or "local"
     user = env.get("USER") or env.get("USERNAME") or "nobody"
     source = repository if _GIT_SOURCE.match(repository) else "https://localhost/" + project
     return {
         "level": (1, "the lowest"),
-        "project": (project, "the root folder's name"),
+        "project": (project, project_how),
         "pushdate": (int(now.timestamp()), "now"),
         "head_repository": (repository, repo_how),
         "head_rev": (
@@ -338,7 +347,7 @@ def _add_queue_arguments(p: argparse.ArgumentParser) -> None:
         "--jobs",
         metavar="N",
         type=int,
-        help="createTask calls in flight at once (default: 16, submit.DEFAULT_JOBS)",
+        help="createTask calls in flight at once (default: 16)",
     )
 
 
@@ -469,6 +478,8 @@ def run_plan(args: argparse.Namespace) -> int:
         write_output(args.output, plan.to_json())
     counts = {a: sum(d.action == a for d in plan.decisions.values()) for a in ("build", "reuse")}
     summary = f"{counts['build']} to build, {counts['reuse']} reused, {len(plan.tasks)} tasks"
+    if plan.tasks and not (args.output or args.json or args.submit):
+        summary += " (not kept: --output FILE writes them, for render, graph and submit)"
     if queue is not None and plan.tasks:
         hint = (
             f"; `taskgraph-images submit {args.output}` creates the rest" if args.output else ""

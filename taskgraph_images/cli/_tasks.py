@@ -48,7 +48,7 @@ def register(subparsers: Any) -> None:
         "capabilities and taskclusterProxy, and copy its artifacts out (-o DIR) or record "
         "them into the local index under the task's routes (--record).",
     )
-    p.add_argument("task_id", metavar="TASK")
+    p.add_argument("task_id", metavar="TASK", help="the task id (a plan's or the Queue's)")
     p.add_argument("--plan", metavar="FILE", help="read the task from this plan file")
     p.add_argument("-o", "--output", metavar="DIR", help="copy the artifacts into DIR")
     p.add_argument("--record", action="store_true",

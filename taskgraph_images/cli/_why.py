@@ -41,11 +41,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "added, removed and moved files, args and parents. With --plan, print what the "
         "plan file recorded instead.",
     )
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="the task image to explain")
     p.add_argument("--plan", metavar="FILE", help="read the difference from a plan file")
     p.add_argument("--level", type=int, default=None,
                    help="trust level of the push: earlier builds at this level or higher are "
-                   "compared against (default 1)")
+                   "compared against (default 1, as plan: builds of every level)")
     add_config_argument(p)
     add_json_argument(p, "print the difference as JSON")
     add_catalog_arguments(p)
@@ -53,24 +53,41 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_why)
 
 
+#: Hex digits of a hash in ``why``'s text: enough to compare by eye (``--json`` has them all).
+SHORT_HASH = 12
+
+#: The width ``why``'s text keeps to (the explanation is wrapped, hashes shortened).
+WIDTH = 100
+
+
+def _short(sha: str) -> str:
+    return sha[:SHORT_HASH]
+
+
 def format_diff(diff: ManifestDiff) -> list[str]:
-    """Return one line per difference: paths with old and new sha256, moves, args, parents."""
+    """Return one line per difference: paths with old and new sha256, moves, args, parents.
+
+    Hashes show their first :data:`SHORT_HASH` hex digits, so that a line
+    with a path of up to 60 characters fits :data:`WIDTH` columns.
+    """
     lines = []
     if diff.old_recipe != diff.new_recipe:
         lines.append(f"recipe   {diff.old_recipe} -> {diff.new_recipe}")
-    lines.append(f"digest   {diff.old_digest} -> {diff.new_digest}")
-    lines += [f"changed  {c.path}  {c.old} -> {c.new}" for c in diff.changed]
-    lines += [f"added    {path}  {sha}" for path, sha in diff.added]
-    lines += [f"removed  {path}  {sha}" for path, sha in diff.removed]
-    lines += [f"moved    {m.old_path} -> {m.new_path}  {m.sha256}" for m in diff.moved]
+    lines.append(f"digest   {_short(diff.old_digest)} -> {_short(diff.new_digest)}")
+    lines += [f"changed  {c.path}  {_short(c.old)} -> {_short(c.new)}" for c in diff.changed]
+    lines += [f"added    {path}  {_short(sha)}" for path, sha in diff.added]
+    lines += [f"removed  {path}  {_short(sha)}" for path, sha in diff.removed]
+    lines += [f"moved    {m.old_path} -> {m.new_path}  {_short(m.sha256)}" for m in diff.moved]
     for a in diff.args:
         old = "(unset)" if a.old is None else json.dumps(a.old)
         new = "(unset)" if a.new is None else json.dumps(a.new)
         lines.append(f"arg      {a.name}  {old} -> {new}")
     for p in diff.parents:
-        old = p.old_digest or "(none)"
-        new = p.new_digest or "(none)"
-        lines.append(f"parent   {p.describe()}  {old} -> {new}")
+        old = _short(p.old_digest) if p.old_digest else "(none)"
+        new = _short(p.new_digest) if p.new_digest else "(none)"
+        # The line's label says "parent" already: "parent   base rebuilt ...".
+        what = p.describe().removeprefix("parent ")
+        lines.append(f"parent   {what}  {old} -> {new}")
     # Paths come from an earlier build's manifest: control characters shown, not sent.
     return [escape(line) for line in lines]
 
@@ -149,7 +166,11 @@ def run_why(args: argparse.Namespace) -> int:
         doc = {k: v for k, v in doc.items() if v is not None}
         write_output(None, json.dumps(doc, indent=2) + "\n")
         return 0
-    lines = [f"{result['image']}: {result['explanation']}"]
+    import textwrap
+
+    lines = textwrap.wrap(f"{result['image']}: {result['explanation']}", WIDTH,
+                          subsequent_indent="    ", break_on_hyphens=False,
+                          break_long_words=False)
     if result["compared_with"]:
         at = f" (level {result['level']})" if result["level"] else ""
         lines.append(f"compared with task {result['compared_with']}{at}")

@@ -12,6 +12,7 @@ lanes, or 2 with SHA-NI); :func:`engine` picks the fastest for this CPU
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 from typing import (
@@ -313,17 +314,21 @@ def calibration_path(environ: Optional[Mapping[str, str]] = None) -> str:
 
 def machine_key(widths: Sequence[int], cpuinfo: str = "/proc/cpuinfo") -> str:
     """What a calibration is valid for: the CPU model, the kernels, their version."""
-    model = "unknown CPU"
+    return f"{_cpu_model(cpuinfo)}; kernels {','.join(map(str, widths))}; v{_CALIBRATION_VERSION}"
+
+
+@functools.lru_cache(maxsize=4)
+def _cpu_model(cpuinfo: str) -> str:
+    """The first ``model name`` of ``cpuinfo`` (read once per process)."""
     try:
         with open(cpuinfo, "rb") as f:
             head = f.read(16384).decode("utf-8", "replace")
     except OSError:
-        head = ""
+        return "unknown CPU"
     for line in head.splitlines():
         if line.startswith("model name") and ":" in line:
-            model = line.split(":", 1)[1].strip()
-            break
-    return f"{model}; kernels {','.join(map(str, widths))}; v{_CALIBRATION_VERSION}"
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
 
 
 def measure_rates(kernel: LaneKernel) -> Rates:

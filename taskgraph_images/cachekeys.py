@@ -80,10 +80,11 @@ class IndexKeys:
         """The ``hash`` namespaces a lookup of ``name`` at ``digest`` for a push at ``level`` tries.
 
         Seed: the push's level up to 3. taskgraph: level 3 down to the
-        push's, then the pull-request namespace for a pull request at level 1
-        only: any pull request can write it, so a level-2 or level-3 decision
-        never asks for it (see ``docs/security.rst``). Its candidate is a
-        level 1 pull-request one (:meth:`Candidate.distrust`).
+        push's, then the pull-request namespace for a pull request. Its
+        candidate is a level 1 pull-request one, which the lookup trusts only
+        for a push at level 1 (:meth:`Candidate.distrust`): any pull request
+        can write it, so at level 2 or 3 an entry there is reported as not
+        trusted, never reused (see ``docs/security.rst``).
         """
         if self.taskgraph_prefix is None:
             return list(search_order(name, digest, level, prefix=self.prefix))
@@ -91,7 +92,7 @@ class IndexKeys:
 
         found = index_search(self.taskgraph_prefix, name, digest, level=level,
                              tasks_for=self.tasks_for,
-                             cache_pull_requests=self.cache_pull_requests and level == 1)
+                             cache_pull_requests=self.cache_pull_requests)
         levels = list(range(3, level - 1, -1))
         return [Candidate(levels[i], ns) if i < len(levels)
                 else Candidate(1, ns, pull_request=True)

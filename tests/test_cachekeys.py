@@ -43,15 +43,15 @@ def test_seed_keys_are_the_seeds_namespaces(level: int) -> None:
 def test_taskgraph_keys_are_taskgraphs_namespaces(level: int, tasks_for: str) -> None:
     keys = IndexKeys.for_config(TG, tasks_for)
     found = keys.search("base", D, level)
-    # The pull-request namespace only at level 1: any pull request writes it.
-    assert [c.namespace for c in found] == index_search(
-        "proj", "base", D, level=level, tasks_for=tasks_for if level == 1 else PUSH)
+    assert [c.namespace for c in found] == index_search("proj", "base", D, level=level,
+                                                        tasks_for=tasks_for)
     # Each hash namespace's level is the level it holds; the pull-request one is
-    # level 1's, asked for and trusted by a level 1 push only.
+    # level 1's, trusted by a level 1 push only: any pull request writes it.
     assert [c.level for c in found][: 4 - level] == list(range(3, level - 1, -1))
-    asks_pr = tasks_for == "github-pull-request" and level == 1
+    asks_pr = tasks_for == "github-pull-request"
     assert [c.pull_request for c in found] == [False] * (4 - level) + [True] * asks_pr
-    assert all(c.distrust(level) is None for c in found)
+    assert [c.distrust(level) is None for c in found] == [True] * (4 - level) + (
+        [level == 1] * asks_pr)
     assert [(c.level, c.namespace) for c in keys.latest("base", level)] == [
         (lv, f"proj.cache.level-{lv}.docker-images.v2.base.latest")
         for lv in (1, 2, 3) if lv >= level]

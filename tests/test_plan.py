@@ -371,10 +371,10 @@ def test_a_taskcluster_plan_without_a_queue_warns_as_the_cli_refuses(
     done = plan(gecko, make_index(tc_server))
     assert {t["taskQueueId"] for t in done.tasks.values()} == {"taskgraph-images-local/run-task"}
     assert done.warnings == (
-        "<defaults>: task-queue-id is not set (at level 3), but the plan is for the Taskcluster "
-        "of its index: set task-queue-id in the build-task config, e.g. "
-        "'{trust-domain}-{level}/images'; the build tasks go to taskgraph-images-local/run-task, "
-        "which only `taskgraph-images run-task` serves",
+        "task-queue-id is not set (at level 3), but the plan is for the Taskcluster of its "
+        "index: add the line `task-queue-id: \"{trust-domain}-{level}/images\"` to "
+        "taskcluster/taskgraph-images.yml; the build tasks go to "
+        "taskgraph-images-local/run-task, which only `taskgraph-images run-task` serves",
     )
     config = BuildConfig(task_queue_id="proj-{level}/images")
     done = plan(gecko, make_index(tc_server), config)

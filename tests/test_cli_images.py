@@ -104,7 +104,7 @@ def test_save_then_load_retagged_runs(
     monkeypatch.setenv("DOCKER_HOST", docker_engine.host)
     assert _run(capsys, "build", "app", "--root", str(busybox_repo))[0] == 0
     code, _, err = _run(capsys, "save", "app:latest", "-o", str(tmp_path / "i.tar.zst"),
-                        "--level", "5", "--threads", "1")
+                        "--zstd-level", "5", "--threads", "1")
     assert code == 0 and "saved app:latest" in err
     code, out, _ = _run(capsys, "load", str(tmp_path / "i.tar.zst"), "-t", "cli/app:9")
     assert code == 0 and out == "Loaded image: cli/app:9\n"

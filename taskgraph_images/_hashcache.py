@@ -57,7 +57,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 from taskgraph_images.errors import ContextError, InvalidValueError
-from taskgraph_images.filehash import FileHasher, file_sha256, hash_paths
+from taskgraph_images.filehash import FileHasher, file_sha256, hash_paths, user_cache_folder
 
 #: Files smaller than this are not cached (see :class:`HashCache`). With the
 #: multi-buffer kernel, hashing a 64 KiB file takes about as long as one
@@ -91,12 +91,7 @@ def default_cache_path(environ: Optional[Mapping[str, str]] = None) -> str:
     ``environ`` defaults to :data:`os.environ`; a relative ``XDG_CACHE_HOME``
     is ignored, as the XDG specification says.
     """
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CACHE_HOME", "")
-    if not os.path.isabs(base):
-        home = env.get("HOME") or os.path.expanduser("~")
-        base = os.path.join(home, ".cache")
-    return os.path.join(base, "taskgraph-images", "file-hashes.sqlite3")
+    return os.path.join(user_cache_folder(environ), "file-hashes.sqlite3")
 
 
 def _stamps(st: os.stat_result) -> bytes:

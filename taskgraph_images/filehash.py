@@ -56,6 +56,7 @@ __all__ = [
     "measure_rates",
     "save_rates",
     "sha256_fd",
+    "user_cache_folder",
 ]
 
 #: Maps a file's path to its sha256 hexdigest (:func:`file_sha256`, or a cache).
@@ -293,7 +294,7 @@ def engine() -> HashingEngine:
 
 # -- calibration: measured once per machine, kept in the user's cache folder -------
 #: The calibration file's name, beside the file-hash cache.
-CALIBRATION_FILE = "hash-engine.json"
+CALIBRATION_FILE = "hash-engine.txt"
 #: Bumped when the kernels change, so that older measurements are taken again.
 _CALIBRATION_VERSION = 1
 #: Each trial hashes this many bytes per kernel; the best of the trials counts.
@@ -305,11 +306,23 @@ _CALIBRATION_MAX = 4096
 _measured: dict[tuple[str, str], Rates] = {}
 
 
-def calibration_path(environ: Optional[Mapping[str, str]] = None) -> str:
-    """The calibration file: ``$XDG_CACHE_HOME`` or ``~/.cache``, then ``taskgraph-images``."""
-    from taskgraph_images._hashcache import default_cache_path
+def user_cache_folder(environ: Optional[Mapping[str, str]] = None) -> str:
+    """The user's cache folder: ``$XDG_CACHE_HOME`` or ``~/.cache``, then ``taskgraph-images``.
 
-    return os.path.join(os.path.dirname(default_cache_path(environ)), CALIBRATION_FILE)
+    ``environ`` defaults to :data:`os.environ`; a relative ``XDG_CACHE_HOME``
+    is ignored, as the XDG specification says.
+    """
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        home = env.get("HOME") or os.path.expanduser("~")
+        base = os.path.join(home, ".cache")
+    return os.path.join(base, "taskgraph-images")
+
+
+def calibration_path(environ: Optional[Mapping[str, str]] = None) -> str:
+    """The calibration file, in :func:`user_cache_folder`."""
+    return os.path.join(user_cache_folder(environ), CALIBRATION_FILE)
 
 
 def machine_key(widths: Sequence[int], cpuinfo: str = "/proc/cpuinfo") -> str:
@@ -322,12 +335,12 @@ def _cpu_model(cpuinfo: str) -> str:
     """The first ``model name`` of ``cpuinfo`` (read once per process)."""
     try:
         with open(cpuinfo, "rb") as f:
-            head = f.read(16384).decode("utf-8", "replace")
+            head = f.read(1024).decode("utf-8", "replace")  # the first CPU's first lines
     except OSError:
         return "unknown CPU"
     for line in head.splitlines():
         if line.startswith("model name") and ":" in line:
-            return line.split(":", 1)[1].strip()
+            return " ".join(line.split(":", 1)[1].split())  # no tab or newline in a key
     return "unknown CPU"
 
 
@@ -352,10 +365,8 @@ def measure_rates(kernel: LaneKernel) -> Rates:
 
 def load_rates(path: str, key: str) -> Optional[Rates]:
     """The rates kept at ``path`` for ``key``; ``None`` when absent, another
-    machine's, or not exactly what :func:`save_rates` writes."""
-    import json
-    import math
-
+    machine's, or not exactly what :func:`save_rates` writes (one line: the
+    key, then the two rates as Python writes floats, separated by tabs)."""
     try:
         fd = os.open(path, _OPEN_FLAGS | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
@@ -366,33 +377,37 @@ def load_rates(path: str, key: str) -> Optional[Rates]:
         return None
     finally:
         os.close(fd)
-    if len(data) > _CALIBRATION_MAX:
-        return None
     try:
-        kept = json.loads(data)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    fields = text[:-1].split("\t")
+    if len(data) > _CALIBRATION_MAX or not text.endswith("\n") or len(fields) != 3:
+        return None
+    machine, lanes, sha_ni = fields
+    if machine != key or not all(map(_is_rate, (lanes, sha_ni))):
+        return None
+    return Rates(lanes=float(lanes), sha_ni=float(sha_ni))
+
+
+def _is_rate(text: str) -> bool:
+    """Whether ``text`` is a positive finite float as :func:`repr` writes it."""
+    try:
+        value = float(text)
     except ValueError:
-        return None
-    if not isinstance(kept, dict) or set(kept) != {"machine", "lanes", "sha_ni"}:
-        return None
-    if kept["machine"] != key:
-        return None
-    values = (kept["lanes"], kept["sha_ni"])
-    if not all(type(v) is float and math.isfinite(v) and v > 0 for v in values):
-        return None
-    return Rates(lanes=values[0], sha_ni=values[1])
+        return False
+    return repr(value) == text and 0 < value < float("inf")
 
 
 def save_rates(path: str, key: str, rates: Rates) -> None:
     """Keep ``rates`` for ``key`` at ``path``, written atomically; nothing when it cannot be."""
-    import json
-
     from taskgraph_images._atomic import atomic_output
 
-    text = json.dumps({"machine": key, "lanes": rates.lanes, "sha_ni": rates.sha_ni})
+    text = f"{key}\t{rates.lanes!r}\t{rates.sha_ni!r}\n"
     with contextlib.suppress(OSError):
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         with atomic_output(path) as f:
-            f.write(text.encode("utf-8") + b"\n")
+            f.write(text.encode("utf-8"))
 
 
 def calibrated_rates(kernel: LaneKernel, path: str) -> Rates:

@@ -11,7 +11,6 @@ one ran and why.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Sequence, Union
@@ -200,14 +199,15 @@ def _fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_rates_are_kept_and_read_back(tmp_path: Path) -> None:
-    path = str(tmp_path / "taskgraph-images" / "hash-engine.json")
+    path = str(tmp_path / "taskgraph-images" / "hash-engine.txt")
     save_rates(path, KEY, ZEN4)
+    assert Path(path).read_text() == f"{KEY}\t2870000000.0\t3420000000.0\n"
     assert load_rates(path, KEY) == ZEN4
-    assert [p.name for p in (tmp_path / "taskgraph-images").iterdir()] == ["hash-engine.json"]
+    assert [p.name for p in (tmp_path / "taskgraph-images").iterdir()] == ["hash-engine.txt"]
 
 
 def test_absent_rates_are_measured_once_and_kept(tmp_path: Path) -> None:
-    path = str(tmp_path / "hash-engine.json")
+    path = str(tmp_path / "hash-engine.txt")
     kernel = FakeKernel()
     first = calibrated_rates(kernel, path)
     assert sorted(set(kernel.spins)) == [2, 16]  # both kernels timed
@@ -221,26 +221,28 @@ def test_absent_rates_are_measured_once_and_kept(tmp_path: Path) -> None:
 
 CORRUPT = [
     b"",
-    b"{",
-    b"[]",
-    b"null",
-    b'{"machine": "%s", "lanes": 1e9}',  # a key missing
-    b'{"machine": "%s", "lanes": 1e9, "sha_ni": 2e9, "more": 1}',  # a key too many
-    b'{"machine": "%s", "lanes": "1e9", "sha_ni": 2e9}',  # a string
-    b'{"machine": "%s", "lanes": 1000000000, "sha_ni": 2e9}',  # an int, not what is written
-    b'{"machine": "%s", "lanes": -1.0, "sha_ni": 2e9}',
-    b'{"machine": "%s", "lanes": 0.0, "sha_ni": 2e9}',
-    b'{"machine": "%s", "lanes": NaN, "sha_ni": 2e9}',
-    b'{"machine": "%s", "lanes": Infinity, "sha_ni": 2e9}',
-    b'{"machine": "%s", "lanes": true, "sha_ni": 2e9}',
-    b'{"machine": "%s", "lanes": 1e9, "sha_ni": 2e9}' + b" " * 5000,  # too long to read
-    b"\xff\xfe not text",
+    b"\n",
+    b"%s\t1000000000.0\n",  # a rate missing
+    b"%s\t1000000000.0\t2000000000.0\t3.0\n",  # a field too many
+    b"%s\t1000000000.0\t2000000000.0",  # no end of line
+    b"%s\t1000000000.0\t2000000000.0\n\n",  # a second line
+    b"%s\t1e9\t2000000000.0\n",  # not as Python writes a float
+    b"%s\t1000000000\t2000000000.0\n",
+    b"%s\t1_000_000_000.0\t2000000000.0\n",
+    b"%s\t-1.0\t2000000000.0\n",
+    b"%s\t0.0\t2000000000.0\n",
+    b"%s\tnan\t2000000000.0\n",
+    b"%s\tinf\t2000000000.0\n",
+    b"%s\t fast\t2000000000.0\n",
+    b"%s\t1000000000.0\t2000000000.0\n" + b" " * 5000,  # too long to read
+    b"\xff\xfe not text\n",
+    b'{"machine": "%s", "lanes": 1e9, "sha_ni": 2e9}\n',
 ]
 
 
 @pytest.mark.parametrize("content", CORRUPT)
 def test_a_corrupt_file_is_measured_again_and_replaced(tmp_path: Path, content: bytes) -> None:
-    path = tmp_path / "hash-engine.json"
+    path = tmp_path / "hash-engine.txt"
     path.write_bytes(content.replace(b"%s", KEY.encode()) if b"%s" in content else content)
     assert load_rates(str(path), KEY) is None
     kernel = FakeKernel()
@@ -250,7 +252,7 @@ def test_a_corrupt_file_is_measured_again_and_replaced(tmp_path: Path, content: 
 
 
 def test_another_machines_rates_are_not_used(tmp_path: Path) -> None:
-    path = str(tmp_path / "hash-engine.json")
+    path = str(tmp_path / "hash-engine.txt")
     other = machine_key((16, 8, 2), cpuinfo=str(_cpuinfo(tmp_path, "Another CPU")))
     assert other != KEY
     save_rates(path, other, Rates(lanes=9e9, sha_ni=1e9))
@@ -258,7 +260,7 @@ def test_another_machines_rates_are_not_used(tmp_path: Path) -> None:
     kernel = FakeKernel()
     calibrated_rates(kernel, path)
     assert kernel.spins
-    assert json.loads(Path(path).read_text())["machine"] == KEY
+    assert Path(path).read_text().split("\t")[0] == KEY
 
 
 def _cpuinfo(tmp_path: Path, model: str) -> Path:
@@ -277,7 +279,7 @@ def test_the_machine_is_the_cpu_model_the_kernels_and_their_version(tmp_path: Pa
 def test_an_unwritable_cache_folder_still_gives_rates(tmp_path: Path) -> None:
     blocked = tmp_path / "file"
     blocked.write_bytes(b"")
-    path = str(blocked / "taskgraph-images" / "hash-engine.json")  # under a file
+    path = str(blocked / "taskgraph-images" / "hash-engine.txt")  # under a file
     rates = calibrated_rates(FakeKernel(), path)
     assert rates.lanes > 0 and rates.sha_ni > 0
     assert not os.path.exists(path)
@@ -285,10 +287,10 @@ def test_an_unwritable_cache_folder_still_gives_rates(tmp_path: Path) -> None:
 
 def test_the_file_is_in_the_users_cache_folder(tmp_path: Path) -> None:
     environ = {"XDG_CACHE_HOME": str(tmp_path), "HOME": "/nowhere"}
-    assert calibration_path(environ) == str(tmp_path / "taskgraph-images" / "hash-engine.json")
+    assert calibration_path(environ) == str(tmp_path / "taskgraph-images" / "hash-engine.txt")
     environ = {"XDG_CACHE_HOME": "relative", "HOME": str(tmp_path)}
     assert calibration_path(environ) == str(
-        tmp_path / ".cache" / "taskgraph-images" / "hash-engine.json")
+        tmp_path / ".cache" / "taskgraph-images" / "hash-engine.txt")
 
 
 # -- on this machine -----------------------------------------------------------------
@@ -310,7 +312,7 @@ def test_the_environment_forces_either_engine(
     chosen = filehash.engine()
     flags = cpu_flags(_widths())
     if {SHA_NI, AVX512} <= flags:
-        kept = load_rates(str(tmp_path / "taskgraph-images" / "hash-engine.json"),
+        kept = load_rates(str(tmp_path / "taskgraph-images" / "hash-engine.txt"),
                           machine_key(_widths()))
         assert kept is not None
         assert chosen == choose_engine(flags, rates=kept)

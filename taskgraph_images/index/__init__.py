@@ -5,32 +5,64 @@ decision in :func:`find_images` / :func:`find_image`, which work over any
 :class:`IndexBackend`. Backends: :class:`TaskclusterIndex` (the real
 services), :class:`LocalIndex` (an SQLite file, the default without
 Taskcluster) and :class:`MemoryIndex` (tests, pre-loaded results).
+
+Each name is imported on first use (:pep:`562`), so importing a module that
+needs only the namespaces does not load SQLite or the backends.
 """
 
 from __future__ import annotations
 
-from taskgraph_images.index._base import (
-    DEFAULT_ARTIFACT,
-    ArtifactRead,
-    Found,
-    IndexBackend,
-    IndexedTask,
-    Lookup,
-    Usability,
-)
-from taskgraph_images.index._lookup import OnError, find_image, find_images
-from taskgraph_images.index._namespaces import (
-    DEFAULT_PREFIX,
-    LEVELS,
-    Candidate,
-    hash_namespace,
-    index_namespaces,
-    latest_namespace,
-    search_order,
-)
-from taskgraph_images.index.local import LocalIndex, default_index_path
-from taskgraph_images.index.memory import MemoryIndex
-from taskgraph_images.index.taskcluster import TaskclusterIndex  # imports the client lazily
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from taskgraph_images.index._base import (
+        DEFAULT_ARTIFACT,
+        ArtifactRead,
+        Found,
+        IndexBackend,
+        IndexedTask,
+        Lookup,
+        Usability,
+    )
+    from taskgraph_images.index._lookup import OnError, find_image, find_images
+    from taskgraph_images.index._namespaces import (
+        DEFAULT_PREFIX,
+        LEVELS,
+        Candidate,
+        hash_namespace,
+        index_namespaces,
+        latest_namespace,
+        search_order,
+    )
+    from taskgraph_images.index.local import LocalIndex, default_index_path
+    from taskgraph_images.index.memory import MemoryIndex
+    from taskgraph_images.index.taskcluster import TaskclusterIndex
+
+#: Where each exported name lives.
+_HOMES = {
+    "DEFAULT_ARTIFACT": "_base",
+    "ArtifactRead": "_base",
+    "Found": "_base",
+    "IndexBackend": "_base",
+    "IndexedTask": "_base",
+    "Lookup": "_base",
+    "Usability": "_base",
+    "OnError": "_lookup",
+    "find_image": "_lookup",
+    "find_images": "_lookup",
+    "DEFAULT_PREFIX": "_namespaces",
+    "LEVELS": "_namespaces",
+    "Candidate": "_namespaces",
+    "hash_namespace": "_namespaces",
+    "index_namespaces": "_namespaces",
+    "latest_namespace": "_namespaces",
+    "search_order": "_namespaces",
+    "LocalIndex": "local",
+    "default_index_path": "local",
+    "MemoryIndex": "memory",
+    "TaskclusterIndex": "taskcluster",
+}
 
 __all__ = [
     "DEFAULT_ARTIFACT",
@@ -56,3 +88,16 @@ __all__ = [
     "search_order",
 ]
 
+
+def __getattr__(name: str) -> Any:
+    """Import ``name`` from its module on first use."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))

@@ -8,7 +8,7 @@ of the per-round ratios, so the machine's drift cancels). The table and the
 machine it ran on are written to ``docs/performance.md``.
 
 Cases (``--only`` picks some): ``tgtar`` (taskgraph's tar-stream context
-hash, :func:`~taskgraph_images.taskgraph_tar.context_hash`, against the peer's
+hash, :func:`~taskgraph_images.keys.tar.context_hash`, against the peer's
 ``generate_context_hash`` and hashlib on one core, on ``many`` and ``big``;
 the two hashes must agree), ``hash`` (contexts ``small``, ``many``,
 ``big``: ours, ours on one thread, and ours with each hashing engine forced
@@ -169,7 +169,7 @@ def _child(kind: str, args: list[str]) -> dict[str, Any]:
         return {"seconds": time.perf_counter() - start, "hash": h}
     if kind == "tgtar":
         root, rel = args
-        from taskgraph_images.taskgraph_tar import context_hash
+        from taskgraph_images.keys.tar import context_hash
 
         start = time.perf_counter()
         folder = os.path.join(root, rel)

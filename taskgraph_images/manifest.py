@@ -278,7 +278,7 @@ def _digest_lines(
     parents of ``name``'s digest.
 
     This is the one place that knows how the catalog's context model and its
-    cache-key recipes are made (:mod:`taskgraph_images.digest`):
+    cache-key recipes are made (:mod:`taskgraph_images.keys.digest`):
 
     - ``seed``: the image folder's files and the ``# %include`` files, by
       path from the repository root, and the run-task files by their name

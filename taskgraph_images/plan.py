@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional, Uni
 
 import attrs
 
-from taskgraph_images.cachekeys import PUSH, IndexKeys
 from taskgraph_images.config import BuildConfig
 from taskgraph_images.errors import PlanError, TaskgraphImagesError
 from taskgraph_images.index._common import new_task_id as fresh_task_id
+from taskgraph_images.keys.indexkeys import PUSH, IndexKeys
 from taskgraph_images.params import Params, ParamsLike, coerce_params
 from taskgraph_images.tasks import (
     BuildSpec,
@@ -526,7 +526,7 @@ def _index_routes(catalog: ImageCatalog, decision: Decision, params: Params,
         return None
     routes: list[str] = []
     if image.cache and taskgraph:
-        from taskgraph_images.taskgraph_keys import index_routes
+        from taskgraph_images.keys.taskgraph import index_routes
 
         routes += index_routes(_cache_prefix(config), image.name, decision.digest,
                                level=params.level, tasks_for=params.tasks_for or _PUSH,

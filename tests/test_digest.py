@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from trees import make_tree
 
 from taskgraph_images.catalog import ImageCatalog
-from taskgraph_images.digest import image_digest
+from taskgraph_images.keys.digest import image_digest
 
 D = "taskcluster/docker"
 CTX = "c" * 64

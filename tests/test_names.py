@@ -13,7 +13,7 @@ from trees import make_tree
 from taskgraph_images import names
 from taskgraph_images.cli import main
 from taskgraph_images.errors import InvalidValueError
-from taskgraph_images.index._namespaces import hash_namespace
+from taskgraph_images.keys.namespaces import hash_namespace
 
 DIGEST = "0123456789abcdef" * 4
 TASK_ID = "fN1w0PbpQ0ys2hc7_EpA-g"

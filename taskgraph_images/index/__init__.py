@@ -26,7 +26,10 @@ if TYPE_CHECKING:  # pragma: no cover
         Usability,
     )
     from taskgraph_images.index._lookup import OnError, find_image, find_images
-    from taskgraph_images.index._namespaces import (
+    from taskgraph_images.index.local import LocalIndex, default_index_path
+    from taskgraph_images.index.memory import MemoryIndex
+    from taskgraph_images.index.taskcluster import TaskclusterIndex
+    from taskgraph_images.keys.namespaces import (
         DEFAULT_PREFIX,
         LEVELS,
         Candidate,
@@ -35,33 +38,30 @@ if TYPE_CHECKING:  # pragma: no cover
         latest_namespace,
         search_order,
     )
-    from taskgraph_images.index.local import LocalIndex, default_index_path
-    from taskgraph_images.index.memory import MemoryIndex
-    from taskgraph_images.index.taskcluster import TaskclusterIndex
 
 #: Where each exported name lives.
 _HOMES = {
-    "DEFAULT_ARTIFACT": "_base",
-    "ArtifactRead": "_base",
-    "Found": "_base",
-    "IndexBackend": "_base",
-    "IndexedTask": "_base",
-    "Lookup": "_base",
-    "Usability": "_base",
-    "OnError": "_lookup",
-    "find_image": "_lookup",
-    "find_images": "_lookup",
-    "DEFAULT_PREFIX": "_namespaces",
-    "LEVELS": "_namespaces",
-    "Candidate": "_namespaces",
-    "hash_namespace": "_namespaces",
-    "index_namespaces": "_namespaces",
-    "latest_namespace": "_namespaces",
-    "search_order": "_namespaces",
-    "LocalIndex": "local",
-    "default_index_path": "local",
-    "MemoryIndex": "memory",
-    "TaskclusterIndex": "taskcluster",
+    "DEFAULT_ARTIFACT": "taskgraph_images.index._base",
+    "ArtifactRead": "taskgraph_images.index._base",
+    "Found": "taskgraph_images.index._base",
+    "IndexBackend": "taskgraph_images.index._base",
+    "IndexedTask": "taskgraph_images.index._base",
+    "Lookup": "taskgraph_images.index._base",
+    "Usability": "taskgraph_images.index._base",
+    "OnError": "taskgraph_images.index._lookup",
+    "find_image": "taskgraph_images.index._lookup",
+    "find_images": "taskgraph_images.index._lookup",
+    "DEFAULT_PREFIX": "taskgraph_images.keys.namespaces",
+    "LEVELS": "taskgraph_images.keys.namespaces",
+    "Candidate": "taskgraph_images.keys.namespaces",
+    "hash_namespace": "taskgraph_images.keys.namespaces",
+    "index_namespaces": "taskgraph_images.keys.namespaces",
+    "latest_namespace": "taskgraph_images.keys.namespaces",
+    "search_order": "taskgraph_images.keys.namespaces",
+    "LocalIndex": "taskgraph_images.index.local",
+    "default_index_path": "taskgraph_images.index.local",
+    "MemoryIndex": "taskgraph_images.index.memory",
+    "TaskclusterIndex": "taskgraph_images.index.taskcluster",
 }
 
 __all__ = [
@@ -94,7 +94,7 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    value = getattr(importlib.import_module(home), name)
     globals()[name] = value
     return value
 

@@ -282,9 +282,9 @@ def _history(index: Any, names: Sequence[str], level: int, prefix: str) -> _Hist
 
     Three round trips in sequence, each batched or concurrent.
     """
-    from taskgraph_images.cachekeys import IndexKeys
     from taskgraph_images.explain import _choose
-    from taskgraph_images.index._namespaces import validate_task_id
+    from taskgraph_images.keys.indexkeys import IndexKeys
+    from taskgraph_images.keys.namespaces import validate_task_id
 
     keys = IndexKeys(taskgraph_prefix=prefix)
     orders = {n: [c for c in keys.latest(n, level) if c.level >= level] for n in names}

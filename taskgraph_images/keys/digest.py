@@ -20,8 +20,8 @@ the image and of every image below it, and nothing else's.
 image's context members (:func:`~taskgraph_images.context.image_context`)
 once, and its context hash and digest from them, by this recipe (``"seed"``)
 or by taskcluster-taskgraph's (``"taskgraph"``: the sha256 of its context
-tar stream, :mod:`taskgraph_images.taskgraph_tar`, folded by
-:mod:`taskgraph_images.taskgraph_keys`).
+tar stream, :mod:`taskgraph_images.keys.tar`, folded by
+:mod:`taskgraph_images.keys.taskgraph`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Optional, Protocol, Sequence
 from taskgraph_images.context import ContextFacts, ImageContext, ImageFacts, image_context
 from taskgraph_images.errors import CatalogError
 from taskgraph_images.filehash import FileHasher, file_sha256
-from taskgraph_images.seedhash import hash_many
+from taskgraph_images.keys.seed import hash_many
 
 __all__ = ["DIGEST_VERSION_LINE", "CatalogKeys", "KeyFacts", "KeyImage", "image_digest"]
 
@@ -135,11 +135,11 @@ class CatalogKeys:
         """Return image ``name``'s context hash: the seed hash of its folder, or taskgraph's."""
         found = self._context_hashes.get(name)
         if found is None and self.mode == "taskgraph":
-            from taskgraph_images.taskgraph_tar import context_hash
+            from taskgraph_images.keys.tar import context_hash
 
             found = self._context_hashes[name] = context_hash(self.context(name).taskgraph_files())
         if found is None:
-            from taskgraph_images.seedhash import hash_files
+            from taskgraph_images.keys.seed import hash_files
 
             found = hash_files(self.context(name).own, hasher=self._hasher)
             self._context_hashes[name] = found
@@ -176,7 +176,7 @@ class CatalogKeys:
 
     def _taskgraph_digest(self, image: KeyImage) -> str:
         """taskgraph's digest: its context hash, args, image builder, parent and chain of trust."""
-        from taskgraph_images.taskgraph_keys import IMAGE_BUILDER_IMAGE, DigestInputs
+        from taskgraph_images.keys.taskgraph import IMAGE_BUILDER_IMAGE, DigestInputs
 
         parents = {}
         parent = image.config_parent

@@ -447,6 +447,9 @@ def bench_startup(table: Table, runs: int, peer: Optional[str]) -> None:
     contenders: dict[str, Callable[[], dict[str, Any]]] = {
         "python -c pass": lambda: _run([py, "-c", "pass"]),
         "python -c 'import taskgraph_images'": lambda: _run([py, "-c", "import taskgraph_images"]),
+        # What a decision task imports to plan: the decision path, no index backend.
+        "python -c 'import taskgraph_images.plan'": (
+            lambda: _run([py, "-c", "import taskgraph_images.plan"])),
     }
     if os.path.exists(script):
         contenders["taskgraph-images --version"] = lambda: _run([script, "--version"])
@@ -463,6 +466,10 @@ def bench_startup(table: Table, runs: int, peer: Optional[str]) -> None:
             table.ratios["import ms over bare"] = 1000 * statistics.median(
                 a["wall"] - b["wall"] for a, b in zip(rs, base))
             ratio = f"+{table.ratios['import ms over bare']:.1f} ms over bare"
+        elif label == "python -c 'import taskgraph_images.plan'":
+            table.ratios["plan import ms over bare"] = 1000 * statistics.median(
+                a["wall"] - b["wall"] for a, b in zip(rs, base))
+            ratio = f"+{table.ratios['plan import ms over bare']:.1f} ms over bare"
         elif label == "peer python -c 'import taskgraph'":
             table.ratios["peer import ms over bare"] = 1000 * statistics.median(
                 a["wall"] - b["wall"] for a, b in zip(rs, res["peer python -c pass"]))
@@ -642,6 +649,10 @@ def _verdicts(table: Table) -> list[str]:
         v = table.ratios["import ms over bare"]
         lines.append(f"- import adds {v:.1f} ms (target <= 30 ms): "
                      + ("met" if v <= 30 else "MISSED"))
+    if "plan import ms over bare" in table.ratios:
+        v = table.ratios["plan import ms over bare"]
+        lines.append(f"- import taskgraph_images.plan adds {v:.1f} ms (target <= 40 ms): "
+                     + ("met" if v <= 40 else "MISSED"))
     if "--version s" in table.ratios:
         v = table.ratios["--version s"]
         bare = table.ratios.get("bare s", 0.0)

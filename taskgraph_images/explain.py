@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 import attrs
 
 from taskgraph_images.errors import IndexBackendError, ManifestError
-from taskgraph_images.index._base import IndexedTask, Usability
+from taskgraph_images.index import IndexedTask, Usability
 from taskgraph_images.keys.namespaces import (
     DEFAULT_PREFIX,
     LEVELS,

@@ -29,7 +29,6 @@ import attrs
 
 from taskgraph_images.config import BuildConfig
 from taskgraph_images.errors import PlanError, TaskgraphImagesError
-from taskgraph_images.index._common import new_task_id as fresh_task_id
 from taskgraph_images.keys.indexkeys import IndexKeys
 from taskgraph_images.params import Params, ParamsLike, coerce_params
 from taskgraph_images.tasks import TaskImage, build_tasks
@@ -291,7 +290,7 @@ def plan_images(
     :raises IndexBackendError: when the index cannot answer and ``on_error="raise"``.
     :raises CatalogError: when an image's context cannot be hashed.
     """
-    from taskgraph_images.index import find_images
+    from taskgraph_images.index import find_images, new_task_id
 
     params = coerce_params(params)
     config = config if config is not None else BuildConfig()
@@ -304,7 +303,7 @@ def plan_images(
     now = now if now is not None else _utcnow()
     if now.tzinfo is None or now.utcoffset() is None:
         raise PlanError(f"invalid now {now!r}: the datetime has no timezone")
-    new_task_id = task_ids if task_ids is not None else fresh_task_id
+    fresh_task_id = task_ids if task_ids is not None else new_task_id
 
     keys = IndexKeys.for_config(config, params.tasks_for)
     order = catalog.order()
@@ -339,7 +338,7 @@ def plan_images(
     explainer = None
     if prefetch is not None:
         explainer = functools.partial(_explain, catalog, prefetch=prefetch)
-    plan = decide(catalog, digests, lookups, params, config, task_ids=new_task_id, now=now,
+    plan = decide(catalog, digests, lookups, params, config, task_ids=fresh_task_id, now=now,
                   config_path=config_path, explain=explainer)
     warnings = _queue_warning(index, config, params.level, plan.tasks)
     return attrs.evolve(plan, warnings=plan.warnings + warnings) if warnings else plan

@@ -21,7 +21,6 @@ from taskgraph_images.config import LOCAL_TASK_QUEUE, BuildConfig, LevelConfig
 from taskgraph_images.errors import PlanError
 from taskgraph_images.index import index_namespaces
 from taskgraph_images.keys.indexkeys import PUSH, IndexKeys
-from taskgraph_images.manifest import manifest_file_path
 from taskgraph_images.params import Params
 from taskgraph_images.tctime import format_time
 
@@ -219,6 +218,8 @@ def _scopes(
 def _payload(
     spec: BuildSpec, params: Params, config: BuildConfig, at: LevelConfig, artifact_expires: str
 ) -> dict[str, Any]:
+    from taskgraph_images.manifest import manifest_file_path
+
     builder = spec.builder.to_json() if isinstance(spec.builder, TaskImage) else spec.builder
     payload: dict[str, Any] = {
         "image": builder,

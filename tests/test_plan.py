@@ -472,3 +472,15 @@ def test_plan_images_is_decide_after_hashing_and_the_lookup(gecko: ImageCatalog)
     core = decide(gecko, digests, lookups, params(), BuildConfig(), task_ids=seeded_task_ids(),
                   now=NOW)
     assert core.to_json() == shell.to_json()
+
+
+def test_importing_the_plan_loads_no_index_backend_nor_manifest() -> None:
+    """A decision task that plans pays for the decision path only: the index
+    backends, SQLite, the Taskcluster client and the manifests load when used."""
+    from importcheck import modules_added_by
+
+    added = modules_added_by("import taskgraph_images.plan")
+    assert "taskgraph_images.plan" in added
+    assert not added & {"sqlite3", "taskcluster", "requests", "yaml", "taskgraph_images.manifest",
+                        "taskgraph_images.index.local", "taskgraph_images.index.memory",
+                        "taskgraph_images.index.taskcluster", "taskgraph_images.index._base"}

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
         Lookup,
         Usability,
     )
+    from taskgraph_images.index._common import new_task_id
     from taskgraph_images.index._lookup import OnError, find_image, find_images
     from taskgraph_images.index.local import LocalIndex, default_index_path
     from taskgraph_images.index.memory import MemoryIndex
@@ -48,6 +49,7 @@ _HOMES = {
     "IndexedTask": "taskgraph_images.index._base",
     "Lookup": "taskgraph_images.index._base",
     "Usability": "taskgraph_images.index._base",
+    "new_task_id": "taskgraph_images.index._common",
     "OnError": "taskgraph_images.index._lookup",
     "find_image": "taskgraph_images.index._lookup",
     "find_images": "taskgraph_images.index._lookup",
@@ -85,6 +87,7 @@ __all__ = [
     "hash_namespace",
     "index_namespaces",
     "latest_namespace",
+    "new_task_id",
     "search_order",
 ]
 

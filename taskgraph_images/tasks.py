@@ -19,8 +19,8 @@ import attrs
 
 from taskgraph_images.config import LOCAL_TASK_QUEUE, BuildConfig, LevelConfig
 from taskgraph_images.errors import PlanError
-from taskgraph_images.index import index_namespaces
 from taskgraph_images.keys.indexkeys import PUSH, IndexKeys
+from taskgraph_images.keys.namespaces import index_namespaces
 from taskgraph_images.params import Params
 from taskgraph_images.tctime import format_time
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from loopback import obey, serving  # noqa: E402
 from tcserver import TCServer  # noqa: E402
 
-from taskgraph_images.taskgraph_keys import cache_namespace  # noqa: E402
+from taskgraph_images.keys.taskgraph import cache_namespace  # noqa: E402
 
 __all__ = ["main", "run"]
 

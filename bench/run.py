@@ -8,7 +8,7 @@ of the per-round ratios, so the machine's drift cancels). The table and the
 machine it ran on are written to ``docs/performance.md``.
 
 Cases (``--only`` picks some): ``tgtar`` (taskgraph's tar-stream context
-hash, :func:`~taskgraph_images.taskgraph_tar.context_hash`, against the peer's
+hash, :func:`~taskgraph_images.keys.tar.context_hash`, against the peer's
 ``generate_context_hash`` and hashlib on one core, on ``many`` and ``big``;
 the two hashes must agree), ``hash`` (contexts ``small``, ``many``,
 ``big``: ours, ours on one thread, and ours with each hashing engine forced
@@ -169,7 +169,7 @@ def _child(kind: str, args: list[str]) -> dict[str, Any]:
         return {"seconds": time.perf_counter() - start, "hash": h}
     if kind == "tgtar":
         root, rel = args
-        from taskgraph_images.taskgraph_tar import context_hash
+        from taskgraph_images.keys.tar import context_hash
 
         start = time.perf_counter()
         folder = os.path.join(root, rel)
@@ -449,6 +449,9 @@ def bench_startup(table: Table, runs: int, peer: Optional[str]) -> None:
     contenders: dict[str, Callable[[], dict[str, Any]]] = {
         "python -c pass": lambda: _run([py, "-c", "pass"]),
         "python -c 'import taskgraph_images'": lambda: _run([py, "-c", "import taskgraph_images"]),
+        # What a decision task imports to plan: the decision path, no index backend.
+        "python -c 'import taskgraph_images.plan'": (
+            lambda: _run([py, "-c", "import taskgraph_images.plan"])),
     }
     if os.path.exists(script):
         contenders["taskgraph-images --version"] = lambda: _run([script, "--version"])
@@ -465,6 +468,10 @@ def bench_startup(table: Table, runs: int, peer: Optional[str]) -> None:
             table.ratios["import ms over bare"] = 1000 * statistics.median(
                 a["wall"] - b["wall"] for a, b in zip(rs, base))
             ratio = f"+{table.ratios['import ms over bare']:.1f} ms over bare"
+        elif label == "python -c 'import taskgraph_images.plan'":
+            table.ratios["plan import ms over bare"] = 1000 * statistics.median(
+                a["wall"] - b["wall"] for a, b in zip(rs, base))
+            ratio = f"+{table.ratios['plan import ms over bare']:.1f} ms over bare"
         elif label == "peer python -c 'import taskgraph'":
             table.ratios["peer import ms over bare"] = 1000 * statistics.median(
                 a["wall"] - b["wall"] for a, b in zip(rs, res["peer python -c pass"]))
@@ -644,6 +651,10 @@ def _verdicts(table: Table) -> list[str]:
         v = table.ratios["import ms over bare"]
         lines.append(f"- import adds {v:.1f} ms (target <= 30 ms): "
                      + ("met" if v <= 30 else "MISSED"))
+    if "plan import ms over bare" in table.ratios:
+        v = table.ratios["plan import ms over bare"]
+        lines.append(f"- import taskgraph_images.plan adds {v:.1f} ms (target <= 40 ms): "
+                     + ("met" if v <= 40 else "MISSED"))
     if "--version s" in table.ratios:
         v = table.ratios["--version s"]
         bare = table.ratios.get("bare s", 0.0)

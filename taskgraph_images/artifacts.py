@@ -441,7 +441,7 @@ def open_source(
     (looked up in ``index`` by its digest at ``level``, under the index
     ``prefix`` when given, as the plan does; ``search`` gives the namespaces
     to try instead, and is needed for a catalog of taskgraph's cache keys:
-    :meth:`IndexKeys.search <taskgraph_images.cachekeys.IndexKeys.search>`).
+    :meth:`IndexKeys.search <taskgraph_images.keys.indexkeys.IndexKeys.search>`).
 
     :raises ArtifactError: when the source cannot be found or opened.
     """

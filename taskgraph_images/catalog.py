@@ -38,8 +38,8 @@ from taskgraph_images.names import IMAGE_NAME_RULE, ImageName, is_docker_compone
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.context import ContextFile, ImageContext
-    from taskgraph_images.digest import CatalogKeys
     from taskgraph_images.filehash import FileHasher
+    from taskgraph_images.keys.digest import CatalogKeys
 
 __all__ = ["DEFAULT_IMAGES_DIR", "Image", "ImageCatalog", "validate_image_name"]
 
@@ -177,7 +177,7 @@ class ImageCatalog:
     """The images of one repository; load it with :meth:`load`.
 
     A catalog is a snapshot of the tree's facts at load time. Context members,
-    context hashes and digests come from :class:`~taskgraph_images.digest.CatalogKeys`,
+    context hashes and digests come from :class:`~taskgraph_images.keys.digest.CatalogKeys`,
     computed on first use and kept for the catalog's lifetime.
     """
 
@@ -426,7 +426,7 @@ class ImageCatalog:
     def keys(self) -> CatalogKeys:
         """The context members, context hashes and digests of the images."""
         if self._keys is None:
-            from taskgraph_images.digest import CatalogKeys
+            from taskgraph_images.keys.digest import CatalogKeys
 
             self._keys = CatalogKeys(self, hasher=self._hasher, mode=self.cache_keys,
                                      image_builder=self.taskgraph_builder)
@@ -450,7 +450,7 @@ class ImageCatalog:
         return self.keys.context_hash(name)
 
     def digest(self, name: str) -> str:
-        """Return the key the index uses for ``name`` (see :mod:`taskgraph_images.digest`)."""
+        """Return the key the index uses for ``name`` (see :mod:`taskgraph_images.keys.digest`)."""
         return self.keys.digest(name)
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, Mapping, Optional, Seq
 import attrs
 
 from taskgraph_images.errors import ConfigError, InvalidValueError
-from taskgraph_images.names import is_image_name
+from taskgraph_images.names import is_artifact_name, is_image_name
 from taskgraph_images.tctime import parse_offset
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -100,7 +100,6 @@ _PROJECT_ID = re.compile(r"[a-zA-Z0-9._/-]{1,500}\Z")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _WORD = r"[A-Za-z0-9_-]+"
 _DOTTED = re.compile(rf"{_WORD}(?:\.{_WORD})*\Z")
-_ARTIFACT = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*\Z")
 _CACHE_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _COLLECTION = re.compile(r"[a-z0-9]{1,25}\Z")
@@ -367,13 +366,10 @@ def _check(c: BuildConfig) -> None:
          "image-builder-bootstrap", "expected a registry tag")
     need(len(c.command) > 0 and all(_nonempty_str(a) for a in c.command),
          "command", "expected a non-empty list of strings")
-    need(bool(_ARTIFACT.match(c.artifact_name))
-         and not any(p in (".", "..") for p in c.artifact_name.split("/")),
+    need(is_artifact_name(c.artifact_name),
          "artifact-name", f"invalid artifact name {c.artifact_name!r}")
     need(c.artifact_path.startswith("/"), "artifact-path", "expected an absolute path")
-    need(bool(_ARTIFACT.match(c.manifest_artifact))
-         and not any(p in (".", "..") for p in c.manifest_artifact.split("/"))
-         and c.manifest_artifact != c.artifact_name,
+    need(is_artifact_name(c.manifest_artifact) and c.manifest_artifact != c.artifact_name,
          "manifest-artifact", f"invalid manifest artifact name {c.manifest_artifact!r} "
          "(a relative artifact name other than artifact-name)")
     need(c.cache_mount.startswith("/"), "cache-mount", "expected an absolute path")

@@ -5,7 +5,7 @@ own folder, the files its ``# %include`` lines add, the run-task files
 ``# %include-run-task`` adds, and the Dockerfile as written into the context
 (``# %ARG`` values applied, the run-task ``COPY`` lines added, ``FROM
 $DOCKER_IMAGE_PARENT`` resolved to the parent's tag). The recipes that key an
-image read these members: the seed hash (:mod:`taskgraph_images.seedhash`)
+image read these members: the seed hash (:mod:`taskgraph_images.keys.seed`)
 and taskgraph's tar stream; :func:`write_context` writes them as a tarball.
 
 Listing (which files, and which are refused) reads the file system and
@@ -26,7 +26,7 @@ from taskgraph_images._safefile import MAX_DOCKERFILE_BYTES, read_repo_text
 from taskgraph_images._safefile import file_kind as _kind
 from taskgraph_images.errors import ContextError, DockerfileError
 from taskgraph_images.filehash import FileHasher, file_sha256
-from taskgraph_images.seedhash import hash_files
+from taskgraph_images.keys.seed import hash_files
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images._tarball import Member

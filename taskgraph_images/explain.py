@@ -4,7 +4,7 @@ For each image to explain, the candidates are the ``latest`` namespaces of
 the image at the push's level and every higher one (never a lower one: the
 same trust rule as the lookup, see ``docs/index-lookup.rst``): this
 library's by default, taskgraph's with ``cache-keys: taskgraph`` (a
-``latest_order`` such as :meth:`~taskgraph_images.cachekeys.IndexKeys.latest`). Of the
+``latest_order`` such as :meth:`~taskgraph_images.keys.indexkeys.IndexKeys.latest`). Of the
 candidates indexed, the one with the highest rank wins, the push's own level
 first on equal ranks. That task's context manifest artifact is fetched and
 compared with the tree's (:func:`~taskgraph_images.manifest.diff_manifests`).
@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 import attrs
 
 from taskgraph_images.errors import IndexBackendError, ManifestError
-from taskgraph_images.index._base import IndexedTask, Usability
-from taskgraph_images.index._namespaces import (
+from taskgraph_images.index import IndexedTask, Usability
+from taskgraph_images.keys.namespaces import (
     DEFAULT_PREFIX,
     LEVELS,
     Candidate,
@@ -84,7 +84,7 @@ def latest_candidates(name: str, level: int, *, prefix: str = DEFAULT_PREFIX) ->
 
 
 def _seed_order(prefix: str) -> LatestOrder:
-    from taskgraph_images.cachekeys import IndexKeys
+    from taskgraph_images.keys.indexkeys import IndexKeys
 
     return IndexKeys(prefix=prefix).latest
 
@@ -168,7 +168,7 @@ class Prefetch:
         self._prefix = prefix
         self._artifact = artifact
         if search is None:
-            from taskgraph_images.cachekeys import IndexKeys
+            from taskgraph_images.keys.indexkeys import IndexKeys
 
             search = IndexKeys(prefix=prefix).search
         self._search = search

@@ -136,9 +136,9 @@ def taskgraph_image_builder() -> str:
     ``transforms/docker_image.py`` without importing taskgraph (which takes
     ~0.4 s). Without taskgraph installed, or where that file does not say it
     as a string, it is the reference of the newest taskgraph release this
-    library is tested against (:data:`taskgraph_images.taskgraph_keys.IMAGE_BUILDER_IMAGE`).
+    library is tested against (:data:`taskgraph_images.keys.taskgraph.IMAGE_BUILDER_IMAGE`).
     """
-    from taskgraph_images.taskgraph_keys import IMAGE_BUILDER_IMAGE
+    from taskgraph_images.keys.taskgraph import IMAGE_BUILDER_IMAGE
 
     found = _installed_constant("transforms/docker_image.py", "IMAGE_BUILDER_IMAGE")
     return IMAGE_BUILDER_IMAGE if found is None else found

@@ -271,64 +271,26 @@ def manifest_file_path(artifact_path: str, manifest_artifact: str) -> str:
 # -- from the catalog ----------------------------------------------------------------
 
 
-def _digest_lines(
-    catalog: ImageCatalog, name: str
-) -> tuple[str, list[tuple[str, str]], list[tuple[str, str]]]:
-    """Return the recipe, the ``(path, sha256)`` members and the ``(name, digest)``
-    parents of ``name``'s digest.
-
-    This is the one place that knows how the catalog's context model and its
-    cache-key recipes are made (:mod:`taskgraph_images.digest`):
-
-    - ``seed``: the image folder's files and the ``# %include`` files, by
-      path from the repository root, and the run-task files by their name
-      in the context (``run-task/run-task``); every in-tree task-image
-      parent, and a prebuilt parent the kind config names, by its registry tag;
-    - ``taskgraph``: the members of taskgraph's context tar by their name
-      in it (``Dockerfile`` being the one taskgraph writes,
-      ``topsrcdir/...`` the included files); the kind config's parent.
-    """
-    import hashlib
-
-    recipe = catalog.cache_keys
-    context = catalog.context(name)
-    image = catalog[name]
-    named: dict[str, Union[str, bytes]]
-    if recipe == "taskgraph":
-        named = context.taskgraph_files()
-        parents = [] if image.config_parent is None else [image.config_parent]
-    else:
-        named = {f.relpath: f.abspath for f in (*context.own, *context.included)}
-        named.update(context.run_task)
-        parents = [p for p in image.parents
-                   if not catalog[p].prebuilt or p == image.config_parent]
-    paths = [v for v in named.values() if isinstance(v, str)]
-    hashes = iter(catalog.keys.sha256_files(paths))
-    members = [
-        (n, hashlib.sha256(v).hexdigest() if isinstance(v, bytes) else next(hashes))
-        for n, v in named.items()
-    ]
-    parent_digests = [
-        (p, catalog.docker_image(p) if catalog[p].prebuilt else catalog.digest(p))
-        for p in parents
-    ]
-    return recipe, members, parent_digests
-
-
 def build_manifest(catalog: ImageCatalog, name: str) -> ContextManifest:
     """Return the manifest of task image ``name`` as the tree now has it.
+
+    It is made from the image's digest inputs
+    (:meth:`~taskgraph_images.keys.digest.CatalogKeys.inputs`, the value its
+    digest is made from) and its context's members
+    (:meth:`~taskgraph_images.keys.digest.CatalogKeys.members`).
 
     :raises CatalogError: for an unknown image.
     :raises ContextError: when a member cannot be read.
     """
-    recipe, members, parents = _digest_lines(catalog, name)
+    keys = catalog.keys
+    inputs = keys.inputs(name)
     return ContextManifest(
         image=name,
-        digest=catalog.digest(name),
-        recipe=recipe,
-        members=members,
-        args=catalog[name].args,
-        parents=parents,
+        digest=keys.digest(name),
+        recipe=inputs.recipe,
+        members=keys.members(name),
+        args=inputs.args,
+        parents=inputs.parents,
     )
 
 

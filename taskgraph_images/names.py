@@ -49,8 +49,10 @@ __all__ = [
     "digest",
     "docker_repository_problem",
     "image_name",
+    "is_artifact_name",
     "is_digest",
     "is_docker_component",
+    "is_git_source",
     "is_image_name",
     "is_namespace",
     "is_task_id",
@@ -83,6 +85,10 @@ _NAMESPACE = re.compile(r"[A-Za-z0-9_!~*'()%-]+(?:\.[A-Za-z0-9_!~*'()%-]+)*\Z")
 _MAX_NAMESPACE = 255
 # The Queue's slugid pattern (task.json's taskId).
 _TASK_ID = re.compile(r"[A-Za-z0-9_-]{8}[Q-T][A-Za-z0-9_-][CGKOSWaeimquy26-][A-Za-z0-9_-]{10}[AQgw]\Z")
+# A relative artifact name: '/'-separated words (see is_artifact_name).
+_ARTIFACT_NAME = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*\Z")
+# Where a push's source can be fetched from: a git remote's URL.
+_GIT_SOURCE = re.compile(r"(?:https?://|ssh://|git@)\S+\Z")
 # One path component of a Docker repository name (the distribution grammar).
 _DOCKER_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
 
@@ -151,6 +157,23 @@ def namespace(value: object) -> Namespace:
         is_namespace(value), value, "index namespace",
         f"expected dot-separated words, {_MAX_NAMESPACE} characters at most",
     ))
+
+
+def is_artifact_name(text: object) -> bool:
+    """True if ``text`` is a relative artifact name such as ``public/image.tar.zst``:
+    ``/``-separated words of letters, digits, ``.``, ``-`` and ``_``, none ``.`` or ``..``.
+
+    >>> [is_artifact_name(n) for n in ("public/image.tar.zst", "/abs", "a/../b", "a//b")]
+    [True, False, False, False]
+    """
+    return (isinstance(text, str) and _ARTIFACT_NAME.match(text) is not None
+            and not any(part in (".", "..") for part in text.split("/")))
+
+
+def is_git_source(text: object) -> bool:
+    """True if ``text`` is a git remote's URL: ``https://``, ``http://``, ``ssh://``
+    or ``git@``, then no whitespace."""
+    return isinstance(text, str) and _GIT_SOURCE.match(text) is not None
 
 
 def is_docker_component(text: str) -> bool:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 import attrs
 
 from taskgraph_images._redact import QUOTE_LIMIT, has_userinfo, quote_value
 from taskgraph_images.errors import ParamsError
+from taskgraph_images.names import is_git_source, is_task_id
 
 __all__ = [
     "PARAM_NAMES",
@@ -74,8 +75,6 @@ _PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
 _REV = re.compile(r"[0-9a-f]{12,64}\Z")
 _REPOSITORY = re.compile(r"(?:https?://|ssh://|git@|file://)\S+\Z")
 # What task metadata accepts as a source (task-metadata.json).
-_SOURCE = re.compile(r"(?:https?://|ssh://|git@)\S+\Z")
-_TASK_ID = re.compile(r"[A-Za-z0-9_-]{8}[Q-T][A-Za-z0-9_-][CGKOSWaeimquy26-][A-Za-z0-9_-]{10}[AQgw]\Z")
 _PUSHLOG_ID = re.compile(r"[0-9]{1,20}\Z")
 _TASKS_FOR = re.compile(r"[a-z][a-z0-9-]{0,99}\Z")
 _HEAD_REF = re.compile(r"[^\s\x00-\x1f]{1,255}\Z")
@@ -131,8 +130,11 @@ def _pushdate(value: object) -> datetime.datetime:
     raise _Bad(expected)
 
 
-def _text(value: object, pattern: re.Pattern[str], expected: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
+def _text(value: object, pattern: Union[re.Pattern[str], Callable[[str], bool]],
+          expected: str) -> str:
+    """``value`` if it is a string ``pattern`` matches (or the predicate ``pattern`` holds)."""
+    ok = pattern.match if isinstance(pattern, re.Pattern) else pattern
+    if not isinstance(value, str) or not ok(value):
         raise _Bad(expected)
     return value
 
@@ -181,8 +183,8 @@ _CHECKS: dict[str, Any] = {
     "base_repository": lambda v: _repository(v),
     "owner": _owner,
     "source": lambda v: _no_credentials(
-        _text(v, _SOURCE, "expected a URL starting https://, http://, ssh:// or git@")),
-    "decision_task_id": lambda v: _text(v, _TASK_ID, "expected a 22-character slugid"),
+        _text(v, is_git_source, "expected a URL starting https://, http://, ssh:// or git@")),
+    "decision_task_id": lambda v: _text(v, is_task_id, "expected a 22-character slugid"),
     "pushlog_id": _pushlog_id,
     "tasks_for": lambda v: _text(v, _TASKS_FOR, "expected e.g. hg-push, github-push or "
                                  "github-pull-request"),

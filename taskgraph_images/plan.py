@@ -1,12 +1,15 @@
-"""The plan: for every image, reuse an indexed build or build it (pure, given an index).
+"""The plan: for every image, reuse an indexed build or build it.
 
-:func:`plan_images` looks every task image up in the index at once (one
+:func:`plan_images` is the shell: it hashes the images, looks every task
+image up in the index at once (one
 :func:`~taskgraph_images.index.find_images` call, so a remote index can
-batch), then walks the catalog parents first: an image whose in-tree parent
+batch) and prefetches the explanations; then :func:`decide`, the pure
+core, walks the catalog parents first: an image whose in-tree parent
 is built in this plan is built too, and its build task depends on the
 parent's. Prebuilt images (with a ``VERSION``) get no task; they are referred
 to by their registry tag. The result, :class:`Plan`, holds a
-:class:`Decision` per image and the build-task definitions, and serialises
+:class:`Decision` per image and the build-task definitions
+(:func:`taskgraph_images.tasks.build_tasks`), and serialises
 to JSON (:meth:`Plan.to_json`, :meth:`Plan.from_json`).
 
 Time (``now``) and task ids (``task_ids``) are injected, so that the same
@@ -16,6 +19,7 @@ inputs give the same plan.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import types
@@ -23,25 +27,16 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional, Uni
 
 import attrs
 
-from taskgraph_images.cachekeys import PUSH, IndexKeys
 from taskgraph_images.config import BuildConfig
 from taskgraph_images.errors import PlanError, TaskgraphImagesError
-from taskgraph_images.index._common import new_task_id as fresh_task_id
+from taskgraph_images.keys.indexkeys import IndexKeys
 from taskgraph_images.params import Params, ParamsLike, coerce_params
-from taskgraph_images.tasks import (
-    BuildSpec,
-    ImageRef,
-    TaskImage,
-    build_task,
-    default_index_routes,
-    kind_index_routes,
-)
+from taskgraph_images.tasks import TaskImage, build_tasks
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
     from taskgraph_images.explain import Prefetch
-    from taskgraph_images.index import IndexBackend, OnError
-    from taskgraph_images.kindconfig import IndexConfig
+    from taskgraph_images.index import IndexBackend, Lookup, OnError
     from taskgraph_images.manifest import ManifestDiff
 
 __all__ = [
@@ -50,6 +45,7 @@ __all__ = [
     "Decision",
     "Plan",
     "TaskIdSource",
+    "decide",
     "plan_images",
 ]
 
@@ -262,29 +258,6 @@ def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def _builder_reference(
-    catalog: ImageCatalog,
-    config: BuildConfig,
-    decisions: Mapping[str, Decision],
-) -> tuple[ImageRef, Optional[str]]:
-    """Return the image builder's reference and its build task in this plan, if any."""
-    name = config.image_builder
-    if name not in catalog:
-        if ":" in name:  # a registry tag, not an image of this repository
-            return name, None
-        known = ", ".join(catalog.names()) or "none"
-        raise PlanError(
-            f"image builder {name!r} is not an image of the catalog (known images: {known}): "
-            + config.ask("image-builder: IMAGE_OR_REGISTRY_TAG")
-        )
-    decision = decisions[name]
-    if decision.docker_image is not None:
-        return decision.docker_image, None
-    assert decision.task_id is not None
-    built = decision.task_id if decision.action == "build" else None
-    return TaskImage(decision.task_id, config.artifact_name), built
-
-
 def plan_images(
     catalog: ImageCatalog,
     params: ParamsLike,
@@ -317,7 +290,7 @@ def plan_images(
     :raises IndexBackendError: when the index cannot answer and ``on_error="raise"``.
     :raises CatalogError: when an image's context cannot be hashed.
     """
-    from taskgraph_images.index import find_images
+    from taskgraph_images.index import find_images, new_task_id
 
     params = coerce_params(params)
     config = config if config is not None else BuildConfig()
@@ -330,7 +303,7 @@ def plan_images(
     now = now if now is not None else _utcnow()
     if now.tzinfo is None or now.utcoffset() is None:
         raise PlanError(f"invalid now {now!r}: the datetime has no timezone")
-    new_task_id = task_ids if task_ids is not None else fresh_task_id
+    fresh_task_id = task_ids if task_ids is not None else new_task_id
 
     keys = IndexKeys.for_config(config, params.tasks_for)
     order = catalog.order()
@@ -359,9 +332,47 @@ def plan_images(
         search=keys.search,
     )
 
+    config_path = None
+    if config.path is not None:
+        config_path = os.path.relpath(os.path.realpath(config.path), os.path.realpath(catalog.root))
+    explainer = None
+    if prefetch is not None:
+        explainer = functools.partial(_explain, catalog, prefetch=prefetch)
+    plan = decide(catalog, digests, lookups, params, config, task_ids=fresh_task_id, now=now,
+                  config_path=config_path, explain=explainer)
+    warnings = _queue_warning(index, config, params.level, plan.tasks)
+    return attrs.evolve(plan, warnings=plan.warnings + warnings) if warnings else plan
+
+
+def decide(
+    catalog: ImageCatalog,
+    digests: Mapping[str, str],
+    lookups: Mapping[str, Lookup],
+    params: Params,
+    config: BuildConfig,
+    *,
+    task_ids: TaskIdSource,
+    now: datetime.datetime,
+    config_path: Optional[str] = None,
+    explain: Optional[Callable[[dict[str, Decision]], tuple[str, ...]]] = None,
+) -> Plan:
+    """The decision core (pure): from digests and lookups to decisions and build tasks.
+
+    ``digests`` holds every image's digest; ``lookups`` the index's answer
+    for every task image with ``cache: true`` (what
+    :func:`~taskgraph_images.index.find_images` returns); ``config_path`` the
+    build-task config file's path from the catalog's root (``None``: no
+    file). The catalog is asked only for its images' facts and order: no
+    file is read and no index asked. ``explain``, when given, puts each
+    build's explanation in its decision before the tasks are made and
+    returns the plan's warnings. :func:`plan_images` is the shell that
+    hashes, asks the index and prefetches, then calls this.
+
+    :raises PlanError: when the image builder is unusable, or task ids repeat.
+    """
     decisions: dict[str, Decision] = {}
     seen_ids: set[str] = set()
-    for name in order:
+    for name in catalog.order():
         image = catalog[name]
         base = Decision(name, "prebuilt", digests[name], parent=image.parent)
         if image.prebuilt:
@@ -384,7 +395,7 @@ def plan_images(
                 reason=lookup.reason,
             )
             continue
-        task_id = new_task_id()
+        task_id = task_ids()
         if task_id in seen_ids:
             raise PlanError(f"the task id source gave {task_id!r} twice")
         seen_ids.add(task_id)
@@ -398,12 +409,11 @@ def plan_images(
             base, action="build", task_id=task_id, reason=reason, index_error=index_error
         )
 
-    warnings: tuple[str, ...] = ()
-    if prefetch is not None:
-        warnings = _explain(catalog, decisions, prefetch)
-    tasks = _build_tasks(catalog, params, config, decisions, now)
-    warnings += _queue_warning(index, config, params.level, tasks)
+    warnings = explain(decisions) if explain is not None else ()
+    tasks = build_tasks(catalog, params, config, decisions, now, config_path=config_path)
     return Plan(decisions, tasks, params, config.artifact_name, warnings)
+
+
 
 
 def _queue_warning(
@@ -425,7 +435,7 @@ def _queue_warning(
 
 
 def _explain(
-    catalog: ImageCatalog, decisions: dict[str, Decision], prefetch: Prefetch
+    catalog: ImageCatalog, decisions: dict[str, Decision], *, prefetch: Prefetch
 ) -> tuple[str, ...]:
     """Put each build's explanation in its decision; return the warning, if any."""
     from taskgraph_images.explain import link_parents
@@ -452,133 +462,3 @@ def _explained(reason: str, text: str) -> str:
     return f"{reason}; {text}"
 
 
-def _config_path(root: str, config: BuildConfig) -> Optional[str]:
-    """Return the config file's path from ``root`` (``/``-separated), as the build task sees it."""
-    if config.path is None:
-        return None
-    relative = os.path.relpath(os.path.realpath(config.path), os.path.realpath(root))
-    if relative == os.pardir or relative.startswith(os.pardir + os.sep) or os.path.isabs(relative):
-        raise PlanError(
-            f"the build-task config {config.source} is outside the repository {root}: the build "
-            "tasks read it from their checkout of the repository (so that they build what "
-            "the plan decided), where it would be missing; move it into the repository"
-        )
-    return relative.replace(os.sep, "/")
-
-
-def _build_tasks(
-    catalog: ImageCatalog,
-    params: Params,
-    config: BuildConfig,
-    decisions: Mapping[str, Decision],
-    now: datetime.datetime,
-) -> dict[str, dict[str, Any]]:
-    builds = [d for d in decisions.values() if d.action == "build"]
-    if not builds:
-        return {}
-    builder, builder_task = _builder_reference(catalog, config, decisions)
-    config_path = _config_path(catalog.root, config)
-    # The image builder's own build (if any) goes first: every other build needs it.
-    builds.sort(key=lambda d: d.name != config.image_builder)
-    tasks: dict[str, dict[str, Any]] = {}
-    for decision in builds:
-        assert decision.task_id is not None
-        image = catalog[decision.name]
-        parent_tasks = [decisions[p].task_id for p in image.parents if decisions[p].task_id]
-        dependencies = [
-            t for p in image.parents if decisions[p].action == "build" for t in [decisions[p].task_id]
-        ]
-        this_builder: ImageRef = builder
-        if decision.name == config.image_builder:
-            if config.image_builder_bootstrap is None:
-                raise PlanError(
-                    f"the image builder {decision.name!r} must be built, but nothing can build "
-                    "it: " + config.ask("image-builder-bootstrap: REGISTRY/IMAGE:TAG")
-                )
-            this_builder = config.image_builder_bootstrap
-        elif builder_task is not None:
-            dependencies.insert(0, builder_task)
-        spec = BuildSpec(
-            task_id=decision.task_id,
-            name=decision.name,
-            digest=decision.digest,
-            context_path=image.path,
-            builder=this_builder,
-            parent_task_id=parent_tasks[0] if parent_tasks else None,
-            dependencies=tuple(t for t in dependencies if t is not None),
-            args=image.args,
-            symbol=image.symbol,
-            index_routes=_index_routes(catalog, decision, params, config),
-            index_rank=_index_rank(catalog[decision.name].index, params, config,
-                                   image=decision.name),
-            config_path=config_path,
-        )
-        tasks[decision.task_id] = build_task(spec, params, config, now)
-    return tasks
-
-
-def _index_routes(catalog: ImageCatalog, decision: Decision, params: Params,
-                  config: BuildConfig) -> Optional[tuple[str, ...]]:
-    """The build task's index routes, or ``None`` for this library's three namespaces."""
-    image = catalog[decision.name]
-    taskgraph = catalog.cache_keys == "taskgraph"
-    if image.cache and image.index is None and not taskgraph:
-        return None
-    routes: list[str] = []
-    if image.cache and taskgraph:
-        from taskgraph_images.taskgraph_keys import index_routes
-
-        routes += index_routes(_cache_prefix(config), image.name, decision.digest,
-                               level=params.level, tasks_for=params.tasks_for or _PUSH,
-                               build_date=params.build_date_epoch,
-                               cache_pull_requests=config.cache_pull_requests)
-    elif image.cache:
-        routes += default_index_routes(image.name, decision.digest, params, config)
-    if image.index is not None:
-        if config.trust_domain is None:
-            raise PlanError(
-                f"image {image.name!r} has index: in the kind config, whose routes start with "
-                "the trust domain: " + config.ask("trust-domain: NAME")
-            )
-        routes += kind_index_routes(image.index.product, image.index.job_name, params,
-                                    config.trust_domain)
-    return tuple(routes)
-
-
-def _index_rank(index: Optional[IndexConfig], params: Params,
-                config: BuildConfig, *, image: str = "") -> Optional[int]:
-    """The kind config's ``index.rank`` as taskgraph resolves it, or ``None`` without ``index``.
-
-    ``by-tier``: the push date for a tier-1 task, else 0 (a task without
-    Treeherder counts as tier 3); ``build_date``: the push date; a number:
-    itself, but at level 1 never more than the push date: a higher rank
-    would keep a try push's task at ``latest`` against every later push.
-
-    :raises PlanError: for such a rank at level 1, naming the image.
-    """
-    if index is None:
-        return None
-    if index.rank == "by-tier":
-        tier = config.treeherder_tier if config.treeherder else 3
-        return params.build_date_epoch if tier == 1 else 0
-    if index.rank == "build_date":
-        return params.build_date_epoch
-    rank = int(index.rank)
-    if params.level == 1 and rank > params.build_date_epoch:
-        raise PlanError(
-            f"image {image!r}: index.rank {rank} in the kind config is above the push date "
-            f"({params.build_date_epoch}): at level 1 it would pin the 'latest' route against "
-            "every later push; use by-tier or build_date"
-        )
-    return rank
-
-
-#: What a decision without ``tasks_for`` runs for.
-_PUSH = PUSH
-
-
-def _cache_prefix(config: BuildConfig) -> str:
-    """taskgraph's cache namespaces' first words: cached-task-prefix, else the trust domain."""
-    prefix = IndexKeys.for_config(config).taskgraph_prefix
-    assert prefix is not None  # only asked with cache-keys: taskgraph
-    return prefix

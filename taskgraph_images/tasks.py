@@ -11,21 +11,29 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 import attrs
 
 from taskgraph_images.config import LOCAL_TASK_QUEUE, BuildConfig, LevelConfig
-from taskgraph_images.index import index_namespaces
-from taskgraph_images.manifest import manifest_file_path
+from taskgraph_images.errors import PlanError
+from taskgraph_images.keys.indexkeys import PUSH, IndexKeys
+from taskgraph_images.keys.namespaces import index_namespaces
 from taskgraph_images.params import Params
 from taskgraph_images.tctime import format_time
+
+if TYPE_CHECKING:  # pragma: no cover
+    from taskgraph_images.catalog import ImageCatalog
+    from taskgraph_images.kindconfig import IndexConfig
+    from taskgraph_images.plan import Decision
 
 __all__ = [
     "BuildSpec",
     "TaskImage",
     "build_task",
+    "build_tasks",
     "default_index_routes",
     "kind_index_routes",
     "treeherder_symbol",
@@ -210,6 +218,8 @@ def _scopes(
 def _payload(
     spec: BuildSpec, params: Params, config: BuildConfig, at: LevelConfig, artifact_expires: str
 ) -> dict[str, Any]:
+    from taskgraph_images.manifest import manifest_file_path
+
     builder = spec.builder.to_json() if isinstance(spec.builder, TaskImage) else spec.builder
     payload: dict[str, Any] = {
         "image": builder,
@@ -319,3 +329,170 @@ def build_task(
     if at.priority is not None:
         task["priority"] = at.priority
     return task
+
+
+# -- the build tasks of a plan ----------------------------------------------------------
+
+
+def build_tasks(
+    catalog: ImageCatalog,
+    params: Params,
+    config: BuildConfig,
+    decisions: Mapping[str, Decision],
+    now: datetime.datetime,
+    *,
+    config_path: Optional[str] = None,
+) -> dict[str, dict[str, Any]]:
+    """Return the ``createTask`` bodies of a plan's builds, by task id, in submission order.
+
+    The image builder's own build (if any) goes first: every other build
+    needs it. Each task's builder, dependencies, routes and rank are decided
+    here (pure). ``config_path`` is the build-task config file's path from
+    the repository root as the plan's caller resolved it (``None``: no file).
+
+    :raises PlanError: when the image builder is unusable, the config file is
+        outside the repository, or a kind config's ``index`` cannot be routed.
+    """
+    builds = [d for d in decisions.values() if d.action == "build"]
+    if not builds:
+        return {}
+    builder, builder_task = _builder_reference(catalog, config, decisions)
+    checked_path = _checked_config_path(config_path, config, catalog.root)
+    builds.sort(key=lambda d: d.name != config.image_builder)
+    tasks: dict[str, dict[str, Any]] = {}
+    for decision in builds:
+        assert decision.task_id is not None
+        image = catalog[decision.name]
+        parent_tasks = [decisions[p].task_id for p in image.parents if decisions[p].task_id]
+        dependencies = [
+            t for p in image.parents if decisions[p].action == "build" for t in [decisions[p].task_id]
+        ]
+        this_builder: ImageRef = builder
+        if decision.name == config.image_builder:
+            if config.image_builder_bootstrap is None:
+                raise PlanError(
+                    f"the image builder {decision.name!r} must be built, but nothing can build "
+                    "it: " + config.ask("image-builder-bootstrap: REGISTRY/IMAGE:TAG")
+                )
+            this_builder = config.image_builder_bootstrap
+        elif builder_task is not None:
+            dependencies.insert(0, builder_task)
+        spec = BuildSpec(
+            task_id=decision.task_id,
+            name=decision.name,
+            digest=decision.digest,
+            context_path=image.path,
+            builder=this_builder,
+            parent_task_id=parent_tasks[0] if parent_tasks else None,
+            dependencies=tuple(t for t in dependencies if t is not None),
+            args=image.args,
+            symbol=image.symbol,
+            index_routes=_image_index_routes(catalog, decision, params, config),
+            index_rank=_index_rank(catalog[decision.name].index, params, config,
+                                   image=decision.name),
+            config_path=checked_path,
+        )
+        tasks[decision.task_id] = build_task(spec, params, config, now)
+    return tasks
+
+
+def _builder_reference(
+    catalog: ImageCatalog,
+    config: BuildConfig,
+    decisions: Mapping[str, Decision],
+) -> tuple[ImageRef, Optional[str]]:
+    """Return the image builder's reference and its build task in this plan, if any."""
+    name = config.image_builder
+    if name not in catalog:
+        if ":" in name:  # a registry tag, not an image of this repository
+            return name, None
+        known = ", ".join(catalog.names()) or "none"
+        raise PlanError(
+            f"image builder {name!r} is not an image of the catalog (known images: {known}): "
+            + config.ask("image-builder: IMAGE_OR_REGISTRY_TAG")
+        )
+    decision = decisions[name]
+    if decision.docker_image is not None:
+        return decision.docker_image, None
+    assert decision.task_id is not None
+    built = decision.task_id if decision.action == "build" else None
+    return TaskImage(decision.task_id, config.artifact_name), built
+
+
+def _checked_config_path(relative: Optional[str], config: BuildConfig, root: str) -> Optional[str]:
+    """Return the config file's path from the root (``/``-separated), as the build task sees it.
+
+    ``relative`` is its path from ``root`` in the host's form (``None``: no file).
+    """
+    if relative is None:
+        return None
+    if relative == os.pardir or relative.startswith(os.pardir + os.sep) or os.path.isabs(relative):
+        raise PlanError(
+            f"the build-task config {config.source} is outside the repository {root}: the build "
+            "tasks read it from their checkout of the repository (so that they build what "
+            "the plan decided), where it would be missing; move it into the repository"
+        )
+    return relative.replace(os.sep, "/")
+
+
+def _image_index_routes(catalog: ImageCatalog, decision: Decision, params: Params,
+                        config: BuildConfig) -> Optional[tuple[str, ...]]:
+    """The build task's index routes, or ``None`` for this library's three namespaces."""
+    image = catalog[decision.name]
+    taskgraph = catalog.cache_keys == "taskgraph"
+    if image.cache and image.index is None and not taskgraph:
+        return None
+    routes: list[str] = []
+    if image.cache and taskgraph:
+        from taskgraph_images.keys.taskgraph import index_routes
+
+        routes += index_routes(_cache_prefix(config), image.name, decision.digest,
+                               level=params.level, tasks_for=params.tasks_for or PUSH,
+                               build_date=params.build_date_epoch,
+                               cache_pull_requests=config.cache_pull_requests)
+    elif image.cache:
+        routes += default_index_routes(image.name, decision.digest, params, config)
+    if image.index is not None:
+        if config.trust_domain is None:
+            raise PlanError(
+                f"image {image.name!r} has index: in the kind config, whose routes start with "
+                "the trust domain: " + config.ask("trust-domain: NAME")
+            )
+        routes += kind_index_routes(image.index.product, image.index.job_name, params,
+                                    config.trust_domain)
+    return tuple(routes)
+
+
+def _index_rank(index: Optional[IndexConfig], params: Params,
+                config: BuildConfig, *, image: str = "") -> Optional[int]:
+    """The kind config's ``index.rank`` as taskgraph resolves it, or ``None`` without ``index``.
+
+    ``by-tier``: the push date for a tier-1 task, else 0 (a task without
+    Treeherder counts as tier 3); ``build_date``: the push date; a number:
+    itself, but at level 1 never more than the push date: a higher rank
+    would keep a try push's task at ``latest`` against every later push.
+
+    :raises PlanError: for such a rank at level 1, naming the image.
+    """
+    if index is None:
+        return None
+    if index.rank == "by-tier":
+        tier = config.treeherder_tier if config.treeherder else 3
+        return params.build_date_epoch if tier == 1 else 0
+    if index.rank == "build_date":
+        return params.build_date_epoch
+    rank = int(index.rank)
+    if params.level == 1 and rank > params.build_date_epoch:
+        raise PlanError(
+            f"image {image!r}: index.rank {rank} in the kind config is above the push date "
+            f"({params.build_date_epoch}): at level 1 it would pin the 'latest' route against "
+            "every later push; use by-tier or build_date"
+        )
+    return rank
+
+
+def _cache_prefix(config: BuildConfig) -> str:
+    """taskgraph's cache namespaces' first words: cached-task-prefix, else the trust domain."""
+    prefix = IndexKeys.for_config(config).taskgraph_prefix
+    assert prefix is not None  # only asked with cache-keys: taskgraph
+    return prefix

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskgraph_images.cachekeys import PUSH, IndexKeys
 from taskgraph_images.config import BuildConfig
 from taskgraph_images.errors import InvalidValueError
 from taskgraph_images.index import index_namespaces, search_order
-from taskgraph_images.taskgraph_keys import index_routes, index_search
+from taskgraph_images.keys.indexkeys import PUSH, IndexKeys
+from taskgraph_images.keys.taskgraph import index_routes, index_search
 
 D = "d" * 64
 TG = BuildConfig(cache_keys="taskgraph", trust_domain="proj")

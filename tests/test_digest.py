@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from trees import make_tree
 
 from taskgraph_images.catalog import ImageCatalog
-from taskgraph_images.digest import image_digest
+from taskgraph_images.keys.digest import image_digest
 
 D = "taskcluster/docker"
 CTX = "c" * 64
@@ -86,3 +86,35 @@ def test_a_change_in_an_ancestor_changes_every_descendant_and_nothing_else(
     affected = set(LINE[LINE.index(changed):]) if changed in LINE else {"z"}
     for name in [*LINE, "z"]:
         assert (before.digest(name) != after.digest(name)) == (name in affected), name
+
+
+def test_the_digest_and_the_manifest_are_made_from_one_value(tmp_path: Path) -> None:
+    """KeyInputs: what an image's digest folds, computed once; its manifest lists the same."""
+    from taskgraph_images.keys.digest import KeyInputs
+    from taskgraph_images.manifest import build_manifest
+
+    make_tree(
+        tmp_path,
+        {f"{D}/REGISTRY": "taskcluster\n", f"{D}/base/Dockerfile": "FROM ubuntu\n",
+         f"{D}/base/VERSION": "1.0\n", f"{D}/mid/Dockerfile": "FROM taskcluster/base:1.0\n",
+         f"{D}/leaf/Dockerfile": "FROM mid\n# %include tools/a.py\n",
+         f"{D}/leaf/setup.sh": "echo\n", "tools/a.py": "print()\n"},
+    )
+    cat = ImageCatalog.load(tmp_path)
+    inputs = cat.keys.inputs("leaf")
+    sha = {p: hashlib.sha256((tmp_path / p).read_bytes()).hexdigest()
+           for p in (f"{D}/leaf/Dockerfile", f"{D}/leaf/setup.sh", "tools/a.py")}
+    assert inputs == KeyInputs(
+        "leaf", "seed", cat.context_hash("leaf"), parents=[("mid", cat.digest("mid"))],
+        own=[(f"{D}/leaf/Dockerfile", sha[f"{D}/leaf/Dockerfile"]),
+             (f"{D}/leaf/setup.sh", sha[f"{D}/leaf/setup.sh"])],
+        includes=[("tools/a.py", sha["tools/a.py"])],
+    )
+    assert cat.keys.inputs("leaf") is inputs  # computed once
+    assert cat.digest("leaf") == inputs.digest() == image_digest(
+        cat.context_hash("leaf"), parents=[("mid", cat.digest("mid"))],
+        includes=[("tools/a.py", sha["tools/a.py"])])
+    manifest = build_manifest(cat, "leaf")
+    assert (manifest.digest, manifest.recipe, manifest.parents, manifest.args) == (
+        inputs.digest(), "seed", inputs.parents, inputs.args)
+    assert dict(manifest.members) == sha

@@ -20,9 +20,9 @@ from taskgraph_images.catalog import ImageCatalog
 from taskgraph_images.cli import main
 from taskgraph_images.config import BuildConfig
 from taskgraph_images.explain import FIRST_BUILD
+from taskgraph_images.keys.taskgraph import index_routes
 from taskgraph_images.manifest import ContextManifest, build_manifest
 from taskgraph_images.plan import Plan, plan_images
-from taskgraph_images.taskgraph_keys import index_routes
 
 TRUST = "myproject"
 CONFIG = BuildConfig(image_builder="taskcluster/image_builder:4.0.0", cache_keys="taskgraph",
@@ -219,8 +219,8 @@ def test_the_prefetch_tells_reused_from_built_by_the_plans_own_search(
 ) -> None:
     """Given taskgraph's search, an image indexed under taskgraph's ``hash`` namespace is
     reused, so its manifest is not fetched ahead; this library's search would miss it."""
-    from taskgraph_images.cachekeys import IndexKeys
     from taskgraph_images.explain import Prefetch
+    from taskgraph_images.keys.indexkeys import IndexKeys
 
     backend = Backend("memory", tmp_path, None)
     tasks = record_tree(backend, repo)

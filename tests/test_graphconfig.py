@@ -24,7 +24,7 @@ from taskgraph_images.graphconfig import (
     repository_settings,
     taskgraph_image_builder,
 )
-from taskgraph_images.taskgraph_keys import IMAGE_BUILDER_IMAGE
+from taskgraph_images.keys.taskgraph import IMAGE_BUILDER_IMAGE
 
 ALIAS = {"provisioner": "{trust-domain}-{level}", "implementation": "docker-worker",
          "os": "linux", "worker-type": "images"}

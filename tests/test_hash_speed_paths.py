@@ -31,7 +31,7 @@ from taskgraph_images.filehash import (
     hash_paths,
     lane_kernel,
 )
-from taskgraph_images.seedhash import hash_files
+from taskgraph_images.keys.seed import hash_files
 
 
 def independent_seed_hash(root: str, image_path: str) -> str:

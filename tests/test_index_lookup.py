@@ -194,8 +194,8 @@ def test_memory_index_found_image_is_reusable() -> None:
 def test_a_pull_request_entry_is_trusted_at_level_1_only(level: int, reused: bool) -> None:
     """The plan decides as the taskgraph strategy does (one ``decide``): taskgraph's
     pull-request namespace holds level 1 builds."""
-    from taskgraph_images.cachekeys import IndexKeys
-    from taskgraph_images.taskgraph_keys import pull_request_namespace
+    from taskgraph_images.keys.indexkeys import IndexKeys
+    from taskgraph_images.keys.taskgraph import pull_request_namespace
 
     index = MemoryIndex()
     namespace = pull_request_namespace("proj", "a", D)

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from trees import make_tree
 
 from taskgraph_images.catalog import ImageCatalog
-from taskgraph_images.digest import image_digest
 from taskgraph_images.errors import CatalogError, ConfigError, DockerfileError, TaskgraphImagesError
+from taskgraph_images.keys.digest import image_digest
 from taskgraph_images.kindconfig import parse_kind_config
 
 KINDREPO = Path(__file__).resolve().parent / "data" / "kindrepo"

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from trees import make_tree
 
 from taskgraph_images.catalog import ImageCatalog
-from taskgraph_images.digest import image_digest
 from taskgraph_images.errors import ManifestError
+from taskgraph_images.keys.digest import image_digest
+from taskgraph_images.keys.seed import combine_lines
 from taskgraph_images.manifest import (
     DEFAULT_MANIFEST_ARTIFACT,
     MANIFEST_FORMAT,
@@ -30,7 +31,6 @@ from taskgraph_images.manifest import (
     write_build_manifest,
     write_manifest,
 )
-from taskgraph_images.seedhash import combine_lines
 
 A, B, C, D = ("a" * 64, "b" * 64, "c" * 64, "d" * 64)
 OLD_DIGEST, NEW_DIGEST = "0" * 64, "1" * 64

@@ -13,7 +13,7 @@ from trees import make_tree
 from taskgraph_images import names
 from taskgraph_images.cli import main
 from taskgraph_images.errors import InvalidValueError
-from taskgraph_images.index._namespaces import hash_namespace
+from taskgraph_images.keys.namespaces import hash_namespace
 
 DIGEST = "0123456789abcdef" * 4
 TASK_ID = "fN1w0PbpQ0ys2hc7_EpA-g"
@@ -113,3 +113,51 @@ def test_a_local_build_of_an_upper_case_name_says_so_in_one_line(
 
 def test_the_module_doctest_holds() -> None:
     assert doctest.testmod(names).failed == 0
+
+
+ARTIFACT_NAMES = ["public/image.tar.zst", "public/logs/live.log", "a", "x/y.z_1-2",
+                  "", "/public/image.tar.zst", "public//image", "public/../image", "./image",
+                  "public/image ", "public\\image"]
+
+
+@pytest.mark.parametrize("name", ARTIFACT_NAMES)
+def test_the_index_and_the_config_take_the_artifact_names_the_rule_takes(name: str) -> None:
+    from taskgraph_images.config import parse_config
+    from taskgraph_images.errors import ConfigError
+    from taskgraph_images.index import MemoryIndex, find_images
+
+    accepted = names.is_artifact_name(name)
+    assert accepted == (name in ARTIFACT_NAMES[:4])
+    try:
+        parse_config({"artifact-name": name})
+    except ConfigError:
+        config_accepts = False
+    else:
+        config_accepts = True
+    try:
+        find_images(MemoryIndex(), [("base", DIGEST)], 3, artifact=name)
+    except InvalidValueError:
+        index_accepts = False
+    else:
+        index_accepts = True
+    assert (config_accepts, index_accepts) == (accepted, accepted)
+
+
+@pytest.mark.parametrize(("source", "ok"), [
+    ("https://hg.mozilla.org/mozilla-central", True), ("git@github.com:o/r.git", True),
+    ("ssh://hg.mozilla.org/x", True), ("http://x", True), ("ftp://x", False),
+    ("file:///repo", False), ("https://a b", False), ("", False),
+])
+def test_a_push_source_is_a_git_remote_url(source: str, ok: bool) -> None:
+    from plan_helpers import PARAMS
+
+    from taskgraph_images.errors import ParamsError
+    from taskgraph_images.params import Params
+
+    assert names.is_git_source(source) == ok
+    try:
+        Params.from_mapping({**PARAMS, "source": source})
+    except ParamsError:
+        assert not ok
+    else:
+        assert ok

@@ -381,3 +381,106 @@ def test_a_taskcluster_plan_without_a_queue_warns_as_the_cli_refuses(
     assert {t["taskQueueId"] for t in done.tasks.values()} == {"proj-3/images"}
     assert done.warnings == ()
     assert plan(gecko, MemoryIndex()).warnings == ()
+
+
+# -- the pure core -------------------------------------------------------------------
+
+
+def _in_memory_catalog() -> ImageCatalog:
+    """Three task images and a prebuilt one, with no tree behind them: the root does not exist."""
+    from taskgraph_images.catalog import Image
+
+    def image(name: str, parent: str | None = None, version: str | None = None) -> Image:
+        base = parent or "ubuntu:22.04"
+        return Image(name, f"taskcluster/docker/{name}", version, "taskcluster" if version else None,
+                     parent, base, parents=(parent,) if parent else ())
+
+    images = [image("image_builder"), image("base"), image("app", "base"), image("tool", version="1.0")]
+    return ImageCatalog("/nonexistent/repository", "taskcluster/docker",
+                        {i.name: i for i in images})
+
+
+def test_decide_makes_decisions_and_tasks_from_digests_and_lookups_alone() -> None:
+    from taskgraph_images.index import Found, Lookup
+    from taskgraph_images.plan import decide
+
+    catalog = _in_memory_catalog()
+    digests = {"image_builder": "1" * 64, "base": "2" * 64, "app": "3" * 64, "tool": "4" * 64}
+    builder_task, base_task = "Rk3nA5J-Qb2zUa0SyrRlYw", "Sc1Wg8jYRZ-7z1Gm7p9M8w"
+    lookups = {
+        "image_builder": Lookup("image_builder", "1" * 64, 3,
+                                Found(builder_task, "ns.builder", 3), "found at level 3"),
+        "base": Lookup("base", "2" * 64, 3, Found(base_task, "ns.base", 3), "found at level 3"),
+        "app": Lookup("app", "3" * 64, 3, None, "not indexed"),
+    }
+    ids = seeded_task_ids()
+    app_task = seeded_task_ids()()
+
+    plan = decide(catalog, digests, lookups, params(), BuildConfig(), task_ids=ids, now=NOW)
+
+    assert [(d.name, d.action, d.task_id, d.reason) for d in plan.decisions.values()] == [
+        ("base", "reuse", base_task, "found at level 3"),
+        ("app", "build", app_task, "not indexed"),
+        ("image_builder", "reuse", builder_task, "found at level 3"),
+        ("tool", "prebuilt", None, "registry tag taskcluster/tool:1.0"),
+    ]
+    assert list(plan.tasks) == [app_task]
+    task = plan.tasks[app_task]
+    assert task["dependencies"] == []  # its parent and the image builder are reused: built already
+    assert task["payload"]["image"] == {"type": "task-image", "path": "public/image.tar.zst",
+                                        "taskId": builder_task}
+    assert task["payload"]["env"]["HASH"] == "3" * 64
+    assert plan.warnings == ()
+
+
+def test_decide_builds_below_a_rebuilt_parent_and_runs_the_explanation_before_the_tasks() -> None:
+    from taskgraph_images.index import Lookup
+    from taskgraph_images.plan import decide
+
+    catalog = _in_memory_catalog()
+    digests = {"image_builder": "1" * 64, "base": "2" * 64, "app": "3" * 64, "tool": "4" * 64}
+    lookups = {name: Lookup(name, digests[name], 3, None, "not indexed")
+               for name in ("image_builder", "base", "app")}
+    seen: list[list[str]] = []
+
+    def explain(decisions: dict[str, Decision]) -> tuple[str, ...]:
+        seen.append([d.name for d in decisions.values() if d.action == "build"])
+        return ("one warning",)
+
+    config = BuildConfig(image_builder_bootstrap="example/bootstrap:1")
+    plan = decide(catalog, digests, lookups, params(), config, task_ids=seeded_task_ids(),
+                  now=NOW, explain=explain)
+
+    assert seen == [["base", "app", "image_builder"]]
+    assert plan.warnings == ("one warning",)
+    assert plan["app"].reason == "parent base rebuilt"
+    builder_id, base_id, app_id = (plan[n].task_id for n in ("image_builder", "base", "app"))
+    assert list(plan.tasks) == [builder_id, base_id, app_id]  # the image builder's build first
+    assert plan.tasks[app_id]["dependencies"] == [builder_id, base_id]
+    assert plan.tasks[builder_id]["payload"]["image"] == "example/bootstrap:1"
+
+
+def test_plan_images_is_decide_after_hashing_and_the_lookup(gecko: ImageCatalog) -> None:
+    from taskgraph_images.index import find_images
+    from taskgraph_images.plan import decide
+
+    index = indexed(gecko, "base", level=3)
+    shell = plan(gecko, index)
+    task_images = [n for n in gecko.order() if not gecko[n].prebuilt]
+    digests = {n: gecko.digest(n) for n in gecko.order()}
+    lookups = find_images(index, [(n, digests[n]) for n in task_images if gecko[n].cache], 3)
+    core = decide(gecko, digests, lookups, params(), BuildConfig(), task_ids=seeded_task_ids(),
+                  now=NOW)
+    assert core.to_json() == shell.to_json()
+
+
+def test_importing_the_plan_loads_no_index_backend_nor_manifest() -> None:
+    """A decision task that plans pays for the decision path only: the index
+    backends, SQLite, the Taskcluster client and the manifests load when used."""
+    from importcheck import modules_added_by
+
+    added = modules_added_by("import taskgraph_images.plan")
+    assert "taskgraph_images.plan" in added
+    assert not added & {"sqlite3", "taskcluster", "requests", "yaml", "taskgraph_images.manifest",
+                        "taskgraph_images.index.local", "taskgraph_images.index.memory",
+                        "taskgraph_images.index.taskcluster", "taskgraph_images.index._base"}

@@ -14,7 +14,8 @@ from peer_taskgraph import peer, peer_image_tasks
 from trees import make_tree
 
 from taskgraph_images.errors import InvalidValueError
-from taskgraph_images.taskgraph_keys import (
+from taskgraph_images.keys.tar import context_hash
+from taskgraph_images.keys.taskgraph import (
     CACHE_TYPE,
     IMAGE_BUILDER_IMAGE,
     DigestInputs,
@@ -27,7 +28,6 @@ from taskgraph_images.taskgraph_keys import (
     index_search,
     pull_request_namespace,
 )
-from taskgraph_images.taskgraph_tar import context_hash
 
 DIGEST = "0123456789abcdef" * 4
 

@@ -26,8 +26,8 @@ from tcserver import TCServer
 
 from taskgraph_images.errors import TaskgraphImagesError
 from taskgraph_images.index._base import verdict
+from taskgraph_images.keys.taskgraph import cache_namespace, latest_namespace, pull_request_namespace
 from taskgraph_images.taskgraph._explain import REPORT_FORMAT, context_members
-from taskgraph_images.taskgraph_keys import cache_namespace, latest_namespace, pull_request_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "tgreuse"

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from peer_taskgraph import peer_context_hash, peer_tar_bytes, peer_tar_hash
 from trees import make_tree
 
-from taskgraph_images import taskgraph_tar
 from taskgraph_images.errors import ContextError
-from taskgraph_images.taskgraph_tar import (
+from taskgraph_images.keys import tar as taskgraph_tar
+from taskgraph_images.keys.tar import (
     BLOCK,
     DEFAULT_MTIME,
     RECORD,
@@ -314,7 +314,7 @@ def test_on_one_core_the_same_hash_without_the_thread(tmp_path: Path) -> None:
     code = (
         "import os, sys, threading\n"
         "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
-        "import taskgraph_images.taskgraph_tar as t\n"
+        "import taskgraph_images.keys.tar as t\n"
         "started = []\n"
         "threading.Thread.start = lambda self: started.append(self)\n"
         f"print(t.context_hash({many}), len(started))\n")

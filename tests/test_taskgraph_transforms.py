@@ -36,7 +36,7 @@ from importcheck import modules_added_by
 from peer_taskgraph import peer, peer_tar_bytes
 
 from taskgraph_images.errors import ConfigError, TaskgraphImagesError
-from taskgraph_images.taskgraph_tar import context_hash, write_context_tar
+from taskgraph_images.keys.tar import context_hash, write_context_tar
 
 DATA = Path(__file__).parent / "data" / "tgrepo"
 KIND = "taskcluster/kinds/docker-image/kind.yml"

@@ -207,11 +207,11 @@ def _build_record(args: argparse.Namespace) -> int:
     import tempfile
     import time
 
-    from taskgraph_images.cachekeys import IndexKeys
     from taskgraph_images.docker import build_chain
     from taskgraph_images.errors import ManifestError
     from taskgraph_images.index import find_images
     from taskgraph_images.intask import TaskEnv, build_in_task, check_task
+    from taskgraph_images.keys.indexkeys import IndexKeys
     from taskgraph_images.manifest import manifest_file_path, parse_manifest
 
     if args.build_arg:
@@ -448,7 +448,7 @@ def _load(args: argparse.Namespace) -> int:
         config = load_build_config(args.config)
     else:
         note_config(args.config, config)
-    from taskgraph_images.cachekeys import IndexKeys
+    from taskgraph_images.keys.indexkeys import IndexKeys
 
     options: dict[str, Any] = {
         "tag": args.tag, "max_size": max_size, "index": index, "catalog": catalog,

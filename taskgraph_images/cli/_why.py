@@ -113,10 +113,10 @@ def _from_plan(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _from_index(args: argparse.Namespace) -> dict[str, Any]:
-    from taskgraph_images.cachekeys import IndexKeys
     from taskgraph_images.cli._index import open_index
     from taskgraph_images.explain import explain_builds, link_parents
-    from taskgraph_images.index._namespaces import validate_level
+    from taskgraph_images.keys.indexkeys import IndexKeys
+    from taskgraph_images.keys.namespaces import validate_level
     from taskgraph_images.manifest import build_manifest
 
     level = validate_level(args.level if args.level is not None else 1)

@@ -5,32 +5,66 @@ decision in :func:`find_images` / :func:`find_image`, which work over any
 :class:`IndexBackend`. Backends: :class:`TaskclusterIndex` (the real
 services), :class:`LocalIndex` (an SQLite file, the default without
 Taskcluster) and :class:`MemoryIndex` (tests, pre-loaded results).
+
+Each name is imported on first use (:pep:`562`), so importing a module that
+needs only the namespaces does not load SQLite or the backends.
 """
 
 from __future__ import annotations
 
-from taskgraph_images.index._base import (
-    DEFAULT_ARTIFACT,
-    ArtifactRead,
-    Found,
-    IndexBackend,
-    IndexedTask,
-    Lookup,
-    Usability,
-)
-from taskgraph_images.index._lookup import OnError, find_image, find_images
-from taskgraph_images.index._namespaces import (
-    DEFAULT_PREFIX,
-    LEVELS,
-    Candidate,
-    hash_namespace,
-    index_namespaces,
-    latest_namespace,
-    search_order,
-)
-from taskgraph_images.index.local import LocalIndex, default_index_path
-from taskgraph_images.index.memory import MemoryIndex
-from taskgraph_images.index.taskcluster import TaskclusterIndex  # imports the client lazily
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from taskgraph_images.index._base import (
+        DEFAULT_ARTIFACT,
+        ArtifactRead,
+        Found,
+        IndexBackend,
+        IndexedTask,
+        Lookup,
+        Usability,
+    )
+    from taskgraph_images.index._common import new_task_id
+    from taskgraph_images.index._lookup import OnError, find_image, find_images
+    from taskgraph_images.index.local import LocalIndex, default_index_path
+    from taskgraph_images.index.memory import MemoryIndex
+    from taskgraph_images.index.taskcluster import TaskclusterIndex
+    from taskgraph_images.keys.namespaces import (
+        DEFAULT_PREFIX,
+        LEVELS,
+        Candidate,
+        hash_namespace,
+        index_namespaces,
+        latest_namespace,
+        search_order,
+    )
+
+#: Where each exported name lives.
+_HOMES = {
+    "DEFAULT_ARTIFACT": "taskgraph_images.index._base",
+    "ArtifactRead": "taskgraph_images.index._base",
+    "Found": "taskgraph_images.index._base",
+    "IndexBackend": "taskgraph_images.index._base",
+    "IndexedTask": "taskgraph_images.index._base",
+    "Lookup": "taskgraph_images.index._base",
+    "Usability": "taskgraph_images.index._base",
+    "new_task_id": "taskgraph_images.index._common",
+    "OnError": "taskgraph_images.index._lookup",
+    "find_image": "taskgraph_images.index._lookup",
+    "find_images": "taskgraph_images.index._lookup",
+    "DEFAULT_PREFIX": "taskgraph_images.keys.namespaces",
+    "LEVELS": "taskgraph_images.keys.namespaces",
+    "Candidate": "taskgraph_images.keys.namespaces",
+    "hash_namespace": "taskgraph_images.keys.namespaces",
+    "index_namespaces": "taskgraph_images.keys.namespaces",
+    "latest_namespace": "taskgraph_images.keys.namespaces",
+    "search_order": "taskgraph_images.keys.namespaces",
+    "LocalIndex": "taskgraph_images.index.local",
+    "default_index_path": "taskgraph_images.index.local",
+    "MemoryIndex": "taskgraph_images.index.memory",
+    "TaskclusterIndex": "taskgraph_images.index.taskcluster",
+}
 
 __all__ = [
     "DEFAULT_ARTIFACT",
@@ -53,6 +87,20 @@ __all__ = [
     "hash_namespace",
     "index_namespaces",
     "latest_namespace",
+    "new_task_id",
     "search_order",
 ]
 
+
+def __getattr__(name: str) -> Any:
+    """Import ``name`` from its module on first use."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))

@@ -16,12 +16,12 @@ index cannot answer; they never guess.
 from __future__ import annotations
 
 import datetime
-import re
 from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 
 import attrs
 
 from taskgraph_images.errors import InvalidValueError
+from taskgraph_images.names import is_artifact_name
 from taskgraph_images.tctime import format_time
 
 __all__ = [
@@ -42,7 +42,6 @@ DEFAULT_ARTIFACT = "public/image.tar.zst"
 
 Clock = Callable[[], datetime.datetime]
 
-_ARTIFACT_NAME = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*\Z")
 
 
 def utcnow() -> datetime.datetime:
@@ -55,11 +54,7 @@ def validate_artifact_name(name: object) -> str:
 
     :raises InvalidValueError: otherwise (absolute, ``..``, empty segments, odd characters).
     """
-    if (
-        not isinstance(name, str)
-        or not _ARTIFACT_NAME.match(name)
-        or any(part in (".", "..") for part in name.split("/"))
-    ):
+    if not isinstance(name, str) or not is_artifact_name(name):
         raise InvalidValueError(f"invalid artifact name {name!r}")
     return name
 

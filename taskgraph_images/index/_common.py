@@ -7,7 +7,7 @@ from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence
 
 from taskgraph_images.errors import InvalidValueError
 from taskgraph_images.index._base import IndexedTask
-from taskgraph_images.index._namespaces import (
+from taskgraph_images.keys.namespaces import (
     PushDate,
     index_namespaces,
     validate_namespace,

@@ -21,7 +21,7 @@ from taskgraph_images.index._base import (
     Usability,
     validate_artifact_name,
 )
-from taskgraph_images.index._namespaces import (
+from taskgraph_images.keys.namespaces import (
     DEFAULT_PREFIX,
     Candidate,
     search_order,

@@ -54,7 +54,7 @@ from taskgraph_images.index._common import (
     validate_rank,
     validate_state,
 )
-from taskgraph_images.index._namespaces import (
+from taskgraph_images.keys.namespaces import (
     DEFAULT_PREFIX,
     PushDate,
     validate_namespace,
@@ -573,7 +573,7 @@ class LocalIndex:
         without its manifest.
 
         ``namespaces``, when given, replace the three (taskgraph's, for
-        example: :meth:`~taskgraph_images.cachekeys.IndexKeys.record`).
+        example: :meth:`~taskgraph_images.keys.indexkeys.IndexKeys.record`).
 
         :raises InvalidValueError: for an invalid level, name, digest, date or task id.
         :raises IndexStoreError: when the store or the database cannot be written.

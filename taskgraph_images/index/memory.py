@@ -25,7 +25,7 @@ from taskgraph_images.index._common import (
     validate_rank,
     validate_state,
 )
-from taskgraph_images.index._namespaces import (
+from taskgraph_images.keys.namespaces import (
     DEFAULT_PREFIX,
     PushDate,
     validate_namespace,
@@ -201,7 +201,7 @@ class MemoryIndex:
         """Record a finished build: task state, artifact, manifest and its three namespaces.
 
         ``namespaces``, when given, replace the three (taskgraph's, for
-        example: :meth:`~taskgraph_images.cachekeys.IndexKeys.record`).
+        example: :meth:`~taskgraph_images.keys.indexkeys.IndexKeys.record`).
         Returns the task id (a new one unless given).
         """
         record = build_record(level, name, digest, pushdate, task_id, prefix, namespaces)

@@ -43,7 +43,7 @@ from taskgraph_images.index._base import (
     verdict,
 )
 from taskgraph_images.index._common import DEFAULT_EXPIRY, validate_data, validate_rank
-from taskgraph_images.index._namespaces import validate_namespace, validate_task_id
+from taskgraph_images.keys.namespaces import validate_namespace, validate_task_id
 from taskgraph_images.progress import Reporter, Wait
 from taskgraph_images.tcenv import Credentials, TaskclusterEnv, artifact_url, client
 from taskgraph_images.tctime import format_time, parse_time

@@ -6,7 +6,7 @@ this description, so it is the same to the key: the label
 artifact and environment), the dependencies on the parent image and the
 package tasks, the Treeherder symbol, the ``index`` as written, and the
 ``cache`` entry whose ``digest-data`` ``cached_tasks`` folds into the digest
-(:class:`~taskgraph_images.taskgraph_keys.DigestInputs` gives its lines).
+(:class:`~taskgraph_images.keys.taskgraph.DigestInputs` gives its lines).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import attrs
 
+from taskgraph_images.keys.taskgraph import CACHE_TYPE, IMAGE_BUILDER_IMAGE, DigestInputs
 from taskgraph_images.taskgraph._kind import KindTask
-from taskgraph_images.taskgraph_keys import CACHE_TYPE, IMAGE_BUILDER_IMAGE, DigestInputs
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.config import BuildConfig
@@ -41,7 +41,7 @@ class Push:
     repository_type: str
     #: The graph config's ``task-expires-after`` (level 1 images expire then).
     task_expires_after: str = "28 days"
-    #: Whether ``orjson`` writes taskgraph's JSON (see :func:`~taskgraph_images.taskgraph_keys.args_json`).
+    #: Whether ``orjson`` writes taskgraph's JSON (see :func:`~taskgraph_images.keys.taskgraph.args_json`).
     orjson: bool = False
 
     @classmethod

@@ -36,7 +36,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import tarfile
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -45,6 +44,7 @@ import attrs
 from taskgraph_images.errors import IndexBackendError, TaskgraphImagesError
 from taskgraph_images.explain import FIRST_BUILD
 from taskgraph_images.manifest import MAX_MEMBERS, ContextManifest, ManifestDiff, diff_manifests
+from taskgraph_images.names import is_digest
 
 __all__ = [
     "ARTIFACT",
@@ -72,7 +72,6 @@ MAX_CONTEXT_UNPACKED = 1024 * 1024 * 1024
 _PREFIX = "docker-image-"
 #: Where taskgraph's docker-image transforms write the contexts a decision publishes.
 CONTEXTS_DIR = "docker-contexts"
-_DIGEST = re.compile(r"[0-9a-f]{64}\Z")
 
 
 @attrs.frozen
@@ -262,7 +261,7 @@ def _old_digest(task: Mapping[str, Any], prefix: str, name: str) -> Optional[str
     for route in task.get("routes") or []:
         if isinstance(route, str) and route.startswith(head) and tail in route:
             digest = route.rsplit(".", 1)[-1]
-            if _DIGEST.match(digest):
+            if is_digest(digest):
                 return digest
     return None
 
@@ -282,9 +281,9 @@ def _history(index: Any, names: Sequence[str], level: int, prefix: str) -> _Hist
 
     Three round trips in sequence, each batched or concurrent.
     """
-    from taskgraph_images.cachekeys import IndexKeys
     from taskgraph_images.explain import _choose
-    from taskgraph_images.index._namespaces import validate_task_id
+    from taskgraph_images.keys.indexkeys import IndexKeys
+    from taskgraph_images.keys.namespaces import validate_task_id
 
     keys = IndexKeys(taskgraph_prefix=prefix)
     orders = {n: [c for c in keys.latest(n, level) if c.level >= level] for n in names}

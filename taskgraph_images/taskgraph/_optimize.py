@@ -47,8 +47,8 @@ from taskgraph.optimize.strategies import IndexSearch
 from taskgraph_images.errors import TaskgraphImagesError
 from taskgraph_images.index._base import DEFAULT_ARTIFACT, Lookup, Usability, utcnow, verdict
 from taskgraph_images.index._lookup import decide
-from taskgraph_images.index._namespaces import Candidate
-from taskgraph_images.taskgraph_keys import CACHE_TYPE, cache_namespace, pull_request_namespace
+from taskgraph_images.keys.namespaces import Candidate
+from taskgraph_images.keys.taskgraph import CACHE_TYPE, cache_namespace, pull_request_namespace
 from taskgraph_images.tctime import parse_time
 
 __all__ = [
@@ -88,7 +88,7 @@ class Settings:
         :raises ConfigError: when ``taskcluster/taskgraph-images.yml`` exists and is invalid.
         """
         from taskgraph_images.config import find_config, load_config
-        from taskgraph_images.taskgraph_keys import cache_prefix
+        from taskgraph_images.keys.taskgraph import cache_prefix
 
         taskgraph_section = graph_config.get("taskgraph") or {}
         prefix = cache_prefix(graph_config["trust-domain"],

@@ -13,7 +13,7 @@ so the graph is the same. Underneath:
 * the images are an :class:`~taskgraph_images.catalog.ImageCatalog` of the
   entries (our Dockerfile parser, includes checked to stay in the
   repository, parents resolved), keyed by taskgraph's recipe;
-* context hashes come from :mod:`taskgraph_images.taskgraph_tar` (no
+* context hashes come from :mod:`taskgraph_images.keys.tar` (no
   archive built), and when the decision writes artifacts each context is
   written, in the same pass, to ``docker-contexts/NAME.tar.gz``, byte for
   byte what taskgraph writes;
@@ -152,7 +152,7 @@ def _context_hashes(catalog: ImageCatalog, names: list[str], write: bool) -> dic
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from taskgraph_images.taskgraph_tar import cores
+    from taskgraph_images.keys.tar import cores
 
     def one(name: str) -> str:
         return _write_context(catalog, name) if write else catalog.context_hash(name)
@@ -189,7 +189,7 @@ def _write_context(catalog: ImageCatalog, name: str) -> str:
 
     from taskgraph_images._atomic import atomic_output
     from taskgraph_images.errors import ContextError
-    from taskgraph_images.taskgraph_tar import DEFAULT_MTIME, write_context_tar
+    from taskgraph_images.keys.tar import DEFAULT_MTIME, write_context_tar
 
     path = context_file(name)
     logger.info(f"Writing {path} for docker image {name}")

@@ -11,7 +11,7 @@ tests compare them with the installed package).
 The digest of an image is the sha256 of these lines joined by ``\\n``
 (no newline at the end), in this order (:meth:`DigestInputs.lines`):
 
-1. the context hash (:func:`taskgraph_images.taskgraph_tar.context_hash`
+1. the context hash (:func:`taskgraph_images.keys.tar.context_hash`
    of the members taskgraph collects);
 2. the image's ``args`` as JSON with sorted keys (:func:`args_json`);
 3. ``image-builder-image:{image builder}``;
@@ -34,7 +34,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import attrs
 
-from taskgraph_images.index._namespaces import validate_level
+from taskgraph_images.keys.namespaces import validate_level
 
 __all__ = [
     "CACHE_TYPE",

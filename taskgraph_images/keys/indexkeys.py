@@ -1,9 +1,9 @@
 """Where a build-task config's cache keys put builds in the index (pure).
 
 With ``cache-keys: seed`` (the default) a build is indexed under this
-library's three namespaces (:mod:`taskgraph_images.index._namespaces`);
+library's three namespaces (:mod:`taskgraph_images.keys.namespaces`);
 with ``cache-keys: taskgraph`` under taskgraph's
-(:mod:`taskgraph_images.taskgraph_keys`). :class:`IndexKeys` answers the
+(:mod:`taskgraph_images.keys.taskgraph`). :class:`IndexKeys` answers the
 three questions every command asks, the same way in both modes:
 
 * :meth:`IndexKeys.search`: the ``hash`` namespaces a lookup tries, in order;
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Optional
 import attrs
 
 from taskgraph_images.errors import InvalidValueError
-from taskgraph_images.index._namespaces import (
+from taskgraph_images.keys.namespaces import (
     DEFAULT_PREFIX,
     LEVELS,
     Candidate,
@@ -64,7 +64,7 @@ class IndexKeys:
         """The namespaces ``config`` puts builds under, for a decision run for ``tasks_for``."""
         tg_prefix: Optional[str] = None
         if config.cache_keys == "taskgraph":
-            from taskgraph_images.taskgraph_keys import cache_prefix
+            from taskgraph_images.keys.taskgraph import cache_prefix
 
             # BuildConfig refuses cache-keys: taskgraph without a trust domain.
             assert config.trust_domain is not None
@@ -88,7 +88,7 @@ class IndexKeys:
         """
         if self.taskgraph_prefix is None:
             return list(search_order(name, digest, level, prefix=self.prefix))
-        from taskgraph_images.taskgraph_keys import index_search
+        from taskgraph_images.keys.taskgraph import index_search
 
         found = index_search(self.taskgraph_prefix, name, digest, level=level,
                              tasks_for=self.tasks_for,
@@ -108,7 +108,7 @@ class IndexKeys:
         if self.taskgraph_prefix is None:
             return [Candidate(lv, latest_namespace(lv, name, prefix=self.prefix))
                     for lv in LEVELS if lv >= level]
-        from taskgraph_images.taskgraph_keys import latest_namespace as tg_latest
+        from taskgraph_images.keys.taskgraph import latest_namespace as tg_latest
 
         return [Candidate(lv, tg_latest(self.taskgraph_prefix, name, level=lv))
                 for lv in LEVELS if lv >= level]
@@ -125,8 +125,8 @@ class IndexKeys:
         """
         if self.taskgraph_prefix is None:
             return index_namespaces(level, name, digest, pushdate, prefix=self.prefix)
-        from taskgraph_images.index._namespaces import pushdate_path, validate_digest, validate_name
-        from taskgraph_images.taskgraph_keys import index_routes
+        from taskgraph_images.keys.namespaces import pushdate_path, validate_digest, validate_name
+        from taskgraph_images.keys.taskgraph import index_routes
 
         validate_name(name)
         validate_digest(digest)

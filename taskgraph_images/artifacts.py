@@ -42,7 +42,7 @@ from taskgraph_images._tarball import TarRewriter
 from taskgraph_images.compression import BUFFER, ZSTD_MAGIC, Buffer, ZstdFrameChecker, compress_stream
 from taskgraph_images.errors import ArtifactError, DockerError, InvalidValueError
 from taskgraph_images.progress import Meter, Reporter, Wait, announcing, format_size
-from taskgraph_images.tcenv import TaskclusterEnv, artifact_url
+from taskgraph_images.tc.env import TaskclusterEnv, artifact_url
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
@@ -437,7 +437,7 @@ def open_source(
     (the task's ``artifact``, by default ``public/image.tar.zst``: from
     ``index``'s local artifact store when it has it, else from the Queue at
     ``root_url``, ``index``'s root URL or the one ``env`` names, signed with
-    ``env``'s credentials: see :mod:`taskgraph_images.tcenv`) or an image name of ``catalog``
+    ``env``'s credentials: see :mod:`taskgraph_images.tc.env`) or an image name of ``catalog``
     (looked up in ``index`` by its digest at ``level``, under the index
     ``prefix`` when given, as the plan does; ``search`` gives the namespaces
     to try instead, and is needed for a catalog of taskgraph's cache keys:

@@ -220,7 +220,7 @@ def fetch_parent(
     of ``parent``, the name the child's ``FROM`` uses. It comes from
     ``index``'s artifact store when it has the task, else from the Queue
     (``TASKCLUSTER_PROXY_URL`` inside a task, else ``TASKCLUSTER_ROOT_URL``:
-    see :mod:`taskgraph_images.tcenv`).
+    see :mod:`taskgraph_images.tc.env`).
 
     :raises ArtifactError: when the artifact is missing, truncated or corrupt,
         or is not an image the builder made for ``parent`` at its digest.

@@ -199,7 +199,7 @@ def container_config(
     elif network is not None:
         host["NetworkMode"] = network
     if root_url:
-        from taskgraph_images.tcenv import normalize_root_url
+        from taskgraph_images.tc.env import normalize_root_url
 
         root_url = normalize_root_url(root_url)
         env["TASKCLUSTER_ROOT_URL"] = root_url

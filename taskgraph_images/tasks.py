@@ -20,7 +20,7 @@ from taskgraph_images.config import LOCAL_TASK_QUEUE, BuildConfig, LevelConfig
 from taskgraph_images.index import index_namespaces
 from taskgraph_images.manifest import manifest_file_path
 from taskgraph_images.params import Params
-from taskgraph_images.tctime import format_time
+from taskgraph_images.tc.time import format_time
 
 __all__ = [
     "BuildSpec",

@@ -35,7 +35,7 @@ from taskgraph_images.artifacts import (
     stream_image,
 )
 from taskgraph_images.errors import ArtifactError, DockerError
-from taskgraph_images.tcenv import Credentials, TaskclusterEnv
+from taskgraph_images.tc.env import Credentials, TaskclusterEnv
 
 
 def docker_save_tar(layers: list[bytes], tag: str = "old/name:1") -> bytes:

@@ -410,7 +410,7 @@ def test_run_task_record_indexes_a_contract_task_under_its_routes(
     import taskcluster
 
     from taskgraph_images.index import LocalIndex, find_image
-    from taskgraph_images.tctime import format_time
+    from taskgraph_images.tc.time import format_time
 
     digest = ImageCatalog.load(fixture.root).digest("base")
     now = datetime.datetime.now(datetime.timezone.utc)

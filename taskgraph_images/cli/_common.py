@@ -154,7 +154,7 @@ def print_json(value: Any) -> None:
 
 def format_date(when: datetime.datetime) -> str:
     """Return ``when`` as every command prints dates: ``2016-11-07T19:26:27.000Z``."""
-    from taskgraph_images.tctime import format_time
+    from taskgraph_images.tc.time import format_time
 
     return format_time(when)
 

@@ -352,7 +352,7 @@ def _add_queue_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    from taskgraph_images.submit import DEFAULT_JOBS
+    from taskgraph_images.tc.submit import DEFAULT_JOBS
 
     jobs: int = DEFAULT_JOBS if args.jobs is None else args.jobs
     if jobs < 1:
@@ -362,7 +362,7 @@ def _jobs(args: argparse.Namespace) -> int:
 
 def _open_queue(args: argparse.Namespace, index: Any) -> Any:
     """Return a ``taskcluster.Queue`` for submitting, after checking that it answers."""
-    from taskgraph_images.tcenv import TaskclusterEnv, client
+    from taskgraph_images.tc.env import TaskclusterEnv, client
 
     tc_env = TaskclusterEnv.from_environment()
     root_url = tc_env.root(args.taskcluster_root_url or getattr(index, "root_url", None))
@@ -392,7 +392,7 @@ def _submit(args: argparse.Namespace, plan: Plan, queue: Any, *, resume: bool, h
     """Submit ``plan``'s tasks with progress on stderr; return what was done, for the summary."""
     import time
 
-    from taskgraph_images.submit import queue_existing, submit_plan
+    from taskgraph_images.tc.submit import queue_existing, submit_plan
 
     total, jobs = len(plan.tasks), _jobs(args)
     note(f"submitting {total} build tasks to {queue.options['rootUrl']} ({jobs} at a time)")

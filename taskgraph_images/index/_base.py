@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 import attrs
 
 from taskgraph_images.errors import InvalidValueError
-from taskgraph_images.tctime import format_time
+from taskgraph_images.tc.time import format_time
 
 __all__ = [
     "DEFAULT_ARTIFACT",

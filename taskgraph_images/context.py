@@ -9,7 +9,7 @@ image read these members: the seed hash (:mod:`taskgraph_images.seedhash`)
 and taskgraph's tar stream; :func:`write_context` writes them as a tarball.
 
 Listing (which files, and which are refused) reads the file system and
-nothing else; hashing is done elsewhere (:mod:`taskgraph_images.filehash`).
+nothing else; hashing is done elsewhere (:mod:`taskgraph_images._hashing.filehash`).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import IO, TYPE_CHECKING, NamedTuple, Optional, Protocol, Union
 import attrs
 
 from taskgraph_images import _dockerfile
+from taskgraph_images._hashing.filehash import FileHasher, file_sha256
 from taskgraph_images._safefile import MAX_DOCKERFILE_BYTES, read_repo_text
 from taskgraph_images._safefile import file_kind as _kind
 from taskgraph_images.errors import ContextError, DockerfileError
-from taskgraph_images.filehash import FileHasher, file_sha256
 from taskgraph_images.seedhash import hash_files
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -38,7 +38,7 @@ _STDLIB_SKIP = {"site-packages", "test", "idlelib", "tkinter", "turtledemo", "en
                 f"config-{sys.version_info[0]}.{sys.version_info[1]}-{sys.implementation._multiarch}"}
 _IMPORTS = (
     "import taskgraph_images.cli, taskgraph_images.intask, taskgraph_images.artifacts, "
-    "taskgraph_images.runtask, taskgraph_images.index, taskgraph_images._hashcache, "
+    "taskgraph_images.runtask, taskgraph_images.index, taskgraph_images._hashing.cache, "
     "taskgraph_images.context, zstandard, taskcluster, requests, yaml, sqlite3, tarfile; "
     "taskgraph_images.cli.build_parser()"
 )

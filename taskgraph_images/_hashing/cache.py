@@ -56,8 +56,8 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
+from taskgraph_images._hashing.filehash import FileHasher, file_sha256, hash_paths
 from taskgraph_images.errors import ContextError, InvalidValueError
-from taskgraph_images.filehash import FileHasher, file_sha256, hash_paths
 
 #: Files smaller than this are not cached (see :class:`HashCache`). With the
 #: multi-buffer kernel, hashing a 64 KiB file takes about as long as one

@@ -6,7 +6,7 @@ about ``--size`` of real files from this machine's ``/usr/lib`` and
 
 - ``save``: the in-task builder's output path, :func:`taskgraph_images.buildah.push_archive`
   (``buildah push`` to ``docker-archive:/dev/stdout``, read from the pipe)
-  through :func:`taskgraph_images.compression.compress_stream` (level 3, all
+  through :func:`taskgraph_images.images.compression.compress_stream` (level 3, all
   cores) into a file written atomically, against ``buildah push
   docker-archive:FILE`` then ``zstd -3 -T0 FILE``; side by side, rounds
   alternating, the ratio the median of the per-round ratios. Peak RSS is
@@ -95,7 +95,7 @@ def make_image(folder: str, size: int) -> int:
 def _child_ours(folder: str, out: str) -> None:
     from taskgraph_images._atomic import atomic_output
     from taskgraph_images.buildah import push_archive
-    from taskgraph_images.compression import compress_stream
+    from taskgraph_images.images.compression import compress_stream
 
     with atomic_output(out) as f:
         push_archive(_buildah(folder), TAG, TAG,
@@ -225,7 +225,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(args_list)
     sys.path.insert(0, ROOT)
-    from taskgraph_images.artifacts import parse_size
+    from taskgraph_images.images.artifacts import parse_size
 
     results = run(parse_size(args.size), args.repeat,
                   [int(x) for x in args.levels.split(",")], args.dir)

@@ -29,7 +29,7 @@ from taskgraph_images.errors import ContextError, DockerfileError
 from taskgraph_images.seedhash import hash_files
 
 if TYPE_CHECKING:  # pragma: no cover
-    from taskgraph_images._tarball import Member
+    from taskgraph_images.images.tarball import Member
 
 __all__ = [
     "PYCACHE",
@@ -358,7 +358,7 @@ def context_members(facts: ContextFacts, name: str,
 
     ``context`` is the image's :class:`ImageContext` when the caller has it.
     """
-    from taskgraph_images._tarball import Member
+    from taskgraph_images.images.tarball import Member
 
     if context is None:
         context = image_context(facts, name)
@@ -433,7 +433,7 @@ def write_context(
         not a regular file, or a file that cannot be read.
     :raises CatalogError: for an unknown image.
     """
-    from taskgraph_images._tarball import compression_for, write_tar_to
+    from taskgraph_images.images.tarball import compression_for, write_tar_to
 
     kind = compression_for(out, compression)
     members = context_members(catalog, name, context)

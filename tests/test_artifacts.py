@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trees import tar_of
 
-from taskgraph_images._tarball import Buffer
-from taskgraph_images.artifacts import (
+from taskgraph_images.errors import ArtifactError, DockerError
+from taskgraph_images.images.artifacts import (
     FileSink,
     HttpReader,
     NullSink,
@@ -34,7 +34,7 @@ from taskgraph_images.artifacts import (
     save_image,
     stream_image,
 )
-from taskgraph_images.errors import ArtifactError, DockerError
+from taskgraph_images.images.tarball import Buffer
 from taskgraph_images.tc.env import Credentials, TaskclusterEnv
 
 
@@ -249,7 +249,7 @@ def test_parse_size_refuses_nonsense() -> None:
 
 
 class FakeEngine:
-    """Stands in for :class:`~taskgraph_images.docker.Engine` in save tests."""
+    """Stands in for :class:`~taskgraph_images.images.engine.Engine` in save tests."""
 
     def __init__(self, chunks: list[bytes], fail: Optional[Exception] = None) -> None:
         self.chunks = chunks
@@ -494,7 +494,7 @@ def test_compress_stream_to_a_file_is_valid_for_the_checker_and_the_cli(tmp_path
 
 
 def test_load_by_task_id_inside_a_task_goes_through_the_proxy(tc_server: Any) -> None:
-    from taskgraph_images.artifacts import open_source
+    from taskgraph_images.images.artifacts import open_source
 
     original = docker_save_tar([b"P" * 1000])
     task_id = tc_server.add_task(artifacts={"public/image.tar.zst": zst(original)})

@@ -11,7 +11,7 @@ from dockerd import BUSYBOX, DockerEngine, require_or_skip
 from trees import make_tree
 
 from taskgraph_images.catalog import ImageCatalog
-from taskgraph_images.docker import build_image
+from taskgraph_images.images.engine import build_image
 
 D = "taskcluster/docker"
 KIND = "taskcluster/kinds/docker-image/kind.yml"

@@ -40,7 +40,7 @@ from tcserver import TCServer
 
 from taskgraph_images.catalog import ImageCatalog
 from taskgraph_images.cli import main
-from taskgraph_images.docker import build_image
+from taskgraph_images.images.engine import build_image
 from taskgraph_images.manifest import DEFAULT_MANIFEST_ARTIFACT
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

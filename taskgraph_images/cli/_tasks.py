@@ -181,7 +181,7 @@ def _write_output(stream: int, data: bytes) -> None:
 
 
 def _run_task(args: argparse.Namespace) -> int:
-    from taskgraph_images.docker import Engine
+    from taskgraph_images.images.engine import Engine
     from taskgraph_images.runtask import check_task, record_run, run_task
     from taskgraph_images.tc.env import TaskclusterEnv
 

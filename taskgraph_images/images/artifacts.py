@@ -7,7 +7,7 @@ complete (a failure, a full disk included, leaves nothing behind).
 Loading reads a local file, an HTTP(S) URL, a Taskcluster task's
 ``public/image.tar.zst`` or an indexed image, decompresses it with fixed
 buffers, checks and optionally retags it with
-:class:`~taskgraph_images._tarball.TarRewriter` (layers pass through as raw
+:class:`~taskgraph_images.images.tarball.TarRewriter` (layers pass through as raw
 bytes; only ``manifest.json``, ``repositories`` and OCI ``index.json`` are
 rewritten) and pipes it into the engine's load or a file. The tar's end
 blocks are sent only after the zstd stream proved complete (every frame
@@ -38,16 +38,16 @@ import attrs
 
 from taskgraph_images._dockerfile import split_reference
 from taskgraph_images._floors import require
-from taskgraph_images._tarball import TarRewriter
-from taskgraph_images.compression import BUFFER, ZSTD_MAGIC, Buffer, ZstdFrameChecker, compress_stream
 from taskgraph_images.errors import ArtifactError, DockerError, InvalidValueError
+from taskgraph_images.images.compression import BUFFER, ZSTD_MAGIC, Buffer, ZstdFrameChecker, compress_stream
+from taskgraph_images.images.tarball import TarRewriter
 from taskgraph_images.progress import Meter, Reporter, Wait, announcing, format_size
 from taskgraph_images.tc.env import TaskclusterEnv, artifact_url
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
 
-    from taskgraph_images.docker import Engine
+    from taskgraph_images.images.engine import Engine
     from taskgraph_images.index._lookup import SearchOrder
 
 __all__ = [
@@ -580,7 +580,7 @@ class FileSink:
         level: int = 3, threads: int = 0,
     ) -> None:
         from taskgraph_images._atomic import atomic_output
-        from taskgraph_images.compression import compression_for_name
+        from taskgraph_images.images.compression import compression_for_name
 
         self._context: Any = None
         if isinstance(out, (str, os.PathLike)):
@@ -890,7 +890,7 @@ def load_image(
             sink = FileSink(output, compression=compression)
         else:
             if engine is None:
-                from taskgraph_images.docker import Engine
+                from taskgraph_images.images.engine import Engine
 
                 engine = Engine.from_env()
             sink = engine.start_load()

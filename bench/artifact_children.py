@@ -33,7 +33,8 @@ def _child_compress(src: str, dest: str) -> None:
 
 
 def _child_load(src: str) -> None:
-    from taskgraph_images.images.artifacts import NullSink, stream_image
+    from taskgraph_images.images.artifacts import stream_image
+    from taskgraph_images.images.sinks import NullSink
 
     with open(src, "rb") as f:
         stream_image(f, NullSink(), tag="bench:retagged")
@@ -66,7 +67,9 @@ class _Serve:
 
 
 def _child_load_http(src: str) -> None:
-    from taskgraph_images.images.artifacts import NullSink, open_source, stream_image
+    from taskgraph_images.images.artifacts import stream_image
+    from taskgraph_images.images.sinks import NullSink
+    from taskgraph_images.images.source import open_source
 
     with _Serve(src) as url, open_source(url) as raw:
         stream_image(raw, NullSink(), tag="bench:retagged")

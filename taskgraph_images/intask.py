@@ -214,7 +214,7 @@ def fetch_parent(
     """Fetch ``task_id``'s image artifact to ``dest`` (a plain tarball) tagged for ``parent``.
 
     The artifact is ``artifact``, by default
-    :data:`~taskgraph_images.images.artifacts.ARTIFACT_NAME`.
+    :data:`~taskgraph_images.images.source.ARTIFACT_NAME`.
 
     The tarball is tagged :meth:`~taskgraph_images.catalog.ImageCatalog.local_tag`
     of ``parent``, the name the child's ``FROM`` uses. It comes from
@@ -225,7 +225,8 @@ def fetch_parent(
     :raises ArtifactError: when the artifact is missing, truncated or corrupt,
         or is not an image the builder made for ``parent`` at its digest.
     """
-    from taskgraph_images.images.artifacts import ARTIFACT_NAME, load_image
+    from taskgraph_images.images.artifacts import load_image
+    from taskgraph_images.images.source import ARTIFACT_NAME
 
     if artifact is None:
         artifact = ARTIFACT_NAME
@@ -441,7 +442,7 @@ def build_in_task(
 
     Checks the task first (:func:`check_task`), then fetches the parent
     (:func:`fetch_parent`, from ``index`` or the Queue, its ``artifact``:
-    by default :data:`~taskgraph_images.images.artifacts.ARTIFACT_NAME`) into buildah's own
+    by default :data:`~taskgraph_images.images.source.ARTIFACT_NAME`) into buildah's own
     storage (in a temporary folder under ``workdir``, removed at the end),
     builds with the image's args, ``DOCKER_IMAGE_PARENT`` (the parent's local
     tag) and the label :data:`~taskgraph_images.buildah.DIGEST_LABEL`, and
@@ -463,8 +464,8 @@ def build_in_task(
     :raises ImageBuildError: when the task does not match the tree or the build fails.
     :raises ArtifactError: for a bad parent artifact or an unwritable artifact path.
     """
-    from taskgraph_images.images.artifacts import FileSink
     from taskgraph_images.images.engine import build_chain
+    from taskgraph_images.images.sinks import FileSink
     from taskgraph_images.progress import format_size
 
     def say(text: str) -> None:

@@ -270,7 +270,8 @@ def prepare_image(
     image = _payload(task).get("image")
     ref = image_reference(image, task_id)
     if isinstance(image, Mapping) and image.get("type") in ("task-image", "indexed-image"):
-        from taskgraph_images.images.artifacts import ARTIFACT_NAME, load_image
+        from taskgraph_images.images.artifacts import load_image
+        from taskgraph_images.images.source import ARTIFACT_NAME
 
         source = _image_task(image, index, root_url, task_id)
         if on_note is not None:

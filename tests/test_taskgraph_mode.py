@@ -334,7 +334,7 @@ def test_opening_an_image_by_name_needs_taskgraphs_search(repo: Path) -> None:
     (the CLI passes the config's :class:`~taskgraph_images.cachekeys.IndexKeys`)."""
     from taskgraph_images.cachekeys import IndexKeys
     from taskgraph_images.errors import ArtifactError
-    from taskgraph_images.images.artifacts import open_source
+    from taskgraph_images.images.source import open_source
 
     catalog = ImageCatalog.load(repo, cache_keys="taskgraph")
     with pytest.raises(ArtifactError, match="give the task id"):

@@ -421,7 +421,8 @@ class _Counted:
 
 
 def _load(args: argparse.Namespace) -> int:
-    from taskgraph_images.images.artifacts import load_image, looks_like_file, parse_size
+    from taskgraph_images.images.artifacts import load_image, parse_size
+    from taskgraph_images.images.source import looks_like_file
 
     max_size = parse_size(args.max_size)
     source: str = args.source

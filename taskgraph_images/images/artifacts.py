@@ -5,185 +5,54 @@ zstd compressor into a temporary file beside the output, renamed only when
 complete (a failure, a full disk included, leaves nothing behind).
 
 Loading reads a local file, an HTTP(S) URL, a Taskcluster task's
-``public/image.tar.zst`` or an indexed image, decompresses it with fixed
-buffers, checks and optionally retags it with
-:class:`~taskgraph_images.images.tarball.TarRewriter` (layers pass through as raw
-bytes; only ``manifest.json``, ``repositories`` and OCI ``index.json`` are
-rewritten) and pipes it into the engine's load or a file. The tar's end
-blocks are sent only after the zstd stream proved complete (every frame
-ended, its checksum matched) and the tar proved complete: a truncated or
-corrupt artifact makes the upload abort before its end, so the engine loads
-nothing.
+``public/image.tar.zst`` or an indexed image (:mod:`.source`), decompresses
+it with fixed buffers, checks and optionally retags it with
+:class:`~taskgraph_images.images.tarball.TarRewriter` (layers pass through as
+raw bytes; only ``manifest.json``, ``repositories`` and OCI ``index.json``
+are rewritten, by :mod:`.retag`) and pipes it into the engine's load or a
+file (:mod:`.sinks`). The tar's end blocks are sent only after the zstd
+stream proved complete (every frame ended, its checksum matched) and the tar
+proved complete: a truncated or corrupt artifact makes the upload abort
+before its end, so the engine loads nothing.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import time
-from typing import (
-    IO,
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Iterable,
-    Iterator,
-    Optional,
-    Protocol,
-    Union,
-)
+from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator, Optional, Union
 
 import attrs
 
-from taskgraph_images._dockerfile import split_reference
 from taskgraph_images._floors import require
 from taskgraph_images.errors import ArtifactError, DockerError, InvalidValueError
-from taskgraph_images.images.compression import BUFFER, ZSTD_MAGIC, Buffer, ZstdFrameChecker, compress_stream
+from taskgraph_images.images.compression import BUFFER, ZSTD_MAGIC, ZstdFrameChecker, compress_stream
+from taskgraph_images.images.retag import METADATA_MEMBERS, retagger
+from taskgraph_images.images.sinks import FileSink, PathLike, Sink
+from taskgraph_images.images.source import ARTIFACT_NAME, open_named_source
 from taskgraph_images.images.tarball import TarRewriter
-from taskgraph_images.progress import Meter, Reporter, Wait, announcing, format_size
-from taskgraph_images.tc.env import TaskclusterEnv, artifact_url
+from taskgraph_images.progress import Meter, Reporter, announcing, format_size
 
 if TYPE_CHECKING:  # pragma: no cover
-    import requests
-
     from taskgraph_images.images.engine import Engine
     from taskgraph_images.index._lookup import SearchOrder
 
 __all__ = [
-    "ARTIFACT_NAME",
     "DEFAULT_MAX_SIZE",
-    "FileSink",
-    "HttpReader",
     "LoadResult",
-    "NullSink",
-    "Sink",
     "ZstdFrameChecker",
     "compress_stream",
     "load_image",
-    "looks_like_file",
-    "open_source",
     "parse_size",
-    "retag_index",
-    "retag_manifest",
-    "retag_repositories",
-    "retagger",
     "save_image",
     "stream_image",
 ]
 
-PathLike = Union[str, "os.PathLike[str]"]
-
-#: The artifact a build task uploads and a consumer loads.
-ARTIFACT_NAME = "public/image.tar.zst"
 #: Default limit on the decompressed size of an artifact (a guard against zstd bombs).
 DEFAULT_MAX_SIZE = 64 << 30
-_TASK_ID = re.compile(r"[A-Za-z0-9_-]{8}[Q-T][A-Za-z0-9_-][CGKOSWaeimquy26-][A-Za-z0-9_-]{10}[AQgw]\Z")
 
 
-# -- pure: retagging the tag files ---------------------------------------------------
-
-
-def _json(data: bytes, what: str) -> Any:
-    try:
-        return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ArtifactError(f"the image archive's {what} is not valid JSON: {e}") from e
-    except RecursionError:
-        raise ArtifactError(f"the image archive's {what} is refused: nested too deeply") from None
-
-
-def _dump(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode("utf-8")
-
-
-def retag_manifest(data: bytes, reference: str) -> bytes:
-    """Return ``manifest.json`` with the single image's ``RepoTags`` set to ``[reference]``.
-
-    >>> retag_manifest(b'[{"Config":"c.json","RepoTags":["a:1"],"Layers":[]}]', "b:2")
-    b'[{"Config":"c.json","RepoTags":["b:2"],"Layers":[]}]'
-
-    :raises ArtifactError: when the manifest is malformed or holds several images.
-    """
-    value = _json(data, "manifest.json")
-    if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
-        raise ArtifactError("the image archive's manifest.json is not a list of images")
-    if len(value) != 1:
-        raise ArtifactError(
-            f"cannot retag an archive holding {len(value)} images; it must hold exactly one"
-        )
-    value[0]["RepoTags"] = [reference]
-    return _dump(value)
-
-
-def retag_repositories(data: bytes, reference: str) -> bytes:
-    """Return the legacy ``repositories`` file naming only ``reference``.
-
-    >>> retag_repositories(b'{"a":{"1":"abc"}}', "reg/b")
-    b'{"reg/b":{"latest":"abc"}}'
-    """
-    value = _json(data, "repositories")
-    ids = [
-        i for tags in (value.values() if isinstance(value, dict) else [])
-        if isinstance(tags, dict) for i in tags.values()
-    ]
-    if not ids:
-        raise ArtifactError("the image archive's repositories file names no image")
-    if len(set(ids)) != 1:
-        raise ArtifactError("cannot retag an archive holding several images")
-    repo, tag = split_reference(reference)
-    return _dump({repo: {tag: ids[0]}})
-
-
-def retag_index(data: bytes, reference: str) -> bytes:
-    """Return an OCI ``index.json`` whose image-name annotations name ``reference``."""
-    value = _json(data, "index.json")
-    manifests = value.get("manifests") if isinstance(value, dict) else None
-    if not isinstance(manifests, list):
-        raise ArtifactError("the image archive's index.json has no manifests list")
-    repo, tag = split_reference(reference)
-    for entry in manifests:
-        notes = entry.get("annotations") if isinstance(entry, dict) else None
-        if not isinstance(notes, dict):
-            continue
-        if "io.containerd.image.name" in notes:
-            notes["io.containerd.image.name"] = _full_name(repo, tag)
-        if "org.opencontainers.image.ref.name" in notes:
-            notes["org.opencontainers.image.ref.name"] = tag
-    return _dump(value)
-
-
-def _full_name(repo: str, tag: str) -> str:
-    first = repo.split("/", 1)[0]
-    if "/" not in repo:
-        repo = f"docker.io/library/{repo}"
-    elif not ("." in first or ":" in first or first == "localhost"):
-        repo = f"docker.io/{repo}"
-    return f"{repo}:{tag}"
-
-
-#: The members of an image archive the engine reads its tags from: always
-#: regular files (a link there would escape the retag, see docs/security.rst).
-METADATA_MEMBERS = ("manifest.json", "repositories", "index.json")
-
-
-def retagger(reference: str) -> Callable[[str], Optional[Callable[[bytes], bytes]]]:
-    """Return the :class:`TarRewriter` callback that retags an image archive to ``reference``."""
-    repo, tag = split_reference(reference)
-    reference = f"{repo}:{tag}"
-    table = {
-        "manifest.json": retag_manifest,
-        "repositories": retag_repositories,
-        "index.json": retag_index,
-    }
-
-    def choose(name: str) -> Optional[Callable[[bytes], bytes]]:
-        fn = table.get(name)
-        if fn is None:
-            return None
-        return lambda data: fn(data, reference)
-
-    return choose
+# -- parsing a size ---------------------------------------------------------------------
 
 
 def parse_size(text: str) -> int:
@@ -249,405 +118,6 @@ def _counting(chunks: Iterable[bytes], meter: Meter) -> Iterator[bytes]:
     for chunk in chunks:
         meter.update(len(chunk))
         yield chunk
-
-
-# -- sources --------------------------------------------------------------------------
-
-
-class HttpReader:
-    """A file-like reader of an HTTP(S) URL that survives transient failures.
-
-    Errors 429/5xx and connection failures are retried with backoff, each
-    retry told to ``reporter``; a body that breaks off is resumed with
-    ``Range`` (or, when the server ignores ranges, fetched again with the
-    bytes already read skipped).
-    """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        session: Optional[requests.Session] = None,
-        attempts: int = 5,
-        timeout: float = 60.0,
-        backoff: float = 0.5,
-        sleep: Callable[[float], None] = time.sleep,
-        reporter: Optional[Reporter] = None,
-    ) -> None:
-        import requests
-
-        self.url = url
-        self._reporter = reporter
-        self._own_session = session is None
-        self._session = session if session is not None else requests.Session()
-        self._attempts = attempts
-        self._timeout = timeout
-        self._backoff = backoff
-        self._sleep = sleep
-        self._pos = 0
-        self._total: Optional[int] = None
-        self._response: Optional[requests.Response] = None
-        self._chunks: Optional[Iterator[bytes]] = None
-        self._left = b""
-        self._failures = 0
-        self._eof = False
-        self.requests = 0  #: how many requests were made (for tests)
-
-    @property
-    def total(self) -> Optional[int]:
-        """The body's size, once the server has said it (``Content-Length``)."""
-        return self._total
-
-    def __enter__(self) -> HttpReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the connection."""
-        self._drop()
-        if self._own_session:
-            self._session.close()
-
-    def _drop(self) -> None:
-        if self._response is not None:
-            self._response.close()
-        self._response = None
-        self._chunks = None
-
-    def _fail(self, why: str) -> None:
-        self._drop()
-        self._failures += 1
-        if self._failures >= self._attempts:
-            raise ArtifactError(f"cannot download {self.url}: {why} (gave up after "
-                                f"{self._attempts} attempts)")
-        if self._reporter is not None:
-            import posixpath
-            import urllib.parse
-
-            path = urllib.parse.unquote(urllib.parse.urlsplit(self.url).path)
-            name = posixpath.basename(path) or self.url
-            self._reporter.waiting(Wait("the download", name, self._failures + 1,
-                                        self._attempts, reason=why))
-        self._sleep(self._backoff * (2 ** (self._failures - 1)))
-
-    def _connect(self) -> None:
-        import requests
-
-        headers = {"Accept-Encoding": "identity"}
-        if self._pos:
-            headers["Range"] = f"bytes={self._pos}-"
-        self.requests += 1
-        try:
-            response = self._session.get(
-                self.url, stream=True, headers=headers, timeout=(30.0, self._timeout)
-            )
-        except (requests.ConnectionError, requests.Timeout) as e:
-            from taskgraph_images._neterrors import describe
-
-            self._fail(describe(e))
-            return
-        status = response.status_code
-        if status == 429 or status >= 500:
-            response.close()
-            self._fail(f"HTTP {status}")
-            return
-        if status >= 400:
-            response.close()
-            raise ArtifactError(f"cannot download {self.url}: HTTP {status}")
-        skip = 0
-        if status == 206:
-            match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
-            if not match or int(match.group(1)) != self._pos:
-                response.close()
-                raise ArtifactError(f"cannot resume {self.url}: bad Content-Range")
-            if match.group(2) != "*":
-                self._total = int(match.group(2))
-        else:
-            skip = self._pos  # no range support: restart and drop what was read
-            length = response.headers.get("Content-Length")
-            self._total = int(length) if length and length.isdigit() else None
-        self._response = response
-        self._chunks = self._iterate(response, skip)
-
-    @staticmethod
-    def _iterate(response: requests.Response, skip: int) -> Iterator[bytes]:
-        for chunk in response.iter_content(BUFFER):
-            if skip:
-                if len(chunk) <= skip:
-                    skip -= len(chunk)
-                    continue
-                chunk, skip = chunk[skip:], 0
-            yield chunk
-
-    def read(self, n: int = -1) -> bytes:
-        """Return up to ``n`` bytes (fewer at times); ``b""`` at the end of the body."""
-        import requests
-
-        if self._eof:
-            return b""
-        if self._left:
-            data, self._left = (self._left, b"") if n < 0 else (self._left[:n], self._left[n:])
-            return data
-        while True:
-            if self._chunks is None:
-                self._connect()
-                continue
-            try:
-                chunk = next(self._chunks, b"")
-            except (requests.ConnectionError, requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError) as e:
-                from taskgraph_images._neterrors import describe
-
-                self._fail(f"connection dropped ({describe(e)})")
-                continue
-            if not chunk:
-                if self._total is not None and self._pos < self._total:
-                    self._fail(f"connection dropped at byte {self._pos} of {self._total}")
-                    continue
-                self._drop()
-                self._eof = True
-                return b""
-            self._pos += len(chunk)
-            if 0 <= n < len(chunk):
-                chunk, self._left = chunk[:n], chunk[n:]
-            return chunk
-
-
-def _is_task_id(text: str) -> bool:
-    return bool(_TASK_ID.match(text))
-
-
-def open_source(
-    source: str,
-    *,
-    index: Any = None,
-    catalog: Any = None,
-    level: int = 3,
-    root_url: Optional[str] = None,
-    env: Optional[TaskclusterEnv] = None,
-    artifact: str = ARTIFACT_NAME,
-    prefix: Optional[str] = None,
-    search: Optional[SearchOrder] = None,
-) -> IO[bytes]:
-    """Open the artifact ``source`` names, as a binary reader.
-
-    ``source`` is a file path, an ``http(s)://`` URL, a Taskcluster task id
-    (the task's ``artifact``, by default ``public/image.tar.zst``: from
-    ``index``'s local artifact store when it has it, else from the Queue at
-    ``root_url``, ``index``'s root URL or the one ``env`` names, signed with
-    ``env``'s credentials: see :mod:`taskgraph_images.tc.env`) or an image name of ``catalog``
-    (looked up in ``index`` by its digest at ``level``, under the index
-    ``prefix`` when given, as the plan does; ``search`` gives the namespaces
-    to try instead, and is needed for a catalog of taskgraph's cache keys:
-    :meth:`IndexKeys.search <taskgraph_images.cachekeys.IndexKeys.search>`).
-
-    :raises ArtifactError: when the source cannot be found or opened.
-    """
-    return _open_source(source, index=index, catalog=catalog, level=level, root_url=root_url,
-                        env=env, artifact=artifact, prefix=prefix, search=search)[0]
-
-
-#: Names that can only mean a file: a path separator or an image archive's suffix.
-_FILE_LIKE = re.compile(r"(?:.*/.*|.*\.(?:tar|zst|tzst|gz|tgz))\Z", re.DOTALL)
-
-
-def looks_like_file(source: str) -> bool:
-    """Whether ``source`` can only be meant as a file (``./x``, ``a.tar.zst``).
-
-    >>> looks_like_file("image.tar.zst"), looks_like_file("builder")
-    (True, False)
-    """
-    return not source.startswith(("https://", "http://")) and bool(_FILE_LIKE.match(source))
-
-
-def _open_source(
-    source: str,
-    *,
-    index: Any,
-    catalog: Any,
-    level: int,
-    root_url: Optional[str],
-    env: Optional[TaskclusterEnv],
-    artifact: str,
-    prefix: Optional[str],
-    reporter: Optional[Reporter] = None,
-    search: Optional[SearchOrder] = None,
-) -> tuple[IO[bytes], str]:
-    """Open ``source`` and return it with the words that name it in messages."""
-    if os.path.exists(source):
-        try:
-            return open(source, "rb"), source
-        except OSError as e:
-            raise ArtifactError(f"cannot read {source}: {e.strerror}") from e
-    if source.startswith(("https://", "http://")):
-        return HttpReader(source, reporter=reporter), source  # type: ignore[return-value]
-    if looks_like_file(source):
-        raise ArtifactError(f"{source}: no such file")
-    task_id: Optional[str] = None
-    what = ""
-    if _is_task_id(source) and not (catalog is not None and source in catalog):
-        task_id = source
-        what = f"{artifact} of task {task_id}"
-    elif catalog is not None and source in catalog:
-        if index is None:
-            raise ArtifactError(f"cannot look image {source!r} up: no index")
-        if getattr(catalog, "cache_keys", "seed") != "seed" and search is None:
-            raise ArtifactError(
-                f"cannot look image {source!r} up by name: its digest is taskgraph's "
-                "(cache-keys: taskgraph), indexed under taskgraph's namespaces; give the task id"
-            )
-        from taskgraph_images.index import find_images
-
-        options: dict[str, Any] = {"artifact": artifact, "search": search}
-        if prefix is not None:
-            options["prefix"] = prefix
-        lookup = find_images(index, [(source, catalog.digest(source))], level, **options)[source]
-        if lookup.found is None:
-            raise ArtifactError(
-                f"image {source!r} (digest {catalog.digest(source)}) is not in the "
-                f"{index.description} at level {level}: {lookup.reason}"
-            )
-        task_id = lookup.found.task_id
-        what = f"image {source} ({artifact} of task {task_id})"
-    if task_id is None:
-        raise ArtifactError(
-            f"{source!r} is not a file, a URL, a task id or an image of the catalog"
-        )
-    local = getattr(index, "artifact_path", None)
-    if local is not None:
-        path = local(task_id, artifact)
-        if path is not None:
-            return open(path, "rb"), what
-    tc_env = TaskclusterEnv.from_environment() if env is None else env
-    root = tc_env.root(root_url or getattr(index, "root_url", None))
-    if not root:
-        raise ArtifactError(
-            f"task {task_id} has no {artifact} in the local artifact store, and no "
-            "Taskcluster root URL is set (TASKCLUSTER_ROOT_URL or --index taskcluster:URL)"
-        )
-    reader = HttpReader(artifact_url(tc_env.options(root), task_id, artifact), reporter=reporter)
-    return reader, what  # type: ignore[return-value]
-
-
-# -- sinks ----------------------------------------------------------------------------
-
-
-class Sink(Protocol):
-    """Where a loaded tarball goes: the engine's load, a file, or nowhere.
-
-    A sink whose :meth:`finish` may take long says what it waits for in a
-    ``finish_waits_for`` attribute, ``(subject, call)``, for progress messages.
-    """
-
-    def write(self, data: Buffer) -> None: ...
-
-    def finish(self) -> list[str]: ...
-
-    def abort(self) -> None: ...
-
-
-class NullSink:
-    """Discards the tarball, counting its bytes (for benchmarks and checks)."""
-
-    def __init__(self) -> None:
-        self.size = 0
-
-    def write(self, data: Buffer) -> None:
-        self.size += len(data)
-
-    def finish(self) -> list[str]:
-        return []
-
-    def abort(self) -> None:
-        pass
-
-
-class FileSink:
-    """Writes the tarball to a file, atomically, or to a binary file object.
-
-    ``compression`` is ``"zstd"`` or ``"none"``; by default it follows the
-    file's name (``.tar`` plain, ``.tar.zst`` zstd; other names are
-    refused), and a file object gets the plain tar.
-    """
-
-    #: What :meth:`finish` waits for, and the call, in progress messages.
-    finish_waits_for = ("the disk", "fsync")
-
-    def __init__(
-        self, out: Union[PathLike, IO[bytes]], *, compression: Optional[str] = None,
-        level: int = 3, threads: int = 0,
-    ) -> None:
-        from taskgraph_images._atomic import atomic_output
-        from taskgraph_images.images.compression import compression_for_name
-
-        self._context: Any = None
-        if isinstance(out, (str, os.PathLike)):
-            self.path = os.fspath(out)
-            kind = compression or compression_for_name(self.path)
-        else:
-            self.path = "stdout"
-            kind = compression or "none"
-        if kind == "zstd":
-            require("zstandard")  # before anything is written
-        if isinstance(out, (str, os.PathLike)):
-            self._context = atomic_output(out)
-            self._file: IO[bytes] = self._context.__enter__()
-        else:
-            self._file = out
-        self._zstd: Any = None
-        if kind == "zstd":
-            import zstandard
-
-            workers = threads if threads > 0 else (os.cpu_count() or 1)
-            cctx = zstandard.ZstdCompressor(level=level, threads=workers, write_checksum=True)
-            self._zstd = cctx.stream_writer(self._file, write_size=BUFFER, closefd=False)
-
-    def write(self, data: Buffer) -> None:
-        (self._zstd or self._file).write(data)
-
-    def write_all(self, chunks: Iterable[Buffer]) -> int:
-        """Write every chunk of ``chunks`` and :meth:`finish`; return the bytes taken.
-
-        When ``chunks`` or a write raises, the sink is aborted (a file is
-        not left behind) and the error goes on.
-        """
-        size = 0
-        try:
-            for chunk in chunks:
-                self.write(chunk)
-                size += len(chunk)
-        except BaseException:
-            self.abort()
-            raise
-        self.finish()
-        return size
-
-    def finish(self) -> list[str]:
-        if self._zstd is not None:
-            try:
-                self._zstd.close()  # the frame's end: the disk may be full
-            except BaseException:
-                self.abort()
-                raise
-        if self._context is not None:
-            self._context.__exit__(None, None, None)
-        else:
-            self._file.flush()
-        return [f"Wrote {self.path}"]
-
-    def abort(self) -> None:
-        import contextlib
-
-        with contextlib.suppress(Exception):
-            if self._zstd is not None:
-                self._zstd.close()
-        if self._context is None:
-            return  # a stream cannot be taken back: the reader sees it end early
-        err = ArtifactError(f"aborted writing {self.path}")
-        with contextlib.suppress(ArtifactError):
-            self._context.__exit__(ArtifactError, err, None)
 
 
 # -- load -----------------------------------------------------------------------------
@@ -867,21 +337,22 @@ def load_image(
     compression: Optional[str] = None,
     search: Optional[SearchOrder] = None,
 ) -> LoadResult:
-    """Load the image artifact ``source`` (see :func:`open_source`) into ``engine`` or ``output``.
+    """Load the image artifact ``source`` into ``engine`` or ``output``.
 
-    With ``tag`` (``name:tag``) the image is retagged on the fly. With
+    ``source`` is what :func:`~taskgraph_images.images.source.open_source`
+    opens. With ``tag`` (``name:tag``) the image is retagged on the fly. With
     ``output`` (a path, or a binary file object such as stdout) the
     (retagged) tarball is written there instead of loaded, compressed as
-    :class:`FileSink` says (``compression``: ``"zstd"`` or ``"none"``, by
-    default from the name). Every error names the artifact: the file, URL
-    or task id.
+    :class:`~taskgraph_images.images.sinks.FileSink` says (``compression``:
+    ``"zstd"`` or ``"none"``, by default from the name). Every error names
+    the artifact: the file, URL or task id.
 
     :raises ArtifactError: for a missing, corrupt, truncated or unsafe artifact.
     :raises DockerError: when the engine refuses it.
     """
     if tag is not None:
         _check_reference(tag)
-    raw, name = _open_source(source, index=index, catalog=catalog, level=level,
+    raw, name = open_named_source(source, index=index, catalog=catalog, level=level,
                              root_url=root_url, env=None, artifact=artifact, prefix=prefix,
                              reporter=reporter, search=search)
     try:

@@ -12,11 +12,12 @@ import pytest
 import zstandard
 from dockerd import DockerEngine
 
+from taskgraph_images.builder.local import build_image
 from taskgraph_images.catalog import ImageCatalog
 from taskgraph_images.context import write_context
 from taskgraph_images.errors import ArtifactError, DockerError, DockerUnavailableError, ImageBuildError
 from taskgraph_images.images.artifacts import load_image, save_image
-from taskgraph_images.images.engine import Engine, build_image, parse_json_stream
+from taskgraph_images.images.engine import Engine, parse_json_stream
 
 pytestmark = pytest.mark.docker
 

@@ -38,9 +38,9 @@ from dockerd import BUSYBOX, DockerEngine, require_or_skip
 from registry import Registry
 from tcserver import TCServer
 
+from taskgraph_images.builder.local import build_image
 from taskgraph_images.catalog import ImageCatalog
 from taskgraph_images.cli import main
-from taskgraph_images.images.engine import build_image
 from taskgraph_images.manifest import DEFAULT_MANIFEST_ARTIFACT
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

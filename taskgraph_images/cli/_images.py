@@ -171,7 +171,8 @@ def _print_stderr(text: str) -> None:
 def _build(args: argparse.Namespace) -> int:
     if args.record:
         return _build_record(args)
-    from taskgraph_images.images.engine import Engine, build_chain, build_image
+    from taskgraph_images.builder.local import build_chain, build_image
+    from taskgraph_images.images.engine import Engine
 
     catalog = load_catalog(args)
     image = catalog[args.name]
@@ -207,11 +208,11 @@ def _build_record(args: argparse.Namespace) -> int:
     import tempfile
     import time
 
+    from taskgraph_images.builder.intask import TaskEnv, build_in_task, check_task
+    from taskgraph_images.builder.local import build_chain
     from taskgraph_images.cachekeys import IndexKeys
     from taskgraph_images.errors import ManifestError
-    from taskgraph_images.images.engine import build_chain
     from taskgraph_images.index import find_images
-    from taskgraph_images.intask import TaskEnv, build_in_task, check_task
     from taskgraph_images.manifest import manifest_file_path, parse_manifest
 
     if args.build_arg:
@@ -295,7 +296,7 @@ def _engine_copy() -> Any:
     """The Docker engine's copies of the ``FROM`` images, for ``build --record`` offline.
 
     Return a function that saves (as ``docker save``) a reference the engine has into
-    a file (see :data:`taskgraph_images.intask.EngineCopy`), or ``None``
+    a file (see :data:`taskgraph_images.builder.intask.EngineCopy`), or ``None``
     when no engine answers at ``DOCKER_HOST`` (then buildah pulls them).
     """
     from taskgraph_images.errors import DockerError

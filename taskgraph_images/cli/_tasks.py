@@ -78,7 +78,7 @@ def _print_line(line: str) -> None:
 
 
 def _build_in_task(args: argparse.Namespace) -> int:
-    from taskgraph_images.intask import (
+    from taskgraph_images.builder.intask import (
         ENV_DEFAULTS,
         build_in_task,
         checkout,
@@ -181,8 +181,8 @@ def _write_output(stream: int, data: bytes) -> None:
 
 
 def _run_task(args: argparse.Namespace) -> int:
+    from taskgraph_images.builder.runtask import check_task, record_run, run_task
     from taskgraph_images.images.engine import Engine
-    from taskgraph_images.runtask import check_task, record_run, run_task
     from taskgraph_images.tc.env import TaskclusterEnv
 
     root_url = TaskclusterEnv.from_environment().root(args.root_url)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 import attrs
 
-from taskgraph_images.buildah import DIGEST_LABEL, Buildah, LineCallback, push_archive, run
+from taskgraph_images.builder.buildah import DIGEST_LABEL, Buildah, LineCallback, push_archive, run
 from taskgraph_images.config import DEFAULT_ENV_NAMES
 from taskgraph_images.errors import ArtifactError, ImageBuildError, InvalidValueError
 from taskgraph_images.manifest import DEFAULT_MANIFEST_ARTIFACT, write_build_manifest
@@ -445,7 +445,7 @@ def build_in_task(
     by default :data:`~taskgraph_images.images.source.ARTIFACT_NAME`) into buildah's own
     storage (in a temporary folder under ``workdir``, removed at the end),
     builds with the image's args, ``DOCKER_IMAGE_PARENT`` (the parent's local
-    tag) and the label :data:`~taskgraph_images.buildah.DIGEST_LABEL`, and
+    tag) and the label :data:`~taskgraph_images.builder.buildah.DIGEST_LABEL`, and
     streams the image tarball through zstd at ``env.zstd_level``. The
     artifact appears only when complete; then the image's context manifest
     (:func:`~taskgraph_images.manifest.write_build_manifest`, published as
@@ -464,7 +464,7 @@ def build_in_task(
     :raises ImageBuildError: when the task does not match the tree or the build fails.
     :raises ArtifactError: for a bad parent artifact or an unwritable artifact path.
     """
-    from taskgraph_images.images.engine import build_chain
+    from taskgraph_images.builder.local import build_chain
     from taskgraph_images.images.sinks import FileSink
     from taskgraph_images.progress import format_size
 

@@ -1,6 +1,6 @@
 """taskgraph_images.images.compression: light to import (the frame checker and
-compress_stream themselves are tested in test_artifacts.py, through the
-names artifacts re-exports)."""
+compress_stream themselves are tested in test_artifacts.py; artifacts
+re-exports both)."""
 
 from __future__ import annotations
 

@@ -403,7 +403,7 @@ class HashCache:
 
         Answers what it can from the cache, then hashes the rest (misses and
         files under ``min_size``) together with
-        :func:`~taskgraph_images.context.hash_paths` (on up to ``jobs``
+        :func:`~taskgraph_images._hashing.filehash.hash_paths` (on up to ``jobs``
         cores). A digest is recorded when a ``stat`` after reading matches
         the one taken before, and its stamps are settled.
 

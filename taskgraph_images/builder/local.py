@@ -7,7 +7,7 @@ The engine itself is spoken to through :class:`~taskgraph_images.images.engine.E
 
 from __future__ import annotations
 
-from typing import IO, TYPE_CHECKING, Callable, Mapping, Optional
+from typing import IO, TYPE_CHECKING, Mapping, Optional
 
 import attrs
 
@@ -59,7 +59,6 @@ def build_image(
     nocache: bool = False,
     build_args: Optional[Mapping[str, str]] = None,
     on_output: Optional[OutputCallback] = None,
-    on_note: Optional[Callable[[str], None]] = None,
     reuse_present: bool = True,
     reporter: Optional[Reporter] = None,
 ) -> list[Built]:
@@ -72,10 +71,11 @@ def build_image(
     (the engine's layer cache keeps that cheap), so that what was built
     matches the digests of the tree, as recording a build needs. Build args are the
     image's kind-config args, ``DOCKER_IMAGE_PARENT`` (the configured
-    parent's local tag) and ``build_args`` (which win). Each build says on
-    ``on_note`` what it builds and the size of the context it sends; the
-    sending itself is reported to ``reporter`` as a transfer. Returns what
-    was done, ancestors first.
+    parent's local tag) and ``build_args`` (which win). The engine's build
+    log goes to ``on_output``; the progress goes to ``reporter``, the one
+    channel for it: a note of each image reused, a note of each image built
+    with the size of the context it sends, and the sending itself as a
+    transfer. Returns what was done, ancestors first.
 
     :raises ImageBuildError: with the engine's error, or when an image of the
         chain has a name Docker refuses as a repository name.
@@ -93,8 +93,8 @@ def build_image(
         if current != name and reuse_present:
             found = engine.inspect(tag)
             if found is not None:
-                if on_note is not None:
-                    on_note(f"reusing {tag}, already present in the Docker engine")
+                if reporter is not None:
+                    reporter.note(f"reusing {tag}, already present in the Docker engine")
                 done.append(Built(current, tag, str(found.get("Id", "")), True))
                 continue
         image = catalog[current]
@@ -106,10 +106,9 @@ def build_image(
             write_context(catalog, current, tar, context=catalog.context(current))
             size = tar.tell()
             tar.seek(0)
-            if on_note is not None:
-                on_note(f"building {tag}: sending context ({format_size(size)})")
             body: IO[bytes] = tar
             if reporter is not None:
+                reporter.note(f"building {tag}: sending context ({format_size(size)})")
                 meter = Meter(reporter, f"sending the context of {tag}", size)
                 body = MeteredReader(tar, meter)  # type: ignore[assignment]
             image_id = engine.build(

@@ -183,7 +183,7 @@ def _build(args: argparse.Namespace) -> int:
     # With --json, stdout is the JSON: the engine's build log goes to stderr.
     done = build_image(
         engine, catalog, args.name, nocache=args.no_cache, build_args=dict(args.build_arg),
-        on_output=_print_stderr if args.json else _print, on_note=note, reporter=reporter(),
+        on_output=_print_stderr if args.json else _print, reporter=reporter(),
     )
     tag = catalog.local_tag(args.name)
     if not image.prebuilt:

@@ -26,14 +26,15 @@ def _chunks(path: str) -> Iterator[bytes]:
 
 def _child_compress(src: str, dest: str) -> None:
     from taskgraph_images._atomic import atomic_output
-    from taskgraph_images.compression import compress_stream
+    from taskgraph_images.images.compression import compress_stream
 
     with atomic_output(dest) as out:
         compress_stream(_chunks(src), out, level=3, threads=0)
 
 
 def _child_load(src: str) -> None:
-    from taskgraph_images.artifacts import NullSink, stream_image
+    from taskgraph_images.images.artifacts import stream_image
+    from taskgraph_images.images.sinks import NullSink
 
     with open(src, "rb") as f:
         stream_image(f, NullSink(), tag="bench:retagged")
@@ -66,7 +67,9 @@ class _Serve:
 
 
 def _child_load_http(src: str) -> None:
-    from taskgraph_images.artifacts import NullSink, open_source, stream_image
+    from taskgraph_images.images.artifacts import stream_image
+    from taskgraph_images.images.sinks import NullSink
+    from taskgraph_images.images.source import open_source
 
     with _Serve(src) as url, open_source(url) as raw:
         stream_image(raw, NullSink(), tag="bench:retagged")

@@ -3,9 +3,9 @@
 Cases, each run in its own child process so that its peak RSS can be read
 from ``os.wait4`` (the parent's memory never counts):
 
-- ``save``: our compression path (:func:`taskgraph_images.compression.compress_stream`,
+- ``save``: our compression path (:func:`taskgraph_images.images.compression.compress_stream`,
   level 3, all cores) on a docker-save-style tarball, vs ``zstd -3 -T0``;
-- ``load``: our load with retag (:func:`taskgraph_images.artifacts.stream_image`
+- ``load``: our load with retag (:func:`taskgraph_images.images.artifacts.stream_image`
   into a null sink) on the ``.tar.zst``, vs ``zstd -dc FILE | cat >/dev/null``;
 - ``peer``: ``taskgraph.docker.load_image`` of ``taskcluster-taskgraph`` (in
   the interpreter ``peer_python``, ``$TGI_PEER_PYTHON``, or this one when it
@@ -214,7 +214,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         "this one if it has it, else /tmp/peer-venv/bin/python)")
     args = parser.parse_args(argv)
     sys.path.insert(0, ROOT)
-    from taskgraph_images.artifacts import parse_size
+    from taskgraph_images.images.artifacts import parse_size
 
     results = run(parse_size(args.size), args.repeat, args.dir, args.peer_python)
     if args.json:

@@ -4,9 +4,9 @@ The bench image is built with buildah (``FROM scratch``, one ``COPY`` of
 about ``--size`` of real files from this machine's ``/usr/lib`` and
 ``/usr/share``: libraries, text, compressed documents, as an image holds).
 
-- ``save``: the in-task builder's output path, :func:`taskgraph_images.buildah.push_archive`
+- ``save``: the in-task builder's output path, :func:`taskgraph_images.builder.buildah.push_archive`
   (``buildah push`` to ``docker-archive:/dev/stdout``, read from the pipe)
-  through :func:`taskgraph_images.compression.compress_stream` (level 3, all
+  through :func:`taskgraph_images.images.compression.compress_stream` (level 3, all
   cores) into a file written atomically, against ``buildah push
   docker-archive:FILE`` then ``zstd -3 -T0 FILE``; side by side, rounds
   alternating, the ratio the median of the per-round ratios. Peak RSS is
@@ -69,14 +69,14 @@ def _copy_files(dest: str, size: int) -> int:
 
 def _buildah(folder: str) -> Any:
     sys.path.insert(0, ROOT)
-    from taskgraph_images.buildah import Buildah
+    from taskgraph_images.builder.buildah import Buildah
 
     return Buildah(os.path.join(folder, "storage"), os.path.join(folder, "run"))
 
 
 def make_image(folder: str, size: int) -> int:
     """Build the bench image in ``folder``'s buildah storage; return the copied bytes."""
-    from taskgraph_images.buildah import run as run_buildah
+    from taskgraph_images.builder.buildah import run as run_buildah
 
     context = os.path.join(folder, "context")
     data = os.path.join(context, "data")
@@ -94,8 +94,8 @@ def make_image(folder: str, size: int) -> int:
 
 def _child_ours(folder: str, out: str) -> None:
     from taskgraph_images._atomic import atomic_output
-    from taskgraph_images.buildah import push_archive
-    from taskgraph_images.compression import compress_stream
+    from taskgraph_images.builder.buildah import push_archive
+    from taskgraph_images.images.compression import compress_stream
 
     with atomic_output(out) as f:
         push_archive(_buildah(folder), TAG, TAG,
@@ -225,7 +225,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(args_list)
     sys.path.insert(0, ROOT)
-    from taskgraph_images.artifacts import parse_size
+    from taskgraph_images.images.artifacts import parse_size
 
     results = run(parse_size(args.size), args.repeat,
                   [int(x) for x in args.levels.split(",")], args.dir)

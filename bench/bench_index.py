@@ -33,7 +33,7 @@ from taskgraph_images.index import (
     hash_namespace,
     search_order,
 )
-from taskgraph_images.tcenv import TaskclusterEnv
+from taskgraph_images.tc.env import TaskclusterEnv
 
 __all__ = ["main", "run", "sequential_lookup"]
 

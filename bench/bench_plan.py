@@ -134,7 +134,7 @@ def run(images: int = 300, latency: float = 0.020) -> dict[str, dict[str, float]
     from taskgraph_images.catalog import ImageCatalog
     from taskgraph_images.index import TaskclusterIndex
     from taskgraph_images.plan import plan_images
-    from taskgraph_images.tcenv import TaskclusterEnv
+    from taskgraph_images.tc.env import TaskclusterEnv
 
     with tempfile.TemporaryDirectory(prefix="bench-plan-") as tmp:
         root = Path(tmp)

@@ -5,7 +5,7 @@ process (as a real Queue is remote) and adds ``latency`` to every request. A
 plan of ``tasks`` build tasks in ``depth`` layers (each task depends on one
 of the layer before, as an image on its parent) is submitted:
 
-- ``concurrent``: :func:`~taskgraph_images.submit.submit_plan` with ``jobs``
+- ``concurrent``: :func:`~taskgraph_images.tc.submit.submit_plan` with ``jobs``
   calls in flight, each task after its dependencies;
 - ``one at a time``: the same with one call in flight, the old path;
 - ``resume, ask``: half the tasks created, then the plan again with
@@ -33,7 +33,7 @@ from loopback import serving
 from plan_helpers import synthetic_plan
 from tcserver import TCServer
 
-from taskgraph_images.submit import (
+from taskgraph_images.tc.submit import (
     DEFAULT_JOBS,
     queue_existing,
     submission_order,

@@ -16,7 +16,7 @@ the two hashes must agree), ``hash`` (contexts ``small``, ``many``,
 the better of them), against the peer's ``generate_context_hash``, hashlib on one
 core, two hashlib processes, two processes reading the files without
 hashing them, and ``openssl dgst``), ``cache`` (cold and warm
-:class:`~taskgraph_images._hashcache.HashCache`), ``startup``, and the other
+:class:`~taskgraph_images._hashing.cache.HashCache`), ``startup``, and the other
 benchmarks' ``run()`` when present: ``index`` (``bench_index.py``), ``plan``
 (``bench_plan.py``), ``artifacts`` (``bench_artifacts.py``), ``submit``
 (``bench_submit.py``), ``buildah`` (``bench_buildah.py``: the in-task
@@ -186,7 +186,7 @@ def _child(kind: str, args: list[str]) -> dict[str, Any]:
         return {"seconds": time.perf_counter() - start, "hash": h}
     if kind == "cache":
         root, rel, db = args
-        from taskgraph_images._hashcache import HashCache
+        from taskgraph_images._hashing.cache import HashCache
         from taskgraph_images.context import hash_context
 
         start = time.perf_counter()
@@ -563,7 +563,7 @@ def bench_others(table: Table, which: list[str], quick: bool, runs: int,
 def _engine_text() -> str:
     """What hashes the files when nothing forces it, and why (as ``-v`` says it)."""
     done = subprocess.run(
-        [sys.executable, "-c", "from taskgraph_images.filehash import engine; "
+        [sys.executable, "-c", "from taskgraph_images._hashing.filehash import engine; "
          "print(engine().describe())"],
         capture_output=True, text=True, check=False, env={**os.environ, **AUTO})
     return done.stdout.strip() if done.returncode == 0 else f"unknown: {done.stderr.strip()}"

@@ -37,8 +37,8 @@ from taskgraph_images.kindconfig import (
 from taskgraph_images.names import IMAGE_NAME_RULE, ImageName, is_docker_component, is_image_name
 
 if TYPE_CHECKING:  # pragma: no cover
+    from taskgraph_images._hashing.filehash import FileHasher
     from taskgraph_images.context import ContextFile, ImageContext
-    from taskgraph_images.filehash import FileHasher
     from taskgraph_images.keys.digest import CatalogKeys
 
 __all__ = ["DEFAULT_IMAGES_DIR", "Image", "ImageCatalog", "validate_image_name"]
@@ -225,7 +225,7 @@ class ImageCatalog:
         or ``None``/``"none"`` (ignore any). With a kind config, the catalog
         holds exactly its tasks; without one, every folder that has a
         ``Dockerfile`` (others are skipped quietly). ``hasher`` hashes one
-        file (default :func:`~taskgraph_images.filehash.file_sha256`; a cache
+        file (default :func:`~taskgraph_images._hashing.filehash.file_sha256`; a cache
         of file hashes fits). ``run_task`` is the folder holding the files
         ``# %include-run-task`` adds (relative paths are taken from ``root``);
         by default, the installed ``taskgraph`` package's ``run-task`` folder.

@@ -21,7 +21,7 @@ import attrs
 
 from taskgraph_images.errors import ConfigError, InvalidValueError
 from taskgraph_images.names import is_artifact_name, is_image_name
-from taskgraph_images.tctime import parse_offset
+from taskgraph_images.tc.time import parse_offset
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.graphconfig import Setting
@@ -117,7 +117,7 @@ MAX_DEADLINE = datetime.timedelta(days=5)
 def parse_duration(value: object, key: str = "duration") -> datetime.timedelta:
     """Return ``value`` as a timedelta: a time offset as ``taskcluster.fromNow``
     reads it (``"24 hours"``, ``"1 day 12 hours"``, ``"2d"``: see
-    :mod:`taskgraph_images.tctime`) or a whole number of seconds; a build
+    :mod:`taskgraph_images.tc.time`) or a whole number of seconds; a build
     task's durations are positive.
 
     >>> parse_duration("1 day 12 hours")

@@ -9,7 +9,7 @@ image read these members: the seed hash (:mod:`taskgraph_images.keys.seed`)
 and taskgraph's tar stream; :func:`write_context` writes them as a tarball.
 
 Listing (which files, and which are refused) reads the file system and
-nothing else; hashing is done elsewhere (:mod:`taskgraph_images.filehash`).
+nothing else; hashing is done elsewhere (:mod:`taskgraph_images._hashing.filehash`).
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from typing import IO, TYPE_CHECKING, NamedTuple, Optional, Protocol, Union
 import attrs
 
 from taskgraph_images import _dockerfile
+from taskgraph_images._hashing.filehash import FileHasher, file_sha256
 from taskgraph_images._safefile import MAX_DOCKERFILE_BYTES, read_repo_text
 from taskgraph_images._safefile import file_kind as _kind
 from taskgraph_images.errors import ContextError, DockerfileError
-from taskgraph_images.filehash import FileHasher, file_sha256
 from taskgraph_images.keys.seed import hash_files
 
 if TYPE_CHECKING:  # pragma: no cover
-    from taskgraph_images._tarball import Member
+    from taskgraph_images.images.tarball import Member
 
 __all__ = [
     "PYCACHE",
@@ -358,7 +358,7 @@ def context_members(facts: ContextFacts, name: str,
 
     ``context`` is the image's :class:`ImageContext` when the caller has it.
     """
-    from taskgraph_images._tarball import Member
+    from taskgraph_images.images.tarball import Member
 
     if context is None:
         context = image_context(facts, name)
@@ -433,7 +433,7 @@ def write_context(
         not a regular file, or a file that cannot be read.
     :raises CatalogError: for an unknown image.
     """
-    from taskgraph_images._tarball import compression_for, write_tar_to
+    from taskgraph_images.images.tarball import compression_for, write_tar_to
 
     kind = compression_for(out, compression)
     members = context_members(catalog, name, context)

@@ -22,7 +22,7 @@ from taskgraph_images.errors import PlanError
 from taskgraph_images.keys.indexkeys import PUSH, IndexKeys
 from taskgraph_images.keys.namespaces import index_namespaces
 from taskgraph_images.params import Params
-from taskgraph_images.tctime import format_time
+from taskgraph_images.tc.time import format_time
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog

@@ -37,8 +37,8 @@ _STDLIB_SKIP = {"site-packages", "test", "idlelib", "tkinter", "turtledemo", "en
                 "lib2to3", "pydoc_data", "__pycache__", "distutils", "unittest",
                 f"config-{sys.version_info[0]}.{sys.version_info[1]}-{sys.implementation._multiarch}"}
 _IMPORTS = (
-    "import taskgraph_images.cli, taskgraph_images.intask, taskgraph_images.artifacts, "
-    "taskgraph_images.runtask, taskgraph_images.index, taskgraph_images._hashcache, "
+    "import taskgraph_images.cli, taskgraph_images.builder.intask, taskgraph_images.images.artifacts, "
+    "taskgraph_images.builder.runtask, taskgraph_images.index, taskgraph_images._hashing.cache, "
     "taskgraph_images.context, zstandard, taskcluster, requests, yaml, sqlite3, tarfile; "
     "taskgraph_images.cli.build_parser()"
 )
@@ -148,8 +148,8 @@ CMD ["taskgraph-images", "build-in-task"]
 
 
 def build_builder_image(engine: object, registry: str) -> str:
-    """Build the image in ``engine`` (a :class:`~taskgraph_images.docker.Engine`); return its tag."""
-    from taskgraph_images.docker import Engine
+    """Build the image in ``engine`` (a :class:`~taskgraph_images.images.engine.Engine`); return its tag."""
+    from taskgraph_images.images.engine import Engine
 
     assert isinstance(engine, Engine)
     with tempfile.TemporaryDirectory(prefix="tgi-builder-") as tmp:

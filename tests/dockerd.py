@@ -24,8 +24,8 @@ from typing import Iterator, Optional
 import attrs
 import pytest
 
-from taskgraph_images.docker import Engine
 from taskgraph_images.errors import DockerUnavailableError
+from taskgraph_images.images.engine import Engine
 
 __all__ = ["DockerEngine", "busybox_repo", "docker_engine", "require_or_skip"]
 

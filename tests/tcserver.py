@@ -773,7 +773,7 @@ def tc_server(tc_server_session: TCServer) -> Iterator[TCServer]:
 def tc_index(tc_server: TCServer) -> Any:
     """A ``TaskclusterIndex`` on ``tc_server``: 2 retries, 5 s timeout, no env."""
     from taskgraph_images.index import TaskclusterIndex
-    from taskgraph_images.tcenv import TaskclusterEnv
+    from taskgraph_images.tc.env import TaskclusterEnv
 
     return TaskclusterIndex(tc_server.root_url, max_retries=2, timeout=5.0, env=TaskclusterEnv())
 
@@ -781,7 +781,7 @@ def tc_index(tc_server: TCServer) -> Any:
 def make_index(server: TCServer, **kwargs: Any) -> Any:
     """A ``TaskclusterIndex`` on ``server`` with test-friendly defaults (overridable)."""
     from taskgraph_images.index import TaskclusterIndex
-    from taskgraph_images.tcenv import TaskclusterEnv
+    from taskgraph_images.tc.env import TaskclusterEnv
 
     options: dict[str, Any] = {"max_retries": 2, "timeout": 5.0, "env": TaskclusterEnv()}
     options.update(kwargs)

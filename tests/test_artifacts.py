@@ -19,23 +19,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trees import tar_of
 
-from taskgraph_images._tarball import Buffer
-from taskgraph_images.artifacts import (
-    FileSink,
-    HttpReader,
-    NullSink,
-    ZstdFrameChecker,
-    compress_stream,
-    load_image,
-    parse_size,
-    retag_index,
-    retag_manifest,
-    retag_repositories,
-    save_image,
-    stream_image,
-)
 from taskgraph_images.errors import ArtifactError, DockerError
-from taskgraph_images.tcenv import Credentials, TaskclusterEnv
+from taskgraph_images.images.artifacts import load_image, parse_size, save_image, stream_image
+from taskgraph_images.images.compression import ZstdFrameChecker, compress_stream
+from taskgraph_images.images.retag import retag_index, retag_manifest, retag_repositories
+from taskgraph_images.images.sinks import FileSink, NullSink
+from taskgraph_images.images.source import HttpReader
+from taskgraph_images.images.tarball import Buffer
+from taskgraph_images.tc.env import Credentials, TaskclusterEnv
 
 
 def docker_save_tar(layers: list[bytes], tag: str = "old/name:1") -> bytes:
@@ -249,7 +240,7 @@ def test_parse_size_refuses_nonsense() -> None:
 
 
 class FakeEngine:
-    """Stands in for :class:`~taskgraph_images.docker.Engine` in save tests."""
+    """Stands in for :class:`~taskgraph_images.images.engine.Engine` in save tests."""
 
     def __init__(self, chunks: list[bytes], fail: Optional[Exception] = None) -> None:
         self.chunks = chunks
@@ -494,7 +485,7 @@ def test_compress_stream_to_a_file_is_valid_for_the_checker_and_the_cli(tmp_path
 
 
 def test_load_by_task_id_inside_a_task_goes_through_the_proxy(tc_server: Any) -> None:
-    from taskgraph_images.artifacts import open_source
+    from taskgraph_images.images.source import open_source
 
     original = docker_save_tar([b"P" * 1000])
     task_id = tc_server.add_task(artifacts={"public/image.tar.zst": zst(original)})

@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from taskgraph_images._atomic import atomic_output
-from taskgraph_images.buildah import Buildah, push_archive, run
-from taskgraph_images.compression import compress_stream
+from taskgraph_images.builder.buildah import Buildah, push_archive, run
 from taskgraph_images.errors import ImageBuildError
+from taskgraph_images.images.compression import compress_stream
 
 B = Buildah("/s", "/r")
 BASE = ["buildah", "--root", "/s", "--runroot", "/r", "--storage-driver", "vfs"]

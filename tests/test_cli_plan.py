@@ -12,7 +12,7 @@ import pytest
 from plan_helpers import GECKO, PARAMS
 
 from taskgraph_images.cli import main
-from taskgraph_images.cli._plan import default_params
+from taskgraph_images.cli._params import default_params
 from taskgraph_images.index import hash_namespace
 from taskgraph_images.plan import Plan
 

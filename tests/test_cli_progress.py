@@ -18,9 +18,10 @@ import zstandard
 from dockerd import DockerEngine
 from test_cli_output import _image_tar
 
-from taskgraph_images.artifacts import NullSink, save_image, stream_image
 from taskgraph_images.cli import main
 from taskgraph_images.cli._report import ConsoleReporter
+from taskgraph_images.images.artifacts import save_image, stream_image
+from taskgraph_images.images.sinks import NullSink
 from taskgraph_images.progress import format_size
 
 LINE = re.compile(r"taskgraph-images: (saving|loading) .+: [\d.]+ (B|KiB|MiB)( of .+ \(\d+%\))? "

@@ -1,6 +1,6 @@
-"""taskgraph_images.compression: light to import (the frame checker and
-compress_stream themselves are tested in test_artifacts.py, through the
-names artifacts re-exports)."""
+"""taskgraph_images.images.compression: light to import (the frame checker and
+compress_stream themselves are tested in test_artifacts.py; artifacts
+re-exports both)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from importcheck import modules_loaded_by
 
-from taskgraph_images import artifacts, compression
-from taskgraph_images._tarball import compression_for
 from taskgraph_images.errors import ArtifactError, ContextError
+from taskgraph_images.images import artifacts, compression
+from taskgraph_images.images.tarball import compression_for
 
 
 def test_compressing_needs_neither_attrs_nor_the_docker_client_nor_tarfile() -> None:
-    heavy = {"attrs", "attr", "tarfile", "http.client", "taskgraph_images.docker",
-             "taskgraph_images.artifacts", "zstandard"}
-    loaded = modules_loaded_by("from taskgraph_images.compression import compress_stream")
+    heavy = {"attrs", "attr", "tarfile", "http.client", "taskgraph_images.images.engine",
+             "taskgraph_images.images.artifacts", "zstandard"}
+    loaded = modules_loaded_by("from taskgraph_images.images.compression import compress_stream")
     assert heavy & loaded == set()
 
 

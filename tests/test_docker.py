@@ -12,11 +12,12 @@ import pytest
 import zstandard
 from dockerd import DockerEngine
 
-from taskgraph_images.artifacts import load_image, save_image
+from taskgraph_images.builder.local import build_image
 from taskgraph_images.catalog import ImageCatalog
 from taskgraph_images.context import write_context
-from taskgraph_images.docker import Engine, build_image, parse_json_stream
 from taskgraph_images.errors import ArtifactError, DockerError, DockerUnavailableError, ImageBuildError
+from taskgraph_images.images.artifacts import load_image, save_image
+from taskgraph_images.images.engine import Engine, parse_json_stream
 
 pytestmark = pytest.mark.docker
 
@@ -159,7 +160,7 @@ class _Chunks:
 
 
 def test_progress_messages_survive_a_character_split_between_reads() -> None:
-    from taskgraph_images.docker import iter_messages
+    from taskgraph_images.images.engine import iter_messages
 
     data = '{"stream": "caf\u00e9 \u2713"}\r\n{"aux": {"ID": "sha256:1"}}\n'.encode()
     cut = data.index(b"\xc3") + 1  # inside the two-byte "é"

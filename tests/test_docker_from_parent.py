@@ -10,8 +10,8 @@ import pytest
 from dockerd import BUSYBOX, DockerEngine, require_or_skip
 from trees import make_tree
 
+from taskgraph_images.builder.local import build_image
 from taskgraph_images.catalog import ImageCatalog
-from taskgraph_images.docker import build_image
 
 D = "taskcluster/docker"
 KIND = "taskcluster/kinds/docker-image/kind.yml"

@@ -18,8 +18,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from taskgraph_images.docker import Engine
 from taskgraph_images.errors import DockerError, DockerUnavailableError
+from taskgraph_images.images.engine import Engine
 
 
 class FakeEngine:

@@ -25,11 +25,11 @@ import pytest
 from dockerd import BUSYBOX, DockerEngine, require_or_skip
 from plan_helpers import NOW, params, seeded_task_ids
 
+from taskgraph_images.builder.local import Built, build_image
 from taskgraph_images.catalog import ImageCatalog
 from taskgraph_images.cli import main
 from taskgraph_images.config import BuildConfig
 from taskgraph_images.context import write_context
-from taskgraph_images.docker import Built, build_image
 from taskgraph_images.index import LocalIndex, MemoryIndex
 from taskgraph_images.plan import Plan, plan_images
 

@@ -136,7 +136,7 @@ def test_plan_with_an_old_client_says_so_in_one_line(tmp_path: Path) -> None:
 def test_saving_to_zst_with_an_old_zstandard_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from taskgraph_images.artifacts import FileSink
+    from taskgraph_images.images.sinks import FileSink
 
     monkeypatch.syspath_prepend(str(_fake_distribution(tmp_path / "old", "zstandard", "0.14.1")))
     with pytest.raises(DependencyError, match=r"^zstandard 0\.14\.1 is too old"):

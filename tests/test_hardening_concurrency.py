@@ -26,9 +26,9 @@ import pytest
 from plan_helpers import NOW, params, seeded_task_ids
 from trees import make_tree
 
-from taskgraph_images.artifacts import load_image, save_image
 from taskgraph_images.catalog import ImageCatalog
 from taskgraph_images.errors import ArtifactError
+from taskgraph_images.images.artifacts import load_image, save_image
 from taskgraph_images.index import LocalIndex
 from taskgraph_images.plan import plan_images
 
@@ -136,7 +136,7 @@ def test_eight_decision_tasks_at_once_end_in_the_sequential_state(tmp_path: Path
 SAVER = textwrap.dedent(
     """
     import os, sys, tarfile
-    from taskgraph_images.artifacts import save_image
+    from taskgraph_images.images.artifacts import save_image
 
     class Endless:
         def save(self, tag):

@@ -18,10 +18,8 @@ from typing import Sequence, Union
 import pytest
 from trees import make_tree
 
-from taskgraph_images import filehash
-from taskgraph_images.cli import main
-from taskgraph_images.errors import InvalidValueError
-from taskgraph_images.filehash import (
+from taskgraph_images._hashing import filehash
+from taskgraph_images._hashing.filehash import (
     AVX2,
     AVX512,
     LANES_MARGIN,
@@ -38,6 +36,8 @@ from taskgraph_images.filehash import (
     machine_key,
     save_rates,
 )
+from taskgraph_images.cli import main
+from taskgraph_images.errors import InvalidValueError
 
 HASHLIB, SHA_NI_KERNEL = 0, 2
 
@@ -119,7 +119,7 @@ def test_an_unknown_setting_is_refused_naming_it(setting: str) -> None:
 def test_without_the_compiled_module_it_is_hashlib(setting: str | None) -> None:
     chosen = choose_engine(frozenset({SHA_NI, AVX512, AVX2}), setting, built=False)
     assert chosen == HashingEngine(
-        HASHLIB, "the compiled module taskgraph_images._sha256mb is not built")
+        HASHLIB, "the compiled module taskgraph_images._hashing._sha256mb is not built")
 
 
 #: Flags, setting and rates -> the reason given.

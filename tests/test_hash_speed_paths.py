@@ -20,17 +20,17 @@ import trees
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import taskgraph_images
-from taskgraph_images import filehash
-from taskgraph_images.context import ContextFile, hash_context, list_context
-from taskgraph_images.errors import ContextError
-from taskgraph_images.filehash import (
+import taskgraph_images._hashing
+from taskgraph_images._hashing import filehash
+from taskgraph_images._hashing.filehash import (
     CHUNK,
     SIMD_ENV,
     file_sha256,
     hash_paths,
     lane_kernel,
 )
+from taskgraph_images.context import ContextFile, hash_context, list_context
+from taskgraph_images.errors import ContextError
 from taskgraph_images.keys.seed import hash_files
 
 
@@ -280,8 +280,8 @@ def test_without_the_extension_the_same_hash_comes_from_hashlib(
     trees.make_tree(tmp_path, {f"ctx/d{i % 3}/f{i}": b"%d" % i * 500 for i in range(40)})
     expected = independent_seed_hash(str(tmp_path), "ctx")
     monkeypatch.delenv(SIMD_ENV, raising=False)
-    monkeypatch.setitem(sys.modules, "taskgraph_images._sha256mb", None)  # import fails
-    monkeypatch.delattr(taskgraph_images, "_sha256mb", raising=False)
+    monkeypatch.setitem(sys.modules, "taskgraph_images._hashing._sha256mb", None)  # import fails
+    monkeypatch.delattr(taskgraph_images._hashing, "_sha256mb", raising=False)
     assert lane_kernel() is None
     assert hash_context(tmp_path, "ctx", jobs=2) == expected
 
@@ -386,7 +386,8 @@ def test_100000_small_files_finish_with_bounded_memory(tmp_path: Path) -> None:
 _FORKED = r"""
 import os, sys
 import taskgraph_images
-from taskgraph_images import context, filehash
+from taskgraph_images import context
+from taskgraph_images._hashing import filehash
 root, count = sys.argv[1], int(sys.argv[2])
 assert filehash._can_fork(), "a fresh interpreter has one thread"
 for i in range(count):
@@ -408,7 +409,7 @@ def test_a_long_file_list_hashed_in_forked_processes_equals_the_seed(tmp_path: P
 _CHILD_FAILS = r"""
 import sys
 import taskgraph_images
-from taskgraph_images import filehash
+from taskgraph_images._hashing import filehash
 from taskgraph_images.errors import ContextError
 good = sys.argv[1]
 paths = [good] * 9
@@ -431,7 +432,7 @@ def test_a_failing_child_share_is_hashed_again_here_to_raise_the_real_error(tmp_
 _CHILDREN_DIE = r"""
 import os, sys
 import taskgraph_images
-from taskgraph_images import filehash
+from taskgraph_images._hashing import filehash
 parent, real = os.getpid(), filehash._sha256_files
 def dies_in_children(paths):
     if os.getpid() != parent:
@@ -455,7 +456,7 @@ def test_runs_a_dead_child_left_unfinished_are_hashed_here(tmp_path: Path) -> No
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
 def test_a_file_whose_size_is_not_reported_is_hashed_whole() -> None:
-    from taskgraph_images.filehash import _sha256_files
+    from taskgraph_images._hashing.filehash import _sha256_files
 
     # /proc files report size 0 but have content: the one-read shortcut must not stop there.
     path = "/proc/self/environ"
@@ -468,7 +469,7 @@ def test_a_file_whose_size_is_not_reported_is_hashed_whole() -> None:
 def test_hashing_does_not_fork_while_other_threads_run() -> None:
     import threading
 
-    from taskgraph_images.filehash import _can_fork
+    from taskgraph_images._hashing.filehash import _can_fork
 
     stop = threading.Event()
     worker = threading.Thread(target=stop.wait)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from trees import make_tree
 
-from taskgraph_images._hashcache import (
+from taskgraph_images._hashing.cache import (
     SMALL_FILE,
     HashCache,
     default_cache_path,
@@ -124,7 +124,7 @@ def test_missing_file_is_a_context_error(tmp_path: Path) -> None:
 
 _WORKER = """
 import sys
-from taskgraph_images._hashcache import HashCache
+from taskgraph_images._hashing.cache import HashCache
 from taskgraph_images.context import hash_context
 for _ in range(3):
     with HashCache(sys.argv[2], racy_seconds=0.05, min_size=0) as cache:
@@ -330,7 +330,7 @@ def test_many_files_at_once_equal_one_by_one_then_all_hit(tmp_path: Path) -> Non
 
 def test_a_file_written_while_many_are_hashed_is_not_recorded(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import taskgraph_images._hashcache as hashcache
+    import taskgraph_images._hashing.cache as hashcache
 
     paths = _tree(tmp_path / "t", 10)
     real = hashcache.hash_paths
@@ -366,7 +366,7 @@ def test_a_missing_file_among_many_is_a_context_error_naming_it(tmp_path: Path) 
 _LONG_CACHED = r"""
 import os, sys, time
 from taskgraph_images import context
-from taskgraph_images._hashcache import HashCache
+from taskgraph_images._hashing.cache import HashCache
 root, db = sys.argv[1], sys.argv[2]
 for i in range(2500):
     d = os.path.join(root, "img", f"d{i % 7}")

@@ -12,7 +12,7 @@ from tcserver import TCServer
 from taskgraph_images.cli import main
 from taskgraph_images.cli._index import add_index_arguments, on_error, open_index
 from taskgraph_images.index import LocalIndex, TaskclusterIndex
-from taskgraph_images.tcenv import TaskclusterEnv
+from taskgraph_images.tc.env import TaskclusterEnv
 
 T1 = "KD5yPlwqQtS7t4ieeFU-mA"
 

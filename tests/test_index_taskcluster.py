@@ -17,7 +17,7 @@ from taskgraph_images.errors import (
     InvalidValueError,
 )
 from taskgraph_images.index import TaskclusterIndex, find_images, hash_namespace
-from taskgraph_images.tcenv import Credentials, TaskclusterEnv
+from taskgraph_images.tc.env import Credentials, TaskclusterEnv
 
 NAMES = [f"img{i}" for i in range(9)]
 

@@ -12,10 +12,7 @@ import attrs
 import pytest
 from trees import make_tree
 
-from taskgraph_images.catalog import ImageCatalog
-from taskgraph_images.config import DEFAULT_ENV_NAMES, BuildConfig
-from taskgraph_images.errors import ArtifactError, ImageBuildError, InvalidValueError
-from taskgraph_images.intask import (
+from taskgraph_images.builder.intask import (
     DEFAULT_ARTIFACT_PATH,
     ENV_DEFAULTS,
     TaskEnv,
@@ -28,6 +25,9 @@ from taskgraph_images.intask import (
     prebuilt_ancestors,
     read_env,
 )
+from taskgraph_images.catalog import ImageCatalog
+from taskgraph_images.config import DEFAULT_ENV_NAMES, BuildConfig
+from taskgraph_images.errors import ArtifactError, ImageBuildError, InvalidValueError
 
 D = "taskcluster/docker"
 
@@ -239,8 +239,8 @@ def test_buildahs_warning_about_unused_build_args_is_not_shown(
     that ``child``'s Dockerfile does not use it is no news to the user."""
     import stat
 
-    from taskgraph_images.buildah import Buildah
-    from taskgraph_images.intask import _bud
+    from taskgraph_images.builder.buildah import Buildah
+    from taskgraph_images.builder.intask import _bud
 
     exe = tmp_path / "fake-buildah"
     exe.write_text("#!/bin/sh\necho 'STEP 1/1: FROM app:latest'\n"

@@ -38,9 +38,9 @@ from dockerd import BUSYBOX, DockerEngine, require_or_skip
 from registry import Registry
 from tcserver import TCServer
 
+from taskgraph_images.builder.local import build_image
 from taskgraph_images.catalog import ImageCatalog
 from taskgraph_images.cli import main
-from taskgraph_images.docker import build_image
 from taskgraph_images.manifest import DEFAULT_MANIFEST_ARTIFACT
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -410,7 +410,7 @@ def test_run_task_record_indexes_a_contract_task_under_its_routes(
     import taskcluster
 
     from taskgraph_images.index import LocalIndex, find_image
-    from taskgraph_images.tctime import format_time
+    from taskgraph_images.tc.time import format_time
 
     digest = ImageCatalog.load(fixture.root).digest("base")
     now = datetime.datetime.now(datetime.timezone.utc)

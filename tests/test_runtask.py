@@ -10,9 +10,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from taskgraph_images.errors import ArtifactError, InvalidValueError
-from taskgraph_images.index import LocalIndex, find_image
-from taskgraph_images.runtask import (
+from taskgraph_images.builder.runtask import (
     TaskRun,
     container_config,
     copy_artifact,
@@ -20,6 +18,8 @@ from taskgraph_images.runtask import (
     index_routes,
     record_run,
 )
+from taskgraph_images.errors import ArtifactError, InvalidValueError
+from taskgraph_images.index import LocalIndex, find_image
 
 TASK_ID = "fGfKdQ1hRjq7b9x9XJm1yA"
 DIGEST = "ab" * 32

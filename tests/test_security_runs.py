@@ -15,9 +15,9 @@ import pytest
 from test_cli_errors import _error
 from test_runtask import TASK_ID, _task
 
+from taskgraph_images.builder.runtask import check_task, container_config, run_task
 from taskgraph_images.cli import main
 from taskgraph_images.errors import InvalidValueError
-from taskgraph_images.runtask import check_task, container_config, run_task
 
 ESCAPING = "../../../ESCAPED.txt"
 

@@ -15,7 +15,7 @@ from plan_helpers import synthetic_plan
 
 from taskgraph_images.config import LOCAL_TASK_QUEUE
 from taskgraph_images.errors import SubmitError
-from taskgraph_images.submit import (
+from taskgraph_images.tc.submit import (
     DEFAULT_JOBS,
     Submission,
     queue_existing,

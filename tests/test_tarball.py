@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from taskgraph_images._tarball import (
+from taskgraph_images.errors import ArtifactError
+from taskgraph_images.images.tarball import (
     DEFAULT_MTIME,
     Member,
     TarRewriter,
@@ -18,7 +19,6 @@ from taskgraph_images._tarball import (
     parse_header,
     write_tar,
 )
-from taskgraph_images.errors import ArtifactError
 
 
 def _tar(members: dict[str, bytes], *, fmt: int = tarfile.PAX_FORMAT, **links: str) -> bytes:

@@ -332,8 +332,8 @@ def test_digest_with_the_config_prints_taskgraphs_digest_the_plan_uses(
 def test_opening_an_image_by_name_needs_taskgraphs_search(repo: Path) -> None:
     """A library caller opening a taskgraph-keyed image by name must say where to look
     (the CLI passes the config's :class:`~taskgraph_images.keys.indexkeys.IndexKeys`)."""
-    from taskgraph_images.artifacts import open_source
     from taskgraph_images.errors import ArtifactError
+    from taskgraph_images.images.source import open_source
     from taskgraph_images.keys.indexkeys import IndexKeys
 
     catalog = ImageCatalog.load(repo, cache_keys="taskgraph")

@@ -32,7 +32,7 @@ from taskgraph_images.graphconfig import repository_config
 from taskgraph_images.index import MemoryIndex
 from taskgraph_images.params import Params, split_taskgraph_parameters
 from taskgraph_images.plan import plan_images
-from taskgraph_images.tctime import parse_offset
+from taskgraph_images.tc.time import parse_offset
 
 TREE = Path(__file__).resolve().parent / "data" / "taskgraph_repo"
 KINDS = ("pr", "push")

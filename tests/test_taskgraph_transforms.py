@@ -430,9 +430,9 @@ def without_packages(repo: Path) -> Path:
 def test_our_builder_runs_the_tasks_and_its_check_accepts_them(repos: tuple[Path, Path]) -> None:
     import argparse
 
+    from taskgraph_images.builder.intask import check_task, env_names, images_dir_of, read_env
     from taskgraph_images.cli._common import load_catalog
     from taskgraph_images.config import load_config
-    from taskgraph_images.intask import check_task, env_names, images_dir_of, read_env
 
     theirs, ours = repos
     expected = taskgraph_full(without_packages(theirs), PUSH)

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from taskgraph_images.errors import ConfigError
-from taskgraph_images.tcenv import Credentials, TaskclusterEnv, artifact_url, normalize_root_url
+from taskgraph_images.tc.env import Credentials, TaskclusterEnv, artifact_url, normalize_root_url
 
 _VARIABLES = ("TASKCLUSTER_ROOT_URL", "TASKCLUSTER_PROXY_URL", "TASKCLUSTER_CLIENT_ID",
               "TASKCLUSTER_ACCESS_TOKEN", "TASKCLUSTER_CERTIFICATE")

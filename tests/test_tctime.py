@@ -12,7 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from taskgraph_images.errors import InvalidValueError
-from taskgraph_images.tctime import format_time, parse_offset, parse_time
+from taskgraph_images.tc.time import format_time, parse_offset, parse_time
 
 UTC = datetime.timezone.utc
 WHEN = datetime.datetime(2016, 11, 7, 19, 26, 27, 123000, tzinfo=UTC)

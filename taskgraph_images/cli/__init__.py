@@ -23,6 +23,8 @@ _COMMAND_MODULES = (
     "taskgraph_images.cli._catalog",
     "taskgraph_images.cli._index",
     "taskgraph_images.cli._plan",
+    "taskgraph_images.cli._submit",
+    "taskgraph_images.cli._render",
     "taskgraph_images.cli._images",
     "taskgraph_images.cli._tasks",
     "taskgraph_images.cli._why",

@@ -154,7 +154,7 @@ def print_json(value: Any) -> None:
 
 def format_date(when: datetime.datetime) -> str:
     """Return ``when`` as every command prints dates: ``2016-11-07T19:26:27.000Z``."""
-    from taskgraph_images.tctime import format_time
+    from taskgraph_images.tc.time import format_time
 
     return format_time(when)
 
@@ -329,11 +329,11 @@ def _load_catalog(
         from taskgraph_images.graphconfig import kind_config_of
 
         kwargs["kind_config"] = kind_config_of(root) or "none"
-    from taskgraph_images._hashcache import hasher_for_option
+    from taskgraph_images._hashing.cache import hasher_for_option
 
     hasher = hasher_for_option(getattr(args, "hash_cache", None))
     if reporter().verbosity > 0:
-        from taskgraph_images.filehash import engine
+        from taskgraph_images._hashing.filehash import engine
 
         reporter().debug(f"file hashing: {engine().describe()}")
     return ImageCatalog.load(root, **kwargs, hasher=hasher)

@@ -171,7 +171,8 @@ def _print_stderr(text: str) -> None:
 def _build(args: argparse.Namespace) -> int:
     if args.record:
         return _build_record(args)
-    from taskgraph_images.docker import Engine, build_chain, build_image
+    from taskgraph_images.builder.local import build_chain, build_image
+    from taskgraph_images.images.engine import Engine
 
     catalog = load_catalog(args)
     image = catalog[args.name]
@@ -182,7 +183,7 @@ def _build(args: argparse.Namespace) -> int:
     # With --json, stdout is the JSON: the engine's build log goes to stderr.
     done = build_image(
         engine, catalog, args.name, nocache=args.no_cache, build_args=dict(args.build_arg),
-        on_output=_print_stderr if args.json else _print, on_note=note, reporter=reporter(),
+        on_output=_print_stderr if args.json else _print, reporter=reporter(),
     )
     tag = catalog.local_tag(args.name)
     if not image.prebuilt:
@@ -207,10 +208,10 @@ def _build_record(args: argparse.Namespace) -> int:
     import tempfile
     import time
 
-    from taskgraph_images.docker import build_chain
+    from taskgraph_images.builder.intask import TaskEnv, build_in_task, check_task
+    from taskgraph_images.builder.local import build_chain
     from taskgraph_images.errors import ManifestError
     from taskgraph_images.index import find_images
-    from taskgraph_images.intask import TaskEnv, build_in_task, check_task
     from taskgraph_images.keys.indexkeys import IndexKeys
     from taskgraph_images.manifest import manifest_file_path, parse_manifest
 
@@ -295,11 +296,11 @@ def _engine_copy() -> Any:
     """The Docker engine's copies of the ``FROM`` images, for ``build --record`` offline.
 
     Return a function that saves (as ``docker save``) a reference the engine has into
-    a file (see :data:`taskgraph_images.intask.EngineCopy`), or ``None``
+    a file (see :data:`taskgraph_images.builder.intask.EngineCopy`), or ``None``
     when no engine answers at ``DOCKER_HOST`` (then buildah pulls them).
     """
-    from taskgraph_images.docker import Engine
     from taskgraph_images.errors import DockerError
+    from taskgraph_images.images.engine import Engine
 
     engine = Engine.from_env()
     try:
@@ -346,7 +347,7 @@ def _compression(output: str, given: Optional[str], *, stdout: str) -> str:
     :raises ArtifactError: for a name of another format than ``given``, or a name that
         says none when none is given.
     """
-    from taskgraph_images.compression import compression_for_name
+    from taskgraph_images.images.compression import compression_for_name
 
     if is_stdout(output):
         return given or stdout
@@ -365,8 +366,8 @@ def _compression(output: str, given: Optional[str], *, stdout: str) -> str:
 
 
 def _save(args: argparse.Namespace) -> int:
-    from taskgraph_images.artifacts import save_image
-    from taskgraph_images.docker import Engine
+    from taskgraph_images.images.artifacts import save_image
+    from taskgraph_images.images.engine import Engine
 
     if args.level is not None:
         raise InvalidValueError(
@@ -421,7 +422,8 @@ class _Counted:
 
 
 def _load(args: argparse.Namespace) -> int:
-    from taskgraph_images.artifacts import load_image, looks_like_file, parse_size
+    from taskgraph_images.images.artifacts import load_image, parse_size
+    from taskgraph_images.images.source import looks_like_file
 
     max_size = parse_size(args.max_size)
     source: str = args.source

@@ -21,7 +21,7 @@ from taskgraph_images.errors import InvalidValueError
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.index import LocalIndex, MemoryIndex, TaskclusterIndex
-    from taskgraph_images.tcenv import TaskclusterEnv
+    from taskgraph_images.tc.env import TaskclusterEnv
 
     Backend = Union[LocalIndex, MemoryIndex, TaskclusterIndex]
 
@@ -95,7 +95,7 @@ def open_index(args: argparse.Namespace, env: Optional[TaskclusterEnv] = None) -
     :raises ConfigError: for ``taskcluster`` without a root URL.
     """
     from taskgraph_images.index import LocalIndex, TaskclusterIndex
-    from taskgraph_images.tcenv import TaskclusterEnv
+    from taskgraph_images.tc.env import TaskclusterEnv
 
     spec: Optional[str] = getattr(args, "index", None)
     if spec is None or spec.partition(":")[0] == "taskcluster":
@@ -171,7 +171,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _insert(args: argparse.Namespace) -> int:
     from taskgraph_images.index import LocalIndex
-    from taskgraph_images.tctime import parse_time
+    from taskgraph_images.tc.time import parse_time
 
     # The local index even where TASKCLUSTER_ROOT_URL is set: nothing else is written.
     spec = args.index or "local"

@@ -78,7 +78,7 @@ def _print_line(line: str) -> None:
 
 
 def _build_in_task(args: argparse.Namespace) -> int:
-    from taskgraph_images.intask import (
+    from taskgraph_images.builder.intask import (
         ENV_DEFAULTS,
         build_in_task,
         checkout,
@@ -151,7 +151,7 @@ def _read_task(args: argparse.Namespace, root_url: Optional[str]) -> Mapping[str
     import taskcluster
 
     from taskgraph_images.errors import IndexUnavailableError
-    from taskgraph_images.tcenv import TaskclusterEnv
+    from taskgraph_images.tc.env import TaskclusterEnv
 
     try:
         task = taskcluster.Queue(TaskclusterEnv.from_environment().options(root_url)).task(
@@ -181,9 +181,9 @@ def _write_output(stream: int, data: bytes) -> None:
 
 
 def _run_task(args: argparse.Namespace) -> int:
-    from taskgraph_images.docker import Engine
-    from taskgraph_images.runtask import check_task, record_run, run_task
-    from taskgraph_images.tcenv import TaskclusterEnv
+    from taskgraph_images.builder.runtask import check_task, record_run, run_task
+    from taskgraph_images.images.engine import Engine
+    from taskgraph_images.tc.env import TaskclusterEnv
 
     root_url = TaskclusterEnv.from_environment().root(args.root_url)
     task = _read_task(args, root_url)

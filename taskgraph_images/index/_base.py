@@ -22,7 +22,7 @@ import attrs
 
 from taskgraph_images.errors import InvalidValueError
 from taskgraph_images.names import is_artifact_name
-from taskgraph_images.tctime import format_time
+from taskgraph_images.tc.time import format_time
 
 __all__ = [
     "DEFAULT_ARTIFACT",

@@ -45,8 +45,8 @@ from taskgraph_images.index._base import (
 from taskgraph_images.index._common import DEFAULT_EXPIRY, validate_data, validate_rank
 from taskgraph_images.keys.namespaces import validate_namespace, validate_task_id
 from taskgraph_images.progress import Reporter, Wait
-from taskgraph_images.tcenv import Credentials, TaskclusterEnv, artifact_url, client
-from taskgraph_images.tctime import format_time, parse_time
+from taskgraph_images.tc.env import Credentials, TaskclusterEnv, artifact_url, client
+from taskgraph_images.tc.time import format_time, parse_time
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
@@ -122,7 +122,7 @@ class TaskclusterIndex:
     environment's root URL; credentials come from ``credentials``,
     ``options["credentials"]`` or the environment; lookups need none on a
     public deployment. ``env`` is what the environment says
-    (:meth:`TaskclusterEnv.from_environment <taskgraph_images.tcenv.TaskclusterEnv.from_environment>`
+    (:meth:`TaskclusterEnv.from_environment <taskgraph_images.tc.env.TaskclusterEnv.from_environment>`
     when not given).
 
     ``max_workers`` bounds concurrent requests; ``max_retries`` is how

@@ -36,9 +36,9 @@ from typing import Optional, Protocol, Sequence
 
 import attrs
 
+from taskgraph_images._hashing.filehash import FileHasher, file_sha256
 from taskgraph_images.context import ContextFacts, ImageContext, ImageFacts, image_context
 from taskgraph_images.errors import CatalogError
-from taskgraph_images.filehash import FileHasher, file_sha256
 from taskgraph_images.keys.seed import combine_lines, hash_many
 
 __all__ = ["DIGEST_VERSION_LINE", "CatalogKeys", "KeyFacts", "KeyImage", "KeyInputs", "image_digest"]
@@ -152,7 +152,7 @@ class CatalogKeys:
 
     Each is computed on first use and kept: a catalog is a snapshot of the
     tree. ``hasher`` hashes one file (default
-    :func:`~taskgraph_images.filehash.file_sha256`; a cache of file hashes
+    :func:`~taskgraph_images._hashing.filehash.file_sha256`; a cache of file hashes
     fits). ``mode`` is ``"seed"`` or ``"taskgraph"``: whose recipe keys the images;
     ``image_builder`` the builder taskgraph's digests name, when not its own.
     """

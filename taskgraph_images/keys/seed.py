@@ -6,7 +6,7 @@ fed to an outer sha256::
     {sha256 hexdigest of the file}\\t/{path relative to the repository root}\\n
 
 The files come from :mod:`taskgraph_images.context`; hashing them is
-:mod:`taskgraph_images.filehash`'s business. See ``docs/hash.rst``.
+:mod:`taskgraph_images._hashing.filehash`'s business. See ``docs/hash.rst``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import itertools
 import os
 from typing import Iterable, Optional, Protocol, Sequence
 
-from taskgraph_images.filehash import FileHasher, file_sha256, hash_paths
+from taskgraph_images._hashing.filehash import FileHasher, file_sha256, hash_paths
 
 __all__ = ["SeedFile", "combine_lines", "hash_files", "hash_many"]
 
@@ -44,7 +44,8 @@ def combine_lines(pairs: Iterable[tuple[str, str]]) -> str:
 
 def hash_many(paths: Sequence[str], jobs: Optional[int], hasher: FileHasher) -> list[str]:
     """Return the sha256 of every path, in order: in one batch when ``hasher`` has a
-    ``sha256_many`` method (a cache does), else with :func:`~taskgraph_images.filehash.hash_paths`."""
+    ``sha256_many`` method (a cache does), else with
+    :func:`~taskgraph_images._hashing.filehash.hash_paths`."""
     batch = getattr(hasher, "sha256_many", None)
     if batch is not None:
         return list(batch(paths, jobs=jobs))

@@ -289,7 +289,7 @@ def cores() -> int:
 
 
 #: Whether :func:`context_hash` uses the compiled per-file loop when it is
-#: built (``taskgraph_images._sha256mb.tar_fill``); the tests turn it off to
+#: built (``taskgraph_images._hashing._sha256mb.tar_fill``); the tests turn it off to
 #: check the pure-Python loop, which gives the same stream.
 NATIVE = True
 
@@ -299,7 +299,7 @@ def _native_fill() -> Optional[Callable[..., tuple[int, int]]]:
     if not NATIVE:
         return None
     try:
-        from taskgraph_images._sha256mb import tar_fill
+        from taskgraph_images._hashing import tar_fill
     except ImportError:  # pragma: no cover - the extension did not build here
         return None
     return tar_fill

@@ -224,7 +224,7 @@ def _tree_members(root: str) -> Callable[[str], dict[str, str]]:
     else the tree's, as :class:`~taskgraph_images.catalog.ImageCatalog`
     reads it (a local ``taskgraph morphed`` writes no contexts).
     """
-    from taskgraph_images.filehash import file_sha256
+    from taskgraph_images._hashing.filehash import file_sha256
 
     catalogs: list[Any] = []
 

@@ -49,7 +49,7 @@ from taskgraph_images.index._base import DEFAULT_ARTIFACT, Lookup, Usability, ut
 from taskgraph_images.index._lookup import decide
 from taskgraph_images.keys.namespaces import Candidate
 from taskgraph_images.keys.taskgraph import CACHE_TYPE, cache_namespace, pull_request_namespace
-from taskgraph_images.tctime import parse_time
+from taskgraph_images.tc.time import parse_time
 
 __all__ = [
     "ImageVerdict",

@@ -18,8 +18,8 @@ from typing import IO, Callable, Iterator, Mapping, Optional, Sequence
 
 import attrs
 
-from taskgraph_images.compression import BUFFER
 from taskgraph_images.errors import ImageBuildError
+from taskgraph_images.images.compression import BUFFER
 
 __all__ = ["DIGEST_LABEL", "Buildah", "push_archive", "run"]
 

@@ -22,7 +22,7 @@ caller does, with public access only.
 
 :func:`run_task` makes the image available (a registry tag the engine has,
 or a ``task-image`` / ``indexed-image`` loaded with
-:func:`~taskgraph_images.artifacts.load_image`), runs the container with its
+:func:`~taskgraph_images.images.artifacts.load_image`), runs the container with its
 output streamed, kills it after ``maxRunTime``, and copies each of
 ``payload.artifacts`` out of it into a folder.
 """
@@ -43,7 +43,7 @@ from taskgraph_images._safefile import inside
 from taskgraph_images.errors import ArtifactError, DockerError, InvalidValueError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from taskgraph_images.docker import Engine
+    from taskgraph_images.images.engine import Engine
 
 __all__ = [
     "TaskRun",
@@ -199,7 +199,7 @@ def container_config(
     elif network is not None:
         host["NetworkMode"] = network
     if root_url:
-        from taskgraph_images.tcenv import normalize_root_url
+        from taskgraph_images.tc.env import normalize_root_url
 
         root_url = normalize_root_url(root_url)
         env["TASKCLUSTER_ROOT_URL"] = root_url
@@ -270,7 +270,8 @@ def prepare_image(
     image = _payload(task).get("image")
     ref = image_reference(image, task_id)
     if isinstance(image, Mapping) and image.get("type") in ("task-image", "indexed-image"):
-        from taskgraph_images.artifacts import ARTIFACT_NAME, load_image
+        from taskgraph_images.images.artifacts import load_image
+        from taskgraph_images.images.source import ARTIFACT_NAME
 
         source = _image_task(image, index, root_url, task_id)
         if on_note is not None:
@@ -319,7 +320,7 @@ def copy_artifact(chunks: Iterator[bytes], dest: str) -> None:
     :raises ArtifactError: when the archive is not of one regular file.
     """
     from taskgraph_images._atomic import atomic_output
-    from taskgraph_images.compression import BUFFER
+    from taskgraph_images.images.compression import BUFFER
 
     class _Reader:
         def __init__(self) -> None:

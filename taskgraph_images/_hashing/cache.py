@@ -56,8 +56,8 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
+from taskgraph_images._hashing.filehash import FileHasher, file_sha256, hash_paths, user_cache_folder
 from taskgraph_images.errors import ContextError, InvalidValueError
-from taskgraph_images.filehash import FileHasher, file_sha256, hash_paths, user_cache_folder
 
 #: Files smaller than this are not cached (see :class:`HashCache`). With the
 #: multi-buffer kernel, hashing a 64 KiB file takes about as long as one
@@ -398,7 +398,7 @@ class HashCache:
 
         Answers what it can from the cache, then hashes the rest (misses and
         files under ``min_size``) together with
-        :func:`~taskgraph_images.context.hash_paths` (on up to ``jobs``
+        :func:`~taskgraph_images._hashing.filehash.hash_paths` (on up to ``jobs``
         cores). A digest is recorded when a ``stat`` after reading matches
         the one taken before, and its stamps are settled.
 

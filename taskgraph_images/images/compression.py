@@ -1,6 +1,6 @@
 """zstd for image artifacts: compress a stream, and follow a stream's frames.
 
-Kept apart from :mod:`taskgraph_images.artifacts` (which re-exports both
+Kept apart from :mod:`taskgraph_images.images.artifacts` (which re-exports both
 names) so that compressing needs nothing but :mod:`zstandard`, imported on
 first use.
 """

@@ -3,7 +3,7 @@
 :func:`hash_paths` returns the sha256 hexdigest of each file of a list, in
 order. Depending on the list it hashes on the calling thread, on threads,
 in forked processes, or through the compiled module
-(``taskgraph_images._sha256mb``: 8 or 16 files at once per core in vector
+(``taskgraph_images._hashing._sha256mb``: 8 or 16 files at once per core in vector
 lanes, or 2 with SHA-NI); :func:`engine` picks the fastest for this CPU
 (:func:`choose_engine`). The digests never depend on the route.
 :func:`file_sha256` is the one-file form and the default :data:`FileHasher`.
@@ -232,7 +232,8 @@ def choose_engine(flags: AbstractSet[str], setting: Optional[str] = None, *,
     if value == "0":
         return HashingEngine(0, f"{SIMD_ENV}=0")
     if not built:
-        return HashingEngine(0, "the compiled module taskgraph_images._sha256mb is not built")
+        return HashingEngine(
+            0, "the compiled module taskgraph_images._hashing._sha256mb is not built")
     if value == "1":
         forced = vector or (2 if SHA_NI in flags else 0)
         if not forced:
@@ -267,7 +268,7 @@ def cpu_flags(widths: Iterable[int]) -> frozenset[str]:
 
 def _compiled() -> Optional[LaneKernel]:
     try:
-        from taskgraph_images import _sha256mb
+        from taskgraph_images._hashing import _sha256mb
     except ImportError:
         return None
     kernel: LaneKernel = _sha256mb
@@ -426,7 +427,7 @@ def calibrated_rates(kernel: LaneKernel, path: str) -> Rates:
 
 
 class LaneKernel(Protocol):
-    """The interface of the compiled module ``taskgraph_images._sha256mb``."""
+    """The interface of the compiled module ``taskgraph_images._hashing._sha256mb``."""
 
     def widths(self) -> tuple[int, ...]: ...
 

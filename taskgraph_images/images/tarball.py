@@ -28,8 +28,8 @@ from typing import IO, Callable, Collection, Optional, Sequence, Union
 
 import attrs
 
-from taskgraph_images.compression import Buffer, compression_by_suffix
 from taskgraph_images.errors import ArtifactError, ContextError
+from taskgraph_images.images.compression import Buffer, compression_by_suffix
 
 __all__ = [
     "BLOCK",
@@ -120,7 +120,7 @@ def write_tar(members: Sequence[Member], out: IO[bytes]) -> None:
 def compression_for(out: object, compression: Optional[str]) -> str:
     """Return ``"none"``, ``"gzip"`` or ``"zstd"``: ``compression`` spelled out, else
     from the suffix of the path ``out``
-    (:func:`~taskgraph_images.compression.compression_by_suffix`, the rule image
+    (:func:`~taskgraph_images.images.compression.compression_by_suffix`, the rule image
     tarballs follow too), else ``"none"`` for a file object.
 
     :raises ContextError: for an unknown compression or a path with no known suffix.

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 import attrs
 
-from taskgraph_images.buildah import DIGEST_LABEL, Buildah, LineCallback, push_archive, run
+from taskgraph_images.builder.buildah import DIGEST_LABEL, Buildah, LineCallback, push_archive, run
 from taskgraph_images.config import DEFAULT_ENV_NAMES
 from taskgraph_images.errors import ArtifactError, ImageBuildError, InvalidValueError
 from taskgraph_images.manifest import DEFAULT_MANIFEST_ARTIFACT, write_build_manifest
@@ -214,18 +214,19 @@ def fetch_parent(
     """Fetch ``task_id``'s image artifact to ``dest`` (a plain tarball) tagged for ``parent``.
 
     The artifact is ``artifact``, by default
-    :data:`~taskgraph_images.artifacts.ARTIFACT_NAME`.
+    :data:`~taskgraph_images.images.source.ARTIFACT_NAME`.
 
     The tarball is tagged :meth:`~taskgraph_images.catalog.ImageCatalog.local_tag`
     of ``parent``, the name the child's ``FROM`` uses. It comes from
     ``index``'s artifact store when it has the task, else from the Queue
     (``TASKCLUSTER_PROXY_URL`` inside a task, else ``TASKCLUSTER_ROOT_URL``:
-    see :mod:`taskgraph_images.tcenv`).
+    see :mod:`taskgraph_images.tc.env`).
 
     :raises ArtifactError: when the artifact is missing, truncated or corrupt,
         or is not an image the builder made for ``parent`` at its digest.
     """
-    from taskgraph_images.artifacts import ARTIFACT_NAME, load_image
+    from taskgraph_images.images.artifacts import load_image
+    from taskgraph_images.images.source import ARTIFACT_NAME
 
     if artifact is None:
         artifact = ARTIFACT_NAME
@@ -441,10 +442,10 @@ def build_in_task(
 
     Checks the task first (:func:`check_task`), then fetches the parent
     (:func:`fetch_parent`, from ``index`` or the Queue, its ``artifact``:
-    by default :data:`~taskgraph_images.artifacts.ARTIFACT_NAME`) into buildah's own
+    by default :data:`~taskgraph_images.images.source.ARTIFACT_NAME`) into buildah's own
     storage (in a temporary folder under ``workdir``, removed at the end),
     builds with the image's args, ``DOCKER_IMAGE_PARENT`` (the parent's local
-    tag) and the label :data:`~taskgraph_images.buildah.DIGEST_LABEL`, and
+    tag) and the label :data:`~taskgraph_images.builder.buildah.DIGEST_LABEL`, and
     streams the image tarball through zstd at ``env.zstd_level``. The
     artifact appears only when complete; then the image's context manifest
     (:func:`~taskgraph_images.manifest.write_build_manifest`, published as
@@ -463,8 +464,8 @@ def build_in_task(
     :raises ImageBuildError: when the task does not match the tree or the build fails.
     :raises ArtifactError: for a bad parent artifact or an unwritable artifact path.
     """
-    from taskgraph_images.artifacts import FileSink
-    from taskgraph_images.docker import build_chain
+    from taskgraph_images.builder.local import build_chain
+    from taskgraph_images.images.sinks import FileSink
     from taskgraph_images.progress import format_size
 
     def say(text: str) -> None:

@@ -1,5 +1,6 @@
-"""Shared fixtures. Fixture modules live beside this file (``tests/`` is on
-``sys.path``, see ``pythonpath`` in setup.cfg) and are pulled in here."""
+"""Shared fixtures. The fixture and helper modules live in ``tests/support/``
+(on ``sys.path``, see ``pythonpath`` in setup.cfg, so a test imports them by
+name: ``from tcserver import TCServer``); the fixtures are pulled in here."""
 
 from __future__ import annotations
 

@@ -28,6 +28,8 @@ class FakeEngine:
     def __init__(self) -> None:
         self.answers: dict[tuple[str, str], tuple[int, bytes]] = {}
         self.loaded = bytearray()
+        #: ``(METHOD, path)`` of every call, in order.
+        self.calls: list[tuple[str, str]] = []
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -45,6 +47,7 @@ class FakeEngine:
                         if size == 0:
                             break
                 path = self.path.split("?", 1)[0]
+                fake.calls.append((self.command, path))
                 status, body = next(
                     (a for (m, p), a in fake.answers.items() if m == self.command and path.startswith(p)),
                     (404, b'{"message": "no such route"}'),
@@ -89,7 +92,8 @@ def test_an_engine_that_answers_a_ping_with_an_error_is_unavailable(fake: FakeEn
 
 def test_an_engine_that_answers_a_ping_is_there(fake: FakeEngine) -> None:
     fake.answer("GET", "/_ping", 200, b"OK")
-    fake.engine.ping()
+    assert fake.engine.ping() is None
+    assert fake.calls == [("GET", "/_ping")]
 
 
 def test_a_closed_tcp_port_is_an_unreachable_engine() -> None:

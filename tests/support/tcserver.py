@@ -195,6 +195,8 @@ class TCServer:
             self.disabled: dict[str, int] = {}
             self.latency = 0.0
             self.requests: list[str] = []
+            #: The endpoints of the requests that came signed (with an Authorization header).
+            self.signed: list[str] = []
             #: (start, end) of every request answered, on the monotonic clock.
             self.spans: list[tuple[float, float]] = []
             # Requests being answered right now (live, so not forgotten) and the most at once.
@@ -642,6 +644,8 @@ def _make_handler(server: TCServer) -> type[BaseHTTPRequestHandler]:
             endpoint = found[0].name if found else ("blob" if blob else "unknown")
             with server._lock:
                 server.requests.append(endpoint)
+                if self.headers.get("Authorization"):
+                    server.signed.append(endpoint)
                 server.active += 1
                 server.peak = max(server.peak, server.active)
             self._in_flight = True

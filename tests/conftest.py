@@ -1,8 +1,12 @@
 """Shared fixtures. The fixture and helper modules live in ``tests/support/``
 (on ``sys.path``, see ``pythonpath`` in setup.cfg, so a test imports them by
-name: ``from tcserver import TCServer``); the fixtures are pulled in here."""
+name: ``from tcserver import TCServer``); the fixtures are pulled in here,
+and :mod:`threadfaults` is a plugin (its fixture and hook fail a test whose
+server or helper threads raised)."""
 
 from __future__ import annotations
 
 from dockerd import busybox_repo, docker_engine  # noqa: F401
 from tcserver import tc_index, tc_server, tc_server_session  # noqa: F401
+
+pytest_plugins = ["threadfaults"]

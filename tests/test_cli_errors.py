@@ -216,3 +216,36 @@ def test_a_folder_above_the_repositories_points_at_them(
         f"taskgraph-images: error: images folder 'taskcluster/docker' does not exist under "
         f"{tmp_path}; the repositories below it that have one: try --root examples/gecko\n"
     )
+
+
+# -- run-task and build-in-task: what is missing is named ---------------------------------------
+# (outside a task: no Taskcluster or checkout variables, as the lifecycle tests run them)
+
+_TASK_ENV = ("TASKCLUSTER_ROOT_URL", "TASKCLUSTER_PROXY_URL", "TASKCLUSTER_CLIENT_ID",
+             "TASKCLUSTER_ACCESS_TOKEN", "GECKO_HEAD_REPOSITORY", "GECKO_HEAD_REV",
+             "TASKGRAPH_IMAGES_CONFIG")
+
+
+def test_run_task_of_a_task_the_queue_does_not_have(
+    tc_server: TCServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in _TASK_ENV:
+        monkeypatch.delenv(name, raising=False)
+    code, _, err = _run(capsys, "run-task", "Hu2sR1YTTbaqAUGxWnzH9A", "--root-url", tc_server.root_url)
+    assert code == 1
+    assert err.startswith("taskgraph-images: error: cannot fetch task Hu2sR1YTTbaqAUGxWnzH9A "
+                          f"from the Queue at {tc_server.root_url}: ")
+    assert err.count("\n") == 1
+
+
+def test_build_in_task_without_a_checkout_or_a_repository(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in _TASK_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("IMAGE_NAME", "base")
+    monkeypatch.setenv("HASH", "0" * 64)
+    code, _, err = _run(capsys, "build-in-task")
+    assert code == 1
+    assert err == ("taskgraph-images: error: no checkout: set GECKO_HEAD_REPOSITORY and "
+                   "GECKO_HEAD_REV, or give --checkout DIR\n")

@@ -321,6 +321,7 @@ def ubuntu_standin(docker_engine: DockerEngine, tmp_path: Path) -> Iterator[dict
         docker_engine.docker("image", "rm", "-f", "ubuntu:22.04", "tester:try", check=False)
 
 
+@pytest.mark.docker
 def test_the_whole_tutorial_runs_with_a_docker_engine(
     scratch: Scratch, docker_engine: DockerEngine, ubuntu_standin: dict[str, str]
 ) -> None:

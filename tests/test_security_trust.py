@@ -16,7 +16,7 @@ from manifest_helpers import BUILDER, TREE, Backend
 from plan_helpers import GECKO, NOW, PARAMS, params, seeded_task_ids
 from test_cli_errors import _error
 from test_cli_output import _run
-from test_kind_keys import _plan, _repo
+from test_kindconfig import _plan, _repo
 from test_taskgraph_mode import CONFIG as TG_CONFIG
 from test_taskgraph_mode import TRUST
 from test_taskgraph_mode import repo as tg_repo  # noqa: F401 - the fixture

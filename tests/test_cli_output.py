@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from test_artifacts import docker_save_tar
-from trees import tar_of
+from trees import docker_save_tar, tar_of
 
 from taskgraph_images.catalog import ImageCatalog
 from taskgraph_images.cli import main

@@ -14,10 +14,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from test_artifacts import docker_save_tar, zst
 from test_cli_errors import _error
 from test_cli_output import _run
-from trees import tar_of
+from trees import docker_save_tar, tar_of, zst
 
 METADATA = ["manifest.json", "repositories", "index.json"]
 

@@ -6,7 +6,10 @@ server or helper threads raised)."""
 
 from __future__ import annotations
 
+import pytest
 from dockerd import busybox_repo, docker_engine  # noqa: F401
 from tcserver import tc_index, tc_server, tc_server_session  # noqa: F401
+
+pytest.register_assert_rewrite("clirun")  # before a test imports it: its asserts explain themselves
 
 pytest_plugins = ["threadfaults"]

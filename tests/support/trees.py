@@ -10,7 +10,7 @@ import tarfile
 from pathlib import Path
 from typing import Mapping, Union
 
-__all__ = ["docker_save_tar", "make_tree", "seed_context_hash", "tar_of", "zst"]
+__all__ = ["docker_save_tar", "image_tar", "make_tree", "seed_context_hash", "tar_of", "zst"]
 
 
 def make_tree(root: Path, files: Mapping[str, Union[str, bytes]]) -> Path:
@@ -79,3 +79,8 @@ def zst(data: bytes) -> bytes:
     import zstandard
 
     return zstandard.ZstdCompressor(level=1, write_checksum=True).compress(data)
+
+
+def image_tar() -> bytes:
+    """The smallest ``docker save`` tarball: one layer holding one file."""
+    return docker_save_tar([tar_of({"f": b"x"})])

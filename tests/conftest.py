@@ -10,6 +10,7 @@ import pytest
 from dockerd import busybox_repo, docker_engine  # noqa: F401
 from tcserver import tc_index, tc_server, tc_server_session  # noqa: F401
 
-pytest.register_assert_rewrite("clirun")  # before a test imports it: its asserts explain themselves
+# Before a test imports them: the checks these helpers assert explain themselves.
+pytest.register_assert_rewrite("clirun", "graphread")
 
 pytest_plugins = ["threadfaults"]

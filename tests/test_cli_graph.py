@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from clirun import run_cli
+from graphread import dot_svg, parse_mermaid, svg_nodes
 from importcheck import modules_added_by
 from plan_helpers import GECKO
 from test_cli_plan import _clean_env  # noqa: F401 (the autouse fixture)
-from test_graph import dot_svg, parse_mermaid, svg_nodes
 
 import taskgraph_images.graph
 from taskgraph_images.cli import _graph, main

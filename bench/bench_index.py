@@ -1,6 +1,6 @@
 """Benchmark: look up 300 images across 3 levels against a slow loopback index.
 
-The loopback Taskcluster server of ``tests/tcserver.py`` adds ``latency``
+The loopback Taskcluster server of ``tests/support/tcserver.py`` adds ``latency``
 seconds (20 ms) to every request. Three ways are timed:
 
 - ``batch``: :func:`find_images` on a :class:`TaskclusterIndex` (one
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 
 from loopback import serving
 from tcserver import TCServer

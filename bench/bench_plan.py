@@ -2,7 +2,7 @@
 
 A repository of ``images`` task images is generated in a temporary folder:
 five generations, each image ``FROM`` one of the previous generation. The
-loopback Taskcluster server of ``tests/tcserver.py`` (in a child process, as
+loopback Taskcluster server of ``tests/support/tcserver.py`` (in a child process, as
 a real index is remote) adds ``latency`` seconds (20 ms) to every request;
 two thirds of the images are indexed (some at each level). Timed:
 
@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 
 from loopback import obey, serving
 

@@ -1,6 +1,6 @@
 """Benchmark: submitting a plan's build tasks to a Queue that answers in ``latency`` seconds.
 
-The loopback Taskcluster server of ``tests/tcserver.py`` runs in a child
+The loopback Taskcluster server of ``tests/support/tcserver.py`` runs in a child
 process (as a real Queue is remote) and adds ``latency`` to every request. A
 plan of ``tasks`` build tasks in ``depth`` layers (each task depends on one
 of the layer before, as an image on its parent) is submitted:
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 
 from loopback import serving
 from plan_helpers import synthetic_plan

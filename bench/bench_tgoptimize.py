@@ -1,6 +1,6 @@
 """Benchmark: taskgraph's optimization phase for 60 docker images, ours against taskgraph's.
 
-The loopback Taskcluster server of ``tests/tcserver.py`` (in its own process)
+The loopback Taskcluster server of ``tests/support/tcserver.py`` (in its own process)
 adds ``latency`` seconds (50 ms) to every request. A graph of 60
 docker-image tasks of a level 3 push, each used by one task whose deadline
 is 3 days away, goes through taskgraph's own ``optimize_task_graph`` (the
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent / "tests" / "support"))
 
 from loopback import obey, serving  # noqa: E402
 from tcserver import TCServer  # noqa: E402

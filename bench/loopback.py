@@ -1,4 +1,4 @@
-"""The loopback Taskcluster server of ``tests/tcserver.py`` in a child process, for benchmarks.
+"""The loopback Taskcluster server of ``tests/support/tcserver.py`` in a child process, for benchmarks.
 
 A real Taskcluster is remote: running the server in its own process keeps its
 CPU time from competing with the client's for one interpreter.

@@ -17,7 +17,7 @@ import pytest
 import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from trees import tar_of
+from trees import docker_save_tar, zst
 
 from taskgraph_images.errors import ArtifactError, DockerError
 from taskgraph_images.images.artifacts import load_image, parse_size, save_image, stream_image
@@ -27,27 +27,6 @@ from taskgraph_images.images.sinks import FileSink, NullSink
 from taskgraph_images.images.source import HttpReader
 from taskgraph_images.images.tarball import Buffer
 from taskgraph_images.tc.env import Credentials, TaskclusterEnv
-
-
-def docker_save_tar(layers: list[bytes], tag: str = "old/name:1") -> bytes:
-    """A tarball in the ``docker save`` layout with the given layer contents."""
-    ids = [f"{i:064x}" for i in range(1, len(layers) + 1)]
-    repo, _, version = tag.rpartition(":")
-    files: dict[str, bytes] = {}
-    for layer_id, content in zip(ids, layers):
-        files[f"{layer_id}/VERSION"] = b"1.0"
-        files[f"{layer_id}/json"] = b"{}"
-        files[f"{layer_id}/layer.tar"] = content
-    files["cafe.json"] = b'{"config": {}}'
-    files["manifest.json"] = json.dumps(
-        [{"Config": "cafe.json", "RepoTags": [tag], "Layers": [f"{i}/layer.tar" for i in ids]}]
-    ).encode()
-    files["repositories"] = json.dumps({repo: {version: ids[-1]}}).encode()
-    return tar_of(files)
-
-
-def zst(data: bytes) -> bytes:
-    return zstandard.ZstdCompressor(level=1, write_checksum=True).compress(data)
 
 
 class RecordingSink:

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from clirun import run_cli
+from graphread import dot_svg, parse_mermaid, svg_nodes
 from importcheck import modules_added_by
 from plan_helpers import GECKO
-from test_cli_plan import _clean_env, run  # noqa: F401 (the autouse fixture)
-from test_graph import dot_svg, parse_mermaid, svg_nodes
+from test_cli_plan import _clean_env  # noqa: F401 (the autouse fixture)
 
 import taskgraph_images.graph
 from taskgraph_images.cli import _graph, main
@@ -17,7 +18,7 @@ from taskgraph_images.plan import Plan
 
 
 def test_graph_makes_a_plan_and_prints_dot(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "graph", "--root", str(GECKO))
+    code, out, err = run_cli(capsys, "graph", "--root", str(GECKO))
     assert code == 0
     assert out.startswith("digraph images {\n")
     nodes = svg_nodes(dot_svg(out))
@@ -34,10 +35,10 @@ def test_graph_of_a_plan_file_as_mermaid_to_a_file(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     plan_file = tmp_path / "plan.json"
-    assert run(capsys, "plan", "--root", str(GECKO), "--level", "2", "--output", str(plan_file))[0] == 0
+    assert run_cli(capsys, "plan", "--root", str(GECKO), "--level", "2", "--output", str(plan_file))[0] == 0
     plan = Plan.from_json(plan_file.read_bytes())
     out_file = tmp_path / "images.mmd"
-    code, out, err = run(
+    code, out, err = run_cli(
         capsys, "graph", "--plan", str(plan_file), "--format", "mermaid", "-o", str(out_file)
     )
     assert (code, out, err) == (0, "", "")
@@ -48,7 +49,7 @@ def test_graph_of_a_plan_file_as_mermaid_to_a_file(
 
 
 def test_dash_is_stdout(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, _ = run(capsys, "graph", "--root", str(GECKO), "--format", "mermaid", "-o", "-")
+    code, out, _ = run_cli(capsys, "graph", "--root", str(GECKO), "--format", "mermaid", "-o", "-")
     assert code == 0
     assert "flowchart TD" in out
     assert not Path("-").exists()
@@ -65,7 +66,7 @@ def test_dash_is_stdout(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
 def test_plan_options_beside_a_plan_file_are_refused(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, extra: list[str], named: str
 ) -> None:
-    code, out, err = run(capsys, "graph", "--plan", str(tmp_path / "plan.json"), *extra)
+    code, out, err = run_cli(capsys, "graph", "--plan", str(tmp_path / "plan.json"), *extra)
     assert code == 1
     assert out == ""
     assert err.startswith(f"taskgraph-images: error: graph --plan {tmp_path / 'plan.json'} draws")
@@ -79,7 +80,7 @@ def test_a_bad_plan_file_is_one_line_naming_it(
     bad = tmp_path / "plan.json"
     bad.write_text("{}")
     out_file = tmp_path / "g.dot"
-    code, out, err = run(capsys, "graph", "--plan", str(bad), "-o", str(out_file))
+    code, out, err = run_cli(capsys, "graph", "--plan", str(bad), "-o", str(out_file))
     assert (code, out) == (1, "")
     marker = "'format': 'taskgraph-images-plan/1'"
     assert err == f"taskgraph-images: error: {bad}: not a plan: no {marker} marker\n"
@@ -102,7 +103,7 @@ def test_registering_graph_keeps_the_parser_light() -> None:
 def test_json_gives_every_field_of_the_nodes_and_the_edges(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out, _ = run(capsys, "graph", "--root", str(GECKO), "--json")
+    code, out, _ = run_cli(capsys, "graph", "--root", str(GECKO), "--json")
     assert code == 0
     doc = json.loads(out)
     assert doc["title"].startswith("gecko, level 1: 2 to build")

@@ -10,38 +10,26 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from test_artifacts import docker_save_tar
-from trees import tar_of
+from clirun import run_cli
+from plan_helpers import GECKO
+from trees import image_tar
 
 from taskgraph_images.catalog import ImageCatalog
 from taskgraph_images.cli import main
 from taskgraph_images.context import write_context
 from taskgraph_images.plan import Plan
 
-GECKO = Path(__file__).resolve().parent.parent / "examples" / "gecko"
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _image_tar() -> bytes:
-    return docker_save_tar([tar_of({"f": b"x"})])
-
-
 # -- the digest and the seed hash -----------------------------------------------------------
 
 
 def test_digest_of_one_image_prints_the_digest_alone(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(capsys, "digest", "builder", "--root", str(GECKO))
+    code, out, _ = run_cli(capsys, "digest", "builder", "--root", str(GECKO))
     assert code == 0 and out == ImageCatalog.load(GECKO).digest("builder") + "\n"
 
 
 def test_digest_of_several_images_names_each(capsys: pytest.CaptureFixture[str]) -> None:
     catalog = ImageCatalog.load(GECKO)
-    code, out, _ = _run(capsys, "digest", "--root", str(GECKO))
+    code, out, _ = run_cli(capsys, "digest", "--root", str(GECKO))
     assert code == 0
     assert out.splitlines() == [f"{n} {catalog.digest(n)}" for n in catalog.names()]
 
@@ -51,13 +39,13 @@ def test_hash_and_digest_json(
     capsys: pytest.CaptureFixture[str], command: str, method: str
 ) -> None:
     catalog = ImageCatalog.load(GECKO)
-    code, out, _ = _run(capsys, command, "--json", "builder", "base", "--root", str(GECKO))
+    code, out, _ = run_cli(capsys, command, "--json", "builder", "base", "--root", str(GECKO))
     assert code == 0
     assert json.loads(out) == {n: getattr(catalog, method)(n) for n in ("builder", "base")}
 
 
 def test_digest_of_an_unknown_image_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _run(capsys, "digest", "builder", "nope", "--root", str(GECKO))
+    code, out, err = run_cli(capsys, "digest", "builder", "nope", "--root", str(GECKO))
     assert code == 1 and out == "" and "unknown image 'nope'" in err
 
 
@@ -78,7 +66,7 @@ def test_load_to_stdout_writes_the_retagged_tar(
     capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path
 ) -> None:
     src = tmp_path / "i.tar.zst"
-    src.write_bytes(zstandard.ZstdCompressor().compress(_image_tar()))
+    src.write_bytes(zstandard.ZstdCompressor().compress(image_tar()))
     assert main(["load", str(src), "-t", "new:2", "-o", "-"]) == 0
     captured = capsysbinary.readouterr()
     with tarfile.open(fileobj=io.BytesIO(captured.out)) as tar:
@@ -92,8 +80,8 @@ def test_load_output_format_follows_the_name(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, compressed: bool
 ) -> None:
     src = tmp_path / "i.tar"
-    src.write_bytes(_image_tar())
-    code, _, _ = _run(capsys, "load", str(src), "-o", str(tmp_path / name))
+    src.write_bytes(image_tar())
+    code, _, _ = run_cli(capsys, "load", str(src), "-o", str(tmp_path / name))
     data = (tmp_path / name).read_bytes()
     assert code == 0 and data.startswith(b"\x28\xb5\x2f\xfd") == compressed
 
@@ -102,8 +90,8 @@ def test_load_output_with_an_unknown_suffix_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     src = tmp_path / "i.tar"
-    src.write_bytes(_image_tar())
-    code, _, err = _run(capsys, "load", str(src), "-o", str(tmp_path / "o.img"))
+    src.write_bytes(image_tar())
+    code, _, err = run_cli(capsys, "load", str(src), "-o", str(tmp_path / "o.img"))
     assert code == 1 and "cannot tell the format of" in err and "o.img" in err
     assert not (tmp_path / "o.img").exists()
 
@@ -112,7 +100,7 @@ def test_save_with_an_unknown_suffix_is_refused_before_the_engine(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/none.sock")
-    code, _, err = _run(capsys, "save", "app:latest", "-o", str(tmp_path / "image.gz"))
+    code, _, err = run_cli(capsys, "save", "app:latest", "-o", str(tmp_path / "image.gz"))
     assert code == 1 and err.count("\n") == 1
     assert "cannot tell the format of" in err and "use .tar (plain) or .tar.zst" in err
 
@@ -121,23 +109,23 @@ def test_binary_output_to_a_terminal_is_refused(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("sys.stdout.isatty", lambda: True)
-    code, _, err = _run(capsys, "context", "builder", "-o", "-", "--root", str(GECKO))
+    code, _, err = run_cli(capsys, "context", "builder", "-o", "-", "--root", str(GECKO))
     assert code == 1 and "refusing to write binary data to a terminal" in err
 
 
 def test_plan_output_to_stdout_is_the_plan_alone(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    code, out, _ = _run(capsys, "plan", "-q", "--root", str(GECKO), "-o", "-",
-                        "--index", f"local:{tmp_path / 'i.sqlite'}")
+    code, out, _ = run_cli(capsys, "plan", "-q", "--root", str(GECKO), "-o", "-",
+                           "--index", f"local:{tmp_path / 'i.sqlite'}")
     assert code == 0 and set(Plan.from_json(out).decisions) == {
         "base", "builder", "image_builder", "tester"}
 
 
 def test_plan_table_and_wide(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     index = f"local:{tmp_path / 'i.sqlite'}"
-    _, narrow, _ = _run(capsys, "plan", "-q", "--root", str(GECKO), "--index", index)
-    _, wide, _ = _run(capsys, "plan", "-q", "--wide", "--root", str(GECKO), "--index", index)
+    _, narrow, _ = run_cli(capsys, "plan", "-q", "--root", str(GECKO), "--index", index)
+    _, wide, _ = run_cli(capsys, "plan", "-q", "--wide", "--root", str(GECKO), "--index", index)
     digest = ImageCatalog.load(GECKO).digest("builder")
     assert max(map(len, narrow.splitlines())) <= 80 and digest not in narrow
     assert digest[:8] in narrow and digest in wide
@@ -147,8 +135,8 @@ def test_quiet_keeps_stdout_and_drops_the_notes(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     argv = ["plan", "--json", "--root", str(GECKO), "--index", f"local:{tmp_path / 'i.sqlite'}"]
-    _, out, err = _run(capsys, *argv)
-    _, quiet_out, quiet_err = _run(capsys, *argv, "-q")
+    _, out, err = run_cli(capsys, *argv)
+    _, quiet_out, quiet_err = run_cli(capsys, *argv, "-q")
     assert "guessed the decision parameters" in err and "using the local index" in err
     assert quiet_err == "" and Plan.from_json(quiet_out).decisions.keys() == Plan.from_json(
         out).decisions.keys()
@@ -164,9 +152,9 @@ def test_compression_decides_only_where_the_name_says_nothing(
     compressed: bool,
 ) -> None:
     src = tmp_path / "i.tar"
-    src.write_bytes(_image_tar())
-    got, _, err = _run(capsys, "load", str(src), "-o", str(tmp_path / name),
-                       "--compression", "zstd")
+    src.write_bytes(image_tar())
+    got, _, err = run_cli(capsys, "load", str(src), "-o", str(tmp_path / name),
+                          "--compression", "zstd")
     assert got == code
     if compressed:
         assert (tmp_path / name).read_bytes().startswith(b"\x28\xb5\x2f\xfd")
@@ -177,18 +165,18 @@ def test_compression_decides_only_where_the_name_says_nothing(
 
 def test_load_json_says_what_was_loaded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "i.tar"
-    src.write_bytes(_image_tar())
-    code, out, _ = _run(capsys, "load", str(src), "-t", "n:1", "-o", str(tmp_path / "o.tar"),
-                        "--json")
+    src.write_bytes(image_tar())
+    code, out, _ = run_cli(capsys, "load", str(src), "-t", "n:1", "-o", str(tmp_path / "o.tar"),
+                           "--json")
     assert code == 0 and json.loads(out) == {
         "messages": [f"Wrote {tmp_path / 'o.tar'}"], "compressed": False,
-        "size": len(_image_tar()), "retagged": ["manifest.json", "repositories"]}
+        "size": len(image_tar()), "retagged": ["manifest.json", "repositories"]}
 
 
 def test_load_json_with_the_tar_on_stdout_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     src = tmp_path / "i.tar"
-    src.write_bytes(_image_tar())
-    code, out, err = _run(capsys, "load", str(src), "-o", "-", "--json")
+    src.write_bytes(image_tar())
+    code, out, err = run_cli(capsys, "load", str(src), "-o", "-", "--json")
     assert code == 1 and out == "" and "--json cannot go with -o -" in err

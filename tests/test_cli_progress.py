@@ -16,7 +16,7 @@ from typing import Iterator
 import pytest
 import zstandard
 from dockerd import DockerEngine
-from test_cli_output import _image_tar
+from trees import image_tar
 
 from taskgraph_images.cli import main
 from taskgraph_images.cli._report import ConsoleReporter
@@ -68,7 +68,7 @@ def test_save_off_a_terminal_prints_a_line_every_interval(tmp_path: Path) -> Non
 
 
 def test_load_off_a_terminal_gives_the_percentage(tmp_path: Path) -> None:
-    data = zstandard.ZstdCompressor().compress(_image_tar() + b"\0" * 60000)
+    data = zstandard.ZstdCompressor().compress(image_tar() + b"\0" * 60000)
     out = io.StringIO()
     reporter = ConsoleReporter(out, tty=False, log_interval=0.1)
     stream_image(SlowReader(data, 0.05), NullSink(), reporter=reporter,  # type: ignore[arg-type]
@@ -153,7 +153,7 @@ def test_a_slow_answer_after_the_upload_says_what_it_waits_for() -> None:
     out = io.StringIO()
     reporter = ConsoleReporter(out, tty=False)
     reporter.report_after = 0.1
-    data = zstandard.ZstdCompressor().compress(_image_tar())
+    data = zstandard.ZstdCompressor().compress(image_tar())
     result = stream_image(io.BytesIO(data), SlowEngineLoad(), name="i.tar.zst",
                           reporter=reporter)
     lines = out.getvalue().splitlines()

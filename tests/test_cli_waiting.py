@@ -15,7 +15,7 @@ import pytest
 import zstandard
 from index_helpers import digest_of
 from tcserver import TCServer, make_index
-from test_artifacts import docker_save_tar
+from trees import docker_save_tar
 
 from taskgraph_images.cli import main
 from taskgraph_images.errors import IndexUnavailableError

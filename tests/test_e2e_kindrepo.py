@@ -4,7 +4,7 @@ The fixture repository has six images described by a kind config (``base``;
 ``run-task`` and ``multi`` and ``lint`` on it; ``decision`` and ``python`` on
 ``run-task``), ``# %include`` of a file and a folder, ``# %ARG``, a
 multi-stage Dockerfile and a README-only folder. Images are built with the
-private ``dockerd`` of ``tests/dockerd.py``, each child on its in-tree
+private ``dockerd`` of ``tests/support/dockerd.py``, each child on its in-tree
 parent's local tag (``DOCKER_IMAGE_PARENT``).
 """
 

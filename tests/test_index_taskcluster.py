@@ -384,10 +384,10 @@ def test_credentials_come_from_the_environment_outside_a_task() -> None:
     assert _credentials(index._index) == {"clientId": "me", "accessToken": "secret"}
 
 
-def test_inside_a_task_the_proxy_signs_and_environment_credentials_are_dropped() -> None:
-    env = TaskclusterEnv(proxy_url="http://taskcluster", credentials=_ME)
-    index = TaskclusterIndex(env=env)
-    assert not index._index._hasCredentials()
+def test_inside_a_task_the_proxy_signs_and_environment_credentials_are_dropped(tc_server: TCServer) -> None:
+    env = TaskclusterEnv(proxy_url=tc_server.root_url, credentials=_ME)
+    TaskclusterIndex(env=env).insert_task(NS, "KD5yPlwqQtS7t4ieeFU-mA")
+    assert (tc_server.requests, tc_server.signed) == (["insertTask"], [])
 
 
 def test_a_private_artifact_through_the_proxy_is_asked_for_unsigned(tc_server: TCServer) -> None:
@@ -410,9 +410,10 @@ def test_explicit_credentials_win() -> None:
     assert _credentials(index._queue) == {"clientId": "x", "accessToken": "y"}
 
 
-def test_explicit_empty_credentials_mean_none() -> None:
-    index = TaskclusterIndex("https://tc.example.com", {}, env=TaskclusterEnv(credentials=_ME))
-    assert not index._queue._hasCredentials()
+def test_explicit_empty_credentials_mean_none(tc_server: TCServer) -> None:
+    index = TaskclusterIndex(tc_server.root_url, {}, env=TaskclusterEnv(credentials=_ME))
+    index.insert_task(NS, "KD5yPlwqQtS7t4ieeFU-mA")
+    assert (tc_server.requests, tc_server.signed) == (["insertTask"], [])
 
 
 def test_options_give_the_root_url_and_credentials() -> None:

@@ -454,14 +454,6 @@ def test_run_task_record_indexes_a_contract_task_under_its_routes(
     assert docker_engine.run("lifecycle-base:1", "/bin/busybox", "cat", "/base.txt") == "base\n"
 
 
-def test_run_task_of_a_task_the_queue_does_not_have(tc_server: TCServer) -> None:
-    code, _, err = cli("run-task", "Hu2sR1YTTbaqAUGxWnzH9A", "--root-url", tc_server.root_url)
-    assert code == 1
-    assert err.startswith("taskgraph-images: error: cannot fetch task Hu2sR1YTTbaqAUGxWnzH9A "
-                          f"from the Queue at {tc_server.root_url}: ")
-    assert err.count("\n") == 1
-
-
 def test_build_in_task_clones_the_push_and_reads_its_config(
     fixture: Fixture, tmp_path: Path
 ) -> None:
@@ -474,13 +466,6 @@ def test_build_in_task_clones_the_push_and_reads_its_config(
     assert f"checking out {fixture.rev} of {fixture.url}" in err
     assert stdout.endswith(f"into {out}\n") and out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the clone went too
-
-
-def test_build_in_task_without_a_checkout_or_a_repository(tmp_path: Path) -> None:
-    code, _, err = cli("build-in-task", env={"IMAGE_NAME": "base", "HASH": "0" * 64})
-    assert code == 1
-    assert err == ("taskgraph-images: error: no checkout: set GECKO_HEAD_REPOSITORY and "
-                   "GECKO_HEAD_REV, or give --checkout DIR\n")
 
 
 def _consumer(image: Any, artifact_path: str = "/app.txt") -> dict[str, Any]:

@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_cli_errors import _error
-from test_cli_output import _run
+from clirun import error_line, run_cli
 from trees import make_tree
 
 from taskgraph_images.catalog import ImageCatalog
@@ -52,9 +51,9 @@ def test_a_value_file_linked_out_of_the_repository_is_refused_without_its_conten
 ) -> None:
     root = _repo(tmp_path / "repo")
     (root / D / "base" / name).symlink_to(_outside(tmp_path))
-    code, out, err = _run(capsys, "list", "--root", str(root))
+    code, out, err = run_cli(capsys, "list", "--root", str(root))
     assert code == 1 and out == ""
-    assert _error(err) == (
+    assert error_line(err) == (
         f"{name} file {D}/base/{name} leaves the repository (through a symlink or '..'); "
         "only what is under the root is read"
     )
@@ -133,10 +132,10 @@ def test_a_kind_definition_must_name_a_folder_below_the_images_folder(
     root = _repo(tmp_path / "repo")
     make_tree(tmp_path, {"outside/Dockerfile": "FROM debian:12\n"})
     make_tree(root, {KIND: f"tasks:\n  app:\n    definition: {definition!r}\n"})
-    code, _, err = _run(capsys, "context", "app", "--root", str(root),
-                        "-o", str(tmp_path / "ctx.tar"))
+    code, _, err = run_cli(capsys, "context", "app", "--root", str(root),
+                           "-o", str(tmp_path / "ctx.tar"))
     assert code == 1
-    assert _error(err) == (
+    assert error_line(err) == (
         f"kind config {root / KIND}: image 'app': definition '{definition}' must name a "
         "folder below the images folder (no '..', not absolute)"
     )
@@ -171,9 +170,9 @@ def test_run_task_folder_outside_the_repository_is_refused(
     root = _run_task_repo(tmp_path / "repo", "../outside")
     make_tree(tmp_path, {f"outside/{n}": "x" for n in
                          ("run-task", "fetch-content", "robustcheckout.py", "hgrc")})
-    code, _, err = _run(capsys, "hash", "app", "--root", str(root))
+    code, _, err = run_cli(capsys, "hash", "app", "--root", str(root))
     assert code == 1
-    assert _error(err) == (
+    assert error_line(err) == (
         f"{D}/app/Dockerfile:2: run-task folder {tmp_path / 'outside'} leaves the repository "
         "(through a symlink or '..'); only what is under the root is read"
     )
@@ -251,9 +250,9 @@ def test_the_repository_config_linked_out_of_it_is_refused_and_not_printed(
     root = _repo(tmp_path / "repo")
     (root / "taskcluster/taskgraph-images.yml").symlink_to(
         _outside(tmp_path, f"{SECRET.replace('=', '_')}: 1\n"))
-    code, _, err = _run(capsys, "hash", "app", "--root", str(root))
+    code, _, err = run_cli(capsys, "hash", "app", "--root", str(root))
     assert code == 1
-    assert _error(err) == (
+    assert error_line(err) == (
         "build-task config taskcluster/taskgraph-images.yml leaves the repository "
         "(through a symlink or '..'); only what is under the root is read"
     )
@@ -266,7 +265,7 @@ def test_a_config_named_on_the_command_line_is_still_read_from_anywhere(
     root = _repo(tmp_path / "repo")
     config = tmp_path / "mine.yml"
     config.write_text("artifact-name: public/image.tar.zst\n")
-    code, out, _ = _run(capsys, "hash", "app", "--root", str(root), "--config", str(config))
+    code, out, _ = run_cli(capsys, "hash", "app", "--root", str(root), "--config", str(config))
     assert code == 0 and len(out.split()[-1]) == 64
 
 
@@ -307,9 +306,9 @@ def test_deeply_nested_yaml_is_one_line_not_a_traceback(
 ) -> None:
     root = _repo(tmp_path / "repo")
     make_tree(root, {where: "a: " + "[" * 100_000 + "]" * 100_000 + "\n"})
-    code, _, err = _run(capsys, "hash", "app", "--root", str(root))
+    code, _, err = run_cli(capsys, "hash", "app", "--root", str(root))
     assert code == 1
-    message = _error(err)
+    message = error_line(err)
     assert message.startswith(str(root / where)) and "refused: the YAML document is" in message
 
 

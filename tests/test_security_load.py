@@ -14,10 +14,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from test_artifacts import docker_save_tar, zst
-from test_cli_errors import _error
-from test_cli_output import _run
-from trees import tar_of
+from clirun import error_line, run_cli
+from trees import docker_save_tar, tar_of, zst
 
 METADATA = ["manifest.json", "repositories", "index.json"]
 
@@ -47,7 +45,7 @@ def _load(capsys: pytest.CaptureFixture[str], tmp_path: Path, data: bytes,
     source = tmp_path / "image.tar.zst"
     source.write_bytes(data)
     out = tmp_path / "out.tar"
-    code, _, err = _run(capsys, "load", str(source), "-o", str(out), *extra)
+    code, _, err = run_cli(capsys, "load", str(source), "-o", str(out), *extra)
     assert not out.exists() or code == 0
     return code, err
 
@@ -67,7 +65,7 @@ def test_a_linked_metadata_member_cannot_escape_the_retag(
                     _link(name, "real.json", kind)))
     code, err = _load(capsys, tmp_path, data, "-t", "mine:1")
     assert code == 1
-    assert _error(err).endswith(
+    assert error_line(err).endswith(
         f"tar member '{name}' is {what}: an image archive's metadata must be a regular file"
     )
 
@@ -104,7 +102,7 @@ def test_back_to_back_extended_headers_are_bounded(
     code, err = _load(capsys, tmp_path, data)
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert code == 1
-    assert _error(err).endswith("tar extended headers of one member larger than 1 MiB")
+    assert error_line(err).endswith("tar extended headers of one member larger than 1 MiB")
     assert grown_mb < 100
 
 
@@ -118,7 +116,7 @@ def test_a_global_pax_header_is_refused(
             + _tar(_file("a.txt", b"hello")))
     code, err = _load(capsys, tmp_path, zst(data))
     assert code == 1
-    assert _error(err).endswith("the tar has a global PAX header, which is refused")
+    assert error_line(err).endswith("the tar has a global PAX header, which is refused")
 
 
 # -- a plain tar's real reason (item 12) ---------------------------------------------------------
@@ -129,7 +127,7 @@ def test_a_plain_tar_with_a_bad_first_member_says_why(
 ) -> None:
     code, err = _load(capsys, tmp_path, _tar(_file("a/../../evil.txt", b"evil")))
     assert code == 1
-    assert _error(err).endswith(
+    assert error_line(err).endswith(
         "tar member 'a/../../evil.txt' has a '..' component (path traversal)")
 
 
@@ -139,4 +137,4 @@ def test_a_deeply_nested_manifest_json_is_one_line_when_retagging(
     data = zst(_tar(_file("manifest.json", b"[" * 100_000 + b"]" * 100_000)))
     code, err = _load(capsys, tmp_path, data, "-t", "mine:1")
     assert code == 1
-    assert _error(err).endswith("the image archive's manifest.json is refused: nested too deeply")
+    assert error_line(err).endswith("the image archive's manifest.json is refused: nested too deeply")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli_errors import _error
+from clirun import error_line
 from test_runtask import TASK_ID, _task
 
 from taskgraph_images.builder.runtask import check_task, container_config, run_task
@@ -65,7 +65,7 @@ def test_the_cli_refuses_the_task_before_the_index_or_the_engine(
     db = tmp_path / "index.db"
     for extra in (["-o", str(work / "out")], ["--record", "--index", f"local:{db}"]):
         assert main(["run-task", TASK_ID, "--plan", str(plan), *extra]) == 1
-        assert _error(capsys.readouterr().err).startswith(
+        assert error_line(capsys.readouterr().err).startswith(
             f"task {TASK_ID}: artifact name '../../../ESCAPED.txt' is not a relative")
     assert list(tmp_path.rglob("*ESCAPED*")) == [] and not db.exists()
     assert not (work / "out").exists()
@@ -82,7 +82,7 @@ def test_record_refuses_a_route_it_could_not_index_before_writing(
     db = tmp_path / "index.db"
     assert main(["run-task", TASK_ID, "--plan", str(plan), "--record",
                  "--index", f"local:{db}"]) == 1
-    assert _error(capsys.readouterr().err) == (
+    assert error_line(capsys.readouterr().err) == (
         f"task {TASK_ID}: route index.'docker.images..bad' is not a valid index namespace; "
         "nothing recorded"
     )
@@ -156,4 +156,4 @@ def test_a_plan_nested_deep_is_one_line(
     plan = tmp_path / "plan.json"
     plan.write_text("[" * 100_000 + "]" * 100_000)
     assert main(["run-task", TASK_ID, "--plan", str(plan)]) == 1
-    assert _error(capsys.readouterr().err) == f"{plan}: not a plan: JSON nested too deeply"
+    assert error_line(capsys.readouterr().err) == f"{plan}: not a plan: JSON nested too deeply"

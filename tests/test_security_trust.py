@@ -12,11 +12,10 @@ from pathlib import Path
 
 import attrs
 import pytest
+from clirun import error_line, run_cli
 from manifest_helpers import BUILDER, TREE, Backend
 from plan_helpers import GECKO, NOW, PARAMS, params, seeded_task_ids
-from test_cli_errors import _error
-from test_cli_output import _run
-from test_kind_keys import _plan, _repo
+from test_kindconfig import _plan, _repo
 from test_taskgraph_mode import CONFIG as TG_CONFIG
 from test_taskgraph_mode import TRUST
 from test_taskgraph_mode import repo as tg_repo  # noqa: F401 - the fixture
@@ -126,11 +125,11 @@ def test_the_head_repository_option_with_a_token_is_refused(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     path = tmp_path / "params.json"
     path.write_text(json.dumps(PARAMS))
-    code, out, err = _run(capsys, "plan", "--root", str(GECKO), "--params", str(path),
-                          "--head-repository", f"https://x-access-token:{TOKEN}@github.com/o/r",
-                          "--output", str(tmp_path / "plan.json"))
+    code, out, err = run_cli(capsys, "plan", "--root", str(GECKO), "--params", str(path),
+                             "--head-repository", f"https://x-access-token:{TOKEN}@github.com/o/r",
+                             "--output", str(tmp_path / "plan.json"))
     assert code == 1 and TOKEN not in out + err
-    assert "head_repository 'https://github.com/o/r' is invalid" in _error(err)
+    assert "head_repository 'https://github.com/o/r' is invalid" in error_line(err)
     assert not (tmp_path / "plan.json").exists()
 
 
@@ -141,10 +140,10 @@ def test_an_unreachable_index_url_with_credentials_is_never_printed_or_written(
     path = tmp_path / "params.json"
     path.write_text(json.dumps(PARAMS))
     out_file = tmp_path / "plan.json"
-    code, out, err = _run(capsys, "plan", "--root", str(GECKO), "--params", str(path),
-                          "--index", f"taskcluster:http://user:{TOKEN}@127.0.0.1:1",
-                          "--index-retries", "0", "--on-index-error", "build",
-                          "--output", str(out_file))
+    code, out, err = run_cli(capsys, "plan", "--root", str(GECKO), "--params", str(path),
+                             "--index", f"taskcluster:http://user:{TOKEN}@127.0.0.1:1",
+                             "--index-retries", "0", "--on-index-error", "build",
+                             "--output", str(out_file))
     assert code == 0
     written = out_file.read_text()
     assert "http://127.0.0.1:1 is unreachable" in written
@@ -158,8 +157,8 @@ def test_a_proxy_url_with_credentials_is_not_in_the_error(
     monkeypatch.setenv("TASKCLUSTER_PROXY_URL", f"http://me:{TOKEN}@127.0.0.1:1")
     path = tmp_path / "params.json"
     path.write_text(json.dumps(PARAMS))
-    code, out, err = _run(capsys, "plan", "--root", str(GECKO), "--params", str(path),
-                          "--index-retries", "0", "--output", str(tmp_path / "plan.json"))
+    code, out, err = run_cli(capsys, "plan", "--root", str(GECKO), "--params", str(path),
+                             "--index-retries", "0", "--output", str(tmp_path / "plan.json"))
     assert code == 1 and "127.0.0.1:1" in err
     assert TOKEN not in out + err
 

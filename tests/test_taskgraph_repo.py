@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 import yaml
+from clirun import run_cli
 from peer_taskgraph import peer
 from plan_helpers import NOW
 
 from taskgraph_images.catalog import ImageCatalog
-from taskgraph_images.cli import main
 from taskgraph_images.graphconfig import repository_config
 from taskgraph_images.index import MemoryIndex
 from taskgraph_images.params import Params, split_taskgraph_parameters
@@ -71,17 +71,11 @@ def theirs(repo: Path) -> dict[str, dict[str, dict[str, Any]]]:
     return found
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def plan(capsys: pytest.CaptureFixture[str], repo: Path, kind: str, tmp_path: Path,
          *more: str) -> tuple[dict[str, Any], str]:
-    code, out, err = run(capsys, "plan", "--json", "--root", str(repo), "--params",
-                         str(repo / f"parameters-{kind}.yml"),
-                         "--index", f"local:{tmp_path}/index.sqlite", *more)
+    code, out, err = run_cli(capsys, "plan", "--json", "--root", str(repo), "--params",
+                             str(repo / f"parameters-{kind}.yml"),
+                             "--index", f"local:{tmp_path}/index.sqlite", *more)
     assert code == 0, err
     return json.loads(out), err
 
@@ -132,12 +126,12 @@ def test_list_and_digest_print_taskgraphs_digests(
 ) -> None:
     digests = {name: t["attributes"]["cached_task"]["digest"] for name, t in theirs["push"].items()}
     if command == "list":
-        code, out, _ = run(capsys, "list", "--json", "--root", str(repo))
+        code, out, _ = run_cli(capsys, "list", "--json", "--root", str(repo))
         assert code == 0
         assert {i["name"]: i["digest"] for i in json.loads(out)} == digests
     else:
         for name, digest in digests.items():
-            assert run(capsys, "digest", name, "--root", str(repo))[1] == digest + "\n"
+            assert run_cli(capsys, "digest", name, "--root", str(repo))[1] == digest + "\n"
 
 
 def test_our_file_overrides_key_by_key_and_v_says_which_file_set_what(
@@ -173,8 +167,8 @@ def test_the_repositorys_own_parameters_are_left_out_and_listed_with_v(
 def test_why_explains_with_no_file_of_ours(
     capsys: pytest.CaptureFixture[str], repo: Path, tmp_path: Path,
 ) -> None:
-    code, out, err = run(capsys, "why", "python3.11", "--root", str(repo),
-                         "--index", f"local:{tmp_path}/index.sqlite")
+    code, out, err = run_cli(capsys, "why", "python3.11", "--root", str(repo),
+                             "--index", f"local:{tmp_path}/index.sqlite")
     assert code == 0, err
     assert out == "python3.11: first build of this image\n"
 
@@ -185,8 +179,8 @@ def test_a_json_parameters_file_reads_as_the_yaml_one(
     data = yaml.safe_load((repo / "parameters-pr.yml").read_text())
     (tmp_path / "parameters.json").write_text(json.dumps(data))
     from_yaml, _ = plan(capsys, repo, "pr", tmp_path / "y")
-    code, out, err = run(capsys, "plan", "--json", "--root", str(repo), "--params",
-                         str(tmp_path / "parameters.json"), "--index", f"local:{tmp_path}/j.sqlite")
+    code, out, err = run_cli(capsys, "plan", "--json", "--root", str(repo), "--params",
+                             str(tmp_path / "parameters.json"), "--index", f"local:{tmp_path}/j.sqlite")
     assert code == 0, err
     assert json.loads(out)["params"] == from_yaml["params"]
     assert {n: i["digest"] for n, i in json.loads(out)["images"].items()} == {
@@ -199,7 +193,7 @@ def test_without_a_graph_config_the_repository_reads_as_before(
     copy = tmp_path / "shaped"
     shutil.copytree(repo, copy)
     (copy / "taskcluster" / "config.yml").unlink()
-    code, out, err = run(capsys, "list", "--json", "--root", str(copy))
+    code, out, err = run_cli(capsys, "list", "--json", "--root", str(copy))
     assert code == 0 and "taskgraph's settings" not in err
     ours = {i["name"]: i["digest"] for i in json.loads(out)}
     # This library's own digests: none is taskgraph's.
@@ -239,12 +233,12 @@ def test_the_graph_config_may_name_the_docker_image_kind(
     (copy / "taskcluster/kinds/docker-image").rename(copy / "taskcluster/kinds/images")
     config = copy / "taskcluster/config.yml"
     config.write_text(config.read_text() + "docker-image-kind: images\n")
-    code, out, err = run(capsys, "list", "--json", "--root", str(copy))
+    code, out, err = run_cli(capsys, "list", "--json", "--root", str(copy))
     assert code == 0, err
     assert {i["name"]: i["digest"] for i in json.loads(out)} == {
         name: t["attributes"]["cached_task"]["digest"] for name, t in theirs["push"].items()}
     config.write_text(config.read_text().replace("kind: images", "kind: nope"))
-    code, _, err = run(capsys, "list", "--root", str(copy))
+    code, _, err = run_cli(capsys, "list", "--root", str(copy))
     assert code == 1 and err == ("taskgraph-images: error: taskcluster/config.yml: "
                                  "docker-image-kind: taskcluster/kinds/nope/kind.yml does not exist\n")
 

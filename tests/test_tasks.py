@@ -53,7 +53,8 @@ def test_routes_are_the_three_index_namespaces_then_treeherder() -> None:
 
 
 def test_pushlog_id_joins_the_treeherder_route() -> None:
-    assert task(pushlog_id="42")["routes"][-1].endswith(".42")
+    assert task(pushlog_id="42")["routes"][-1] == (
+        "tc-treeherder.v2.mozilla-central.0123456789abcdef0123456789abcdef01234567.42")
 
 
 def test_scopes_cover_the_level_index_routes_cache_and_disable_seccomp() -> None:

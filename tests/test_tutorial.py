@@ -10,12 +10,12 @@ order: ``...`` stands for any text or lines, a task id for any task id; a
 command shown without output must print nothing, and one shown failing
 (``taskgraph-images: error:``) must exit 1.
 
-The Docker steps run against the tests' own engine (tests/dockerd.py; with
+The Docker steps run against the tests' own engine (tests/support/dockerd.py; with
 ``CI=true`` they fail rather than skip without one), and ``build --record``
 runs buildah, as a build task does. No registry is reachable there, so the
 engine gets a stand-in ``ubuntu:22.04`` first (busybox with an ``apt-get``
 that does nothing and a ``useradd`` that adds the user), and buildah pulls
-the same image from a loopback registry (tests/registry.py) that stands in
+the same image from a loopback registry (tests/support/registry.py) that stands in
 for Docker Hub.
 """
 
@@ -321,6 +321,7 @@ def ubuntu_standin(docker_engine: DockerEngine, tmp_path: Path) -> Iterator[dict
         docker_engine.docker("image", "rm", "-f", "ubuntu:22.04", "tester:try", check=False)
 
 
+@pytest.mark.docker
 def test_the_whole_tutorial_runs_with_a_docker_engine(
     scratch: Scratch, docker_engine: DockerEngine, ubuntu_standin: dict[str, str]
 ) -> None:

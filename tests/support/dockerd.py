@@ -29,7 +29,7 @@ from taskgraph_images.images.engine import Engine
 
 __all__ = ["DockerEngine", "busybox_repo", "docker_engine", "require_or_skip"]
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 BUSYBOX = "/usr/bin/busybox"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 __all__ = ["FLOORS_FILE", "is_floors_run"]
 
-FLOORS_FILE = Path(__file__).resolve().parent / "floors.txt"
+FLOORS_FILE = Path(__file__).resolve().parents[1] / "floors.txt"
 
 
 def is_floors_run() -> bool:

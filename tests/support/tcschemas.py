@@ -26,7 +26,7 @@ __all__ = ["TASKCLUSTER_DATA", "Schemas", "default_schemas", "errors", "validate
 
 #: The Taskcluster schemas and API references carried in the repository
 #: (see ``tests/data/taskcluster/README.md`` for their origin).
-TASKCLUSTER_DATA = Path(__file__).resolve().parent / "data" / "taskcluster"
+TASKCLUSTER_DATA = Path(__file__).resolve().parents[1] / "data" / "taskcluster"
 
 
 class Schemas:

@@ -11,7 +11,7 @@ from taskgraph_images.params import Params
 
 __all__ = ["GECKO", "NOW", "PARAMS", "params", "seeded_task_ids", "synthetic_plan"]
 
-GECKO = Path(__file__).resolve().parent.parent / "examples" / "gecko"
+GECKO = Path(__file__).resolve().parents[2] / "examples" / "gecko"
 NOW = datetime.datetime(2016, 11, 7, 19, 30, tzinfo=datetime.timezone.utc)
 PARAMS: dict[str, Any] = {
     "level": 3,

@@ -24,7 +24,7 @@ Faults, per test: :attr:`TCServer.latency` (seconds added to every request),
 a malformed JSON body or a continuation token that never ends, for ``count``
 requests or forever, after ``after`` requests, on one endpoint or all) and
 :meth:`TCServer.disable` (an endpoint answers 404 or 405).
-:attr:`TCServer.peak` is the most requests ever handled at once;
+:attr:`TCServer.peak` is the most requests handled at once since the last reset;
 :meth:`TCServer.in_sequence` how many were answered one after another. Benchmarks
 may turn off :attr:`TCServer.validate_requests` and
 :attr:`TCServer.validate_responses` (the tests keep both on): a real service's
@@ -195,11 +195,16 @@ class TCServer:
             self.disabled: dict[str, int] = {}
             self.latency = 0.0
             self.requests: list[str] = []
+            #: The endpoints of the requests that came signed (with an Authorization header).
+            self.signed: list[str] = []
             #: (start, end) of every request answered, on the monotonic clock.
             self.spans: list[tuple[float, float]] = []
-            # Requests being answered right now (live, so not forgotten) and the most at once.
-            self.active = getattr(self, "active", 0)
-            self.peak = self.active
+            # The requests of this generation (since this reset) being answered right now,
+            # and the most at once. A request of an earlier test still being answered (a
+            # slow fault its client gave up on) counts in neither, nor in spans.
+            self.generation = getattr(self, "generation", 0) + 1
+            self.active = 0
+            self.peak = 0
             self.schema_errors: list[str] = []
             self.validate_responses = True
             self.validate_requests = True
@@ -610,7 +615,8 @@ def _make_handler(server: TCServer) -> type[BaseHTTPRequestHandler]:
             if self._in_flight:
                 self._in_flight = False
                 with server._lock:
-                    server.active -= 1
+                    if self._generation == server.generation:
+                        server.active -= 1
 
         def _send(self, status: int, data: bytes, headers: Mapping[str, str]) -> None:
             self._answered()
@@ -642,6 +648,9 @@ def _make_handler(server: TCServer) -> type[BaseHTTPRequestHandler]:
             endpoint = found[0].name if found else ("blob" if blob else "unknown")
             with server._lock:
                 server.requests.append(endpoint)
+                if self.headers.get("Authorization"):
+                    server.signed.append(endpoint)
+                self._generation = server.generation
                 server.active += 1
                 server.peak = max(server.peak, server.active)
             self._in_flight = True
@@ -651,7 +660,8 @@ def _make_handler(server: TCServer) -> type[BaseHTTPRequestHandler]:
             finally:
                 self._answered()
                 with server._lock:
-                    server.spans.append((start, time.monotonic()))
+                    if self._generation == server.generation:
+                        server.spans.append((start, time.monotonic()))
 
         def _answer(
             self,

@@ -30,7 +30,7 @@ from typing import Iterable
 __all__ = ["BUILDER_TAG", "build_builder_image", "write_rootfs"]
 
 BUILDER_TAG = "tgi-image-builder:test"
-PACKAGE = Path(__file__).resolve().parent.parent / "taskgraph_images"
+PACKAGE = Path(__file__).resolve().parents[2] / "taskgraph_images"
 
 #: Standard-library folders a build task never imports.
 _STDLIB_SKIP = {"site-packages", "test", "idlelib", "tkinter", "turtledemo", "ensurepip",

@@ -327,6 +327,8 @@ HASHLIB_ALONE = "ours, hashlib alone (TASKGRAPH_IMAGES_SIMD=0)"
 KERNEL_ALONE = "ours, kernel alone (TASKGRAPH_IMAGES_SIMD=1)"
 #: "ours" chooses by itself, whatever the environment the benchmark runs in.
 AUTO = {"TASKGRAPH_IMAGES_SIMD": "auto"}
+#: The short hashing contexts run at least this many rounds, whatever --runs says.
+MIN_ROUNDS = {"small": 11, "many": 7}
 
 
 def bench_hash(table: Table, root: str, rels: dict[str, str], runs: int,
@@ -361,9 +363,9 @@ def bench_hash(table: Table, root: str, rels: dict[str, str], runs: int,
         if peer:
             contenders["peer generate_context_hash"] = (
                 lambda rel=rel: _run(_me(peer, "peer", root, rel)))
-        # a round of `small` takes a few ms, and one round's ratio moves by +-20% with
-        # the host alone: more rounds, as for start-up
-        res = rounds(max(runs, 11) if name == "small" else runs, contenders)
+        # a round of `small` takes a few ms and one of `many` ~1 s, and one round's
+        # ratio moves by +-20% with the host alone: more rounds, as for start-up
+        res = rounds(max(runs, MIN_ROUNDS.get(name, 0)), contenders)
         if len({x["hash"] for x in res["ours"] + res["ours, 1 thread"]
                 + res[HASHLIB_ALONE] + res[KERNEL_ALONE]}) != 1:
             raise RuntimeError(f"{name}: our hash differs between runs")

@@ -14,3 +14,13 @@ from tcserver import tc_index, tc_server, tc_server_session  # noqa: F401
 pytest.register_assert_rewrite("clirun", "graphread")
 
 pytest_plugins = ["threadfaults"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_user_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The user's cache folder (the local index, the file-hash cache, the hash
+    engine's calibration) is a folder of the test session's own: the tests
+    write nothing into the cache of whoever runs them."""
+    import os
+
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("user-cache"))

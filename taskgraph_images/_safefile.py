@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 from taskgraph_images._redact import escape
 from taskgraph_images.errors import TaskgraphImagesError
@@ -91,22 +91,28 @@ def _resolve(root: str, path: PathLike, what: str, error: type[TaskgraphImagesEr
     return real
 
 
-def repo_file(root: PathLike, path: PathLike, what: str,
-              error: type[TaskgraphImagesError]) -> str:
-    """Return the resolved path of the regular file ``path`` under ``root``, without reading it.
-
-    :raises error: naming ``what`` and the path when the rule does not hold.
-    """
+def _resolved(root: PathLike, path: PathLike, what: str, error: type[TaskgraphImagesError],
+              is_kind: Callable[[int], bool], noun: str) -> str:
+    """The resolved ``path`` under ``root`` when its mode passes ``is_kind``, else ``error``."""
     root_s = os.fspath(root)
     real = _resolve(root_s, path, what, error)
     try:
         mode = os.stat(real).st_mode
     except OSError as e:
         raise error(f"cannot read {what} {_shown(root_s, real)}: {e.strerror}") from e
-    if not stat.S_ISREG(mode):
+    if not is_kind(mode):
         raise error(f"{what} {_shown(root_s, os.path.join(root_s, os.fspath(path)))} is "
-                    f"{file_kind(mode)}, not a regular file")
+                    f"{file_kind(mode)}, not {noun}")
     return real
+
+
+def repo_file(root: PathLike, path: PathLike, what: str,
+              error: type[TaskgraphImagesError]) -> str:
+    """Return the resolved path of the regular file ``path`` under ``root``, without reading it.
+
+    :raises error: naming ``what`` and the path when the rule does not hold.
+    """
+    return _resolved(root, path, what, error, stat.S_ISREG, "a regular file")
 
 
 def repo_dir(root: PathLike, path: PathLike, what: str,
@@ -115,16 +121,7 @@ def repo_dir(root: PathLike, path: PathLike, what: str,
 
     :raises error: when it does not exist, leaves ``root`` or is not a folder.
     """
-    root_s = os.fspath(root)
-    real = _resolve(root_s, path, what, error)
-    try:
-        mode = os.stat(real).st_mode
-    except OSError as e:
-        raise error(f"cannot read {what} {_shown(root_s, real)}: {e.strerror}") from e
-    if not stat.S_ISDIR(mode):
-        raise error(f"{what} {_shown(root_s, os.path.join(root_s, os.fspath(path)))} is "
-                    f"{file_kind(mode)}, not a folder")
-    return real
+    return _resolved(root, path, what, error, stat.S_ISDIR, "a folder")
 
 
 def read_repo_file(root: Optional[PathLike], path: PathLike, what: str,

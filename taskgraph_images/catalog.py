@@ -238,12 +238,7 @@ class ImageCatalog:
 
         :raises CatalogError: naming the folder, file or value at fault.
         """
-        root_s = os.path.abspath(os.fspath(root))
-        images_dir = images_dir.strip("/").replace(os.sep, "/")
-        folder = os.path.join(root_s, *images_dir.split("/"))
-        if not os.path.isdir(folder):
-            raise CatalogError(f"images folder {images_dir!r} does not exist under {root_s}")
-        repo_dir(root_s, folder, "images folder", CatalogError)
+        root_s, images_dir, folder = _images_folder(root, images_dir)
 
         config_path: Optional[str] = None
         if kind_config is not None and os.fspath(kind_config) not in ("none", ""):
@@ -302,12 +297,7 @@ class ImageCatalog:
 
         :raises CatalogError: naming the folder, file or value at fault.
         """
-        root_s = os.path.abspath(os.fspath(root))
-        images_dir = images_dir.strip("/").replace(os.sep, "/")
-        folder = os.path.join(root_s, *images_dir.split("/"))
-        if not os.path.isdir(folder):
-            raise CatalogError(f"images folder {images_dir!r} does not exist under {root_s}")
-        repo_dir(root_s, folder, "images folder", CatalogError)
+        root_s, images_dir, folder = _images_folder(root, images_dir)
         default_registry = _read_registry(root_s, os.path.join(folder, "REGISTRY"))
         config_path = os.fspath(kind_config) if kind_config is not None else None
         entries: list[tuple[str, str, Optional[ImageConfig]]] = []
@@ -575,6 +565,21 @@ def _draft(
         index=cfg.index if cfg else None,
     )
     return _Draft(image=image, froms=parsed.froms, dockerfile=f"{rel}/Dockerfile")
+
+
+def _images_folder(root: PathLike, images_dir: str) -> tuple[str, str, str]:
+    """``(root, images_dir, folder)``: the absolute root, the images folder as
+    given (``/``-separated) and its path, a folder inside the root.
+
+    :raises CatalogError: when the folder does not exist or leaves the root.
+    """
+    root_s = os.path.abspath(os.fspath(root))
+    images_dir = images_dir.strip("/").replace(os.sep, "/")
+    folder = os.path.join(root_s, *images_dir.split("/"))
+    if not os.path.isdir(folder):
+        raise CatalogError(f"images folder {images_dir!r} does not exist under {root_s}")
+    repo_dir(root_s, folder, "images folder", CatalogError)
+    return root_s, images_dir, folder
 
 
 def _check_definition(config_path: Optional[str], name: str, definition: str) -> None:

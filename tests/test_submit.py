@@ -151,6 +151,35 @@ def test_a_task_for_the_local_queue_is_never_submitted() -> None:
     assert queue.started == {}
 
 
+@pytest.mark.parametrize("image", [
+    "mozillareleases/image_builder:6.2.0",
+    "mozillareleases/image_builder:6.2.0@sha256:" + "f" * 64,
+])
+def test_our_builder_in_taskgraphs_image_builder_is_never_submitted(image: str) -> None:
+    """A taskgraph repository with no file of ours plans taskgraph's digests, whose
+    builder reference is taskgraph's image builder: that image cannot run ours."""
+    plan = synthetic_plan(3)
+    first = next(iter(plan.tasks))
+    name = next(d.name for d in plan.decisions.values() if d.task_id == first)
+    tasks = {t: ({**d, "payload": {**d["payload"], "image": image}} if t == first else d)
+             for t, d in plan.tasks.items()}
+    queue = FakeQueue()
+    with pytest.raises(SubmitError) as raised:
+        submit_plan(attrs.evolve(plan, tasks=tasks), queue.create)
+    assert str(raised.value).startswith(
+        f"the build task of image {name!r} would run `taskgraph-images build-in-task` in "
+        "taskgraph's image builder (mozillareleases/image_builder), which does not hold it: "
+        "let taskgraph's docker-image kind make the build tasks, or add the line "
+        "`image-builder: REGISTRY/NAME:TAG`")
+    assert queue.started == {}
+    # Another image of the same name elsewhere, or taskgraph's own command, is no concern.
+    for other in ({"image": "example.org/mozillareleases/image_builder:6.2.0"},
+                  {"image": image, "command": ["/usr/local/bin/build.sh"]}):
+        tasks = {t: ({**d, "payload": {**d["payload"], **other}} if t == first else d)
+                 for t, d in plan.tasks.items()}
+        assert submit_plan(attrs.evolve(plan, tasks=tasks), FakeQueue().create).created
+
+
 def test_a_cycle_is_refused_before_anything_is_created() -> None:
     plan = synthetic_plan(2, depth=1)
     a, b = plan.tasks

@@ -100,6 +100,23 @@ def _listed(names: Sequence[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
+#: The repository of taskgraph's own image builder: it runs taskgraph's build
+#: script and holds no taskgraph-images, so our in-task builder cannot run there.
+TASKGRAPH_BUILDER_REPOSITORY = "mozillareleases/image_builder"
+
+
+def _runs_ours_in_taskgraphs_builder(task: Mapping[str, Any]) -> bool:
+    """Whether ``task`` runs ``build-in-task`` in taskgraph's image builder."""
+    payload = task.get("payload")
+    if not isinstance(payload, Mapping):
+        return False
+    image, command = payload.get("image"), payload.get("command")
+    if not isinstance(image, str) or not isinstance(command, list):
+        return False
+    repository = image.split("@", 1)[0].rsplit(":", 1)[0]
+    return repository == TASKGRAPH_BUILDER_REPOSITORY and "build-in-task" in command
+
+
 def submit_plan(
     plan: Plan,
     create_task: CreateTask,
@@ -115,7 +132,8 @@ def submit_plan(
     has; those are not created again (a resumed submission).
 
     :raises SubmitError: when a task has :data:`~taskgraph_images.config.LOCAL_TASK_QUEUE`
-        (nothing is created), when the plan's tasks form a cycle, when ``existing``
+        or would run our in-task builder in taskgraph's image builder, which
+        does not hold it (nothing is created), when the plan's tasks form a cycle, when ``existing``
         fails, or when a ``createTask`` call fails; the message counts the
         tasks created and names the images not created.
     """
@@ -130,6 +148,16 @@ def submit_plan(
             f"taskQueueId {LOCAL_TASK_QUEUE} (no worker would claim it): add the line "
             '`task-queue-id: "{trust-domain}-{level}/images"` to the build-task config '
             "(taskcluster/taskgraph-images.yml) and plan again"
+        )
+    theirs = [t for t, task in tasks.items() if _runs_ours_in_taskgraphs_builder(task)]
+    if theirs:
+        raise SubmitError(
+            f"the build task of image {names.get(theirs[0], theirs[0])!r} would run "
+            "`taskgraph-images build-in-task` in taskgraph's image builder "
+            f"({TASKGRAPH_BUILDER_REPOSITORY}), which does not hold it: let taskgraph's "
+            "docker-image kind make the build tasks, or add the line `image-builder: "
+            "REGISTRY/NAME:TAG` (an image with taskgraph-images, as image_builder/ builds) "
+            "to the build-task config (taskcluster/taskgraph-images.yml) and plan again"
         )
     order = submission_order(tasks)
     rank = {task_id: i for i, task_id in enumerate(order)}

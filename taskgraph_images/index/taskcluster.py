@@ -19,8 +19,8 @@ and the root URL.
 
 from __future__ import annotations
 
-import concurrent.futures
 import datetime
+import functools
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, TypeVar
@@ -102,16 +102,29 @@ def _entry(item: object) -> IndexedTask:
         raise _Malformed(str(e)) from e
 
 
-def _pool(service: Any, size: int) -> None:
-    """Let ``service``'s session keep ``size`` connections alive: one per worker thread
-    (requests keeps 10, and discards, with a warning, each one more used at once)."""
+#: Calls made through the index's own session (GET, no payload): the ones
+#: issued many at once. The ``taskcluster`` client opens a new session, so a
+#: new connection, for each call; through ours they reuse kept-alive ones.
+_SESSION_CALLS = frozenset({"latestArtifactInfo", "task"})
+
+
+def _session(root_url: str, size: int) -> requests.Session:
+    """A session keeping ``size`` connections alive (one per worker thread; requests
+    keeps 10). The environment's settings for ``root_url`` (proxies, CA bundle,
+    netrc) are resolved once, here, not again on every request."""
     import requests
 
-    session = getattr(service, "session", None)
-    if isinstance(session, requests.Session):
-        adapter = requests.adapters.HTTPAdapter(pool_maxsize=size)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_maxsize=size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    settings = session.merge_environment_settings(root_url, {}, None, None, None)
+    session.proxies = settings["proxies"]
+    session.verify = settings["verify"]
+    session.cert = settings["cert"]
+    session.auth = requests.utils.get_netrc_auth(root_url)
+    session.trust_env = False
+    return session
 
 
 class TaskclusterIndex:
@@ -174,8 +187,7 @@ class TaskclusterIndex:
         self._options = opts
         self._index = client("Index", opts)
         self._queue = client("Queue", opts)
-        _pool(self._index, max_workers)
-        _pool(self._queue, max_workers)
+        self._session = _session(self.root_url, max_workers)
         self._max_workers = max_workers
         self._max_retries = max_retries
         self._timeout = timeout
@@ -213,6 +225,8 @@ class TaskclusterIndex:
 
         client = self._index if service == "index" else self._queue
         func: Callable[..., Any] = getattr(client, method)
+        if method in _SESSION_CALLS and not kwargs:
+            func = functools.partial(self._get, client, method)
         where = f"Taskcluster {service} service at {self.root_url}"
         subject = f"the {service}"
         attempts = self._max_retries + 1
@@ -257,6 +271,49 @@ class TaskclusterIndex:
         if not isinstance(value, dict) or set(value) == {"response"}:
             raise IndexUnavailableError(f"{where} answered {method} with malformed JSON")
         return value
+
+    def _get(self, client: Any, method: str, *args: Any) -> Any:
+        """``client.method(*args)`` for a GET call without payload, through our session.
+
+        Signed (Hawk) when there are credentials, and answered as the client
+        answers: its exceptions for a connection error or a 4xx/5xx answer,
+        the JSON body, ``{"response": ...}`` for a body that is not JSON.
+        """
+        import requests
+        import taskcluster.exceptions as tce
+
+        url = client.buildUrl(method, *args)
+        headers = {}
+        credentials = self._options.get("credentials") or {}
+        if credentials.get("clientId") and credentials.get("accessToken"):
+            import mohawk  # type: ignore[import-untyped]
+
+            sender = mohawk.Sender(
+                credentials={"id": credentials["clientId"], "key": credentials["accessToken"],
+                             "algorithm": "sha256"},
+                ext=client.makeHawkExt() or {}, url=url, content="", content_type="",
+                method="GET")
+            headers["Authorization"] = sender.request_header
+        try:
+            response = self._session.get(url, headers=headers, allow_redirects=False,
+                                         timeout=self._timeout)
+        except requests.RequestException as e:
+            raise tce.TaskclusterConnectionError(
+                "Failed to establish connection", superExc=e) from e
+        if response.status_code >= 400:
+            try:
+                data = response.json()
+            except ValueError:
+                data = {}
+            message = data.get("message") if isinstance(data, dict) else None
+            failure = (tce.TaskclusterAuthFailure if response.status_code == 401
+                       else tce.TaskclusterRestFailure)
+            raise failure(message or "Unknown Server Error", status_code=response.status_code,
+                          body=data, superExc=None)
+        try:
+            return response.json()
+        except ValueError:
+            return {"response": response}
 
     def _attempt(
         self, func: Callable[..., Any], args: Any, kwargs: Any, deadline: float,
@@ -309,18 +366,51 @@ class TaskclusterIndex:
         )
 
     def _map(self, func: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """Apply ``func`` to ``items`` on at most ``max_workers`` threads, in order."""
+        """Apply ``func`` to ``items`` on at most ``max_workers`` threads, in order.
+
+        Every thread is started before any of them works: a thread started
+        while others hold the interpreter waits for it (up to a switch
+        interval each), which would spread the requests over several round
+        trips. Then all are let go at once. The first error, in ``items``'
+        order, is raised once every thread has ended (no new item is taken
+        after an error); each call is bounded by its own ``timeout``.
+        """
         if len(items) <= 1:
             return [func(item) for item in items]
-        workers = min(self._max_workers, len(items))
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            futures = [pool.submit(func, item) for item in items]
-            try:
-                return [f.result() for f in futures]
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+        results: list[Any] = [None] * len(items)
+        errors: dict[int, BaseException] = {}
+        lock = threading.Lock()
+        go = threading.Event()
+        todo = iter(range(len(items)))
+
+        def work() -> None:
+            go.wait()
+            while True:
+                with lock:
+                    index = None if errors else next(todo, None)
+                if index is None:
+                    return
+                try:
+                    results[index] = func(items[index])
+                except BaseException as e:  # handed over to the calling thread
+                    with lock:
+                        errors[index] = e
+
+        threads = [threading.Thread(target=work, name=f"taskcluster-{n}", daemon=True)
+                   for n in range(min(self._max_workers, len(items)))]
+        for thread in threads:
+            thread.start()
+        go.set()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException:
+            with lock:  # interrupted: let no thread take another item
+                errors.setdefault(-1, RuntimeError("interrupted"))
+            raise
+        if errors:
+            raise errors[min(errors)]
+        return results
 
     def _pages(self, service: str, method: str, key: str, **call: Any) -> list[Any]:
         """Collect ``key`` over every page of a paginated call (``call``: its arguments).

@@ -514,6 +514,27 @@ def test_other_kinds_go_to_the_replaced_strategy(tc_index: Any) -> None:
         fetch, {"level": "3"}, None, (["p.x"], {"p.x": "T"}, {"T": {"state": "completed"}})) == "T"
 
 
+def test_it_removes_nothing_and_gets_ready_for_the_artifact_checks() -> None:
+    """taskgraph asks every task whether to remove it before it looks the index up:
+    never, as taskgraph's own says; each docker-image task asked for has a thread
+    started ahead for its artifact check, another kind none."""
+    task = peer("taskgraph.task")
+    warmed: list[int] = []
+
+    class Index:
+        def warm(self, calls: int) -> None:
+            warmed.append(calls)
+
+    strategy = _strategy(Index())
+    for name in ("a", "b"):
+        image = task.Task(kind="docker-image", label=f"docker-image-{name}",
+                          attributes={"cached_task": {"name": name, "digest": "d"}}, task={})
+        assert strategy.should_remove_task(image, {"level": "3"}, ["p.x"]) is False
+    fetch = task.Task(kind="fetch", label="fetch-x", attributes={}, task={})
+    assert strategy.should_remove_task(fetch, {"level": "3"}, ["p.x"]) is False
+    assert warmed == [1, 2]
+
+
 def test_a_repository_without_a_hook_names_register_in_config_yml(repo: Path,
                                                                   tc_server: TCServer) -> None:
     config = repo / "taskcluster" / "config.yml"

@@ -127,6 +127,63 @@ def _session(root_url: str, size: int) -> requests.Session:
     return session
 
 
+class _Runners:
+    """Daemon threads, each running one job at a time and kept for the next.
+
+    Starting a thread while others hold the interpreter costs up to a switch
+    interval: threads kept (and started ahead with :meth:`warm`) let many
+    requests leave at once. A job that hangs keeps its thread; the next job
+    then gets a new one (there is no bound: the callers bound their concurrency).
+    """
+
+    def __init__(self) -> None:
+        import queue
+
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._started = 0
+        self._wanted = 0
+
+    def run(self, job: Callable[[], None]) -> None:
+        """Run ``job`` (which must not raise) on an idle thread, or on a new one."""
+        if not self._idle.acquire(blocking=False):
+            with self._lock:
+                self._started += 1
+            self._spawn(idle=False)
+        self._jobs.put(job)
+
+    def warm(self, threads: int) -> None:
+        """Have at least ``threads`` threads started, starting the missing ones on a
+        thread of its own (the caller goes on)."""
+        with self._lock:
+            starting = self._wanted > self._started
+            self._wanted = max(self._wanted, threads)
+            if starting or self._wanted <= self._started:
+                return
+        threading.Thread(target=self._start_wanted, name="taskcluster-warm", daemon=True).start()
+
+    def _start_wanted(self) -> None:
+        while True:
+            with self._lock:
+                if self._started >= self._wanted:
+                    return
+                self._started += 1
+            self._spawn(idle=True)
+
+    def _spawn(self, idle: bool) -> None:
+        threading.Thread(target=self._loop, args=(idle,), name="taskcluster-runner",
+                         daemon=True).start()
+
+    def _loop(self, idle: bool) -> None:
+        if idle:
+            self._idle.release()
+        while True:
+            job = self._jobs.get()
+            job()
+            self._idle.release()
+
+
 class TaskclusterIndex:
     """Look images up in a Taskcluster deployment's Index and Queue.
 
@@ -188,6 +245,7 @@ class TaskclusterIndex:
         self._index = client("Index", opts)
         self._queue = client("Queue", opts)
         self._session = _session(self.root_url, max_workers)
+        self._runners = _Runners()
         self._max_workers = max_workers
         self._max_retries = max_retries
         self._timeout = timeout
@@ -204,6 +262,11 @@ class TaskclusterIndex:
 
     def __repr__(self) -> str:
         return f"TaskclusterIndex({self.root_url!r})"
+
+    def warm(self, calls: int) -> None:
+        """Get ready, in the background, for ``calls`` concurrent calls (at most
+        ``max_workers``): the threads they will run on are started ahead."""
+        self._runners.warm(2 * min(calls, self._max_workers))  # a caller and its try each
 
     # -- one call ---------------------------------------------------------------
 
@@ -334,16 +397,21 @@ class TaskclusterIndex:
             except BaseException as e:  # handed over to the calling thread
                 box["error"] = e
 
-        worker = threading.Thread(target=run, name=f"taskcluster-{method}", daemon=True)
+        finished = threading.Event()
+
+        def job() -> None:
+            run()
+            finished.set()
+
         start = time.monotonic()
-        worker.start()
+        self._runners.run(job)
         while True:
             now = time.monotonic()
             waited = now - start
             every = self._reporter.report_after
             next_report = every * (1 + int(waited // every))
-            worker.join(max(0.0, min(deadline - now, start + next_report - now)))
-            if not worker.is_alive():
+            finished.wait(max(0.0, min(deadline - now, start + next_report - now)))
+            if finished.is_set():
                 return box.get("error"), box.get("value")
             now = time.monotonic()
             if now >= deadline:
@@ -368,42 +436,41 @@ class TaskclusterIndex:
     def _map(self, func: Callable[[T], R], items: Sequence[T]) -> list[R]:
         """Apply ``func`` to ``items`` on at most ``max_workers`` threads, in order.
 
-        Every thread is started before any of them works: a thread started
-        while others hold the interpreter waits for it (up to a switch
-        interval each), which would spread the requests over several round
-        trips. Then all are let go at once. The first error, in ``items``'
-        order, is raised once every thread has ended (no new item is taken
-        after an error); each call is bounded by its own ``timeout``.
+        The threads are the index's kept ones (:meth:`warm` starts them
+        ahead), so the calls leave together instead of one thread start
+        apart. The first error, in ``items``' order, is raised once every
+        thread is done (no new item is taken after an error); each call is
+        bounded by its own ``timeout``.
         """
         if len(items) <= 1:
             return [func(item) for item in items]
         results: list[Any] = [None] * len(items)
         errors: dict[int, BaseException] = {}
         lock = threading.Lock()
-        go = threading.Event()
         todo = iter(range(len(items)))
+        workers = min(self._max_workers, len(items))
+        running = [workers]
+        done = threading.Event()
 
         def work() -> None:
-            go.wait()
             while True:
                 with lock:
                     index = None if errors else next(todo, None)
-                if index is None:
-                    return
+                    if index is None:
+                        running[0] -= 1
+                        if not running[0]:
+                            done.set()
+                        return
                 try:
                     results[index] = func(items[index])
                 except BaseException as e:  # handed over to the calling thread
                     with lock:
                         errors[index] = e
 
-        threads = [threading.Thread(target=work, name=f"taskcluster-{n}", daemon=True)
-                   for n in range(min(self._max_workers, len(items)))]
-        for thread in threads:
-            thread.start()
-        go.set()
+        for _ in range(workers):
+            self._runners.run(work)
         try:
-            for thread in threads:
-                thread.join()
+            done.wait()
         except BaseException:
             with lock:  # interrupted: let no thread take another item
                 errors.setdefault(-1, RuntimeError("interrupted"))

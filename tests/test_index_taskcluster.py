@@ -61,6 +61,29 @@ def test_artifacts_are_checked_only_for_completed_tasks(tc_server: TCServer) -> 
     assert tc_server.count("latestArtifactInfo") == sum(1 for i in range(9) if i % 4 != 3)
 
 
+def test_warm_starts_the_threads_ahead_and_the_calls_run_on_them(tc_server: TCServer) -> None:
+    """``warm(4)``: a thread for each of 4 concurrent calls and one for each call's
+    try, started in the background; 4 artifact checks then start no thread."""
+    import threading
+    import time
+
+    def runners() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "taskcluster-runner")
+
+    before = runners()
+    ids = [tc_server.add_task() for _ in range(4)]
+    index = make_index(tc_server, max_workers=4)
+    index.warm(4)
+    waited = time.monotonic()
+    while runners() < before + 8 and time.monotonic() - waited < 10:
+        time.sleep(0.01)
+    assert runners() == before + 8
+    expiries = index.artifact_expiries(ids, "public/image.tar.zst")
+    assert sorted(expiries) == sorted(ids) and None not in expiries.values()
+    assert runners() == before + 8
+    assert tc_server.count("latestArtifactInfo") == 4
+
+
 def test_batch_results_follow_continuation_tokens(tc_server: TCServer) -> None:
     _plant_mix(tc_server)
     expected = _lookup(make_index(tc_server))

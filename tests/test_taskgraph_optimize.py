@@ -160,6 +160,36 @@ def test_the_phase_is_batched_like_taskgraphs(repo: Path, tc_server: TCServer) -
     assert tc_server.in_sequence() == 3  # one round trip more than taskgraph's
 
 
+def test_sixty_images_cost_one_round_trip_more_than_taskgraphs(tc_server: TCServer) -> None:
+    """The bench's graph (60 docker images, each indexed at level 3 by a completed
+    task, every tenth artifact expired): taskgraph's own strategy makes 2 round
+    trips in sequence and reuses all 60; ours makes at most one more, its 60
+    artifact checks overlapping, and rebuilds the 6 expired ones."""
+    bench = ROOT / "bench" / "bench_tgoptimize.py"
+    for i in range(60):
+        name = f"image-{i:02d}"
+        expires = now() + (-DAY if i % 10 == 9 else 300 * DAY)
+        digest = hashlib.sha256(name.encode()).hexdigest()
+        tc_server.index_task(cache_namespace("bench", name, digest, level=3),
+                             tc_server.add_task(artifact_expires=expires))
+    tc_server.latency = 0.2
+    tc_server.validate_responses = False  # 60 answers, each checked elsewhere
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKCLUSTER_")}
+    env["TASKCLUSTER_ROOT_URL"] = tc_server.root_url
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    trips = {}
+    for contender, reused in (("taskgraph", 60), ("ours", 54)):
+        tc_server.requests.clear()
+        tc_server.spans.clear()
+        out = subprocess.run([sys.executable, str(bench), "--child", contender, "60"], env=env,
+                             capture_output=True, text=True, check=True, timeout=120)
+        assert json.loads(out.stdout.splitlines()[-1])["reused"] == reused
+        trips[contender] = (tc_server.count(), tc_server.in_sequence())
+    assert trips["taskgraph"] == (2, 2)
+    assert trips["ours"][0] == 62
+    assert trips["ours"][1] <= trips["taskgraph"][1] + 1
+
+
 def test_a_pull_request_entry_serves_level_1_only(repo: Path, tc_server: TCServer) -> None:
     planted = Planted(tc_server, docker_tasks(repo, "pr-level-3"))
     planted.every_case()
@@ -482,6 +512,27 @@ def test_other_kinds_go_to_the_replaced_strategy(tc_index: Any) -> None:
     # taskgraph's own: an indexed task that is not failed replaces it, whatever its artifacts.
     assert _strategy(tc_index).should_replace_task(
         fetch, {"level": "3"}, None, (["p.x"], {"p.x": "T"}, {"T": {"state": "completed"}})) == "T"
+
+
+def test_it_removes_nothing_and_gets_ready_for_the_artifact_checks() -> None:
+    """taskgraph asks every task whether to remove it before it looks the index up:
+    never, as taskgraph's own says; each docker-image task asked for has a thread
+    started ahead for its artifact check, another kind none."""
+    task = peer("taskgraph.task")
+    warmed: list[int] = []
+
+    class Index:
+        def warm(self, calls: int) -> None:
+            warmed.append(calls)
+
+    strategy = _strategy(Index())
+    for name in ("a", "b"):
+        image = task.Task(kind="docker-image", label=f"docker-image-{name}",
+                          attributes={"cached_task": {"name": name, "digest": "d"}}, task={})
+        assert strategy.should_remove_task(image, {"level": "3"}, ["p.x"]) is False
+    fetch = task.Task(kind="fetch", label="fetch-x", attributes={}, task={})
+    assert strategy.should_remove_task(fetch, {"level": "3"}, ["p.x"]) is False
+    assert warmed == [1, 2]
 
 
 def test_a_repository_without_a_hook_names_register_in_config_yml(repo: Path,

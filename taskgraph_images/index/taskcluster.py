@@ -19,8 +19,8 @@ and the root URL.
 
 from __future__ import annotations
 
-import concurrent.futures
 import datetime
+import functools
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, TypeVar
@@ -102,16 +102,86 @@ def _entry(item: object) -> IndexedTask:
         raise _Malformed(str(e)) from e
 
 
-def _pool(service: Any, size: int) -> None:
-    """Let ``service``'s session keep ``size`` connections alive: one per worker thread
-    (requests keeps 10, and discards, with a warning, each one more used at once)."""
+#: Calls made through the index's own session (GET, no payload): the ones
+#: issued many at once. The ``taskcluster`` client opens a new session, so a
+#: new connection, for each call; through ours they reuse kept-alive ones.
+_SESSION_CALLS = frozenset({"latestArtifactInfo", "task"})
+
+
+def _session(root_url: str, size: int) -> requests.Session:
+    """A session keeping ``size`` connections alive (one per worker thread; requests
+    keeps 10). The environment's settings for ``root_url`` (proxies, CA bundle,
+    netrc) are resolved once, here, not again on every request."""
     import requests
 
-    session = getattr(service, "session", None)
-    if isinstance(session, requests.Session):
-        adapter = requests.adapters.HTTPAdapter(pool_maxsize=size)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_maxsize=size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    settings = session.merge_environment_settings(root_url, {}, None, None, None)
+    session.proxies = settings["proxies"]
+    session.verify = settings["verify"]
+    session.cert = settings["cert"]
+    session.auth = requests.utils.get_netrc_auth(root_url)
+    session.trust_env = False
+    return session
+
+
+class _Runners:
+    """Daemon threads, each running one job at a time and kept for the next.
+
+    Starting a thread while others hold the interpreter costs up to a switch
+    interval: threads kept (and started ahead with :meth:`warm`) let many
+    requests leave at once. A job that hangs keeps its thread; the next job
+    then gets a new one (there is no bound: the callers bound their concurrency).
+    """
+
+    def __init__(self) -> None:
+        import queue
+
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._started = 0
+        self._wanted = 0
+
+    def run(self, job: Callable[[], None]) -> None:
+        """Run ``job`` (which must not raise) on an idle thread, or on a new one."""
+        if not self._idle.acquire(blocking=False):
+            with self._lock:
+                self._started += 1
+            self._spawn(idle=False)
+        self._jobs.put(job)
+
+    def warm(self, threads: int) -> None:
+        """Have at least ``threads`` threads started, starting the missing ones on a
+        thread of its own (the caller goes on)."""
+        with self._lock:
+            starting = self._wanted > self._started
+            self._wanted = max(self._wanted, threads)
+            if starting or self._wanted <= self._started:
+                return
+        threading.Thread(target=self._start_wanted, name="taskcluster-warm", daemon=True).start()
+
+    def _start_wanted(self) -> None:
+        while True:
+            with self._lock:
+                if self._started >= self._wanted:
+                    return
+                self._started += 1
+            self._spawn(idle=True)
+
+    def _spawn(self, idle: bool) -> None:
+        threading.Thread(target=self._loop, args=(idle,), name="taskcluster-runner",
+                         daemon=True).start()
+
+    def _loop(self, idle: bool) -> None:
+        if idle:
+            self._idle.release()
+        while True:
+            job = self._jobs.get()
+            job()
+            self._idle.release()
 
 
 class TaskclusterIndex:
@@ -174,8 +244,8 @@ class TaskclusterIndex:
         self._options = opts
         self._index = client("Index", opts)
         self._queue = client("Queue", opts)
-        _pool(self._index, max_workers)
-        _pool(self._queue, max_workers)
+        self._session = _session(self.root_url, max_workers)
+        self._runners = _Runners()
         self._max_workers = max_workers
         self._max_retries = max_retries
         self._timeout = timeout
@@ -192,6 +262,11 @@ class TaskclusterIndex:
 
     def __repr__(self) -> str:
         return f"TaskclusterIndex({self.root_url!r})"
+
+    def warm(self, calls: int) -> None:
+        """Get ready, in the background, for ``calls`` concurrent calls (at most
+        ``max_workers``): the threads they will run on are started ahead."""
+        self._runners.warm(2 * min(calls, self._max_workers))  # a caller and its try each
 
     # -- one call ---------------------------------------------------------------
 
@@ -213,6 +288,8 @@ class TaskclusterIndex:
 
         client = self._index if service == "index" else self._queue
         func: Callable[..., Any] = getattr(client, method)
+        if method in _SESSION_CALLS and not kwargs:
+            func = functools.partial(self._get, client, method)
         where = f"Taskcluster {service} service at {self.root_url}"
         subject = f"the {service}"
         attempts = self._max_retries + 1
@@ -258,6 +335,49 @@ class TaskclusterIndex:
             raise IndexUnavailableError(f"{where} answered {method} with malformed JSON")
         return value
 
+    def _get(self, client: Any, method: str, *args: Any) -> Any:
+        """``client.method(*args)`` for a GET call without payload, through our session.
+
+        Signed (Hawk) when there are credentials, and answered as the client
+        answers: its exceptions for a connection error or a 4xx/5xx answer,
+        the JSON body, ``{"response": ...}`` for a body that is not JSON.
+        """
+        import requests
+        import taskcluster.exceptions as tce
+
+        url = client.buildUrl(method, *args)
+        headers = {}
+        credentials = self._options.get("credentials") or {}
+        if credentials.get("clientId") and credentials.get("accessToken"):
+            import mohawk  # type: ignore[import-untyped]
+
+            sender = mohawk.Sender(
+                credentials={"id": credentials["clientId"], "key": credentials["accessToken"],
+                             "algorithm": "sha256"},
+                ext=client.makeHawkExt() or {}, url=url, content="", content_type="",
+                method="GET")
+            headers["Authorization"] = sender.request_header
+        try:
+            response = self._session.get(url, headers=headers, allow_redirects=False,
+                                         timeout=self._timeout)
+        except requests.RequestException as e:
+            raise tce.TaskclusterConnectionError(
+                "Failed to establish connection", superExc=e) from e
+        if response.status_code >= 400:
+            try:
+                data = response.json()
+            except ValueError:
+                data = {}
+            message = data.get("message") if isinstance(data, dict) else None
+            failure = (tce.TaskclusterAuthFailure if response.status_code == 401
+                       else tce.TaskclusterRestFailure)
+            raise failure(message or "Unknown Server Error", status_code=response.status_code,
+                          body=data, superExc=None)
+        try:
+            return response.json()
+        except ValueError:
+            return {"response": response}
+
     def _attempt(
         self, func: Callable[..., Any], args: Any, kwargs: Any, deadline: float,
         service: str, method: str, attempt: int, attempts: int,
@@ -277,16 +397,21 @@ class TaskclusterIndex:
             except BaseException as e:  # handed over to the calling thread
                 box["error"] = e
 
-        worker = threading.Thread(target=run, name=f"taskcluster-{method}", daemon=True)
+        finished = threading.Event()
+
+        def job() -> None:
+            run()
+            finished.set()
+
         start = time.monotonic()
-        worker.start()
+        self._runners.run(job)
         while True:
             now = time.monotonic()
             waited = now - start
             every = self._reporter.report_after
             next_report = every * (1 + int(waited // every))
-            worker.join(max(0.0, min(deadline - now, start + next_report - now)))
-            if not worker.is_alive():
+            finished.wait(max(0.0, min(deadline - now, start + next_report - now)))
+            if finished.is_set():
                 return box.get("error"), box.get("value")
             now = time.monotonic()
             if now >= deadline:
@@ -309,18 +434,50 @@ class TaskclusterIndex:
         )
 
     def _map(self, func: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """Apply ``func`` to ``items`` on at most ``max_workers`` threads, in order."""
+        """Apply ``func`` to ``items`` on at most ``max_workers`` threads, in order.
+
+        The threads are the index's kept ones (:meth:`warm` starts them
+        ahead), so the calls leave together instead of one thread start
+        apart. The first error, in ``items``' order, is raised once every
+        thread is done (no new item is taken after an error); each call is
+        bounded by its own ``timeout``.
+        """
         if len(items) <= 1:
             return [func(item) for item in items]
+        results: list[Any] = [None] * len(items)
+        errors: dict[int, BaseException] = {}
+        lock = threading.Lock()
+        todo = iter(range(len(items)))
         workers = min(self._max_workers, len(items))
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            futures = [pool.submit(func, item) for item in items]
-            try:
-                return [f.result() for f in futures]
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+        running = [workers]
+        done = threading.Event()
+
+        def work() -> None:
+            while True:
+                with lock:
+                    index = None if errors else next(todo, None)
+                    if index is None:
+                        running[0] -= 1
+                        if not running[0]:
+                            done.set()
+                        return
+                try:
+                    results[index] = func(items[index])
+                except BaseException as e:  # handed over to the calling thread
+                    with lock:
+                        errors[index] = e
+
+        for _ in range(workers):
+            self._runners.run(work)
+        try:
+            done.wait()
+        except BaseException:
+            with lock:  # interrupted: let no thread take another item
+                errors.setdefault(-1, RuntimeError("interrupted"))
+            raise
+        if errors:
+            raise errors[min(errors)]
+        return results
 
     def _pages(self, service: str, method: str, key: str, **call: Any) -> list[Any]:
         """Collect ``key`` over every page of a paginated call (``call``: its arguments).

@@ -30,7 +30,10 @@ request) before the first task is judged. The artifact checks (one
 ``queue.latestArtifactInfo`` per completed docker-image task found) run all
 at once on the first docker-image task judged: one round trip more, in
 sequence, than taskgraph's own strategy (up to :data:`MAX_CONCURRENT`
-images found; each further 64 costs one more).
+images found; each further 64 costs one more). Their threads are started
+ahead, while taskgraph waits for the index and the queue (taskgraph asks
+:meth:`~SoundIndexSearch.should_remove_task` of every task first), so the
+checks leave together.
 """
 
 from __future__ import annotations
@@ -178,8 +181,28 @@ class SoundIndexSearch(IndexSearch):  # type: ignore[misc]  # taskgraph has no t
         self._batch: Optional[Mapping[str, str]] = None
         self._expiries: dict[str, Optional[datetime.datetime]] = {}
         self._expiry_error: Optional[str] = None
+        #: docker-image tasks seen before the look-ups (threads started ahead for them).
+        self._seen = 0
 
     # -- taskgraph's interface ------------------------------------------------------
+
+    def should_remove_task(self, task: Any, params: Any, arg: Any) -> Any:
+        """Never remove (as taskgraph's ``index-search``); get ready for the artifact checks.
+
+        taskgraph asks this of every task before it looks the index up: each
+        docker-image task seen has a thread started ahead for its artifact
+        check, in the background, while the index and the queue answer.
+        """
+        cached = (getattr(task, "attributes", None) or {}).get("cached_task")
+        if getattr(task, "kind", None) == "docker-image" and isinstance(cached, dict):
+            self._seen += 1
+            try:
+                warm = getattr(self.index(), "warm", None)
+            except Exception:  # no index here: the checks will say so
+                warm = None
+            if warm is not None:
+                warm(self._seen)
+        return super().should_remove_task(task, params, arg)
 
     def should_replace_task(self, task: Any, params: Any, deadline: Any, arg: Any) -> Any:
         """Return the task id to reuse, or False to build (taskgraph's protocol)."""

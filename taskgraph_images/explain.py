@@ -44,8 +44,7 @@ from taskgraph_images.manifest import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from taskgraph_images.index import IndexBackend
-    from taskgraph_images.index._lookup import SearchOrder
+    from taskgraph_images.index import IndexBackend, SearchOrder
 
 __all__ = [
     "FIRST_BUILD",

@@ -21,7 +21,7 @@ from taskgraph_images.tc.env import TaskclusterEnv, artifact_url
 if TYPE_CHECKING:  # pragma: no cover
     import requests
 
-    from taskgraph_images.index._lookup import SearchOrder
+    from taskgraph_images.index import SearchOrder
 
 __all__ = ["ARTIFACT_NAME", "HttpReader", "looks_like_file", "open_named_source", "open_source"]
 

@@ -14,56 +14,49 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from typing import Any
 
-    from taskgraph_images.catalog import Image, ImageCatalog
-    from taskgraph_images.context import hash_context, write_context
-    from taskgraph_images.index import (
-        Found,
-        LocalIndex,
-        MemoryIndex,
-        TaskclusterIndex,
-        find_image,
-        index_namespaces,
-        search_order,
-    )
+    from taskgraph_images.catalog import ImageCatalog
+    from taskgraph_images.config import BuildConfig, load_config
+    from taskgraph_images.index import LocalIndex, MemoryIndex, TaskclusterIndex
+    from taskgraph_images.params import Params
     from taskgraph_images.plan import Decision, Plan, plan_images
+    from taskgraph_images.tc.submit import submit_plan
     from taskgraph_images.templates import render_template, render_yaml
 
+#: The decision-task API: what a decision task walks through, in order (read
+#: the catalog and the build config, take the push's parameters, plan against an
+#: index, then submit the tasks or render them into a template). The building
+#: blocks (context hashing, keys, namespaces, lookups, builders) are imported
+#: from their own modules.
 __all__ = [
+    "BuildConfig",
     "Decision",
-    "Found",
-    "Image",
     "ImageCatalog",
     "LocalIndex",
     "MemoryIndex",
+    "Params",
     "Plan",
     "TaskclusterIndex",
     "__version__",
     "errors",
-    "find_image",
-    "hash_context",
-    "index_namespaces",
+    "load_config",
     "plan_images",
     "render_template",
     "render_yaml",
-    "search_order",
-    "write_context",
+    "submit_plan",
 ]
 
 _LAZY = {
-    "Image": "taskgraph_images.catalog",
     "ImageCatalog": "taskgraph_images.catalog",
-    "hash_context": "taskgraph_images.context",
-    "write_context": "taskgraph_images.context",
-    "Found": "taskgraph_images.index",
+    "BuildConfig": "taskgraph_images.config",
+    "load_config": "taskgraph_images.config",
+    "Params": "taskgraph_images.params",
     "LocalIndex": "taskgraph_images.index",
     "MemoryIndex": "taskgraph_images.index",
     "TaskclusterIndex": "taskgraph_images.index",
-    "find_image": "taskgraph_images.index",
-    "index_namespaces": "taskgraph_images.index",
-    "search_order": "taskgraph_images.index",
     "Decision": "taskgraph_images.plan",
     "Plan": "taskgraph_images.plan",
     "plan_images": "taskgraph_images.plan",
+    "submit_plan": "taskgraph_images.tc.submit",
     "render_template": "taskgraph_images.templates",
     "render_yaml": "taskgraph_images.templates",
 }

@@ -44,8 +44,7 @@ from taskgraph_images.manifest import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from taskgraph_images.index import IndexBackend
-    from taskgraph_images.index._lookup import SearchOrder
+    from taskgraph_images.index import IndexBackend, SearchOrder
 
 __all__ = [
     "FIRST_BUILD",
@@ -55,6 +54,7 @@ __all__ = [
     "Explanations",
     "LatestOrder",
     "Prefetch",
+    "best_candidate",
     "explain_builds",
     "latest_candidates",
     "link_parents",
@@ -209,7 +209,7 @@ class Prefetch:
                 built.add(name)
         task_ids = sorted({
             pick[1].task_id for name in built
-            for pick in [_choose(_trusted(self._order, name, self._level), self.extra)] if pick
+            for pick in [best_candidate(_trusted(self._order, name, self._level), self.extra)] if pick
         })
         if not task_ids:
             return
@@ -238,10 +238,12 @@ class Prefetch:
         )
 
 
-def _choose(
+def best_candidate(
     candidates: Sequence[Candidate], entries: Mapping[str, IndexedTask]
 ) -> Optional[tuple[int, IndexedTask]]:
-    """The indexed candidate of highest rank, the first of ``candidates`` on equal ranks."""
+    """Return ``(level, entry)`` of the indexed candidate of highest rank (the first of
+    ``candidates`` on equal ranks), or ``None`` when ``entries`` (namespace -> indexed task)
+    holds none of them: the earlier build an explanation compares against."""
     best: Optional[tuple[int, IndexedTask]] = None
     for candidate in candidates:
         entry = entries.get(candidate.namespace)
@@ -302,7 +304,7 @@ def explain_builds(
             })
     chosen: dict[str, tuple[int, IndexedTask]] = {}
     for name in names:
-        pick = _choose(candidates[name], latest)
+        pick = best_candidate(candidates[name], latest)
         if pick is None:
             result[name] = Explanation(name, FIRST_BUILD)
         else:

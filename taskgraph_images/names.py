@@ -50,6 +50,7 @@ __all__ = [
     "docker_repository_problem",
     "image_name",
     "is_artifact_name",
+    "is_commit_id",
     "is_digest",
     "is_docker_component",
     "is_git_source",
@@ -89,6 +90,8 @@ _TASK_ID = re.compile(r"[A-Za-z0-9_-]{8}[Q-T][A-Za-z0-9_-][CGKOSWaeimquy26-][A-Z
 _ARTIFACT_NAME = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*\Z")
 # Where a push's source can be fetched from: a git remote's URL.
 _GIT_SOURCE = re.compile(r"(?:https?://|ssh://|git@)\S+\Z")
+# A full git commit id: SHA-1 (40 hex digits) or SHA-256 (64).
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?\Z")
 # One path component of a Docker repository name (the distribution grammar).
 _DOCKER_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
 
@@ -174,6 +177,12 @@ def is_git_source(text: object) -> bool:
     """True if ``text`` is a git remote's URL: ``https://``, ``http://``, ``ssh://``
     or ``git@``, then no whitespace."""
     return isinstance(text, str) and _GIT_SOURCE.match(text) is not None
+
+
+def is_commit_id(text: object) -> bool:
+    """True if ``text`` is a full git commit id: 40 (SHA-1) or 64 (SHA-256) lowercase
+    hexadecimal digits, never abbreviated."""
+    return isinstance(text, str) and _COMMIT_ID.match(text) is not None
 
 
 def is_docker_component(text: str) -> bool:

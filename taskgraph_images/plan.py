@@ -30,6 +30,7 @@ import attrs
 from taskgraph_images.config import BuildConfig
 from taskgraph_images.errors import PlanError, TaskgraphImagesError
 from taskgraph_images.keys.indexkeys import IndexKeys
+from taskgraph_images.names import Digest, ImageName, Namespace, TaskId
 from taskgraph_images.params import Params, ParamsLike, coerce_params
 from taskgraph_images.tasks import TaskImage, build_tasks
 
@@ -62,22 +63,22 @@ class Decision:
     """What the plan does with one image."""
 
     #: The image name.
-    name: str
+    name: ImageName
     #: ``reuse`` (an indexed build), ``build`` (a task of this plan) or ``prebuilt``.
     action: Action
     #: The image's digest (its index key).
-    digest: str
+    digest: Digest
     #: The task whose artifact holds the image; ``None`` for a prebuilt image.
-    task_id: Optional[str] = None
+    task_id: Optional[TaskId] = None
     #: For ``reuse``: the namespace and level the task was found at.
-    namespace: Optional[str] = None
+    namespace: Optional[Namespace] = None
     level: Optional[int] = None
     #: Why: where it was found, why it is built, or the registry for a prebuilt image.
     reason: str = ""
     #: For ``prebuilt``: the registry tag ``registry/name:version``.
     docker_image: Optional[str] = None
     #: The in-tree parent image, if any.
-    parent: Optional[str] = None
+    parent: Optional[ImageName] = None
     #: The index error that turned a lookup into a build (``on_error="build"``).
     index_error: Optional[str] = None
     #: For ``build``: every difference from the earlier build's context manifest.
@@ -374,7 +375,8 @@ def decide(
     seen_ids: set[str] = set()
     for name in catalog.order():
         image = catalog[name]
-        base = Decision(name, "prebuilt", digests[name], parent=image.parent)
+        parent = None if image.parent is None else ImageName(image.parent)
+        base = Decision(ImageName(name), "prebuilt", Digest(digests[name]), parent=parent)
         if image.prebuilt:
             tag = catalog.docker_image(name)
             decisions[name] = attrs.evolve(base, docker_image=tag, reason=f"registry tag {tag}")
@@ -389,13 +391,13 @@ def decide(
             decisions[name] = attrs.evolve(
                 base,
                 action="reuse",
-                task_id=found.task_id,
-                namespace=found.namespace,
+                task_id=TaskId(found.task_id),
+                namespace=Namespace(found.namespace),
                 level=found.level,
                 reason=lookup.reason,
             )
             continue
-        task_id = task_ids()
+        task_id = TaskId(task_ids())
         if task_id in seen_ids:
             raise PlanError(f"the task id source gave {task_id!r} twice")
         seen_ids.add(task_id)

@@ -364,7 +364,7 @@ def build_tasks(
         assert decision.task_id is not None
         image = catalog[decision.name]
         parent_tasks = [decisions[p].task_id for p in image.parents if decisions[p].task_id]
-        dependencies = [
+        dependencies: list[Optional[str]] = [
             t for p in image.parents if decisions[p].action == "build" for t in [decisions[p].task_id]
         ]
         this_builder: ImageRef = builder

@@ -83,3 +83,18 @@ def test_the_sidebar_title_stays_on_one_line_and_nothing_is_wider_than_the_page(
     for selector in ("code.literal span.pre", "dl.py > dt span.pre", "div.highlight pre"):
         rule = css[css.index(selector):]
         assert "overflow-wrap: anywhere;" in rule[: rule.index("}")], selector
+
+
+def test_the_decision_task_api_part_documents_exactly_the_top_level_names() -> None:
+    import taskgraph_images
+
+    text = (DOCS / "api.rst").read_text()
+    part = text[text.index("\nDecision-task API\n"):text.index("\nBuilding blocks\n")]
+    documented = set(re.findall(r"^\.\. auto(?:class|function|module):: (\S+)$", part, re.M))
+    names = {path.rsplit(".", 1)[-1] for path in documented}
+    for path in documented:  # each path names the object the top level gives
+        module, _, name = path.rpartition(".")
+        if name != "errors":
+            assert getattr(taskgraph_images, name) is getattr(
+                __import__(module, fromlist=[name]), name)
+    assert names == set(taskgraph_images.__all__) - {"__version__"}

@@ -161,3 +161,11 @@ def test_a_push_source_is_a_git_remote_url(source: str, ok: bool) -> None:
         assert not ok
     else:
         assert ok
+
+
+@pytest.mark.parametrize(("rev", "ok"), [
+    ("a" * 40, True), ("0123456789abcdef" * 4, True), ("a" * 39, False), ("a" * 41, False),
+    ("A" * 40, False), ("a" * 12, False), ("a" * 40 + "\n", False), (None, False), ("", False),
+])
+def test_a_commit_id_is_a_full_sha1_or_sha256_revision(rev: object, ok: bool) -> None:
+    assert names.is_commit_id(rev) == ok

@@ -84,7 +84,7 @@ def check_task(task: Mapping[str, Any], task_id: str, *, record: bool = False) -
     :raises InvalidValueError: naming the task and the artifact, cache or route.
     """
     from taskgraph_images._redact import quote_value
-    from taskgraph_images.index._base import validate_artifact_name
+    from taskgraph_images.index import validate_artifact_name
     from taskgraph_images.keys.namespaces import validate_namespace
 
     payload = _payload(task)

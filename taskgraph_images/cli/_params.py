@@ -17,11 +17,10 @@ from typing import Any, Callable, Mapping, Optional
 
 from taskgraph_images.cli._common import note, reporter
 from taskgraph_images.errors import ParamsError
+from taskgraph_images.names import is_commit_id, is_git_source
 
 __all__ = ["add_param_arguments", "default_params", "params_from_args"]
 
-_GIT_SOURCE = re.compile(r"(?:https?://|ssh://|git@)\S+\Z")
-_HEX_REV = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?\Z")
 
 # Flag destination -> parameter name.
 _PARAM_FLAGS = (
@@ -93,7 +92,7 @@ def default_params(
     rev = git(root, "rev-parse", "HEAD")
     remote = git(root, "remote", "get-url", "origin")
     email = git(root, "config", "user.email")
-    if remote and _GIT_SOURCE.match(remote):
+    if remote and is_git_source(remote):
         repository, repo_how = remote, "git remote origin"
         # The repository's name, not the clone's folder (sws for scriptworker-scripts).
         named = remote.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
@@ -106,14 +105,14 @@ def default_params(
         project_how = "the root folder's name"
     project = project or "local"
     user = env.get("USER") or env.get("USERNAME") or "nobody"
-    source = repository if _GIT_SOURCE.match(repository) else "https://localhost/" + project
+    source = repository if is_git_source(repository) else "https://localhost/" + project
     return {
         "level": (1, "the lowest"),
         "project": (project, project_how),
         "pushdate": (int(now.timestamp()), "now"),
         "head_repository": (repository, repo_how),
         "head_rev": (
-            (rev, "git HEAD") if rev and _HEX_REV.match(rev) else ("0" * 40, "no git revision")
+            (rev, "git HEAD") if is_commit_id(rev) else ("0" * 40, "no git revision")
         ),
         "base_repository": (repository, repo_how),
         "owner": ((email, "git user.email") if email else (f"{user}@localhost", "$USER")),

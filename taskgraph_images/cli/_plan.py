@@ -98,7 +98,7 @@ def _table(plan: Plan, *, wide: bool = False) -> str:
     after the lookup's ``not indexed``). The reason of a decision too long
     for its row goes on below it, on indented lines of its own.
     """
-    from taskgraph_images.index._lookup import NOT_INDEXED
+    from taskgraph_images.index import NOT_INDEXED
 
     not_indexed = NOT_INDEXED + "; "
     header = ("IMAGE", "DIGEST", "TASK ID", "DECISION")

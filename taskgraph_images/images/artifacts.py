@@ -35,7 +35,7 @@ from taskgraph_images.progress import Meter, Reporter, announcing, format_size
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.images.engine import Engine
-    from taskgraph_images.index._lookup import SearchOrder
+    from taskgraph_images.index import SearchOrder
 
 __all__ = [
     "DEFAULT_MAX_SIZE",

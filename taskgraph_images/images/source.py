@@ -15,19 +15,19 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from taskgraph_images.errors import ArtifactError
 from taskgraph_images.images.compression import BUFFER
+from taskgraph_images.names import is_task_id
 from taskgraph_images.progress import Reporter, Wait
 from taskgraph_images.tc.env import TaskclusterEnv, artifact_url
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
 
-    from taskgraph_images.index._lookup import SearchOrder
+    from taskgraph_images.index import SearchOrder
 
 __all__ = ["ARTIFACT_NAME", "HttpReader", "looks_like_file", "open_named_source", "open_source"]
 
 #: The artifact a build task uploads and a consumer loads.
 ARTIFACT_NAME = "public/image.tar.zst"
-_TASK_ID = re.compile(r"[A-Za-z0-9_-]{8}[Q-T][A-Za-z0-9_-][CGKOSWaeimquy26-][A-Za-z0-9_-]{10}[AQgw]\Z")
 
 
 class HttpReader:
@@ -191,10 +191,6 @@ class HttpReader:
             return chunk
 
 
-def _is_task_id(text: str) -> bool:
-    return bool(_TASK_ID.match(text))
-
-
 def open_source(
     source: str,
     *,
@@ -263,7 +259,7 @@ def open_named_source(
         raise ArtifactError(f"{source}: no such file")
     task_id: Optional[str] = None
     what = ""
-    if _is_task_id(source) and not (catalog is not None and source in catalog):
+    if is_task_id(source) and not (catalog is not None and source in catalog):
         task_id = source
         what = f"{artifact} of task {task_id}"
     elif catalog is not None and source in catalog:

@@ -24,9 +24,19 @@ if TYPE_CHECKING:  # pragma: no cover
         IndexedTask,
         Lookup,
         Usability,
+        utcnow,
+        validate_artifact_name,
+        verdict,
     )
     from taskgraph_images.index._common import new_task_id
-    from taskgraph_images.index._lookup import OnError, find_image, find_images
+    from taskgraph_images.index._lookup import (
+        NOT_INDEXED,
+        OnError,
+        SearchOrder,
+        decide,
+        find_image,
+        find_images,
+    )
     from taskgraph_images.index.local import LocalIndex, default_index_path
     from taskgraph_images.index.memory import MemoryIndex
     from taskgraph_images.index.taskcluster import TaskclusterIndex
@@ -49,8 +59,14 @@ _HOMES = {
     "IndexedTask": "taskgraph_images.index._base",
     "Lookup": "taskgraph_images.index._base",
     "Usability": "taskgraph_images.index._base",
+    "utcnow": "taskgraph_images.index._base",
+    "validate_artifact_name": "taskgraph_images.index._base",
+    "verdict": "taskgraph_images.index._base",
     "new_task_id": "taskgraph_images.index._common",
+    "NOT_INDEXED": "taskgraph_images.index._lookup",
     "OnError": "taskgraph_images.index._lookup",
+    "SearchOrder": "taskgraph_images.index._lookup",
+    "decide": "taskgraph_images.index._lookup",
     "find_image": "taskgraph_images.index._lookup",
     "find_images": "taskgraph_images.index._lookup",
     "DEFAULT_PREFIX": "taskgraph_images.keys.namespaces",
@@ -70,6 +86,7 @@ __all__ = [
     "DEFAULT_ARTIFACT",
     "DEFAULT_PREFIX",
     "LEVELS",
+    "NOT_INDEXED",
     "ArtifactRead",
     "Candidate",
     "Found",
@@ -79,8 +96,10 @@ __all__ = [
     "Lookup",
     "MemoryIndex",
     "OnError",
+    "SearchOrder",
     "TaskclusterIndex",
     "Usability",
+    "decide",
     "default_index_path",
     "find_image",
     "find_images",
@@ -89,6 +108,9 @@ __all__ = [
     "latest_namespace",
     "new_task_id",
     "search_order",
+    "utcnow",
+    "validate_artifact_name",
+    "verdict",
 ]
 
 

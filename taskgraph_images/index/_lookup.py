@@ -51,7 +51,7 @@ def decide(
     """Return the lookup's outcome, or ``None`` if a verdict is still needed (pure).
 
     ``tasks`` maps each indexed namespace to its task id, ``verdicts`` each
-    task id to :func:`~taskgraph_images.index._base.verdict`'s answer.
+    task id to :func:`~taskgraph_images.index.verdict`'s answer.
     Walks ``candidates`` in order: unindexed ones are passed over, indexed
     ones a push at ``level`` must not trust (:meth:`Candidate.distrust`) are
     skipped with the reason, the first indexed one without a verdict stops

@@ -281,7 +281,7 @@ def _history(index: Any, names: Sequence[str], level: int, prefix: str) -> _Hist
 
     Three round trips in sequence, each batched or concurrent.
     """
-    from taskgraph_images.explain import _choose
+    from taskgraph_images.explain import best_candidate
     from taskgraph_images.keys.indexkeys import IndexKeys
     from taskgraph_images.keys.namespaces import validate_task_id
 
@@ -290,7 +290,7 @@ def _history(index: Any, names: Sequence[str], level: int, prefix: str) -> _Hist
     try:
         entries = index.find_tasks([c.namespace for o in orders.values() for c in o])
         earlier = {n: pick[1].task_id for n in names
-                   for pick in [_choose(orders[n], entries)] if pick is not None}
+                   for pick in [best_candidate(orders[n], entries)] if pick is not None}
         definitions = index.task_definitions(sorted(set(earlier.values())))
     except IndexBackendError as e:
         return _History({}, {}, {}, f"the index cannot answer: {e}")

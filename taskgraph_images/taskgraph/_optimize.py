@@ -12,13 +12,13 @@ pull request's at any level.
 main process (from :func:`~taskgraph_images.taskgraph.register`). Tasks of
 other kinds go to the strategy it replaced, unchanged. A docker-image task
 keeps taskgraph's paths and their order, and is replaced by the first
-indexed task that :func:`~taskgraph_images.index._lookup.decide` accepts,
+indexed task that :func:`~taskgraph_images.index.decide` accepts,
 the same decision the standalone ``plan`` makes:
 
 - at a trusted place: a path of the push's level or higher, the
   pull-request namespace only at level 1 (a path of another shape is never
   trusted);
-- :func:`~taskgraph_images.index._base.verdict`: the task completed, its
+- :func:`~taskgraph_images.index.verdict`: the task completed, its
   ``public/image.tar.zst`` exists, and the artifact expires after the
   deadline of every task of the graph that depends on the image, and after
   the deadline a build task of this push would have plus
@@ -48,8 +48,7 @@ from taskgraph.optimize import base as _optimize_base
 from taskgraph.optimize.strategies import IndexSearch
 
 from taskgraph_images.errors import TaskgraphImagesError
-from taskgraph_images.index._base import DEFAULT_ARTIFACT, Lookup, Usability, utcnow, verdict
-from taskgraph_images.index._lookup import decide
+from taskgraph_images.index import DEFAULT_ARTIFACT, Lookup, Usability, decide, utcnow, verdict
 from taskgraph_images.keys.namespaces import Candidate
 from taskgraph_images.keys.taskgraph import CACHE_TYPE, cache_namespace, pull_request_namespace
 from taskgraph_images.tc.time import parse_time

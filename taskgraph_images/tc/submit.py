@@ -140,7 +140,9 @@ def submit_plan(
     if jobs < 1:
         raise SubmitError(f"jobs must be at least 1, not {jobs}")
     tasks = plan.tasks
-    names = {d.task_id: d.name for d in plan.decisions.values() if d.action == "build"}
+    names: dict[Optional[str], str] = {
+        d.task_id: d.name for d in plan.decisions.values() if d.action == "build"
+    }
     local = [t for t, task in tasks.items() if task.get("taskQueueId") == LOCAL_TASK_QUEUE]
     if local:
         raise SubmitError(

@@ -74,3 +74,15 @@ def test_case():
     serve(lambda: None)
 """)
     result.assert_outcomes(passed=1)
+
+
+def test_a_client_that_hangs_up_is_not_a_server_fault(pytester: pytest.Pytester) -> None:
+    """A reset or broken connection is the client's doing (a kept-alive connection
+    of a session that went away): the test judges the client by what it saw."""
+    result = _outcome(pytester, """
+def test_case():
+    def handle():
+        raise ConnectionResetError(104, "Connection reset by peer")
+    serve(handle)
+""")
+    result.assert_outcomes(passed=1)

@@ -40,6 +40,7 @@ __all__ = [
     "image_graph_of",
     "label_lines",
     "layout_rows",
+    "leaf_groups",
     "render_graph",
     "to_dot",
     "to_json",
@@ -239,8 +240,9 @@ def layout_rows(graph: ImageGraph, width: int = ROW_WIDTH) -> list[list[str]]:
     Every image sits below its parents. Each family (the images linked by
     parent edges, in the order of their first image) of more than ``width``
     images gets rows of its own, one family under the other, so that no edge
-    crosses another family's rows; the smaller families share the rows that
-    follow. In a family, images are placed parents first, each in the first
+    crosses another family's rows; the smaller families follow, side by side
+    (each image under its parent, as many families to a band of rows as
+    fit). In a family, images are placed parents first, each in the first
     row below its parents that has room, those under the same parent side by
     side: a parent with 13 children gets rows of 5, 5 and 3 under it rather
     than one row of 13. The images with neither an in-tree parent nor a child
@@ -248,10 +250,17 @@ def layout_rows(graph: ImageGraph, width: int = ROW_WIDTH) -> list[list[str]]:
     most two rows' worth of images, they take the free places of the rows
     first (``image_builder`` beside ``base``).
 
+    A parent's :func:`leaf_groups` (its many children without children of
+    their own) come after the rest of its family, each group in rows of its
+    own, so that the parent's other children, and their children, sit right
+    under it rather than under a long run of leaves.
+
     >>> nodes = tuple(GraphNode(n, "task", "build", "0" * 64, "") for n in "pabcdefgxyzw")
     >>> edges = (*(("p", c) for c in "abcdef"), ("x", "y"), ("z", "w"))
     >>> layout_rows(ImageGraph(nodes, edges), 4)
     [['p'], ['a', 'b', 'c', 'd'], ['e', 'f'], ['x', 'z'], ['y', 'w'], ['g']]
+    >>> layout_rows(ImageGraph(nodes, (*edges, ("a", "g"))), 4)
+    [['p'], ['a'], ['g'], ['b', 'c', 'd', 'e'], ['f'], ['x', 'z'], ['y', 'w']]
     """
     if width < 1:
         raise InvalidValueError(f"invalid row width {width}: expected at least 1")
@@ -261,23 +270,67 @@ def layout_rows(graph: ImageGraph, width: int = ROW_WIDTH) -> list[list[str]]:
     for parent, child in graph.edges:
         parents[child].append(parent)
         children[parent].append(child)
+    groups = leaf_groups(graph, width)
+    grouped = {child for kids in groups.values() for child in kids}
     rows: list[list[str]] = []
-    small: list[str] = []  # families of a few images share their rows
+    band: list[list[list[str]]] = []  # families of a few images, side by side in rows
     for family in _families(order, parents, children):
         if len(family) <= width:
-            small += family
+            own = _family_rows(family, order, parents, children, width)
+            if sum(max(map(len, f)) for f in band) + max(map(len, own)) > width:
+                rows += _side_by_side(band)
+                band = []
+            band.append(own)
             continue
-        rows += _family_rows(family, order, parents, children, width)
-    if small:
-        rows += _family_rows(sorted(small, key=order.__getitem__), order, parents, children,
-                             width)
+        placed = _family_rows([n for n in family if n not in grouped], order, parents,
+                              children, width)
+        rows += placed
+        # Each group after the rest of its family, the last placed parent's first: the
+        # line from a parent higher up then passes its descendants' groups, not the
+        # other way round.
+        for parent in reversed([n for row in placed for n in row if n in groups]):
+            kids = groups[parent]
+            rows += [list(kids[i:i + width]) for i in range(0, len(kids), width)]
+    rows += _side_by_side(band)
     independent = [n for n in order if not parents[n] and not children[n]]
     if len(order) <= 2 * width:  # a small graph: they fill the rows' free places
         for row in rows:
-            while independent and len(row) < width:
+            while independent and len(row) < width and not set(row) & grouped:
                 row.append(independent.pop(0))
     rows += [independent[i:i + width] for i in range(0, len(independent), width)]
     return rows
+
+
+def leaf_groups(graph: ImageGraph, width: int = ROW_WIDTH) -> dict[str, tuple[str, ...]]:
+    """The parents of more than ``width`` *leaves*, each with those leaves, in graph order.
+
+    A leaf is a child with no child of its own and no other parent. A drawing
+    puts a parent's leaves in a box of their own (*a group*) reached by one
+    line from the parent, instead of one line per child: a base image of 150
+    children is then one line into one box, not a fan of 150 lines.
+
+    >>> nodes = tuple(GraphNode(n, "task", "build", "0" * 64, "") for n in "pabcdeq")
+    >>> leaf_groups(ImageGraph(nodes, (*(("p", c) for c in "abcde"), ("e", "q"))), 3)
+    {'p': ('a', 'b', 'c', 'd')}
+    """
+    parents: dict[str, list[str]] = {node.name: [] for node in graph.nodes}
+    children: dict[str, list[str]] = {node.name: [] for node in graph.nodes}
+    for parent, child in graph.edges:
+        parents[child].append(parent)
+        children[parent].append(child)
+    groups = {}
+    for name, kids in children.items():
+        leaves = tuple(k for k in dict.fromkeys(kids)
+                       if not children[k] and len(set(parents[k])) == 1)
+        if len(leaves) > width:
+            groups[name] = leaves
+    return groups
+
+
+def _side_by_side(families: list[list[list[str]]]) -> list[list[str]]:
+    """The rows of ``families`` laid out next to each other: row ``i`` of each, in turn."""
+    height = max((len(f) for f in families), default=0)
+    return [[n for f in families if i < len(f) for n in f[i]] for i in range(height)]
 
 
 def _families(order: Mapping[str, int], parents: Mapping[str, list[str]],
@@ -322,6 +375,8 @@ def _family_rows(family: list[str], order: Mapping[str, int],
         rows[row].append(name)
         row_of[name] = row
         for child in dict.fromkeys(children[name]):
+            if child not in waiting:  # in a group, placed after the family
+                continue
             waiting[child] -= 1
             if not waiting[child]:
                 first = parents[child][0]
@@ -344,19 +399,25 @@ def to_dot(graph: ImageGraph, *, row_width: int = ROW_WIDTH) -> str:
     whose children are spread over several rows reaches them through one
     line down its rows (a *bus*: a small point per row, ``b<parent>_<row>``),
     not one line per child, so that a parent of many images adds one line to
-    the width of the rows in between, not many.
+    the width of the rows in between, not many. A parent's
+    :func:`leaf_groups` are drawn in a box of their own (a cluster,
+    ``cluster_g<parent>``, headed "N images FROM parent"), reached by one line
+    from the parent.
     """
     ids = _node_ids(graph)
     by_name = {node.name: node for node in graph.nodes}
     rows = layout_rows(graph, row_width)
     row_of = {name: i for i, row in enumerate(rows) for name in row}
     linked = {name for edge in graph.edges for name in edge}
-    edges, buses = _bus_edges(graph, ids, row_of)
+    groups = leaf_groups(graph, row_width)
+    group_of = {child: parent for parent, kids in groups.items() for child in kids}
+    edges, buses = _bus_edges(graph, ids, row_of, groups)
     out = ["digraph images {"]
     if graph.title:
         out.append(f"  label={_dot_label([graph.title])};")
         out.append('  labelloc="t";')
-    out.append('  graph [rankdir="TB", fontname="Helvetica", fontsize=12, newrank=true];')
+    out.append('  graph [rankdir="TB", fontname="Helvetica", fontsize=12, newrank=true, '
+               'compound=true];')
     out.append('  node [shape="box", style="rounded,filled", fontname="Helvetica", fontsize=10];')
     out.append('  edge [color="#505050"];')
     # Under the families, a heading for the rows of images with neither parent nor child.
@@ -368,18 +429,33 @@ def to_dot(graph: ImageGraph, *, row_width: int = ROW_WIDTH) -> str:
                        f'label="{INDEPENDENT}"];')
             edges += [(ids[rows[i - 1][0]], "independent", ' [style="invis", weight=0]'),
                       ("independent", ids[row[0]], ' [style="invis", weight=0]')]
-        out += [_dot_node(ids[name], by_name[name], "  ") for name in row]
+        group = group_of.get(row[0])
+        if group is not None and row[0] == groups[group][0]:  # a group's first row opens its box
+            out.append(f"  subgraph cluster_g{ids[group][1:]} {{")
+            out.append(f'    label={_dot_label([f"{len(groups[group])} images FROM {group}"])}; '
+                       'labeljust="l"; style="rounded,dashed"; color="#909090"; fontsize=11;')
+        indent = "    " if group is not None else "  "
+        out += [_dot_node(ids[name], by_name[name], indent) for name in row]
+        if group is not None and row[-1] == groups[group][-1]:
+            out.append("  }")
         out += [f'  {point} [shape="point", width=0.02, height=0.02, color="#505050", '
                 f'label=""];' for point in buses.get(i, [])]
         together = [ids[name] for name in row] + buses.get(i, [])
         out.append(f"  {{rank=same; {'; '.join(together)};}}")
+        if group is not None:  # no edges of their own: in the plan's order, left to right
+            out += [f'  {ids[left]} -> {ids[right]} [style="invis"];'
+                    for left, right in zip(row, row[1:])]
     out += [f"  {tail} -> {head}{attributes};" for tail, head, attributes in edges]
     # Each row below the one before, in columns: invisible edges from each image to
     # the one under it. The first row of independent images lines up with the widest
     # row of the families (the last of them), not with a short last one.
+    # Into a group's rows, one such edge (from the first image): its invisible edges
+    # keep each row in order, which more column edges would fight (dot then shuffles).
     for i, (above, below) in enumerate(zip(rows, rows[1:])):
         if headed and set(above) & linked and not set(below) & linked:
             above = max(reversed(rows[: i + 1]), key=len)
+        if below[0] in group_of:
+            above, below = above[:1], below[:1]
         for top, bottom in zip(above, below):
             out.append(f'  {ids[top]} -> {ids[bottom]} [style="invis", weight=2];')
     out.append("}")
@@ -387,16 +463,22 @@ def to_dot(graph: ImageGraph, *, row_width: int = ROW_WIDTH) -> str:
 
 
 def _bus_edges(
-    graph: ImageGraph, ids: Mapping[str, str], row_of: Mapping[str, int]
+    graph: ImageGraph, ids: Mapping[str, str], row_of: Mapping[str, int],
+    groups: Mapping[str, Sequence[str]],
 ) -> tuple[list[tuple[str, str, str]], dict[int, list[str]]]:
     """The drawn edges ``(tail, head, attributes)`` and the bus points of each row.
 
     A child in the row right under its parent gets an edge from the parent; one
-    further down, an edge from the parent's bus point in the row above it.
+    further down, an edge from the parent's bus point in the row above it. A
+    group gets one edge, to its first image, ending at the group's box.
     """
+    grouped = {child for kids in groups.values() for child in kids}
     children: dict[str, list[str]] = {}
     for parent, child in graph.edges:
-        children.setdefault(parent, []).append(child)
+        if child not in grouped:
+            children.setdefault(parent, []).append(child)
+    for parent, kids in groups.items():
+        children.setdefault(parent, []).append(kids[0])
     edges: list[tuple[str, str, str]] = []
     buses: dict[int, list[str]] = {}
     for parent, kids in children.items():
@@ -410,7 +492,8 @@ def _bus_edges(
             previous = points[row]
         for child in kids:
             below = row_of[child] - 1
-            edges.append((ids[parent] if below == top else points[below], ids[child], ""))
+            into = f' [lhead="cluster_g{ids[parent][1:]}"]' if child in grouped else ""
+            edges.append((ids[parent] if below == top else points[below], ids[child], into))
     return edges, buses
 
 

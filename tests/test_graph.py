@@ -24,6 +24,7 @@ from taskgraph_images.graph import (
     image_graph_of,
     label_lines,
     layout_rows,
+    leaf_groups,
     render_graph,
     to_dot,
     to_mermaid,
@@ -318,17 +319,65 @@ def test_twenty_images_are_drawn_page_wide_not_in_one_row() -> None:
 
 
 def test_a_parent_reaches_children_rows_below_through_one_bus_line() -> None:
-    dot = to_dot(scripts_graph())
-    ids = {n.name: f"n{i}" for i, n in enumerate(scripts_graph().nodes)}
-    base = ids["base"]
-    # Row 1 from base itself, row 2 from its point in row 1, row 4 from its point in row 3.
-    assert f"  {base} -> {ids['addonscript']};" in dot
-    assert f'  {base} -> b0_1 [arrowhead="none"];' in dot
-    assert '  b0_1 -> b0_2 [arrowhead="none"];' in dot
-    assert '  b0_2 -> b0_3 [arrowhead="none"];' in dot
-    assert f"  b0_1 -> {ids['bouncerscript']};" in dot
-    assert f"  b0_3 -> {ids['treescript']};" in dot
-    assert f"  {base} -> {ids['treescript']};" not in dot
+    # Four children with a child each (no group of leaves), two images to a row:
+    # rows [p], [a, b], [c, d], [a1, b1], [c1, d1].
+    names = ("p", "a", "b", "c", "d", "a1", "b1", "c1", "d1")
+    edges = (*(("p", c) for c in "abcd"), *((c, f"{c}1") for c in "abcd"))
+    graph = ImageGraph(tuple(_node(n) for n in names), edges)
+    assert layout_rows(graph, 2) == [["p"], ["a", "b"], ["c", "d"], ["a1", "b1"], ["c1", "d1"]]
+    dot = to_dot(graph, row_width=2)
+    ids = {n: f"n{i}" for i, n in enumerate(names)}
+    # Row 1 from p itself, row 2 from its point in row 1; c1 from c's point in row 3.
+    assert f"  {ids['p']} -> {ids['a']};" in dot
+    assert f'  {ids["p"]} -> b0_1 [arrowhead="none"];' in dot
+    assert f"  b0_1 -> {ids['c']};" in dot and f"  b0_1 -> {ids['d']};" in dot
+    assert f"  {ids['p']} -> {ids['d']};" not in dot
+    assert f'  {ids["c"]} -> b3_3 [arrowhead="none"];' in dot
+    assert f"  b3_3 -> {ids['c1']};" in dot
+
+
+def test_a_parent_of_many_leaves_reaches_them_in_one_box_through_one_line() -> None:
+    """base's 13 script images, none with children: one box headed "13 images FROM base",
+    in rows of four in the plan's order, and one line into it, not 13."""
+    graph = scripts_graph()
+    assert leaf_groups(graph) == {"base": tuple(f"{n}script" for n in SCRIPTS)}
+    dot = to_dot(graph)
+    assert dot.count("subgraph cluster_") == 1 and "subgraph cluster_g0 {" in dot
+    drawn = [line for line in dot.splitlines() if line.startswith("  n0 -> ") and "invis" not in line]
+    assert drawn == ['  n0 -> n1 [lhead="cluster_g0"];']
+    svg = dot_svg(dot)
+    box = next(g for g in svg.iter(f"{SVG}g") if g.get("class") == "cluster")
+    assert [words(t.text or "") for t in box.iter(f"{SVG}text")] == ["13 images FROM base"]
+    assert svg_edges(svg) == {"n0->n1"}
+    # Each row left to right in the plan's order (dot would otherwise shuffle them).
+    xs = {}
+    for g in svg.iter(f"{SVG}g"):
+        title, text = g.find(f"{SVG}title"), next(g.iter(f"{SVG}text"), None)
+        if g.get("class") == "node" and title is not None and text is not None:
+            xs[title.text] = float(text.get("x", "nan"))
+    ids = {n.name: f"n{i}" for i, n in enumerate(graph.nodes)}
+    for row in layout_rows(graph)[1:5]:
+        assert [xs[ids[n]] for n in row] == sorted(xs[ids[n]] for n in row), row
+
+
+def test_a_group_of_leaves_comes_after_its_parents_other_descendants() -> None:
+    # p: six leaves and one child with a chain of two; q: a pair beside nothing else.
+    names = ("p", *"abcdef", "g", "g1", "g2", "q", "q1")
+    edges = (*(("p", c) for c in "abcdefg"), ("g", "g1"), ("g1", "g2"), ("q", "q1"))
+    graph = ImageGraph(tuple(_node(n) for n in names), edges)
+    assert leaf_groups(graph) == {"p": tuple("abcdef")}
+    assert layout_rows(graph) == [["p"], ["g"], ["g1"], ["g2"], list("abcd"), ["e", "f"],
+                                  ["q"], ["q1"]]
+    # Four leaves fit one row: no group, an edge each.
+    few = ImageGraph(tuple(_node(n) for n in "pabcd"), tuple(("p", c) for c in "abcd"))
+    assert leaf_groups(few) == {} and "cluster" not in to_dot(few)
+
+
+def test_small_families_go_side_by_side_each_image_under_its_parent() -> None:
+    names = tuple(n for i in range(6) for n in (f"r{i}", f"c{i}"))
+    graph = ImageGraph(tuple(_node(n) for n in names), tuple((f"r{i}", f"c{i}") for i in range(6)))
+    assert layout_rows(graph) == [["r0", "r1", "r2", "r3"], ["c0", "c1", "c2", "c3"],
+                                  ["r4", "r5"], ["c4", "c5"]]
 
 
 def three_hundred_images() -> ImageGraph:
@@ -361,7 +410,10 @@ def test_three_hundred_images_are_drawn_at_most_a_few_pages_wide() -> None:
     assert width <= 2000, width  # without the buses, 4,600 pt; without rows, 32,000 pt
     heads = [title.split("->")[-1] for title in svg_edges(svg)]
     real = [h for h in heads if re.fullmatch(r"n\d+", h)]
-    assert len(real) == len(graph.edges)  # every parent-child edge drawn, once
+    # Every parent-child edge drawn once, but those into a group: one line per group.
+    groups = leaf_groups(graph)
+    grouped = sum(len(kids) for kids in groups.values())
+    assert groups and len(real) == len(graph.edges) - grouped + len(groups)
 
 
 def test_a_small_graph_keeps_its_lone_images_beside_the_others() -> None:

@@ -10,6 +10,7 @@ from typing import IO, TYPE_CHECKING, Any, Optional, cast
 from taskgraph_images._redact import escape
 from taskgraph_images.cli._common import (
     add_catalog_arguments,
+    add_command,
     add_config_argument,
     add_json_argument,
     add_output_argument,
@@ -54,8 +55,8 @@ def _build_arg(text: str) -> tuple[str, str]:
 
 def register(subparsers: Any) -> None:
     """Add the ``context``, ``build``, ``save`` and ``load`` sub-commands."""
-    p = subparsers.add_parser(
-        "context", help="write an image's build context as a deterministic tar",
+    p = add_command(
+        subparsers, "context", _context, help="write an image's build context as a deterministic tar",
         description="Write the build context of image NAME as a tar, identical to the byte "
         "on every checkout; `docker build -` accepts it.",
     )
@@ -66,10 +67,9 @@ def register(subparsers: Any) -> None:
                    help="compression (default: from the file name)")
     add_catalog_arguments(p)
     add_config_argument(p)
-    p.set_defaults(func=_context)
 
-    p = subparsers.add_parser(
-        "build", help="build an image with the Docker engine (the old build.sh)",
+    p = add_command(
+        subparsers, "build", _build, help="build an image with the Docker engine (the old build.sh)",
         description="Build image NAME (its in-tree parents first, unless present) and tag "
         "it registry/name:version (prebuilt) or name:latest (task image).",
     )
@@ -95,10 +95,9 @@ def register(subparsers: Any) -> None:
                       "goes to stderr")
     add_catalog_arguments(p)
     add_index_arguments(p, on_error=False)
-    p.set_defaults(func=_build)
 
-    p = subparsers.add_parser(
-        "save", help="save an image as a tarball (zstd-compressed or plain)",
+    p = add_command(
+        subparsers, "save", _save, help="save an image as a tarball (zstd-compressed or plain)",
         description="Stream `docker save TAG` into FILE: zstd-compressed for a .tar.zst "
         "name (what an image-builder task uploads as public/image.tar.zst), plain for .tar.",
     )
@@ -113,10 +112,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--level", default=None, help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=0,
                    help="compression threads (default 0: one per core)")
-    p.set_defaults(func=_save)
 
-    p = subparsers.add_parser(
-        "load", help="load an image artifact into the Docker engine, optionally retagged",
+    p = add_command(
+        subparsers, "load", _load, help="load an image artifact into the Docker engine, optionally retagged",
         description="Load SOURCE: a .tar.zst (or .tar) file, an http(s) URL, a Taskcluster "
         "task id or an image name (looked up in the index).",
     )
@@ -142,7 +140,6 @@ def register(subparsers: Any) -> None:
                       "the tag files rewritten)")
     add_catalog_arguments(p)
     add_index_arguments(p, on_error=False)
-    p.set_defaults(func=_load)
 
 
 def _context(args: argparse.Namespace) -> int:

@@ -12,7 +12,13 @@ import sys
 import tempfile
 from typing import Any, Iterator, Mapping, Optional
 
-from taskgraph_images.cli._common import load_build_config, load_catalog, note
+from taskgraph_images.cli._common import (
+    add_command,
+    add_plan_file_argument,
+    load_build_config,
+    load_catalog,
+    note,
+)
 from taskgraph_images.cli._index import add_index_arguments, open_index
 from taskgraph_images.errors import DockerError, InvalidValueError, PlanError
 
@@ -21,8 +27,9 @@ __all__ = ["register"]
 
 def register(subparsers: Any) -> None:
     """Add the ``build-in-task`` and ``run-task`` sub-commands."""
-    p = subparsers.add_parser(
-        "build-in-task", help="build the image a build task names (its payload.command)",
+    p = add_command(
+        subparsers, "build-in-task", _build_in_task,
+        help="build the image a build task names (its payload.command)",
         description="Run inside the image-builder image by a build task: read the task's "
         "environment, check out the revision, refuse to build when the tree's digest is not "
         "the task's HASH, fetch the parent image from the parent task's artifact, build "
@@ -39,24 +46,23 @@ def register(subparsers: Any) -> None:
     p.add_argument("--buildah", default="buildah", metavar="PATH", help="the buildah to run")
     p.add_argument("--workdir", default=None, metavar="DIR",
                    help="where buildah's storage and the clone go (default: the temp folder)")
-    p.set_defaults(func=_build_in_task)
 
-    p = subparsers.add_parser(
-        "run-task", help="run a build task on the local Docker engine, as a worker would",
+    p = add_command(
+        subparsers, "run-task", _run_task,
+        help="run a build task on the local Docker engine, as a worker would",
         description="Run task TASK (from --plan FILE, or fetched from the Queue) in a "
         "container of its payload.image with its env, command, maxRunTime, "
         "capabilities and taskclusterProxy, and copy its artifacts out (-o DIR) or record "
         "them into the local index under the task's routes (--record).",
     )
     p.add_argument("task_id", metavar="TASK", help="the task id (a plan's or the Queue's)")
-    p.add_argument("--plan", metavar="FILE", help="read the task from this plan file")
+    add_plan_file_argument(p, "read the task from this plan file")
     p.add_argument("-o", "--output", metavar="DIR", help="copy the artifacts into DIR")
     p.add_argument("--record", action="store_true",
                    help="record the task, its artifacts and its index routes in the local index")
     p.add_argument("--root-url", default=None,
                    help="the Taskcluster the task talks to (default: TASKCLUSTER_ROOT_URL)")
     add_index_arguments(p)
-    p.set_defaults(func=_run_task)
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ from taskgraph_images.errors import ArtifactError, InvalidValueError, TaskgraphI
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
+    from taskgraph_images.cli._report import ConsoleReporter
 
 __all__ = ["register"]
 
@@ -155,14 +156,13 @@ def _context(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
-
-
-def _print_stderr(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()
+def _build_reporter(args: argparse.Namespace) -> ConsoleReporter:
+    """The command's reporter; with --json, stdout is the JSON: the build's log
+    (the engine's or buildah's output) goes to stderr."""
+    build_reporter = reporter()
+    if args.json:
+        build_reporter.output_stream = sys.stderr
+    return build_reporter
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -177,10 +177,9 @@ def _build(args: argparse.Namespace) -> int:
     build_chain(catalog, args.name)
     engine = Engine.from_env()
     engine.ping()
-    # With --json, stdout is the JSON: the engine's build log goes to stderr.
     done = build_image(
         engine, catalog, args.name, nocache=args.no_cache, build_args=dict(args.build_arg),
-        on_output=_print_stderr if args.json else _print, reporter=reporter(),
+        reporter=_build_reporter(args),
     )
     tag = catalog.local_tag(args.name)
     if not image.prebuilt:
@@ -239,8 +238,7 @@ def _build_record(args: argparse.Namespace) -> int:
     records: list[dict[str, Any]] = []
     store = os.fspath(index.path.parent)
     os.makedirs(store, exist_ok=True)
-    # With --json, stdout is the JSON: buildah's log goes to stderr.
-    on_line = _print_stderr if args.json else _print
+    build_reporter = _build_reporter(args)
     for name in [*chain, args.name]:
         digest = catalog.digest(name)
         if name != args.name:
@@ -260,8 +258,8 @@ def _build_record(args: argparse.Namespace) -> int:
                           zstd_level=config.at(level).zstd_level,
                           artifact_path=os.path.join(tmp, "image.tar.zst"))
             check_task(catalog, env)
-            build_in_task(catalog, env, index=index, build_prebuilt=True, on_line=on_line,
-                          on_note=note, artifact=config.artifact_name,
+            build_in_task(catalog, env, index=index, build_prebuilt=True,
+                          reporter=build_reporter, artifact=config.artifact_name,
                           manifest_artifact=config.manifest_artifact,
                           engine_copy=engine_copy)
             # The manifest the builder wrote beside the image goes in with it.

@@ -18,6 +18,7 @@ from taskgraph_images.cli._common import (
     load_build_config,
     load_catalog,
     note,
+    reporter,
 )
 from taskgraph_images.cli._index import add_index_arguments, open_index
 from taskgraph_images.errors import DockerError, InvalidValueError, PlanError
@@ -78,11 +79,6 @@ def _terminated_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def _print_line(line: str) -> None:
-    sys.stdout.write(line)
-    sys.stdout.flush()
-
-
 def _build_in_task(args: argparse.Namespace) -> int:
     from taskgraph_images.builder.intask import (
         ENV_DEFAULTS,
@@ -123,7 +119,7 @@ def _build_in_task(args: argparse.Namespace) -> int:
         ), config)
         built = build_in_task(
             catalog, task_env, executable=args.buildah, workdir=args.workdir,
-            on_line=_print_line, on_note=note, artifact=config.artifact_name,
+            reporter=reporter(), artifact=config.artifact_name,
             manifest_artifact=config.manifest_artifact,
         )
     print(f"built {built.image} (digest {built.digest}) into {built.path}")
@@ -215,7 +211,7 @@ def _run_task(args: argparse.Namespace) -> int:
         if out is None and args.record:
             out = stack.enter_context(tempfile.TemporaryDirectory(prefix="taskgraph-images-run-"))
         run = run_task(engine, task, args.task_id, output_dir=out, index=index,
-                       root_url=root_url, on_output=_write_output, on_note=note)
+                       root_url=root_url, on_output=_write_output, reporter=reporter())
         if not run.succeeded:
             why = "ran out of its maxRunTime" if run.timed_out else f"failed (exit {run.exit_code})"
             raise DockerError(f"task {args.task_id} {why}"

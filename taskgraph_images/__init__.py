@@ -69,12 +69,9 @@ def __getattr__(name: str) -> Any:
         return version()
     if name == "errors":
         return importlib.import_module("taskgraph_images.errors")
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'taskgraph_images' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    from taskgraph_images._lazy import import_lazily
+
+    return import_lazily(globals(), _LAZY, name)
 
 
 def __dir__() -> list[str]:

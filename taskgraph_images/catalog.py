@@ -259,22 +259,9 @@ class ImageCatalog:
                 f"({' or '.join(KIND_CONFIG_PATHS)}), which lists the images taskgraph builds"
             )
 
-        if configs is not None:
-            return cls.from_configs(root_s, configs, images_dir=images_dir,
-                                    kind_config=config_path, hasher=hasher, run_task=run_task,
-                                    cache_keys=cache_keys, taskgraph_builder=taskgraph_builder)
-        default_registry = _read_registry(root_s, os.path.join(folder, "REGISTRY"))
-        entries: list[tuple[str, str, Optional[ImageConfig]]] = []
-        try:
-            names = sorted(os.listdir(folder))
-        except OSError as e:
-            raise CatalogError(f"cannot list images folder {folder}: {e.strerror}") from e
-        for name in names:
-            if os.path.isfile(os.path.join(folder, name, "Dockerfile")):
-                entries.append((validate_image_name(name), name, None))
-        return cls._from_entries(root_s, images_dir, entries, default_registry, None,
-                                 hasher=hasher, run_task=run_task, cache_keys=cache_keys,
-                                 taskgraph_builder=taskgraph_builder)
+        return cls._from_folder(root_s, images_dir, folder, configs, config_path,
+                                hasher=hasher, run_task=run_task, cache_keys=cache_keys,
+                                taskgraph_builder=taskgraph_builder)
 
     @classmethod
     def from_configs(
@@ -298,30 +285,18 @@ class ImageCatalog:
         :raises CatalogError: naming the folder, file or value at fault.
         """
         root_s, images_dir, folder = _images_folder(root, images_dir)
-        default_registry = _read_registry(root_s, os.path.join(folder, "REGISTRY"))
         config_path = os.fspath(kind_config) if kind_config is not None else None
-        entries: list[tuple[str, str, Optional[ImageConfig]]] = []
-        for name, cfg in sorted(configs.items()):
-            validate_image_name(name)
-            _check_definition(config_path, name, cfg.definition)
-            where = os.path.join(folder, cfg.definition)
-            if not os.path.isfile(os.path.join(where, "Dockerfile")):
-                raise CatalogError(
-                    f"kind config {config_path}: image {name!r} names folder "
-                    f"{images_dir}/{cfg.definition}, which has no Dockerfile"
-                )
-            entries.append((name, cfg.definition, cfg))
-        return cls._from_entries(root_s, images_dir, entries, default_registry, config_path,
-                                 hasher=hasher, run_task=run_task, cache_keys=cache_keys,
-                                 taskgraph_builder=taskgraph_builder)
+        return cls._from_folder(root_s, images_dir, folder, configs, config_path,
+                                hasher=hasher, run_task=run_task, cache_keys=cache_keys,
+                                taskgraph_builder=taskgraph_builder)
 
     @classmethod
-    def _from_entries(
+    def _from_folder(
         cls,
         root_s: str,
         images_dir: str,
-        entries: list[tuple[str, str, Optional[ImageConfig]]],
-        default_registry: Optional[str],
+        folder: str,
+        configs: Optional[Mapping[str, ImageConfig]],
         config_path: Optional[str],
         *,
         hasher: Optional[FileHasher],
@@ -329,6 +304,30 @@ class ImageCatalog:
         cache_keys: str,
         taskgraph_builder: Optional[str] = None,
     ) -> ImageCatalog:
+        """The one way :meth:`load` and :meth:`from_configs` end: the images
+        ``configs`` lists (every folder with a ``Dockerfile`` when ``None``),
+        with the folder's ``REGISTRY`` as their default registry."""
+        default_registry = _read_registry(root_s, os.path.join(folder, "REGISTRY"))
+        entries: list[tuple[str, str, Optional[ImageConfig]]] = []
+        if configs is None:
+            try:
+                names = sorted(os.listdir(folder))
+            except OSError as e:
+                raise CatalogError(f"cannot list images folder {folder}: {e.strerror}") from e
+            for name in names:
+                if os.path.isfile(os.path.join(folder, name, "Dockerfile")):
+                    entries.append((validate_image_name(name), name, None))
+        else:
+            for name, cfg in sorted(configs.items()):
+                validate_image_name(name)
+                _check_definition(config_path, name, cfg.definition)
+                where = os.path.join(folder, cfg.definition)
+                if not os.path.isfile(os.path.join(where, "Dockerfile")):
+                    raise CatalogError(
+                        f"kind config {config_path}: image {name!r} names folder "
+                        f"{images_dir}/{cfg.definition}, which has no Dockerfile"
+                    )
+                entries.append((name, cfg.definition, cfg))
         if cache_keys not in ("seed", "taskgraph"):
             raise CatalogError(f"unknown cache keys {cache_keys!r}: use 'seed' or 'taskgraph'")
         run_task_dir = _RunTask(root_s, run_task)

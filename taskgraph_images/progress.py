@@ -1,8 +1,8 @@
 """Progress hooks: what a long operation tells whoever runs it, while it runs.
 
-Library functions that wait (an index request, its retries) or move bytes
-(save, load, a build context) take a ``reporter`` and call its hooks with
-small values; they never print. :class:`Reporter`'s hooks do nothing, so a
+Library functions that wait (an index request, its retries), move bytes
+(save, load, a build context) or run a program (a build) take a ``reporter``
+and call its hooks with small values; they never print. :class:`Reporter`'s hooks do nothing, so a
 caller that wants no progress passes nothing, and one that wants some
 overrides only the hooks it cares about (as resolvelib's ``BaseReporter``).
 The command line's reporter, which decides what reaches the terminal or a
@@ -89,6 +89,10 @@ class Reporter:
 
     def transfer(self, transfer: Transfer) -> None:
         """A transfer moved on (called for every chunk: throttle what is shown)."""
+
+    def output(self, text: str) -> None:
+        """What a program the operation runs printed (the engine's build log,
+        buildah's lines), in order, as it comes: to pass on whole."""
 
 
 class Meter:

@@ -27,6 +27,7 @@ from typing import Any, Iterator
 import pytest
 import zstandard
 from dockerd import BUSYBOX, DockerEngine, require_or_skip
+from told import Told
 from trees import make_tree
 
 from taskgraph_images.builder.local import build_image
@@ -261,10 +262,10 @@ def test_present_parents_are_reused(docker_engine: DockerEngine, built: ImageCat
 def test_failing_run_raises_the_engines_error(
     docker_engine: DockerEngine, built: ImageCatalog
 ) -> None:
-    lines: list[str] = []
+    told = Told()
     with pytest.raises(ImageBuildError, match="non-zero code: 3"):
-        build_image(docker_engine.engine, built, "broken", on_output=lines.append)
-    assert "about to fail" in "".join(lines)
+        build_image(docker_engine.engine, built, "broken", reporter=told)
+    assert "about to fail" in "".join(told.output_text)
 
 
 @pytest.mark.docker

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from clirun import error_line
 from test_runtask import TASK_ID, _task
+from told import Told
 
 from taskgraph_images.builder.runtask import check_task, container_config, run_task
 from taskgraph_images.cli import main
@@ -143,11 +144,10 @@ class _Engine:
 def test_a_task_without_the_proxy_gets_the_default_network_or_none(
     bridge: bool, host_config: dict[str, Any]
 ) -> None:
-    engine = _Engine(bridge)
-    notes: list[str] = []
-    run = run_task(engine, _task(), TASK_ID, on_note=notes.append)  # type: ignore[arg-type]
+    engine, told = _Engine(bridge), Told()
+    run = run_task(engine, _task(), TASK_ID, reporter=told)  # type: ignore[arg-type]
     assert run.succeeded and engine.configs[0]["HostConfig"] == host_config
-    assert any("no bridge network" in n for n in notes) is not bridge
+    assert any("no bridge network" in n for n in told.notes) is not bridge
 
 
 def test_a_plan_nested_deep_is_one_line(

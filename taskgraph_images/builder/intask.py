@@ -38,6 +38,7 @@ from taskgraph_images.manifest import DEFAULT_MANIFEST_ARTIFACT, write_build_man
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
     from taskgraph_images.config import BuildConfig
+    from taskgraph_images.progress import Reporter
 
 __all__ = [
     "DEFAULT_ARTIFACT_PATH",
@@ -432,8 +433,7 @@ def build_in_task(
     executable: str = "buildah",
     workdir: Optional[str] = None,
     build_prebuilt: bool = False,
-    on_line: Optional[LineCallback] = None,
-    on_note: Optional[Callable[[str], None]] = None,
+    reporter: Optional[Reporter] = None,
     artifact: Optional[str] = None,
     manifest_artifact: str = DEFAULT_MANIFEST_ARTIFACT,
     engine_copy: Optional[EngineCopy] = None,
@@ -461,6 +461,10 @@ def build_in_task(
     when it has them, so that a machine without network builds what its
     engine already holds; the others are pulled as in a task.
 
+    Everything it tells goes to ``reporter``, the one channel: a note of
+    each step (the parent fetched, each image built, what was written) and
+    buildah's lines as output.
+
     :raises ImageBuildError: when the task does not match the tree or the build fails.
     :raises ArtifactError: for a bad parent artifact or an unwritable artifact path.
     """
@@ -469,8 +473,10 @@ def build_in_task(
     from taskgraph_images.progress import format_size
 
     def say(text: str) -> None:
-        if on_note is not None:
-            on_note(text)
+        if reporter is not None:
+            reporter.note(text)
+
+    on_line: Optional[LineCallback] = reporter.output if reporter is not None else None
 
     name = env.image
     parent = check_task(catalog, env)

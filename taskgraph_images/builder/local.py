@@ -16,7 +16,7 @@ from taskgraph_images.names import docker_repository_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
-    from taskgraph_images.images.engine import Engine, OutputCallback
+    from taskgraph_images.images.engine import Engine
     from taskgraph_images.progress import Reporter
 
 __all__ = ["Built", "build_chain", "build_image"]
@@ -58,7 +58,6 @@ def build_image(
     *,
     nocache: bool = False,
     build_args: Optional[Mapping[str, str]] = None,
-    on_output: Optional[OutputCallback] = None,
     reuse_present: bool = True,
     reporter: Optional[Reporter] = None,
 ) -> list[Built]:
@@ -71,11 +70,10 @@ def build_image(
     (the engine's layer cache keeps that cheap), so that what was built
     matches the digests of the tree, as recording a build needs. Build args are the
     image's kind-config args, ``DOCKER_IMAGE_PARENT`` (the configured
-    parent's local tag) and ``build_args`` (which win). The engine's build
-    log goes to ``on_output``; the progress goes to ``reporter``, the one
-    channel for it: a note of each image reused, a note of each image built
-    with the size of the context it sends, and the sending itself as a
-    transfer. Returns what was done, ancestors first.
+    parent's local tag) and ``build_args`` (which win). Everything it tells
+    goes to ``reporter``, the one channel: a note of each image reused, a
+    note of each image built with the size of the context it sends, the
+    sending itself as a transfer and the engine's build log as output. Returns what was done, ancestors first.
 
     :raises ImageBuildError: with the engine's error, or when an image of the
         chain has a name Docker refuses as a repository name.
@@ -112,7 +110,8 @@ def build_image(
                 meter = Meter(reporter, f"sending the context of {tag}", size)
                 body = MeteredReader(tar, meter)  # type: ignore[assignment]
             image_id = engine.build(
-                body, [tag], buildargs=args, nocache=nocache, on_output=on_output
+                body, [tag], buildargs=args, nocache=nocache,
+                on_output=reporter.output if reporter is not None else None,
             )
         done.append(Built(current, tag, image_id, False))
     return done

@@ -44,6 +44,7 @@ from taskgraph_images.errors import ArtifactError, DockerError, InvalidValueErro
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.images.engine import Engine
+    from taskgraph_images.progress import Reporter
 
 __all__ = [
     "TaskRun",
@@ -260,7 +261,7 @@ class TaskRun:
 
 def prepare_image(
     engine: Engine, task: Mapping[str, Any], task_id: str, *, index: Any = None,
-    root_url: Optional[str] = None, on_note: Optional[Callable[[str], None]] = None,
+    root_url: Optional[str] = None, reporter: Optional[Reporter] = None,
 ) -> str:
     """Make ``task``'s image present in ``engine`` and return its local tag.
 
@@ -274,8 +275,8 @@ def prepare_image(
         from taskgraph_images.images.source import ARTIFACT_NAME
 
         source = _image_task(image, index, root_url, task_id)
-        if on_note is not None:
-            on_note(f"loading the task's image from task {source}")
+        if reporter is not None:
+            reporter.note(f"loading the task's image from task {source}")
         load_image(source, engine=engine, tag=ref, index=index, root_url=root_url,
                    artifact=str(image.get("path") or ARTIFACT_NAME))
     elif not engine.exists(ref):
@@ -361,7 +362,7 @@ def run_task(
     index: Any = None,
     root_url: Optional[str] = None,
     on_output: Optional[Callable[[int, bytes], None]] = None,
-    on_note: Optional[Callable[[str], None]] = None,
+    reporter: Optional[Reporter] = None,
 ) -> TaskRun:
     """Run ``task`` in a container of ``engine``; copy its artifacts into ``output_dir``.
 
@@ -369,20 +370,25 @@ def run_task(
     copied only when the command succeeded; a missing one is an error, as a
     worker fails a task whose artifact it cannot find.
 
+    What it tells goes to ``reporter`` (a note of the image loaded and of how
+    the task ended); the task's own output, raw bytes of its stream 1 or 2,
+    goes to ``on_output``: it is the run's product, as the artifacts are.
+
     :raises DockerError: when the container cannot be created or run.
     :raises ArtifactError: when an artifact is missing after a successful run.
     """
     payload = _payload(task)
     check_task(task, task_id)
-    image = prepare_image(engine, task, task_id, index=index, root_url=root_url, on_note=on_note)
+    image = prepare_image(engine, task, task_id, index=index, root_url=root_url,
+                          reporter=reporter)
     network = None
     if "taskclusterProxy" not in _switched_on(payload, "features") \
             and not engine.has_network("bridge"):
         # An engine without a bridge (dockerd --bridge=none) has no network
         # to give short of the host's, which such a task does not get.
         network = "none"
-        if on_note is not None:
-            on_note(f"task {task_id}: the Docker engine has no bridge network; the task runs "
+        if reporter is not None:
+            reporter.note(f"task {task_id}: the Docker engine has no bridge network; the task runs "
                     "without a network")
     config = container_config(task, task_id, image, root_url=root_url, network=network)
     max_run = float(payload.get("maxRunTime") or 0) or None
@@ -399,13 +405,13 @@ def run_task(
             engine.kill_container(cid)
             code = engine.wait_container(cid, timeout=60)
         follower.join(timeout=10)
-        if on_note is not None:
+        if reporter is not None:
             spent = time.monotonic() - started
             if timed_out:
-                on_note(f"task {task_id} ran out of its maxRunTime ({max_run:.0f} s) and was "
+                reporter.note(f"task {task_id} ran out of its maxRunTime ({max_run:.0f} s) and was "
                         "killed")
             else:
-                on_note(f"task {task_id} exited {code} after {spent:.1f} s")
+                reporter.note(f"task {task_id} exited {code} after {spent:.1f} s")
         copied: list[tuple[str, str]] = []
         if code == 0 and not timed_out and output_dir is not None:
             for name, spec in sorted((payload.get("artifacts") or {}).items()):

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from taskgraph_images.cli._common import (
     add_catalog_arguments,
+    add_command,
     add_config_argument,
     add_json_argument,
     load_catalog,
@@ -19,15 +20,14 @@ __all__ = ["register"]
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``list``, ``hash`` and ``digest`` sub-commands."""
-    p = sub.add_parser(
-        "list",
+    p = add_command(
+        sub, "list", run_list,
         help="list the images, their kind, version, registry, parent and digest",
         description="List every image of the images folder.",
     )
     add_catalog_arguments(p)
     add_config_argument(p)
     add_json_argument(p, "one JSON object per image, full hashes")
-    p.set_defaults(func=run_list)
 
     for name, func, what, description in (
         ("hash", run_hash, "context hash",

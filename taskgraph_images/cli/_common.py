@@ -29,7 +29,7 @@ import contextlib
 import json
 import os
 import sys
-from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator, Optional
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
     import datetime
@@ -131,6 +131,24 @@ def refuse_options(args: argparse.Namespace, dests: Iterable[str], why: str) -> 
         if getattr(args, dest, None) is not None:
             option = "--" + dest.replace("_", "-")
             raise InvalidValueError(f"{option} {why}")
+
+
+def add_command(
+    sub: Any, name: str, func: Callable[[argparse.Namespace], int], *, help: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    """Add sub-command ``name`` to ``sub`` (a sub-parsers action): run by ``func(args)``,
+    shown with its one-line ``help`` and ``description``; return its parser."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help, description=description)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def add_plan_file_argument(
+    parser: argparse.ArgumentParser, help: str, *, required: bool = False
+) -> None:
+    """Add ``--plan FILE``: a plan file (``plan --output``) the command reads."""
+    parser.add_argument("--plan", required=required, metavar="FILE", help=help)
 
 
 def add_json_argument(parser: Any, help: str = "print JSON") -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from taskgraph_images.cli._common import add_json_argument, write_output
+from taskgraph_images.cli._common import add_command, add_json_argument, add_plan_file_argument, write_output
 from taskgraph_images.errors import InvalidValueError
 
 __all__ = ["FORMATS", "register", "run_graph"]
@@ -20,8 +20,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``graph`` sub-command."""
     from taskgraph_images.cli._plan import add_plan_arguments
 
-    p = sub.add_parser(
-        "graph",
+    p = add_command(
+        sub, "graph", run_graph,
         help="draw the image graph with each image's decision (Graphviz DOT or Mermaid)",
         description="Make a plan (as `plan` does, with the same options) or read one with "
         "--plan FILE, and write the image graph: parents to children, prebuilt and task "
@@ -33,11 +33,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     plan_options = {
         a.dest: (a.default, a.option_strings[0]) for a in p._actions if a not in before
     }
-    p.add_argument(
-        "--plan",
-        metavar="FILE",
-        help="draw this plan file (plan --output) instead of making a plan",
-    )
+    add_plan_file_argument(p, "draw this plan file (plan --output) instead of making a plan")
     out = p.add_mutually_exclusive_group()
     out.add_argument(
         "--format",
@@ -53,7 +49,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="-",
         help="write the graph to FILE (atomically); '-' (the default) is stdout",
     )
-    p.set_defaults(func=run_graph, plan_options=plan_options)
+    p.set_defaults(plan_options=plan_options)
 
 
 def run_graph(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from typing import IO, TYPE_CHECKING, Any, Optional, cast
 from taskgraph_images._redact import escape
 from taskgraph_images.cli._common import (
     add_catalog_arguments,
+    add_command,
     add_config_argument,
     add_json_argument,
     add_output_argument,
@@ -29,6 +30,7 @@ from taskgraph_images.errors import ArtifactError, InvalidValueError, TaskgraphI
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.catalog import ImageCatalog
+    from taskgraph_images.cli._report import ConsoleReporter
 
 __all__ = ["register"]
 
@@ -54,8 +56,8 @@ def _build_arg(text: str) -> tuple[str, str]:
 
 def register(subparsers: Any) -> None:
     """Add the ``context``, ``build``, ``save`` and ``load`` sub-commands."""
-    p = subparsers.add_parser(
-        "context", help="write an image's build context as a deterministic tar",
+    p = add_command(
+        subparsers, "context", _context, help="write an image's build context as a deterministic tar",
         description="Write the build context of image NAME as a tar, identical to the byte "
         "on every checkout; `docker build -` accepts it.",
     )
@@ -66,10 +68,9 @@ def register(subparsers: Any) -> None:
                    help="compression (default: from the file name)")
     add_catalog_arguments(p)
     add_config_argument(p)
-    p.set_defaults(func=_context)
 
-    p = subparsers.add_parser(
-        "build", help="build an image with the Docker engine (the old build.sh)",
+    p = add_command(
+        subparsers, "build", _build, help="build an image with the Docker engine (the old build.sh)",
         description="Build image NAME (its in-tree parents first, unless present) and tag "
         "it registry/name:version (prebuilt) or name:latest (task image).",
     )
@@ -95,10 +96,9 @@ def register(subparsers: Any) -> None:
                       "goes to stderr")
     add_catalog_arguments(p)
     add_index_arguments(p, on_error=False)
-    p.set_defaults(func=_build)
 
-    p = subparsers.add_parser(
-        "save", help="save an image as a tarball (zstd-compressed or plain)",
+    p = add_command(
+        subparsers, "save", _save, help="save an image as a tarball (zstd-compressed or plain)",
         description="Stream `docker save TAG` into FILE: zstd-compressed for a .tar.zst "
         "name (what an image-builder task uploads as public/image.tar.zst), plain for .tar.",
     )
@@ -113,10 +113,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--level", default=None, help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=0,
                    help="compression threads (default 0: one per core)")
-    p.set_defaults(func=_save)
 
-    p = subparsers.add_parser(
-        "load", help="load an image artifact into the Docker engine, optionally retagged",
+    p = add_command(
+        subparsers, "load", _load, help="load an image artifact into the Docker engine, optionally retagged",
         description="Load SOURCE: a .tar.zst (or .tar) file, an http(s) URL, a Taskcluster "
         "task id or an image name (looked up in the index).",
     )
@@ -142,7 +141,6 @@ def register(subparsers: Any) -> None:
                       "the tag files rewritten)")
     add_catalog_arguments(p)
     add_index_arguments(p, on_error=False)
-    p.set_defaults(func=_load)
 
 
 def _context(args: argparse.Namespace) -> int:
@@ -158,14 +156,13 @@ def _context(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
-
-
-def _print_stderr(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()
+def _build_reporter(args: argparse.Namespace) -> ConsoleReporter:
+    """The command's reporter; with --json, stdout is the JSON: the build's log
+    (the engine's or buildah's output) goes to stderr."""
+    build_reporter = reporter()
+    if args.json:
+        build_reporter.output_stream = sys.stderr
+    return build_reporter
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -180,10 +177,9 @@ def _build(args: argparse.Namespace) -> int:
     build_chain(catalog, args.name)
     engine = Engine.from_env()
     engine.ping()
-    # With --json, stdout is the JSON: the engine's build log goes to stderr.
     done = build_image(
         engine, catalog, args.name, nocache=args.no_cache, build_args=dict(args.build_arg),
-        on_output=_print_stderr if args.json else _print, reporter=reporter(),
+        reporter=_build_reporter(args),
     )
     tag = catalog.local_tag(args.name)
     if not image.prebuilt:
@@ -242,8 +238,7 @@ def _build_record(args: argparse.Namespace) -> int:
     records: list[dict[str, Any]] = []
     store = os.fspath(index.path.parent)
     os.makedirs(store, exist_ok=True)
-    # With --json, stdout is the JSON: buildah's log goes to stderr.
-    on_line = _print_stderr if args.json else _print
+    build_reporter = _build_reporter(args)
     for name in [*chain, args.name]:
         digest = catalog.digest(name)
         if name != args.name:
@@ -263,8 +258,8 @@ def _build_record(args: argparse.Namespace) -> int:
                           zstd_level=config.at(level).zstd_level,
                           artifact_path=os.path.join(tmp, "image.tar.zst"))
             check_task(catalog, env)
-            build_in_task(catalog, env, index=index, build_prebuilt=True, on_line=on_line,
-                          on_note=note, artifact=config.artifact_name,
+            build_in_task(catalog, env, index=index, build_prebuilt=True,
+                          reporter=build_reporter, artifact=config.artifact_name,
                           manifest_artifact=config.manifest_artifact,
                           engine_copy=engine_copy)
             # The manifest the builder wrote beside the image goes in with it.

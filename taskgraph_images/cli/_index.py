@@ -10,6 +10,7 @@ import argparse
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from taskgraph_images.cli._common import (
+    add_command,
     add_json_argument,
     format_date,
     note,
@@ -202,18 +203,17 @@ def register(subparsers: Any) -> None:
     )
     sub = parser.add_subparsers(dest="index_command", metavar="SUBCOMMAND", required=True)
 
-    find = sub.add_parser(
-        "find", help="show the task indexed at NAMESPACE",
+    find = add_command(
+        sub, "find", _find, help="show the task indexed at NAMESPACE",
         description="Print the task indexed at NAMESPACE with its expiry (exit 1 when "
         "nothing is indexed there).",
     )
     find.add_argument("namespace", metavar="NAMESPACE", help="the full dotted namespace")
     add_json_argument(find, "print the entry as JSON (with its rank and data)")
     add_index_arguments(find, on_error=False)
-    find.set_defaults(func=_find)
 
-    listing = sub.add_parser(
-        "list", help="list the tasks indexed under PREFIX",
+    listing = add_command(
+        sub, "list", _list, help="list the tasks indexed under PREFIX",
         description="Print the tasks indexed directly under PREFIX (everything below it "
         "with --recursive, local index only), one per line with its expiry.",
     )
@@ -224,10 +224,9 @@ def register(subparsers: Any) -> None:
     )
     add_json_argument(listing, "print a JSON list of the entries (with rank and data)")
     add_index_arguments(listing, on_error=False)
-    listing.set_defaults(func=_list)
 
-    insert = sub.add_parser(
-        "insert", help="index TASK_ID at NAMESPACE (local index only)",
+    insert = add_command(
+        sub, "insert", _insert, help="index TASK_ID at NAMESPACE (local index only)",
         description="Index TASK_ID at NAMESPACE in the local index, as Taskcluster's "
         "insertTask does: an entry with a higher rank is kept.",
     )
@@ -237,4 +236,3 @@ def register(subparsers: Any) -> None:
     insert.add_argument("--rank", type=float, default=0, help="rank (default: 0)")
     add_json_argument(insert, "print the entry as JSON (with its rank and data)")
     add_index_arguments(insert, local_only=True)
-    insert.set_defaults(func=_insert)

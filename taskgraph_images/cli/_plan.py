@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from taskgraph_images.cli._common import (
     add_catalog_arguments,
+    add_command,
     add_config_argument,
     add_json_argument,
     add_output_argument,
@@ -45,8 +46,8 @@ __all__ = [
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``plan`` sub-command."""
-    p = sub.add_parser(
-        "plan",
+    p = add_command(
+        sub, "plan", run_plan,
         help="decide which images to reuse or build, and make their build tasks",
         description="Look every task image up in the index and print, per image, whether it "
         "is reused (and from where) or built (and why). --json/--output give the plan with "
@@ -66,7 +67,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="create the build tasks with the Queue (each after its dependencies)",
     )
     add_queue_arguments(p)
-    p.set_defaults(func=run_plan)
 
 
 def add_plan_arguments(p: argparse.ArgumentParser) -> None:

@@ -5,25 +5,30 @@ from __future__ import annotations
 import argparse
 import json
 
-from taskgraph_images.cli._common import add_json_argument, add_output_argument, write_output
+from taskgraph_images.cli._common import (
+    add_command,
+    add_json_argument,
+    add_output_argument,
+    add_plan_file_argument,
+    write_output,
+)
 
 __all__ = ["register", "run_render"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``render`` sub-command."""
-    p = sub.add_parser(
-        "render",
+    p = add_command(
+        sub, "render", run_render,
         help="render a task template's image tags from a plan",
         description="Replace {{#task_id_for_image}}NAME{{/task_id_for_image}} and "
         "{{#docker_image}}NAME{{/docker_image}} (or {#docker_image}NAME{/docker_image}) in "
         "TEMPLATE with the values of the plan file; nothing else changes.",
     )
     p.add_argument("template", metavar="TEMPLATE", help="the template file")
-    p.add_argument("--plan", required=True, metavar="FILE", help="a plan file (plan --output)")
+    add_plan_file_argument(p, "a plan file (plan --output)", required=True)
     add_json_argument(p, "parse the result as YAML; print JSON")
     add_output_argument(p, help="write to FILE (atomically), not stdout")
-    p.set_defaults(func=run_render)
 
 
 def run_render(args: argparse.Namespace) -> int:

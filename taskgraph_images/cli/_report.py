@@ -79,9 +79,18 @@ class ConsoleReporter(Reporter):
             self.stream.write(PREFIX + text + "\n")
             self.stream.flush()
 
+    #: Where :meth:`output` writes: ``None`` for stdout (looked up when written).
+    output_stream: Optional[IO[str]] = None
+
     def note(self, message: str) -> None:
         if self.verbosity >= 0:
             self._line(message)
+
+    def output(self, text: str) -> None:
+        """A program's output goes out as it comes, unchanged (it is not a progress line)."""
+        out = self.output_stream if self.output_stream is not None else sys.stdout
+        out.write(text)
+        out.flush()
 
     def debug(self, message: str) -> None:
         """A detail shown only with ``-v``."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from taskgraph_images.cli._common import note
+from taskgraph_images.cli._common import add_command, note
 from taskgraph_images.errors import SubmitError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -19,8 +19,8 @@ __all__ = ["add_queue_arguments", "open_queue", "register", "run_submit", "submi
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``submit`` sub-command."""
-    p = sub.add_parser(
-        "submit",
+    p = add_command(
+        sub, "submit", run_submit,
         help="create the build tasks of a plan file (again: only the missing ones)",
         description="Create the build tasks of PLAN (plan --output) with the Queue, each after "
         "its dependencies, several at once. Tasks the Queue already has are not created "
@@ -28,7 +28,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("plan", metavar="PLAN", help="a plan file (plan --output)")
     add_queue_arguments(p)
-    p.set_defaults(func=run_submit)
 
 
 def add_queue_arguments(p: argparse.ArgumentParser) -> None:

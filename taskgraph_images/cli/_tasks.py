@@ -12,7 +12,14 @@ import sys
 import tempfile
 from typing import Any, Iterator, Mapping, Optional
 
-from taskgraph_images.cli._common import load_build_config, load_catalog, note
+from taskgraph_images.cli._common import (
+    add_command,
+    add_plan_file_argument,
+    load_build_config,
+    load_catalog,
+    note,
+    reporter,
+)
 from taskgraph_images.cli._index import add_index_arguments, open_index
 from taskgraph_images.errors import DockerError, InvalidValueError, PlanError
 
@@ -21,8 +28,9 @@ __all__ = ["register"]
 
 def register(subparsers: Any) -> None:
     """Add the ``build-in-task`` and ``run-task`` sub-commands."""
-    p = subparsers.add_parser(
-        "build-in-task", help="build the image a build task names (its payload.command)",
+    p = add_command(
+        subparsers, "build-in-task", _build_in_task,
+        help="build the image a build task names (its payload.command)",
         description="Run inside the image-builder image by a build task: read the task's "
         "environment, check out the revision, refuse to build when the tree's digest is not "
         "the task's HASH, fetch the parent image from the parent task's artifact, build "
@@ -39,24 +47,23 @@ def register(subparsers: Any) -> None:
     p.add_argument("--buildah", default="buildah", metavar="PATH", help="the buildah to run")
     p.add_argument("--workdir", default=None, metavar="DIR",
                    help="where buildah's storage and the clone go (default: the temp folder)")
-    p.set_defaults(func=_build_in_task)
 
-    p = subparsers.add_parser(
-        "run-task", help="run a build task on the local Docker engine, as a worker would",
+    p = add_command(
+        subparsers, "run-task", _run_task,
+        help="run a build task on the local Docker engine, as a worker would",
         description="Run task TASK (from --plan FILE, or fetched from the Queue) in a "
         "container of its payload.image with its env, command, maxRunTime, "
         "capabilities and taskclusterProxy, and copy its artifacts out (-o DIR) or record "
         "them into the local index under the task's routes (--record).",
     )
     p.add_argument("task_id", metavar="TASK", help="the task id (a plan's or the Queue's)")
-    p.add_argument("--plan", metavar="FILE", help="read the task from this plan file")
+    add_plan_file_argument(p, "read the task from this plan file")
     p.add_argument("-o", "--output", metavar="DIR", help="copy the artifacts into DIR")
     p.add_argument("--record", action="store_true",
                    help="record the task, its artifacts and its index routes in the local index")
     p.add_argument("--root-url", default=None,
                    help="the Taskcluster the task talks to (default: TASKCLUSTER_ROOT_URL)")
     add_index_arguments(p)
-    p.set_defaults(func=_run_task)
 
 
 @contextlib.contextmanager
@@ -70,11 +77,6 @@ def _terminated_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
-
-
-def _print_line(line: str) -> None:
-    sys.stdout.write(line)
-    sys.stdout.flush()
 
 
 def _build_in_task(args: argparse.Namespace) -> int:
@@ -117,7 +119,7 @@ def _build_in_task(args: argparse.Namespace) -> int:
         ), config)
         built = build_in_task(
             catalog, task_env, executable=args.buildah, workdir=args.workdir,
-            on_line=_print_line, on_note=note, artifact=config.artifact_name,
+            reporter=reporter(), artifact=config.artifact_name,
             manifest_artifact=config.manifest_artifact,
         )
     print(f"built {built.image} (digest {built.digest}) into {built.path}")
@@ -209,7 +211,7 @@ def _run_task(args: argparse.Namespace) -> int:
         if out is None and args.record:
             out = stack.enter_context(tempfile.TemporaryDirectory(prefix="taskgraph-images-run-"))
         run = run_task(engine, task, args.task_id, output_dir=out, index=index,
-                       root_url=root_url, on_output=_write_output, on_note=note)
+                       root_url=root_url, on_output=_write_output, reporter=reporter())
         if not run.succeeded:
             why = "ran out of its maxRunTime" if run.timed_out else f"failed (exit {run.exit_code})"
             raise DockerError(f"task {args.task_id} {why}"

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any, Optional
 from taskgraph_images._redact import escape
 from taskgraph_images.cli._common import (
     add_catalog_arguments,
+    add_command,
     add_config_argument,
     add_json_argument,
+    add_plan_file_argument,
     load_catalog_and_config,
     note_config,
     write_output,
@@ -32,8 +34,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``why`` sub-command."""
     from taskgraph_images.cli._index import add_index_arguments
 
-    p = sub.add_parser(
-        "why",
+    p = add_command(
+        sub, "why", run_why,
         help="show how an image's context differs from its last trusted build",
         description="Compare image NAME's context manifest (every member's path and sha256, "
         "its args and parents) with the manifest of its last build at --level or a higher "
@@ -42,7 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "plan file recorded instead.",
     )
     p.add_argument("name", metavar="NAME", help="the task image to explain")
-    p.add_argument("--plan", metavar="FILE", help="read the difference from a plan file")
+    add_plan_file_argument(p, "read the difference from a plan file")
     p.add_argument("--level", type=int, default=None,
                    help="trust level of the push: earlier builds at this level or higher are "
                    "compared against (default 1, as plan: builds of every level)")
@@ -50,7 +52,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_json_argument(p, "print the difference as JSON")
     add_catalog_arguments(p)
     add_index_arguments(p)
-    p.set_defaults(func=run_why)
 
 
 #: Hex digits of a hash in ``why``'s text: enough to compare by eye (``--json`` has them all).

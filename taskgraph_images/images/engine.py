@@ -461,25 +461,51 @@ class Engine:
 
         :raises DockerError: for an unknown image (before the first chunk).
         """
-        conn = self._open("GET", f"/images/{_quote(name)}/get")
+        def refused(status: int, message: str) -> DockerError:
+            if status == 404:
+                return DockerError(f"no image {name} in the Docker engine ({message})")
+            return DockerError(f"cannot save image {name}: {message}")
+
+        yield from self._stream_body(
+            self._open("GET", f"/images/{_quote(name)}/get"), refused,
+            lambda e: DockerError(f"saving image {name}: the engine broke the stream ({e})"),
+            unavailable=True,
+        )
+
+    def _stream_body(
+        self,
+        conn: http.client.HTTPConnection,
+        refused: Callable[[int, str], DockerError],
+        broken: Callable[[Exception], DockerError],
+        *,
+        unavailable: bool = False,
+    ) -> Iterator[bytes]:
+        """Yield the body of ``conn``'s response in chunks, then close ``conn``.
+
+        A status other than 200 raises ``refused(status, engine's message)``;
+        a stream the engine breaks raises ``broken(error)``, and so does a
+        connection lost before the response unless ``unavailable`` (then
+        :class:`DockerUnavailableError`).
+        """
         try:
             try:
                 response = conn.getresponse()
             except OSError as e:
-                raise self._unavailable(e) from e
+                if unavailable:
+                    raise self._unavailable(e) from e
+                raise
             with response:
                 if response.status != 200:
-                    message = _Response(response.status, response.read()).message()
-                    if response.status == 404:
-                        raise DockerError(f"no image {name} in the Docker engine ({message})")
-                    raise DockerError(f"cannot save image {name}: {message}")
+                    raise refused(
+                        response.status, _Response(response.status, response.read()).message()
+                    )
                 while True:
                     chunk = response.read1(_CHUNK) if response.chunked else response.read(_CHUNK)
                     if not chunk:
                         break
                     yield chunk
         except (http.client.HTTPException, OSError) as e:
-            raise DockerError(f"saving image {name}: the engine broke the stream ({e})") from e
+            raise broken(e) from e
         finally:
             conn.close()
 
@@ -584,22 +610,11 @@ class Engine:
 
         :raises DockerError: naming the path when the container has nothing there.
         """
-        conn = self._open("GET", f"/containers/{cid}/archive", query=[("path", path)])
-        try:
-            response = conn.getresponse()
-            with response:
-                if response.status != 200:
-                    message = _Response(response.status, response.read()).message()
-                    raise DockerError(f"no {path} in container {cid[:12]} ({message})")
-                while True:
-                    chunk = response.read(_CHUNK)
-                    if not chunk:
-                        break
-                    yield chunk
-        except (http.client.HTTPException, OSError) as e:
-            raise DockerError(f"copying {path} out of container {cid[:12]}: {e}") from e
-        finally:
-            conn.close()
+        yield from self._stream_body(
+            self._open("GET", f"/containers/{cid}/archive", query=[("path", path)]),
+            lambda status, message: DockerError(f"no {path} in container {cid[:12]} ({message})"),
+            lambda e: DockerError(f"copying {path} out of container {cid[:12]}: {e}"),
+        )
 
 
 def _quote(name: str) -> str:

@@ -12,8 +12,9 @@ needs only the namespaces does not load SQLite or the backends.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from taskgraph_images._lazy import import_lazily
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.index._base import (
@@ -116,12 +117,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     """Import ``name`` from its module on first use."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+    return import_lazily(globals(), _HOMES, name)
 
 
 def __dir__() -> list[str]:

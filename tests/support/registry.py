@@ -13,30 +13,28 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Optional
+
+from loopback import LoopbackServer
 
 __all__ = ["Registry"]
 
 _MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
-class Registry:
+class Registry(LoopbackServer):
     """The registry; use as a context manager or call :meth:`start` and :meth:`stop`."""
 
     def __init__(self) -> None:
         self.manifests: dict[tuple[str, str], bytes] = {}
         self.blobs: dict[str, bytes] = {}
         self.requests: list[str] = []
-        self._httpd: Optional[ThreadingHTTPServer] = None
 
     @property
     def address(self) -> str:
         """``127.0.0.1:PORT``, the registry part of an image reference."""
-        assert self._httpd is not None, "registry not started"
-        host, port = self._httpd.server_address[:2]
-        return f"{host!s}:{port}"
+        return self.host_port
 
     def _blob(self, data: bytes) -> dict[str, Any]:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
@@ -61,7 +59,7 @@ class Registry:
         self.manifests[(name, tag)] = manifest
         self.manifests[(name, "sha256:" + hashlib.sha256(manifest).hexdigest())] = manifest
 
-    def start(self) -> Registry:
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         registry = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -105,19 +103,4 @@ class Registry:
                 if body:
                     self.wfile.write(data)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> Registry:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return Handler

@@ -46,13 +46,14 @@ import socket
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
 import attrs
 import pytest
 import slugid
+from loopback import LoopbackServer
 from tcschemas import TASKCLUSTER_DATA, Schemas
 
 __all__ = [
@@ -130,13 +131,7 @@ class _Reply(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    # socketserver's backlog of 5 resets connections when a client opens dozens at
-    # once (a concurrent submit does); a real service accepts them.
-    request_queue_size = 128
-
-
-class TCServer:
+class TCServer(LoopbackServer):
     """The loopback Index and Queue. Use :meth:`start` / :meth:`stop`, or the fixtures."""
 
     def __init__(self, data: Path = TASKCLUSTER_DATA) -> None:
@@ -144,45 +139,15 @@ class TCServer:
         self.schemas = Schemas(self.data)
         self.routes = self._load_routes()
         self._lock = threading.Lock()
-        self._httpd: Optional[_HTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
         self.reset()
 
-    # -- lifecycle ----------------------------------------------------------------
-
-    def start(self) -> TCServer:
-        """Start serving on 127.0.0.1 at an ephemeral port."""
-        handler = _make_handler(self)
-        self._httpd = _HTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the listening socket."""
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    def __enter__(self) -> TCServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _make_handler(self)
 
     @property
     def root_url(self) -> str:
         """``http://127.0.0.1:PORT``: the rootUrl to give the client."""
-        assert self._httpd is not None, "server not started"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"http://{self.host_port}"
 
     def reset(self) -> None:
         """Forget all state, faults and counters."""

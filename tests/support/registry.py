@@ -16,7 +16,7 @@ import tarfile
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Optional
 
-from loopback import LoopbackServer
+from loopserver import LoopbackServer
 
 __all__ = ["Registry"]
 

@@ -53,7 +53,7 @@ from typing import Any, Iterator, Mapping, Optional
 import attrs
 import pytest
 import slugid
-from loopback import LoopbackServer
+from loopserver import LoopbackServer
 from tcschemas import TASKCLUSTER_DATA, Schemas
 
 __all__ = [

@@ -178,7 +178,10 @@ def test_sixty_images_cost_one_round_trip_more_than_taskgraphs(tc_server: TCServ
         digest = hashlib.sha256(name.encode()).hexdigest()
         tc_server.index_task(cache_namespace("bench", name, digest, level=3),
                              tc_server.add_task(artifact_expires=expires))
-    tc_server.latency = 0.2
+    # A latency that dominates the client's own CPU per request (about 1.2 ms, several
+    # times that under coverage on a loaded CI machine, where 60 of them outlasted
+    # 200 ms), so what is counted is the round trips the design makes.
+    tc_server.latency = 0.5
     tc_server.validate_responses = False  # 60 answers, each checked elsewhere
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKCLUSTER_")}
     env["TASKCLUSTER_ROOT_URL"] = tc_server.root_url

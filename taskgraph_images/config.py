@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, Mapping, Optional, Seq
 import attrs
 
 from taskgraph_images.errors import ConfigError, InvalidValueError
-from taskgraph_images.names import is_artifact_name, is_image_name
+from taskgraph_images.names import is_artifact_name, is_dotted_words, is_image_name
 from taskgraph_images.tc.time import parse_offset
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -98,8 +98,6 @@ _TASK_QUEUE = re.compile(r"[a-zA-Z0-9_-]{1,38}/[a-z](?:[-a-z0-9]{0,36}[a-z0-9])?
 _SCHEDULER = re.compile(r"[a-zA-Z0-9_-]{1,38}\Z")
 _PROJECT_ID = re.compile(r"[a-zA-Z0-9._/-]{1,500}\Z")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_WORD = r"[A-Za-z0-9_-]+"
-_DOTTED = re.compile(rf"{_WORD}(?:\.{_WORD})*\Z")
 _CACHE_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _COLLECTION = re.compile(r"[a-z0-9]{1,25}\Z")
@@ -353,7 +351,7 @@ def _check(c: BuildConfig) -> None:
         if not ok:
             raise _fail(c, key, message)
 
-    need(c.trust_domain is None or bool(_DOTTED.match(c.trust_domain)), "trust-domain",
+    need(c.trust_domain is None or is_dotted_words(c.trust_domain), "trust-domain",
          f"invalid trust domain {c.trust_domain!r}")
     for level in LEVELS:
         _check_level(c, c.at(level))
@@ -395,13 +393,13 @@ def _check(c: BuildConfig) -> None:
     need(bool(_COLLECTION.match(c.treeherder_collection)), "treeherder-collection",
          f"invalid collection {c.treeherder_collection!r} (e.g. opt, debug)")
     for route in c.treeherder_routes:
-        need(bool(_DOTTED.match(route)), "treeherder-routes", f"invalid route prefix {route!r}")
+        need(is_dotted_words(route), "treeherder-routes", f"invalid route prefix {route!r}")
     need(1 <= c.treeherder_tier <= 3, "treeherder-tier", "expected 1, 2 or 3")
-    need(bool(_DOTTED.match(c.index_prefix)), "index-prefix",
+    need(is_dotted_words(c.index_prefix), "index-prefix",
          f"invalid index prefix {c.index_prefix!r}")
     need(c.cache_keys in CACHE_KEYS, "cache-keys",
          f"{c.cache_keys!r} is not one of {', '.join(CACHE_KEYS)}")
-    need(c.cached_task_prefix is None or bool(_DOTTED.match(c.cached_task_prefix)),
+    need(c.cached_task_prefix is None or is_dotted_words(c.cached_task_prefix),
          "cached-task-prefix", f"invalid namespace prefix {c.cached_task_prefix!r}")
     need(c.cache_keys != "taskgraph" or c.trust_domain is not None, "cache-keys",
          "'taskgraph' needs the trust domain (taskgraph's cache namespaces start with it): "

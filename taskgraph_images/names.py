@@ -53,6 +53,7 @@ __all__ = [
     "is_commit_id",
     "is_digest",
     "is_docker_component",
+    "is_dotted_words",
     "is_git_source",
     "is_image_name",
     "is_namespace",
@@ -81,6 +82,7 @@ IMAGE_NAME_RULE = (
 
 _IMAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*\Z")
 _DIGEST = re.compile(r"[0-9a-f]{64}\Z")
+_DOTTED_WORDS = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\Z")
 # What the Index service accepts as a namespace: dot-separated words.
 _NAMESPACE = re.compile(r"[A-Za-z0-9_!~*'()%-]+(?:\.[A-Za-z0-9_!~*'()%-]+)*\Z")
 _MAX_NAMESPACE = 255
@@ -149,6 +151,16 @@ def is_namespace(text: object) -> bool:
     """True if the Index service would accept ``text`` as a namespace."""
     return (isinstance(text, str) and len(text) <= _MAX_NAMESPACE
             and _NAMESPACE.match(text) is not None)
+
+
+def is_dotted_words(text: object) -> bool:
+    """True for dot-separated words of letters, digits, ``-`` and ``_``: an index
+    prefix, a trust domain or a route prefix (``docker.images.v2``).
+
+    >>> is_dotted_words("docker.images.v2"), is_dotted_words("a..b")
+    (True, False)
+    """
+    return isinstance(text, str) and _DOTTED_WORDS.match(text) is not None
 
 
 def namespace(value: object) -> Namespace:

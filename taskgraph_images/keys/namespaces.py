@@ -16,7 +16,6 @@ a plan's explanations read the ``latest`` ones under the same rule
 from __future__ import annotations
 
 import datetime
-import re
 from typing import Optional, Union
 
 import attrs
@@ -45,8 +44,6 @@ __all__ = [
 DEFAULT_PREFIX = "docker.images.v2"
 LEVELS = (1, 2, 3)
 
-_WORD = r"[A-Za-z0-9_-]+"
-_PREFIX = re.compile(rf"{_WORD}(?:\.{_WORD})*\Z")
 
 PushDate = Union[int, float, datetime.datetime]
 
@@ -74,7 +71,7 @@ def validate_prefix(prefix: object) -> str:
 
     :raises InvalidValueError: otherwise.
     """
-    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
+    if not isinstance(prefix, str) or not names.is_dotted_words(prefix):
         raise InvalidValueError(
             f"invalid index prefix {prefix!r}: expected dot-separated words of "
             "letters, digits, '-' and '_'"

@@ -494,15 +494,9 @@ class _RunTask:
 
 def _installed_run_task() -> Optional[str]:
     """The ``run-task`` folder of the installed ``taskgraph`` package, without importing it."""
-    import importlib.util
+    from taskgraph_images.keys.taskgraph import installed_package_dirs
 
-    try:
-        spec = importlib.util.find_spec("taskgraph")
-    except (ImportError, ValueError):  # pragma: no cover - a broken installation
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
+    for location in installed_package_dirs():
         folder = os.path.join(location, "run-task")
         if os.path.isdir(folder):
             return folder

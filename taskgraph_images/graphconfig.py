@@ -147,13 +147,10 @@ def taskgraph_image_builder() -> str:
 def _installed_constant(module_path: str, name: str) -> Optional[str]:
     """The string constant ``name`` of the installed taskgraph's ``module_path``, if any."""
     import ast
-    import importlib.util
 
-    try:
-        spec = importlib.util.find_spec("taskgraph")
-    except (ImportError, ValueError):
-        return None
-    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+    from taskgraph_images.keys.taskgraph import installed_package_dirs
+
+    for location in installed_package_dirs():
         try:
             with open(os.path.join(location, *module_path.split("/")), encoding="utf-8") as f:
                 tree = ast.parse(f.read())

@@ -24,6 +24,7 @@ import attrs
 
 from taskgraph_images.config import LOCAL_TASK_QUEUE
 from taskgraph_images.errors import SubmitError
+from taskgraph_images.keys.taskgraph import IMAGE_BUILDER_IMAGE
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskgraph_images.plan import Plan
@@ -100,9 +101,17 @@ def _listed(names: Sequence[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-#: The repository of taskgraph's own image builder: it runs taskgraph's build
-#: script and holds no taskgraph-images, so our in-task builder cannot run there.
-TASKGRAPH_BUILDER_REPOSITORY = "mozillareleases/image_builder"
+def _repository(reference: str) -> str:
+    """The repository of an image ``reference`` (``repo[:tag][@digest]``)."""
+    from taskgraph_images._dockerfile import split_reference
+
+    return split_reference(reference.split("@", 1)[0])[0]
+
+
+#: The repository of taskgraph's own image builder (of the reference taskgraph
+#: digests): it runs taskgraph's build script and holds no taskgraph-images, so
+#: our in-task builder cannot run there.
+TASKGRAPH_BUILDER_REPOSITORY = _repository(IMAGE_BUILDER_IMAGE)
 
 
 def _runs_ours_in_taskgraphs_builder(task: Mapping[str, Any]) -> bool:
@@ -113,8 +122,7 @@ def _runs_ours_in_taskgraphs_builder(task: Mapping[str, Any]) -> bool:
     image, command = payload.get("image"), payload.get("command")
     if not isinstance(image, str) or not isinstance(command, list):
         return False
-    repository = image.split("@", 1)[0].rsplit(":", 1)[0]
-    return repository == TASKGRAPH_BUILDER_REPOSITORY and "build-in-task" in command
+    return _repository(image) == TASKGRAPH_BUILDER_REPOSITORY and "build-in-task" in command
 
 
 def submit_plan(

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import datetime
 import functools
+import json
 import threading
 import time
+import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, TypeVar
 
 import attrs
@@ -108,6 +110,13 @@ def _entry(item: object) -> IndexedTask:
 _SESSION_CALLS = frozenset({"latestArtifactInfo", "task"})
 
 
+def _split_url(url: str) -> tuple[str, str]:
+    """``(scheme://host:port, /path?query)`` of ``url``."""
+    parts = urllib.parse.urlsplit(url)
+    target = parts.path or "/"
+    return f"{parts.scheme}://{parts.netloc}", f"{target}?{parts.query}" if parts.query else target
+
+
 def _session(root_url: str, size: int) -> requests.Session:
     """A session keeping ``size`` connections alive (one per worker thread; requests
     keeps 10). The environment's settings for ``root_url`` (proxies, CA bundle,
@@ -153,29 +162,33 @@ class _Runners:
             self._spawn(idle=False)
         self._jobs.put(job)
 
-    def warm(self, threads: int) -> None:
+    def warm(self, threads: int, prepare: Optional[Callable[[], None]] = None) -> None:
         """Have at least ``threads`` threads started, starting the missing ones on a
-        thread of its own (the caller goes on)."""
+        thread of its own (the caller goes on). Each new thread first runs
+        ``prepare`` (which must not raise), then waits for jobs."""
         with self._lock:
             starting = self._wanted > self._started
             self._wanted = max(self._wanted, threads)
             if starting or self._wanted <= self._started:
                 return
-        threading.Thread(target=self._start_wanted, name="taskcluster-warm", daemon=True).start()
+        threading.Thread(target=self._start_wanted, args=(prepare,), name="taskcluster-warm",
+                         daemon=True).start()
 
-    def _start_wanted(self) -> None:
+    def _start_wanted(self, prepare: Optional[Callable[[], None]]) -> None:
         while True:
             with self._lock:
                 if self._started >= self._wanted:
                     return
                 self._started += 1
-            self._spawn(idle=True)
+            self._spawn(idle=True, prepare=prepare)
 
-    def _spawn(self, idle: bool) -> None:
-        threading.Thread(target=self._loop, args=(idle,), name="taskcluster-runner",
+    def _spawn(self, idle: bool, prepare: Optional[Callable[[], None]] = None) -> None:
+        threading.Thread(target=self._loop, args=(idle, prepare), name="taskcluster-runner",
                          daemon=True).start()
 
-    def _loop(self, idle: bool) -> None:
+    def _loop(self, idle: bool, prepare: Optional[Callable[[], None]] = None) -> None:
+        if prepare is not None:
+            prepare()
         if idle:
             self._idle.release()
         while True:
@@ -245,6 +258,12 @@ class TaskclusterIndex:
         self._index = client("Index", opts)
         self._queue = client("Queue", opts)
         self._session = _session(self.root_url, max_workers)
+        from taskgraph_images.index._keepalive import KeptConnections
+
+        self._kept = KeptConnections.for_root(self.root_url)
+        self._origin = _split_url(self.root_url)[0]
+        #: Connections :meth:`warm` has been asked to open ahead.
+        self._ahead = 0
         self._runners = _Runners()
         self._max_workers = max_workers
         self._max_retries = max_retries
@@ -264,9 +283,16 @@ class TaskclusterIndex:
         return f"TaskclusterIndex({self.root_url!r})"
 
     def warm(self, calls: int) -> None:
-        """Get ready, in the background, for ``calls`` concurrent calls (at most
-        ``max_workers``): the threads they will run on are started ahead."""
-        self._runners.warm(2 * min(calls, self._max_workers))  # a caller and its try each
+        """Get ready, in the background, for ``calls`` concurrent GET calls (at most
+        ``max_workers``): the threads they will run on are started ahead, and
+        as many kept-alive connections are opened."""
+        self._ahead = max(self._ahead, min(calls, self._max_workers))
+        kept = self._kept
+        prepare = None
+        if kept is not None:
+            def prepare() -> None:  # the latest count: warm is called again as calls grow
+                kept.open_ahead(self._ahead, self._timeout)
+        self._runners.warm(2 * self._ahead, prepare)  # a caller and its try each
 
     # -- one call ---------------------------------------------------------------
 
@@ -288,12 +314,12 @@ class TaskclusterIndex:
 
         client = self._index if service == "index" else self._queue
         func: Callable[..., Any] = getattr(client, method)
-        if method in _SESSION_CALLS and not kwargs:
-            func = functools.partial(self._get, client, method)
-        where = f"Taskcluster {service} service at {self.root_url}"
-        subject = f"the {service}"
         attempts = self._max_retries + 1
         deadline = time.monotonic() + self._timeout
+        if method in _SESSION_CALLS and not kwargs:
+            func = functools.partial(self._get, client, method, deadline=deadline)
+        where = f"Taskcluster {service} service at {self.root_url}"
+        subject = f"the {service}"
         reason = ""
         delay = 0.0
         for attempt in range(1, attempts + 1):
@@ -335,14 +361,15 @@ class TaskclusterIndex:
             raise IndexUnavailableError(f"{where} answered {method} with malformed JSON")
         return value
 
-    def _get(self, client: Any, method: str, *args: Any) -> Any:
-        """``client.method(*args)`` for a GET call without payload, through our session.
+    def _get(self, client: Any, method: str, *args: Any, deadline: float) -> Any:
+        """``client.method(*args)`` for a GET call without payload, on a kept-alive connection.
 
         Signed (Hawk) when there are credentials, and answered as the client
         answers: its exceptions for a connection error or a 4xx/5xx answer,
         the JSON body, ``{"response": ...}`` for a body that is not JSON.
+        The connection is one of :attr:`_kept` (opened ahead by :meth:`warm`),
+        else one of our ``requests`` session's (a proxy or ``.netrc`` applies).
         """
-        import requests
         import taskcluster.exceptions as tce
 
         url = client.buildUrl(method, *args)
@@ -357,26 +384,47 @@ class TaskclusterIndex:
                 ext=client.makeHawkExt() or {}, url=url, content="", content_type="",
                 method="GET")
             headers["Authorization"] = sender.request_header
+        status, body = self._send_get(url, headers, deadline)
         try:
-            response = self._session.get(url, headers=headers, allow_redirects=False,
-                                         timeout=self._timeout)
-        except requests.RequestException as e:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if status >= 400:
+            message = data.get("message") if isinstance(data, dict) else None
+            failure = (tce.TaskclusterAuthFailure if status == 401
+                       else tce.TaskclusterRestFailure)
+            raise failure(message or "Unknown Server Error", status_code=status,
+                          body=data if isinstance(data, dict) else {}, superExc=None)
+        return data if data is not None else {"response": body}
+
+    def _send_get(self, url: str, headers: dict[str, str], deadline: float) -> tuple[int, bytes]:
+        """GET ``url``; return the status and the body, or raise the client's connection error."""
+        import http.client
+
+        import requests
+        import taskcluster.exceptions as tce
+
+        from taskgraph_images.index._keepalive import MAX_BODY
+
+        kept = self._kept
+        origin, target = _split_url(url)
+        if kept is not None and origin == self._origin:
+            try:
+                answer = kept.get(target, headers, deadline)
+            except (OSError, http.client.HTTPException) as e:
+                raise tce.TaskclusterConnectionError(
+                    "Failed to establish connection", superExc=e) from e
+            return answer.status, answer.body
+        try:
+            with self._session.get(url, headers=headers, allow_redirects=False, stream=True,
+                                   timeout=max(0.001, deadline - time.monotonic())) as response:
+                body = response.raw.read(MAX_BODY + 1, decode_content=True)
+                if len(body) > MAX_BODY:
+                    raise OSError(f"the answer is larger than {MAX_BODY} bytes")
+                return response.status_code, body
+        except (requests.RequestException, OSError) as e:
             raise tce.TaskclusterConnectionError(
                 "Failed to establish connection", superExc=e) from e
-        if response.status_code >= 400:
-            try:
-                data = response.json()
-            except ValueError:
-                data = {}
-            message = data.get("message") if isinstance(data, dict) else None
-            failure = (tce.TaskclusterAuthFailure if response.status_code == 401
-                       else tce.TaskclusterRestFailure)
-            raise failure(message or "Unknown Server Error", status_code=response.status_code,
-                          body=data, superExc=None)
-        try:
-            return response.json()
-        except ValueError:
-            return {"response": response}
 
     def _attempt(
         self, func: Callable[..., Any], args: Any, kwargs: Any, deadline: float,

@@ -30,10 +30,13 @@ request) before the first task is judged. The artifact checks (one
 ``queue.latestArtifactInfo`` per completed docker-image task found) run all
 at once on the first docker-image task judged: one round trip more, in
 sequence, than taskgraph's own strategy (up to :data:`MAX_CONCURRENT`
-images found; each further 64 costs one more). Their threads are started
-ahead, while taskgraph waits for the index and the queue (taskgraph asks
-:meth:`~SoundIndexSearch.should_remove_task` of every task first), so the
-checks leave together.
+images found; each further 64 costs one more). Their threads and
+kept-alive connections are opened ahead, while taskgraph waits for the
+index and the queue, so the checks leave together: :func:`get_ready`, a
+``target_task_graph`` verification (:func:`install_readiness`), counts the
+docker-image tasks of the target graph, the last step before the
+optimization. taskgraph asks :meth:`~SoundIndexSearch.should_remove_task`
+only of tasks that nothing depends on, which a used image never is.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ __all__ = [
     "SoundIndexSearch",
     "candidates",
     "current_strategy",
+    "get_ready",
+    "install_readiness",
     "install_strategy",
     "needed_until",
 ]
@@ -180,28 +185,18 @@ class SoundIndexSearch(IndexSearch):  # type: ignore[misc]  # taskgraph has no t
         self._batch: Optional[Mapping[str, str]] = None
         self._expiries: dict[str, Optional[datetime.datetime]] = {}
         self._expiry_error: Optional[str] = None
-        #: docker-image tasks seen before the look-ups (threads started ahead for them).
-        self._seen = 0
 
     # -- taskgraph's interface ------------------------------------------------------
 
-    def should_remove_task(self, task: Any, params: Any, arg: Any) -> Any:
-        """Never remove (as taskgraph's ``index-search``); get ready for the artifact checks.
-
-        taskgraph asks this of every task before it looks the index up: each
-        docker-image task seen has a thread started ahead for its artifact
-        check, in the background, while the index and the queue answer.
-        """
-        cached = (getattr(task, "attributes", None) or {}).get("cached_task")
-        if getattr(task, "kind", None) == "docker-image" and isinstance(cached, dict):
-            self._seen += 1
-            try:
-                warm = getattr(self.index(), "warm", None)
-            except Exception:  # no index here: the checks will say so
-                warm = None
-            if warm is not None:
-                warm(self._seen)
-        return super().should_remove_task(task, params, arg)
+    def get_ready(self, images: int) -> None:
+        """Open, in the background, what ``images`` concurrent artifact checks need
+        (threads and kept-alive connections); never fails (the checks will say why)."""
+        try:
+            warm = getattr(self.index(), "warm", None)
+        except Exception:  # no index here: the checks will say so
+            return
+        if warm is not None:
+            warm(images)
 
     def should_replace_task(self, task: Any, params: Any, deadline: Any, arg: Any) -> Any:
         """Return the task id to reuse, or False to build (taskgraph's protocol)."""
@@ -316,6 +311,38 @@ class SoundIndexSearch(IndexSearch):  # type: ignore[misc]  # taskgraph has no t
 
                 self._index = TaskclusterIndex(get_root_url(), max_workers=MAX_CONCURRENT)
         return self._index
+
+
+def _is_image_task(task: Any) -> bool:
+    cached = (getattr(task, "attributes", None) or {}).get("cached_task")
+    return getattr(task, "kind", None) == "docker-image" and isinstance(cached, dict)
+
+
+def get_ready(task: Any, taskgraph: Any, scratch_pad: dict[str, Any], graph_config: Any,
+              parameters: Any) -> None:
+    """A ``target_task_graph`` verification: count the docker-image tasks judged by
+    ``index-search``; at the end (``task`` is ``None``), have the installed strategy
+    get ready for that many artifact checks (:meth:`SoundIndexSearch.get_ready`).
+
+    It verifies nothing and never fails: it is the last code of ours that
+    taskgraph runs before the optimization looks the index up.
+    """
+    if task is not None:
+        if _is_image_task(task) and STRATEGY in (getattr(task, "optimization", None) or {}):
+            scratch_pad["images"] = scratch_pad.get("images", 0) + 1
+        return
+    strategy = current_strategy()
+    if strategy is not None and scratch_pad.get("images"):
+        strategy.get_ready(min(int(scratch_pad["images"]), MAX_CONCURRENT))
+
+
+def install_readiness() -> None:
+    """Add :func:`get_ready` to taskgraph's ``target_task_graph`` verifications, once."""
+    from taskgraph.util.verify import verifications
+
+    added = verifications._verifications.get("target_task_graph", [])
+    if not any(getattr(v, "func", None) is get_ready for v in added):
+        verifications.add("target_task_graph")(get_ready)
 
 
 def _resolve_deadline(value: Any, now: datetime.datetime) -> Any:

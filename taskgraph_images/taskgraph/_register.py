@@ -21,6 +21,9 @@ def register(graph_config: Any) -> None:
       :class:`~taskgraph_images.taskgraph._optimize.SoundIndexSearch`, which
       judges ``docker-image`` tasks by the sound reuse rule and hands every
       other task to the strategy it replaces, unchanged;
+    - a ``target_task_graph`` verification that checks nothing and opens,
+      ahead, the connections the strategy's artifact checks will use
+      (:func:`~taskgraph_images.taskgraph._optimize.get_ready`);
     - a morph that says why each image is built, in the log and in
       ``public/docker-images.json`` (:mod:`taskgraph_images.taskgraph._explain`).
 
@@ -30,7 +33,8 @@ def register(graph_config: Any) -> None:
     :raises ConfigError: when ``taskcluster/taskgraph-images.yml`` exists and is invalid.
     """
     from taskgraph_images.taskgraph._explain import install_morph
-    from taskgraph_images.taskgraph._optimize import install_strategy
+    from taskgraph_images.taskgraph._optimize import install_readiness, install_strategy
 
     install_strategy(graph_config)
+    install_readiness()
     install_morph()

@@ -151,6 +151,10 @@ def run(images: int = 60, latency: float = 0.050, rounds: int = 3) -> dict[str, 
             "reused": rs[-1]["reused"],
         }
     out["ours_over_taskgraph"] = out["ours"]["wall"] / out["taskgraph"]["wall"]
+    # The physical limit of a sound rule: taskgraph's round trips and the artifact
+    # checks' one, each as long as the latency, and no CPU at all.
+    out["limit"] = {"wall": (out["taskgraph"]["in_sequence"] + 1) * latency}
+    out["ours_over_limit"] = out["ours"]["wall"] / out["limit"]["wall"]
     return out
 
 
@@ -162,6 +166,9 @@ def main() -> int:
         n = numbers[contender]
         print(f"{contender:>10}: {n['wall']:6.3f} s  {n['requests']:3d} requests  "
               f"{n['in_sequence']} in sequence  {n['reused']} reused")
+    print(f"{'limit':>10}: {numbers['limit']['wall']:6.3f} s  (taskgraph's round trips and one "
+          f"more, no CPU); ours / limit {numbers['ours_over_limit']:.2f}x, "
+          f"ours / taskgraph {numbers['ours_over_taskgraph']:.2f}x")
     return 0
 
 

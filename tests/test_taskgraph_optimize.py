@@ -151,12 +151,16 @@ def test_the_phase_is_batched_like_taskgraphs(repo: Path, tc_server: TCServer) -
     planted = Planted(tc_server, docker_tasks(repo, "push-level-3"))
     planted.every_case()
     tc_server.latency = 0.2
-    taskgraph("optimized", repo, "push-level-3", tc_server, strategies=OWN)
+    _, log = taskgraph("optimized", repo, "push-level-3", tc_server, strategies=OWN)
     assert (tc_server.count(), tc_server.in_sequence()) == (2, 2)
+    assert "ahead" not in log  # taskgraph's own strategy: nothing to get ready for
     tc_server.reset()
     planted.every_case()
     tc_server.latency = 0.2
-    taskgraph("optimized", repo, "push-level-3", tc_server)
+    _, log = taskgraph("optimized", repo, "push-level-3", tc_server)
+    # before the index is asked, one connection per docker-image task is opened
+    assert ("taskgraph-images: opening 9 connections ahead for the artifact checks of "
+            "9 docker-image tasks") in log
     assert tc_server.count("findTasksAtIndex") == 1
     assert tc_server.count("statuses") == 1
     # base, expired, soon and missing are completed at a searched namespace.

@@ -70,6 +70,8 @@ __all__ = [
 
 #: taskgraph's optimization log (the decision's ``public/optimizations.log``).
 _optimization_log = logging.getLogger("optimization")
+#: The decision's log.
+_log = logging.getLogger("taskgraph_images")
 
 #: The name taskgraph's cached tasks give their optimization.
 STRATEGY = "index-search"
@@ -332,8 +334,30 @@ def get_ready(task: Any, taskgraph: Any, scratch_pad: dict[str, Any], graph_conf
             scratch_pad["images"] = scratch_pad.get("images", 0) + 1
         return
     strategy = current_strategy()
-    if strategy is not None and scratch_pad.get("images"):
-        strategy.get_ready(min(int(scratch_pad["images"]), MAX_CONCURRENT))
+    images = int(scratch_pad.get("images", 0))
+    if strategy is None or not images or _overridden(strategy, parameters):
+        return
+    calls = min(images, MAX_CONCURRENT)
+    _log.info("taskgraph-images: opening %d connection%s ahead for the artifact checks of "
+              "%d docker-image task%s", calls, "" if calls == 1 else "s", images,
+              "" if images == 1 else "s")
+    strategy.get_ready(calls)
+
+
+def _overridden(strategy: SoundIndexSearch, parameters: Any) -> bool:
+    """Whether the decision replaces our ``index-search`` (``optimize_strategies``, or
+    ``TASKGRAPH_OPTIMIZE_STRATEGIES``, as taskgraph reads them)."""
+    name = os.environ.get("TASKGRAPH_OPTIMIZE_STRATEGIES") or (
+        parameters.get("optimize_strategies") if hasattr(parameters, "get") else None)
+    if not name:
+        return False
+    try:
+        from taskgraph.util.python_path import find_object
+
+        override = find_object(name)
+    except Exception:  # taskgraph will say what is wrong with it
+        return True
+    return isinstance(override, Mapping) and override.get(STRATEGY, strategy) is not strategy
 
 
 def install_readiness() -> None:

@@ -1,7 +1,8 @@
 """Benchmark the artifact paths: zstd save and streaming load with retag.
 
-Cases, each run in its own child process so that its peak RSS can be read
-from ``os.wait4`` (the parent's memory never counts):
+Cases, each run in its own child process under GNU time, so that its peak
+RSS is its own (a child forked from this process directly would inherit
+this process's high-water mark across exec):
 
 - ``save``: our compression path (:func:`taskgraph_images.images.compression.compress_stream`,
   level 3, all cores) on a docker-save-style tarball, vs ``zstd -3 -T0``;
@@ -30,11 +31,9 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from typing import Any, Callable, Optional, Sequence
 
 __all__ = ["Measure", "main", "make_tarball", "run"]
@@ -98,16 +97,11 @@ def make_tarball(path: str, size: int, layers: int = 4) -> None:
 
 
 def _timed(argv: Sequence[str], *, shell: bool = False) -> tuple[float, float]:
-    """Run ``argv``; return (wall seconds, peak RSS in MB of it and its children)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv if not shell else argv[0], shell=shell,
-                            env=dict(os.environ, PYTHONPATH=ROOT))
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{argv} failed with status {proc.returncode}")
-    return elapsed, usage.ru_maxrss / 1024
+    """Run ``argv`` (a shell command when ``shell``); return (wall seconds, peak RSS MB)."""
+    from run import timed
+
+    seconds, rss, _ = timed(["sh", "-c", argv[0]] if shell else argv, env={"PYTHONPATH": ROOT})
+    return seconds, rss
 
 
 def _pair(a: tuple[str, Sequence[str], bool, Optional[str]],

@@ -131,18 +131,15 @@ def _child_level(src: str, out: str, level: int, long: bool) -> None:
 # -- measuring ----------------------------------------------------------------------
 
 
-def _timed(argv: Sequence[str], *, shell: bool = False) -> tuple[float, float, str]:
-    """Run ``argv``; return (wall seconds, peak RSS MB of its process tree, stdout)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv if not shell else argv[0], shell=shell, stdout=subprocess.PIPE,
-                            env=dict(os.environ, PYTHONPATH=ROOT))
-    assert proc.stdout is not None
-    text = proc.stdout.read().decode()
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{argv} failed with status {status}")
-    return elapsed, usage.ru_maxrss / 1024, text
+def _timed(argv: Sequence[str]) -> tuple[float, float, str]:
+    """Run ``argv``; return (wall seconds, peak RSS MB of its largest process, stdout).
+
+    Under GNU time (:func:`run.timed`), so that the child's own figure
+    (``RUSAGE_SELF``) is its own too, not this process's inherited across exec.
+    """
+    from run import timed
+
+    return timed(argv, env={"PYTHONPATH": ROOT}, capture=True)
 
 
 def _me(*args: str) -> list[str]:
@@ -172,8 +169,8 @@ def run(size: int = 256 << 20, repeat: int = 3, levels: Sequence[int] = (3, 10, 
                 if os.path.exists(path):
                     os.unlink(path)
             seconds, tree_rss, _ = _timed(
-                [f"{buildah} docker-archive:{plain}:{TAG} && zstd -q -3 -T0 {plain} -o {theirs} "
-                 f"&& sync -d {theirs}"], shell=True)
+                ["sh", "-c", f"{buildah} docker-archive:{plain}:{TAG} && zstd -q -3 -T0 {plain} "
+                 f"-o {theirs} && sync -d {theirs}"])
             return {"seconds": seconds, "tree_rss": tree_rss}
 
         got = rounds(repeat, {"ours": case_ours, "cli": case_cli})

@@ -262,6 +262,38 @@ def _reap(proc: subprocess.Popen[bytes], started: float) -> dict[str, Any]:
     return result
 
 
+def timed(argv: Sequence[str], *, env: Optional[dict[str, str]] = None,
+          capture: bool = False) -> tuple[float, float, str]:
+    """Run ``argv`` (stdout captured when ``capture``, else inherited); return its wall
+    seconds, the peak RSS (MB) of the largest process of its tree, and its stdout.
+
+    Under GNU time when there is one, which forks from a small process; without
+    it, ``wait4``'s figure, an upper bound (at least this process's own peak).
+
+    :raises RuntimeError: when ``argv`` fails.
+    """
+    import tempfile
+
+    command = list(argv)
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as report:
+        if os.path.exists(TIME):
+            command = [TIME, "-o", report.name, "-f", "%M", *command]
+        start = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE if capture else None,
+                                env=None if env is None else {**os.environ, **env})
+        text = proc.stdout.read().decode() if proc.stdout is not None else ""
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        if proc.stdout is not None:
+            proc.stdout.close()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{list(argv)!r} failed with status {proc.returncode}")
+        words = report.read().split()
+    kb = int(words[-1]) if words and words[-1].isdigit() else usage.ru_maxrss
+    return elapsed, kb / 1024, text
+
+
 def _run(argv: Sequence[str], env: Optional[dict[str, str]] = None) -> dict[str, Any]:
     started = time.perf_counter()
     return _reap(_spawn(argv, env), started)

@@ -338,9 +338,8 @@ def get_ready(task: Any, taskgraph: Any, scratch_pad: dict[str, Any], graph_conf
     if strategy is None or not images or _overridden(strategy, parameters):
         return
     calls = min(images, MAX_CONCURRENT)
-    _log.info("taskgraph-images: opening %d connection%s ahead for the artifact checks of "
-              "%d docker-image task%s", calls, "" if calls == 1 else "s", images,
-              "" if images == 1 else "s")
+    _log.info("taskgraph-images: opening %d connection%s ahead for %d docker-image task%s",
+              calls, "" if calls == 1 else "s", images, "" if images == 1 else "s")
     strategy.get_ready(calls)
 
 

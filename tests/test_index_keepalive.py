@@ -69,6 +69,14 @@ class Origin(LoopbackServer):
         return f"http://{self.host_port}"
 
 
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine's proxy settings would send the loopback calls through ``requests``."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "NETRC"):
+        for variant in (name, name.lower()):
+            monkeypatch.delenv(variant, raising=False)
+
+
 @pytest.fixture
 def origin() -> Any:
     with Origin() as server:
@@ -204,9 +212,6 @@ def test_an_answer_later_than_the_deadline_times_out(origin: Origin) -> None:
 
 def test_a_proxy_a_netrc_entry_or_another_scheme_leaves_it_to_requests(
         origin: Origin, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "NETRC"):
-        for variant in (name, name.lower()):
-            monkeypatch.delenv(variant, raising=False)
     assert KeptConnections.for_root(origin.url) is not None
     assert KeptConnections.for_root("ftp://tc.example.com") is None
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.example.com:3128")
@@ -272,8 +277,6 @@ def test_behind_a_proxy_the_index_asks_through_requests(
         tc_server: TCServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """The environment's proxy is honoured: the loopback server, named as the
     proxy, sees the calls (``requests`` sends them in absolute form)."""
-    for name in ("NO_PROXY", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", tc_server.root_url)
     task_id = tc_server.add_task()
     index = make_index(tc_server)

@@ -383,6 +383,9 @@ def test_register_replaces_index_search_once_and_keeps_the_other_kinds_strategy(
     config = peer("taskgraph.config")
     monkeypatch.setitem(base.registry, "index-search", base.registry["index-search"])
     monkeypatch.setattr(morph, "registered_morphs", list(morph.registered_morphs))
+    registered = peer("taskgraph.util.verify").verifications._verifications
+    monkeypatch.setitem(registered, "target_task_graph",
+                        list(registered.get("target_task_graph", [])))
     from taskgraph_images.taskgraph import register
     from taskgraph_images.taskgraph._optimize import SoundIndexSearch
 
@@ -552,7 +555,8 @@ def test_the_target_graph_verification_gets_the_checks_ready(
     monkeypatch.setitem(base.registry, "index-search", base.registry["index-search"])
     monkeypatch.setattr(morph, "registered_morphs", list(morph.registered_morphs))
     registered = verify.verifications._verifications
-    monkeypatch.setitem(registered, "target_task_graph", list(registered["target_task_graph"]))
+    monkeypatch.setitem(registered, "target_task_graph",
+                        list(registered.get("target_task_graph", [])))
     from taskgraph_images.taskgraph import register
     from taskgraph_images.taskgraph._optimize import get_ready
 
@@ -585,6 +589,51 @@ def test_the_target_graph_verification_gets_the_checks_ready(
     monkeypatch.setitem(registered, "target_task_graph", ours)  # taskgraph's own want more
     verify.verifications("target_task_graph", graph, graph_config, {"level": "3"})
     assert warmed == [3]
+
+
+def test_it_stands_aside_when_the_decision_replaces_index_search(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``optimize_strategies`` (or ``TASKGRAPH_OPTIMIZE_STRATEGIES``) naming another
+    ``index-search``, or naming nothing importable: our strategy will not judge,
+    so nothing is opened; a mapping without ``index-search`` leaves it ours."""
+    base = peer("taskgraph.optimize.base")
+    task = peer("taskgraph.task")
+    config = peer("taskgraph.config")
+    monkeypatch.setitem(base.registry, "index-search", base.registry["index-search"])
+    monkeypatch.delenv("TASKGRAPH_OPTIMIZE_STRATEGIES", raising=False)
+    monkeypatch.syspath_prepend(str(repo / "taskcluster"))
+    import types
+
+    from taskgraph_images.taskgraph._optimize import get_ready, install_strategy
+
+    strategy = install_strategy(config.load_graph_config(str(repo / "taskcluster")))
+    warmed: list[int] = []
+
+    class Index:
+        def warm(self, calls: int) -> None:
+            warmed.append(calls)
+
+    strategy._index = Index()
+    others = types.ModuleType("other_strategies")
+    others.SKIP = {"skip-unless-changed": object()}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "other_strategies", others)
+    image = task.Task(kind="docker-image", label="docker-image-a", task={},
+                      attributes={"cached_task": {"name": "a", "digest": "d"}},
+                      optimization={"index-search": ["p.x"]})
+
+    def verify(parameters: dict[str, Any]) -> list[int]:
+        warmed.clear()
+        pad: dict[str, Any] = {}
+        get_ready(image, None, pad, None, parameters)
+        get_ready(None, None, pad, None, parameters)
+        return list(warmed)
+
+    assert verify({}) == [1]
+    assert verify({"optimize_strategies": OWN}) == []
+    assert verify({"optimize_strategies": "other_strategies:SKIP"}) == [1]
+    assert verify({"optimize_strategies": "no_such_module:X"}) == []
+    monkeypatch.setenv("TASKGRAPH_OPTIMIZE_STRATEGIES", OWN)  # wins over the parameters
+    assert verify({"optimize_strategies": "other_strategies:SKIP"}) == []
 
 
 def test_a_repository_without_a_hook_names_register_in_config_yml(repo: Path,

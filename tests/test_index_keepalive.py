@@ -7,7 +7,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 from loopserver import LoopbackServer
@@ -15,6 +15,7 @@ from tcserver import TCServer, make_index
 
 from taskgraph_images.index import _keepalive
 from taskgraph_images.index._keepalive import BodyTooLarge, KeptConnections
+from taskgraph_images.index.taskcluster import _session
 from taskgraph_images.tc.env import Credentials, TaskclusterEnv
 
 
@@ -59,8 +60,11 @@ class Origin(LoopbackServer):
                 if self.path == "/close":
                     self.send_header("Connection", "close")
                     self.close_connection = True
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):  # a client that gave up
+                    self.close_connection = True
 
         return Handler
 
@@ -83,8 +87,13 @@ def origin() -> Any:
         yield server
 
 
+def beside(url: str) -> Optional[KeptConnections]:
+    """Connections beside the index's session for ``url`` (the environment's settings)."""
+    return KeptConnections.beside(_session(url, 4), url)
+
+
 def kept(origin: Origin) -> KeptConnections:
-    connections = KeptConnections.for_root(origin.url)
+    connections = beside(origin.url)
     assert connections is not None
     return connections
 
@@ -146,7 +155,7 @@ def test_connections_opened_ahead_serve_concurrent_calls(origin: Origin) -> None
 def test_opening_ahead_to_a_closed_port_fails_quietly() -> None:
     with Origin() as server:
         url = server.url
-    connections = KeptConnections.for_root(url)
+    connections = beside(url)
     assert connections is not None
     connections.open_ahead(1, 2.0)  # the call that needs it will say why
     assert connections.idle == 0
@@ -212,17 +221,17 @@ def test_an_answer_later_than_the_deadline_times_out(origin: Origin) -> None:
 
 def test_a_proxy_a_netrc_entry_or_another_scheme_leaves_it_to_requests(
         origin: Origin, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    assert KeptConnections.for_root(origin.url) is not None
-    assert KeptConnections.for_root("ftp://tc.example.com") is None
+    assert beside(origin.url) is not None
+    assert beside("ftp://tc.example.com") is None
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.example.com:3128")
-    assert KeptConnections.for_root(origin.url) is None
+    assert beside(origin.url) is None
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    assert KeptConnections.for_root(origin.url) is not None
+    assert beside(origin.url) is not None
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login me password secret\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    assert KeptConnections.for_root(origin.url) is None
+    assert beside(origin.url) is None
 
 
 def test_https_verifies_with_the_bundle_requests_would_use(
@@ -233,7 +242,7 @@ def test_https_verifies_with_the_bundle_requests_would_use(
 
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    connections = KeptConnections.for_root("https://tc.example.com")
+    connections = beside("https://tc.example.com")
     assert connections is not None and connections.port == 443
     context = connections._context
     assert context is not None and context.verify_mode == ssl.CERT_REQUIRED
@@ -242,7 +251,7 @@ def test_https_verifies_with_the_bundle_requests_would_use(
     assert stats["x509_ca"] > 0
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
     with pytest.raises(FileNotFoundError):  # the bundle named is the one read
-        KeptConnections.for_root("https://tc.example.com")
+        beside("https://tc.example.com")
     assert requests.utils.DEFAULT_CA_BUNDLE_PATH
 
 

@@ -8,11 +8,12 @@ more than one round trip of a 50 ms link. Here a call is one
 (:meth:`KeptConnections.open_ahead`, while taskgraph still waits for the
 index), a fifth of that.
 
-Only the plain case is served here: a root URL the environment does not
-route through a proxy and has no ``.netrc`` entry for
-(:meth:`KeptConnections.for_root` returns ``None`` otherwise, and the caller
-uses its ``requests`` session). HTTPS verifies the server as ``requests``
-would: ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``, else ``certifi``'s bundle.
+Only the plain case is served here, with the environment's settings the
+caller's ``requests`` session resolved: a root URL that session does not
+send through a proxy, with no ``.netrc`` credentials
+(:meth:`KeptConnections.beside` returns ``None`` otherwise, and the caller
+uses the session). HTTPS verifies the server against the session's CA
+bundle: ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``, else ``certifi``'s.
 
 Every blocking step is bounded by the time left before the caller's
 deadline (the socket's timeout is set before each), and a body is read up
@@ -27,9 +28,12 @@ import ssl
 import threading
 import time
 import urllib.parse
-from typing import Mapping, Optional, Union
+from typing import TYPE_CHECKING, Mapping, Optional, Union
 
 import attrs
+
+if TYPE_CHECKING:  # pragma: no cover
+    import requests
 
 __all__ = ["MAX_BODY", "Answer", "BodyTooLarge", "KeptConnections"]
 
@@ -68,22 +72,34 @@ class KeptConnections:
         self._opening = 0
 
     @classmethod
-    def for_root(cls, root_url: str) -> Optional[KeptConnections]:
-        """Connections for ``root_url``, or ``None`` where ``requests`` must serve it
-        (a proxy or a ``.netrc`` entry applies, or a scheme other than HTTP(S))."""
+    def beside(cls, session: requests.Session, root_url: str) -> Optional[KeptConnections]:
+        """Connections for ``root_url`` that go where ``session`` would, or ``None``
+        where only ``session`` can: a proxy, ``.netrc`` credentials or a client
+        certificate applies, verification is off, or the scheme is not HTTP(S).
+
+        ``session`` holds the environment's settings for ``root_url``, resolved
+        once; HTTPS verifies the server against its CA bundle (``verify``).
+
+        :raises OSError: when that CA bundle cannot be read.
+        """
         import requests.utils
 
         parts = urllib.parse.urlsplit(root_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return None
-        if requests.utils.get_environ_proxies(root_url) or requests.utils.get_netrc_auth(
-                root_url):
+        if (requests.utils.select_proxy(root_url, session.proxies) or session.auth is not None
+                or session.cert is not None):
             return None
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
             return None
-        context = _tls_context(root_url) if parts.scheme == "https" else None
+        context = None
+        if parts.scheme == "https":
+            if session.verify is False:
+                return None
+            context = _tls_context(requests.utils.DEFAULT_CA_BUNDLE_PATH
+                                   if session.verify is True else str(session.verify))
         return cls(parts.scheme, parts.hostname, port, context)
 
     def __repr__(self) -> str:
@@ -189,14 +205,13 @@ def _left(deadline: float) -> float:
     return left
 
 
-def _tls_context(root_url: str) -> ssl.SSLContext:
-    """Verify servers as ``requests`` would for ``root_url``."""
+def _tls_context(bundle: str) -> ssl.SSLContext:
+    """Verify servers against the CA bundle ``bundle`` (a file, or a folder of them).
+
+    :raises OSError: when it cannot be read.
+    """
     import os
 
-    import requests.utils
-
-    bundle = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-              or requests.utils.DEFAULT_CA_BUNDLE_PATH)
     if os.path.isdir(bundle):
         return ssl.create_default_context(capath=bundle)
     return ssl.create_default_context(cafile=bundle)

@@ -260,7 +260,7 @@ class TaskclusterIndex:
         self._session = _session(self.root_url, max_workers)
         from taskgraph_images.index._keepalive import KeptConnections
 
-        self._kept = KeptConnections.for_root(self.root_url)
+        self._kept = KeptConnections.beside(self._session, self.root_url)
         self._origin = _split_url(self.root_url)[0]
         #: Connections :meth:`warm` has been asked to open ahead.
         self._ahead = 0

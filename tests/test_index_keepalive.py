@@ -10,10 +10,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
+from clirun import error_line, run_cli
 from loopserver import LoopbackServer
+from plan_helpers import GECKO
 from tcserver import TCServer, make_index
 
-from taskgraph_images.index import _keepalive
+from taskgraph_images._redact import quote_value
+from taskgraph_images.errors import ConfigError
+from taskgraph_images.index import TaskclusterIndex, _keepalive
 from taskgraph_images.index._keepalive import BodyTooLarge, KeptConnections
 from taskgraph_images.index.taskcluster import _session
 from taskgraph_images.tc.env import Credentials, TaskclusterEnv
@@ -253,6 +257,29 @@ def test_https_verifies_with_the_bundle_requests_would_use(
     with pytest.raises(FileNotFoundError):  # the bundle named is the one read
         beside("https://tc.example.com")
     assert requests.utils.DEFAULT_CA_BUNDLE_PATH
+
+
+@pytest.mark.parametrize("content", [None, b"not a certificate\n"])
+def test_a_ca_bundle_that_cannot_be_read_is_one_line(
+        content: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``REQUESTS_CA_BUNDLE`` naming a missing file, or one with no certificate in it,
+    stops the plan before any request, in one line naming the bundle."""
+    bundle = tmp_path / "bundle.pem"
+    if content is not None:
+        bundle.write_bytes(content)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    with pytest.raises(ConfigError, match="REQUESTS_CA_BUNDLE"):
+        TaskclusterIndex("https://tc.example.com", env=TaskclusterEnv())
+    code, _, err = run_cli(capsys, "plan", "-q", "--root", str(GECKO),
+                           "--index", "taskcluster:https://tc.example.com")
+    line = error_line(err)
+    assert code != 0
+    named = quote_value(str(bundle))  # a bounded, escaped prefix, as every value is shown
+    assert line.startswith(f"the CA bundle {named} for https://tc.example.com cannot be read (")
+    assert line.endswith("): check REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE")
+    assert "not a certificate" not in line  # the bundle's content is never shown
 
 
 # -- through the index -----------------------------------------------------------------------------

@@ -216,7 +216,8 @@ class TaskclusterIndex:
     ``report_after`` seconds, is told to ``reporter`` (:meth:`Reporter.waiting
     <taskgraph_images.progress.Reporter.waiting>`).
 
-    :raises ConfigError: when no root URL is given or configured.
+    :raises ConfigError: when no root URL is given or configured, or the
+        environment names a CA bundle that cannot be read (HTTPS).
     :raises DependencyError: for a ``taskcluster`` client older than the floor.
     """
 
@@ -260,7 +261,16 @@ class TaskclusterIndex:
         self._session = _session(self.root_url, max_workers)
         from taskgraph_images.index._keepalive import KeptConnections
 
-        self._kept = KeptConnections.beside(self._session, self.root_url)
+        try:
+            self._kept = KeptConnections.beside(self._session, self.root_url)
+        except OSError as e:  # ssl.SSLError too
+            from taskgraph_images._neterrors import describe
+            from taskgraph_images._redact import quote_value
+
+            raise ConfigError(
+                f"the CA bundle {quote_value(str(self._session.verify))} for {self.root_url} "
+                f"cannot be read ({describe(e)}): check REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE"
+            ) from e
         self._origin = _split_url(self.root_url)[0]
         #: Connections :meth:`warm` has been asked to open ahead.
         self._ahead = 0

@@ -202,8 +202,8 @@ class SoundIndexSearch(IndexSearch):  # type: ignore[misc]  # taskgraph has no t
 
     def should_replace_task(self, task: Any, params: Any, deadline: Any, arg: Any) -> Any:
         """Return the task id to reuse, or False to build (taskgraph's protocol)."""
-        cached = (getattr(task, "attributes", None) or {}).get("cached_task")
-        if getattr(task, "kind", None) != "docker-image" or not isinstance(cached, dict):
+        cached = _image_cache(task)
+        if cached is None:
             return self.fallback.should_replace_task(task, params, deadline, arg)
         now = utcnow()
         own = _as_time(_resolve_deadline(task.task["deadline"], now))
@@ -315,9 +315,11 @@ class SoundIndexSearch(IndexSearch):  # type: ignore[misc]  # taskgraph has no t
         return self._index
 
 
-def _is_image_task(task: Any) -> bool:
+def _image_cache(task: Any) -> Optional[dict[str, Any]]:
+    """The ``cached_task`` attribute of a docker-image task; ``None`` for another task."""
     cached = (getattr(task, "attributes", None) or {}).get("cached_task")
-    return getattr(task, "kind", None) == "docker-image" and isinstance(cached, dict)
+    return cached if getattr(task, "kind", None) == "docker-image" and isinstance(
+        cached, dict) else None
 
 
 def get_ready(task: Any, taskgraph: Any, scratch_pad: dict[str, Any], graph_config: Any,
@@ -330,7 +332,7 @@ def get_ready(task: Any, taskgraph: Any, scratch_pad: dict[str, Any], graph_conf
     taskgraph runs before the optimization looks the index up.
     """
     if task is not None:
-        if _is_image_task(task) and STRATEGY in (getattr(task, "optimization", None) or {}):
+        if _image_cache(task) is not None and STRATEGY in (getattr(task, "optimization", None) or {}):
             scratch_pad["images"] = scratch_pad.get("images", 0) + 1
         return
     strategy = current_strategy()

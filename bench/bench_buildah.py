@@ -139,7 +139,7 @@ def _timed(argv: Sequence[str]) -> tuple[float, float, str]:
     """
     from run import timed
 
-    return timed(argv, env={"PYTHONPATH": ROOT}, capture=True)
+    return timed(argv, env={"PYTHONPATH": ROOT})
 
 
 def _me(*args: str) -> list[str]:

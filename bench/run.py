@@ -242,56 +242,44 @@ def _spawn(argv: Sequence[str], env: Optional[dict[str, str]] = None
                             env=None if env is None else {**os.environ, **env})
 
 
-def _reap(proc: subprocess.Popen[bytes], started: float) -> dict[str, Any]:
-    """Wait for ``proc``; return its JSON (if any), wall seconds and peak RSS (MB)."""
+def _finish(proc: subprocess.Popen[bytes], started: float) -> tuple[float, float, str]:
+    """Wait for ``proc`` (from :func:`_spawn`); return its wall seconds, the peak RSS (MB)
+    of the largest process of its tree, and its stdout.
+
+    :raises RuntimeError: when it failed.
+    """
     out, err = proc.communicate()
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"{proc.args!r} failed with {proc.returncode}: {err.decode()[-500:]}")
-    lines = out.decode().strip().splitlines()
+    rss = [ln.split()[1] for ln in err.decode().splitlines() if ln.startswith("TGI-RSS ")]
+    if rss:
+        return wall, int(rss[-1]) / 1024, out.decode()
+    import resource  # no GNU time: the largest child so far (an upper bound)
+
+    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, out.decode()
+
+
+def _reap(proc: subprocess.Popen[bytes], started: float) -> dict[str, Any]:
+    """Wait for ``proc``; return its JSON (if any), wall seconds and peak RSS (MB)."""
+    wall, rss_mb, out = _finish(proc, started)
+    lines = out.strip().splitlines()
     result: dict[str, Any] = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
     result.setdefault("seconds", wall)
     result["wall"] = wall
-    rss = [ln.split()[1] for ln in err.decode().splitlines() if ln.startswith("TGI-RSS ")]
-    if rss:
-        result["rss_mb"] = int(rss[-1]) / 1024
-    else:  # no GNU time: the largest child so far (an upper bound)
-        import resource
-
-        result["rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    result["rss_mb"] = rss_mb
     return result
 
 
-def timed(argv: Sequence[str], *, env: Optional[dict[str, str]] = None,
-          capture: bool = False) -> tuple[float, float, str]:
-    """Run ``argv`` (stdout captured when ``capture``, else inherited); return its wall
-    seconds, the peak RSS (MB) of the largest process of its tree, and its stdout.
-
-    Under GNU time when there is one, which forks from a small process; without
-    it, ``wait4``'s figure, an upper bound (at least this process's own peak).
+def timed(argv: Sequence[str], *, env: Optional[dict[str, str]] = None
+          ) -> tuple[float, float, str]:
+    """Run ``argv``; return its wall seconds, the peak RSS (MB) of the largest process of
+    its tree (under GNU time when there is one: see :data:`TIME`), and its stdout.
 
     :raises RuntimeError: when ``argv`` fails.
     """
-    import tempfile
-
-    command = list(argv)
-    with tempfile.NamedTemporaryFile("r", suffix=".rss") as report:
-        if os.path.exists(TIME):
-            command = [TIME, "-o", report.name, "-f", "%M", *command]
-        start = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE if capture else None,
-                                env=None if env is None else {**os.environ, **env})
-        text = proc.stdout.read().decode() if proc.stdout is not None else ""
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - start
-        if proc.stdout is not None:
-            proc.stdout.close()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{list(argv)!r} failed with status {proc.returncode}")
-        words = report.read().split()
-    kb = int(words[-1]) if words and words[-1].isdigit() else usage.ru_maxrss
-    return elapsed, kb / 1024, text
+    started = time.perf_counter()
+    return _finish(_spawn(argv, env), started)
 
 
 def _run(argv: Sequence[str], env: Optional[dict[str, str]] = None) -> dict[str, Any]:
